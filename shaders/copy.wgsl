@@ -1,0 +1,22 @@
+// Plain copy, the bandwidth yardstick for memory-bound kernels: dst[i] = src[i].
+// One invocation per 4 elements, read and written as vec4 where the tensor allows.
+
+struct Params {
+    len: u32, // elements
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;       // [len]
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>; // [len]
+@group(0) @binding(2) var<uniform> p: Params;
+
+const WG: u32 = 256u;
+
+@compute @workgroup_size(256)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i < p.len) {
+        dst[i] = src[i];
+    }
+}

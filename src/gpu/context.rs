@@ -1,0 +1,277 @@
+//! The GPU context: adapter choice, device with the adapter's own limits, error capture,
+//! and the command recorder every op records into.
+
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Which adapter to open. Empty fields mean "any"; the environment variables
+/// `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` fill them when the CLI leaves them unset.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterChoice {
+    /// One of `vulkan`, `metal`, `dx12`, `gl` (comma-separated list allowed).
+    pub backend: Option<String>,
+    /// Case-insensitive substring of the adapter name.
+    pub adapter_name: Option<String>,
+}
+
+impl AdapterChoice {
+    pub fn from_env() -> Self {
+        Self {
+            backend: std::env::var("WGPU_BACKEND").ok().filter(|s| !s.is_empty()),
+            adapter_name: std::env::var("WGPU_ADAPTER_NAME")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        }
+    }
+
+    fn backends(&self) -> Result<wgpu::Backends> {
+        let Some(list) = &self.backend else {
+            return Ok(wgpu::Backends::all());
+        };
+        let mut backends = wgpu::Backends::empty();
+        for name in list.split(',').map(|s| s.trim().to_ascii_lowercase()) {
+            backends |= match name.as_str() {
+                "vulkan" | "vk" => wgpu::Backends::VULKAN,
+                "metal" | "mtl" => wgpu::Backends::METAL,
+                "dx12" | "d3d12" => wgpu::Backends::DX12,
+                "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown backend '{other}' (expected vulkan, metal, dx12 or gl)"
+                    )))
+                }
+            };
+        }
+        Ok(backends)
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(b) = &self.backend {
+            parts.push(format!("backend '{b}'"));
+        }
+        if let Some(n) = &self.adapter_name {
+            parts.push(format!("name containing '{n}'"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" matching {}", parts.join(" and "))
+        }
+    }
+}
+
+/// What `bitspike info` reports of one adapter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+}
+
+impl AdapterReport {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        Self {
+            name: info.name,
+            backend: info.backend.to_str().to_string(),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+            subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+        }
+    }
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the chosen backends expose.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterReport>> {
+    let instance = new_instance(choice.backends()?);
+    let adapters = pollster::block_on(instance.enumerate_adapters(choice.backends()?));
+    Ok(adapters
+        .iter()
+        .map(AdapterReport::of)
+        .filter(|r| name_matches(&r.name, choice))
+        .collect())
+}
+
+fn name_matches(name: &str, choice: &AdapterChoice) -> bool {
+    choice
+        .adapter_name
+        .as_ref()
+        .is_none_or(|want| name.to_lowercase().contains(&want.to_lowercase()))
+}
+
+/// Prefer real GPUs over software ones when the user did not name an adapter.
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Errors wgpu reports outside an error scope land here instead of wgpu's default
+/// handler, which panics; they surface as `Error::Gpu` at the next synchronisation.
+type ErrorSink = Arc<Mutex<Vec<String>>>;
+
+/// An open device, its queue, the adapter's description and limits, and the pending
+/// command encoder that ops record into until the next `flush`.
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterReport,
+    pub limits: wgpu::Limits,
+    errors: ErrorSink,
+    pending: Mutex<Option<wgpu::CommandEncoder>>,
+    pub(crate) kernels: crate::gpu::kernels::PipelineCache,
+    pub(crate) pool: crate::gpu::tensor::BufferPool,
+}
+
+impl GpuContext {
+    /// Open the adapter the choice (or the environment) names, the best one otherwise.
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let backends = choice.backends()?;
+        let instance = new_instance(backends);
+        let mut adapters: Vec<wgpu::Adapter> =
+            pollster::block_on(instance.enumerate_adapters(backends))
+                .into_iter()
+                .filter(|a| name_matches(&a.get_info().name, choice))
+                .collect();
+        adapters.sort_by_key(|a| device_type_rank(a.get_info().device_type));
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            filter: choice.describe(),
+        })?;
+        let report = AdapterReport::of(&adapter);
+        // The adapter's own limits: wgpu's defaults cap storage bindings at 128 MiB and
+        // workgroup memory at 16 KiB, which real models exceed.
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::SUBGROUP;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("bitspike"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::DeviceRequest {
+            adapter: report.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let errors: ErrorSink = Arc::default();
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut list) = sink.lock() {
+                list.push(e.to_string());
+            }
+        }));
+        Ok(Self {
+            device,
+            queue,
+            adapter: report,
+            limits,
+            errors,
+            pending: Mutex::new(None),
+            kernels: Default::default(),
+            pool: Default::default(),
+        })
+    }
+
+    /// Open the adapter named by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, or the best one.
+    pub fn from_env() -> Result<Self> {
+        Self::new(&AdapterChoice::from_env())
+    }
+
+    /// Run `f` on the pending command encoder, creating it if needed.
+    pub(crate) fn record<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let encoder = pending.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        f(encoder)
+    }
+
+    /// Submit everything recorded so far (without waiting for it).
+    pub fn flush(&self) {
+        let encoder = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(encoder) = encoder {
+            self.queue.submit([encoder.finish()]);
+        }
+    }
+
+    /// Submit and wait until the GPU has finished all work; report any GPU error.
+    pub fn sync(&self) -> Result<()> {
+        self.flush();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                context: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        self.check_errors("GPU work")
+    }
+
+    /// Turn errors captured since the last check into a `Result`.
+    pub fn check_errors(&self, context: &str) -> Result<()> {
+        let mut list = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        if list.is_empty() {
+            return Ok(());
+        }
+        let message = list.join("; ");
+        list.clear();
+        if message.to_lowercase().contains("out of memory") {
+            return Err(Error::OutOfMemory {
+                context: context.into(),
+            });
+        }
+        Err(Error::Gpu {
+            context: context.into(),
+            message,
+        })
+    }
+
+    /// Run `f` inside a validation error scope and return its error as a `Result`.
+    pub(crate) fn scoped<R>(&self, context: &str, f: impl FnOnce() -> R) -> Result<R> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        match pollster::block_on(scope.pop()) {
+            None => Ok(value),
+            Some(e) => Err(Error::Gpu {
+                context: context.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The shader registry and pipeline cache. Each `shaders/*.wgsl` file is one `Shader`;
+//! each entry point a host op dispatches is a `Kernel` with an explicit binding list.
+//! Pipelines are built once per (kernel, override constants) and reused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::{GpuContext, Tensor};
+use crate::error::{Error, Result};
+
+/// One WGSL file per kernel family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Copy,
+    Pack,
+    BinaryMatmul,
+    Matmul,
+}
+
+impl Shader {
+    pub const ALL: &'static [Shader] = &[
+        Shader::Copy,
+        Shader::Pack,
+        Shader::BinaryMatmul,
+        Shader::Matmul,
+    ];
+
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Shader::Copy => "copy.wgsl",
+            Shader::Pack => "pack.wgsl",
+            Shader::BinaryMatmul => "binary_matmul.wgsl",
+            Shader::Matmul => "matmul.wgsl",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Copy => include_str!("../../shaders/copy.wgsl"),
+            Shader::Pack => include_str!("../../shaders/pack.wgsl"),
+            Shader::BinaryMatmul => include_str!("../../shaders/binary_matmul.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+        }
+    }
+}
+
+/// How a kernel uses one binding. The convention for every kernel: read-only inputs
+/// first, then outputs, then (added by `dispatch`) one uniform block of sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// An entry point of a shader with its storage bindings (the uniform comes last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+/// Override constants of one pipeline, as (name, value).
+pub type Constants = [(&'static str, f64)];
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    kernel: Kernel,
+    constants: Vec<(&'static str, u64)>,
+}
+
+struct CachedPipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
+}
+
+
+/// Workgroup counts of a 1-D job split over x and y, since one axis holds at most
+/// `max_compute_workgroups_per_dimension` groups. Kernels rebuild the linear index as
+/// `wid.x + wid.y * num_workgroups.x`.
+pub fn grid_1d(ctx: &GpuContext, groups: u64) -> Result<[u32; 3]> {
+    let max = ctx.limits.max_compute_workgroups_per_dimension as u64;
+    let groups = groups.max(1);
+    let x = groups.min(max);
+    let y = groups.div_ceil(x);
+    if y > max {
+        return Err(Error::TooManyWorkgroups {
+            op: "grid_1d",
+            groups,
+            limit: ctx.limits.max_compute_workgroups_per_dimension,
+        });
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+impl GpuContext {
+    /// How many pipelines have been built so far (each is built once and reused).
+    pub fn cached_pipelines(&self) -> usize {
+        self.kernels
+            .pipelines
+            .lock()
+            .map(|p| p.len())
+            .unwrap_or(0)
+    }
+
+    fn shader_module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {
+        let mut modules = self
+            .kernels
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(&shader) {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(shader.file_name(), || {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.file_name()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                })
+        })?;
+        let module = Arc::new(module);
+        modules.insert(shader, module.clone());
+        Ok(module)
+    }
+
+    fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<CachedPipeline>> {
+        let key = PipelineKey {
+            kernel,
+            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        if let Some(p) = self
+            .kernels
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        let module = self.shader_module(kernel.shader)?;
+        let label = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+        let mut entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
+            .bindings
+            .iter()
+            .enumerate()
+            .map(|(i, access)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: *access == Access::Read,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: kernel.bindings.len() as u32,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+        let cached = self.scoped(&label, || {
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(&label),
+                    entries: &entries,
+                });
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(&label),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            let pipeline = self
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
+                    layout: Some(&pipeline_layout),
+                    module: &module,
+                    entry_point: Some(kernel.entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                });
+            CachedPipeline { pipeline, layout }
+        })?;
+        let cached = Arc::new(cached);
+        self.kernels
+            .pipelines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, cached.clone());
+        Ok(cached)
+    }
+
+    /// Record one dispatch of `kernel` on `tensors` (in binding order) with the uniform
+    /// block `params`. Nothing runs until the next `flush`/`sync`/download.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        kernel: Kernel,
+        constants: &Constants,
+        tensors: &[&Tensor],
+        params: &P,
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        if tensors.len() != kernel.bindings.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{}::{} takes {} buffers, got {}",
+                kernel.shader.file_name(),
+                kernel.entry,
+                kernel.bindings.len(),
+                tensors.len()
+            )));
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if let Some(&g) = workgroups.iter().find(|&&g| g > max) {
+            return Err(Error::TooManyWorkgroups {
+                op: kernel.entry,
+                groups: g as u64,
+                limit: max,
+            });
+        }
+        if workgroups.contains(&0) {
+            return Ok(());
+        }
+        let cached = self.pipeline(kernel, constants)?;
+        // Uniform blocks are padded to 16 bytes, the uniform address space's granule.
+        let mut bytes = bytemuck::bytes_of(params).to_vec();
+        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
+        let uniform = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+        let mut entries: Vec<wgpu::BindGroupEntry> = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: t.binding(),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry {
+            binding: tensors.len() as u32,
+            resource: uniform.as_entire_binding(),
+        });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &cached.layout,
+            entries: &entries,
+        });
+        self.record(|enc| {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: None,
+            });
+            pass.set_pipeline(&cached.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        });
+        Ok(())
+    }
+}

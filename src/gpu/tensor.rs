@@ -1,0 +1,333 @@
+//! GPU tensors: a pooled storage buffer with a shape and a dtype, and the transfers
+//! between host and device.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use wgpu::util::DeviceExt;
+
+use super::GpuContext;
+use crate::error::{Error, Result};
+
+/// Element type of a tensor's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum DType {
+    F32,
+    U32,
+    /// Bits packed 32 to a `u32` along the last dimension, least significant bit first,
+    /// each row zero-padded to a whole word. The shape counts bits, not words.
+    PackedBits,
+}
+
+/// Words of storage per row of `k` packed bits.
+pub fn words_per_row(k: usize) -> usize {
+    k.div_ceil(32)
+}
+
+/// Number of 4-byte words a tensor of this shape and dtype stores.
+pub fn storage_words(shape: &[usize], dtype: DType) -> usize {
+    match dtype {
+        DType::F32 | DType::U32 => shape.iter().product(),
+        DType::PackedBits => match shape.split_last() {
+            None => 0,
+            Some((k, rows)) => rows.iter().product::<usize>() * words_per_row(*k),
+        },
+    }
+}
+
+/// Buffers are pooled by size class so that repeated steps reuse allocations; a class is
+/// the size rounded up to an eighth of its power of two (at most 12.5 % waste).
+fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(256);
+    let granule = (bytes.next_power_of_two() / 8).max(256);
+    bytes.div_ceil(granule) * granule
+}
+
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+}
+
+
+/// A buffer that goes back to its pool when the last tensor using it is dropped.
+pub(crate) struct PooledBuffer {
+    buffer: Option<wgpu::Buffer>,
+    class: u64,
+    pool: Weak<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
+            let mut free = pool.lock().unwrap_or_else(|p| p.into_inner());
+            free.entry(self.class).or_default().push(buffer);
+        }
+    }
+}
+
+/// A tensor on the GPU. Clones share the buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    buffer: Arc<PooledBuffer>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.dtype, self.shape)
+    }
+}
+
+impl Tensor {
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Logical element count (bits for `PackedBits`).
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the tensor's data occupies (the buffer may be larger).
+    pub fn byte_len(&self) -> u64 {
+        4 * storage_words(&self.shape, self.dtype) as u64
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer
+            .buffer
+            .as_ref()
+            .expect("a live tensor always holds its buffer")
+    }
+
+    /// The binding of exactly the tensor's bytes (at least one word, as bindings must be
+    /// non-empty).
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer(),
+            offset: 0,
+            size: wgpu::BufferSize::new(self.byte_len().max(4)),
+        })
+    }
+
+    /// The same data seen with another shape of the same storage size.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if storage_words(shape, self.dtype) != storage_words(&self.shape, self.dtype)
+            || shape.iter().product::<usize>() != self.len()
+        {
+            return Err(Error::Shape {
+                op: "reshape",
+                expected: format!("{} elements", self.len()),
+                got: format!("{shape:?}"),
+            });
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    /// Check shape and dtype in one call, for op wrappers.
+    pub fn expect(&self, op: &'static str, shape: &[usize], dtype: DType) -> Result<()> {
+        if self.dtype != dtype {
+            return Err(Error::DType {
+                op,
+                expected: dtype,
+                got: self.dtype,
+            });
+        }
+        if self.shape != shape {
+            return Err(Error::Shape {
+                op,
+                expected: format!("{shape:?}"),
+                got: format!("{:?}", self.shape),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl GpuContext {
+    /// Bytes held by free pooled buffers, waiting for reuse.
+    pub fn pooled_idle_bytes(&self) -> u64 {
+        let free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.iter().map(|(size, v)| size * v.len() as u64).sum()
+    }
+
+    /// An uninitialised tensor from the pool (kernels overwrite every element).
+    pub fn empty(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = (4 * storage_words(shape, dtype) as u64).max(4);
+        self.check_buffer_size(&format!("{dtype:?} tensor {shape:?}"), bytes)?;
+        let class = size_class(bytes);
+        let reused = {
+            let mut free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
+            free.get_mut(&class).and_then(|v| v.pop())
+        };
+        let buffer = match reused {
+            Some(b) => b,
+            None => self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: class,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        Ok(Tensor {
+            buffer: Arc::new(PooledBuffer {
+                buffer: Some(buffer),
+                class,
+                pool: Arc::downgrade(&self.pool.free),
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// A tensor of zeros.
+    pub fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let t = self.empty(shape, dtype)?;
+        self.record(|enc| enc.clear_buffer(t.buffer(), 0, None));
+        Ok(t)
+    }
+
+    pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let binding = self.limits.max_storage_buffer_binding_size;
+        if bytes > binding {
+            return Err(Error::BufferTooLarge {
+                what: what.into(),
+                bytes,
+                limit: binding,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        if size_class(bytes) > self.limits.max_buffer_size {
+            return Err(Error::BufferTooLarge {
+                what: what.into(),
+                bytes,
+                limit: self.limits.max_buffer_size,
+                limit_name: "max_buffer_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// Upload raw 4-byte words. The copy is recorded in order with the pending work, so
+    /// an upload never overtakes a dispatch recorded before it.
+    pub fn upload_words<T: bytemuck::Pod>(
+        &self,
+        data: &[T],
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let want = storage_words(shape, dtype);
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.len() != 4 * want {
+            return Err(Error::Shape {
+                op: "upload",
+                expected: format!("{want} words for {dtype:?} {shape:?}"),
+                got: format!("{} words", bytes.len() / 4),
+            });
+        }
+        let t = self.empty(shape, dtype)?;
+        if want > 0 {
+            let staging = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("upload"),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
+            self.record(|enc| {
+                enc.copy_buffer_to_buffer(&staging, 0, t.buffer(), 0, bytes.len() as u64)
+            });
+        }
+        Ok(t)
+    }
+
+    pub fn upload_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
+        self.upload_words(data, shape, DType::F32)
+    }
+
+    /// Read a tensor's words back through a staging buffer (waits for the GPU).
+    pub fn download_words<T: bytemuck::Pod>(&self, t: &Tensor) -> Result<Vec<T>> {
+        let bytes = t.byte_len();
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.record(|enc| enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes));
+        self.flush();
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.sync()?;
+        let mapped = rx.recv().map_err(|_| Error::Gpu {
+            context: "download".into(),
+            message: "the map callback never ran".into(),
+        })?;
+        mapped.map_err(|e| Error::Gpu {
+            context: "download".into(),
+            message: e.to_string(),
+        })?;
+        let view = slice.get_mapped_range().map_err(|e| Error::Gpu {
+            context: "download".into(),
+            message: e.to_string(),
+        })?;
+        let out = bytemuck::pod_collect_to_vec(&view);
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Download an f32 tensor.
+    pub fn download_f32(&self, t: &Tensor) -> Result<Vec<f32>> {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: "download_f32",
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+        self.download_words(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_classes_round_up_by_at_most_an_eighth() {
+        for bytes in [1u64, 255, 256, 257, 1000, 4096, 4097, 1 << 20, (1 << 20) + 1] {
+            let c = size_class(bytes);
+            assert!(c >= bytes);
+            assert!(c <= (bytes.max(256) * 9).div_ceil(8) + 256, "{bytes} -> {c}");
+        }
+    }
+
+    #[test]
+    fn packed_storage_pads_each_row() {
+        assert_eq!(storage_words(&[3, 33], DType::PackedBits), 6);
+        assert_eq!(storage_words(&[2, 5, 32], DType::PackedBits), 10);
+        assert_eq!(storage_words(&[3, 33], DType::F32), 99);
+    }
+}

@@ -1,0 +1,10 @@
+//! bitspike: binary spiking transformers on any GPU through wgpu, with handwritten WGSL
+//! kernels, a CPU reference for every kernel, and surrogate-gradient training.
+
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod reference;
+
+pub use error::{Error, Result};
+pub use gpu::{DType, GpuContext, Tensor};

@@ -1,0 +1,198 @@
+//! Packed binary matmul in its three forms (shaders/binary_matmul.wgsl):
+//! spikes x signs (AND-popcount), signs x signs (XNOR-popcount), spikes x spikes, and
+//! f32 activations x packed sign weights.
+
+use super::{to_u32, MatrixShape};
+use crate::error::{Error, Result};
+use crate::gpu::{words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
+
+const BINARY_MATMUL: Kernel = Kernel {
+    shader: Shader::BinaryMatmul,
+    entry: "binary_matmul",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const MATMUL_F32_BITS: Kernel = Kernel {
+    shader: Shader::BinaryMatmul,
+    entry: "matmul_f32_bits",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const TILE: usize = 64;
+
+/// Which values the two packed operands hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryForm {
+    /// (a) A holds spikes {0,1}, B signs {-1,+1}: `2 popcount(a & b) - popcount(a)`.
+    SpikesSigns,
+    /// (b) both hold signs {-1,+1}: `K - 2 popcount(a ^ b)`.
+    SignsSigns,
+    /// Both hold spikes {0,1}: `popcount(a & b)` (spike attention scores).
+    SpikesSpikes,
+}
+
+impl BinaryForm {
+    fn mode(self) -> f64 {
+        match self {
+            BinaryForm::SpikesSigns => 0.0,
+            BinaryForm::SignsSigns => 1.0,
+            BinaryForm::SpikesSpikes => 2.0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    kw: u32,
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+}
+
+/// Shapes of `out[b] = a[b] . b[b]^T` (B shared when it has rank 2).
+struct Plan {
+    a: MatrixShape,
+    n: usize,
+    b_shared: bool,
+}
+
+fn plan(op: &'static str, a: &Tensor, b: &Tensor, scale: Option<&Tensor>) -> Result<Plan> {
+    let ma = MatrixShape::of(op, a.shape())?;
+    let mb = MatrixShape::of(op, b.shape())?;
+    if b.dtype() != DType::PackedBits {
+        return Err(Error::DType {
+            op,
+            expected: DType::PackedBits,
+            got: b.dtype(),
+        });
+    }
+    if mb.cols != ma.cols || (mb.batched && (mb.batch != ma.batch || !ma.batched)) {
+        return Err(Error::Shape {
+            op,
+            expected: format!(
+                "B of [N, {k}] or [{batch}, N, {k}] for A {:?}",
+                a.shape(),
+                k = ma.cols,
+                batch = ma.batch
+            ),
+            got: format!("{:?}", b.shape()),
+        });
+    }
+    if let Some(s) = scale {
+        s.expect(op, &[mb.rows], DType::F32)?;
+    }
+    Ok(Plan {
+        a: ma,
+        n: mb.rows,
+        b_shared: !mb.batched,
+    })
+}
+
+fn run(
+    ctx: &GpuContext,
+    kernel: Kernel,
+    constants: &[(&'static str, f64)],
+    a: &Tensor,
+    b: &Tensor,
+    scale: Option<&Tensor>,
+    plan: Plan,
+    a_batch_stride: usize,
+) -> Result<Tensor> {
+    let op = kernel.entry;
+    let Plan { a: ma, n, b_shared } = plan;
+    let out_shape: Vec<usize> = if ma.batched {
+        vec![ma.batch, ma.rows, n]
+    } else {
+        vec![ma.rows, n]
+    };
+    let out = ctx.empty(&out_shape, DType::F32)?;
+    let kw = words_per_row(ma.cols);
+    let params = Params {
+        m: to_u32(op, "M", ma.rows)?,
+        n: to_u32(op, "N", n)?,
+        k: to_u32(op, "K", ma.cols)?,
+        kw: to_u32(op, "K words", kw)?,
+        a_batch_stride: to_u32(op, "A batch stride", a_batch_stride)?,
+        b_batch_stride: if b_shared {
+            0
+        } else {
+            to_u32(op, "B batch stride", n * kw)?
+        },
+    };
+    to_u32(op, "output size", ma.batch * ma.rows * n)?;
+    // Without a scale the kernel never reads binding 2, but a binding must exist and may
+    // not alias the output.
+    let unused = ctx.empty(&[1], DType::F32)?;
+    let scale_or_dummy = scale.unwrap_or(&unused);
+    let mut constants = constants.to_vec();
+    constants.push(("HAS_SCALE", if scale.is_some() { 1.0 } else { 0.0 }));
+    ctx.dispatch(
+        kernel,
+        &constants,
+        &[a, b, scale_or_dummy, &out],
+        &params,
+        [
+            to_u32(op, "column tiles", n.div_ceil(TILE))?,
+            to_u32(op, "row tiles", ma.rows.div_ceil(TILE))?,
+            to_u32(op, "batch", ma.batch)?,
+        ],
+    )?;
+    Ok(out)
+}
+
+/// `out[.., m, n] = scale[n] * dot(a[.., m, :], b[.., n, :])` on packed bits, with the
+/// values each operand holds given by `form`. `a` is `PackedBits [M, K]` or
+/// `[batch, M, K]`; `b` is `PackedBits [N, K]` (shared over the batch) or
+/// `[batch, N, K]`; `scale` is an optional f32 `[N]`. Returns f32 `[.., M, N]`.
+pub fn binary_matmul(
+    ctx: &GpuContext,
+    a: &Tensor,
+    b: &Tensor,
+    scale: Option<&Tensor>,
+    form: BinaryForm,
+) -> Result<Tensor> {
+    const OP: &str = "binary_matmul";
+    if a.dtype() != DType::PackedBits {
+        return Err(Error::DType {
+            op: OP,
+            expected: DType::PackedBits,
+            got: a.dtype(),
+        });
+    }
+    let plan = plan(OP, a, b, scale)?;
+    let stride = plan.a.rows * words_per_row(plan.a.cols);
+    run(
+        ctx,
+        BINARY_MATMUL,
+        &[("MODE", form.mode())],
+        a,
+        b,
+        scale,
+        plan,
+        stride,
+    )
+}
+
+/// Form (c): f32 activations `x [.., M, K]` times packed sign weights `b [.., N, K]`,
+/// `out[.., m, n] = scale[n] * sum_k x[.., m, k] * (bit ? +1 : -1)`.
+pub fn matmul_f32_bits(
+    ctx: &GpuContext,
+    x: &Tensor,
+    b: &Tensor,
+    scale: Option<&Tensor>,
+) -> Result<Tensor> {
+    const OP: &str = "matmul_f32_bits";
+    if x.dtype() != DType::F32 {
+        return Err(Error::DType {
+            op: OP,
+            expected: DType::F32,
+            got: x.dtype(),
+        });
+    }
+    let plan = plan(OP, x, b, scale)?;
+    let stride = plan.a.rows * plan.a.cols;
+    run(ctx, MATMUL_F32_BITS, &[], x, b, scale, plan, stride)
+}

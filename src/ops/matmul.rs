@@ -1,0 +1,130 @@
+//! Tiled f32 matmul with the transposed forms backward passes need
+//! (shaders/matmul.wgsl).
+
+use super::{to_u32, MatrixShape};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, DType, GpuContext, Kernel, Shader, Tensor};
+
+const MATMUL: Kernel = Kernel {
+    shader: Shader::Matmul,
+    entry: "matmul",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const TILE: usize = 64;
+
+/// Which operand is stored transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulForm {
+    /// `A [M, K] B [K, N]`
+    AB,
+    /// `A^T B` with `A [K, M]`, `B [K, N]` (weight gradients: dW = dY^T X).
+    AtB,
+    /// `A B^T` with `A [M, K]`, `B [N, K]` (linear layers: Y = X W^T).
+    ABt,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+}
+
+/// (M, N, K, batch, output batched?) of `op(a) op(b)`; B of rank 2 is shared over the
+/// batch of A.
+fn dims(a: &Tensor, b: &Tensor, form: MatmulForm) -> Result<(usize, usize, usize, usize, bool)> {
+    const OP: &str = "matmul";
+    for t in [a, b] {
+        if t.dtype() != DType::F32 {
+            return Err(Error::DType {
+                op: OP,
+                expected: DType::F32,
+                got: t.dtype(),
+            });
+        }
+    }
+    let ma = MatrixShape::of(OP, a.shape())?;
+    let mb = MatrixShape::of(OP, b.shape())?;
+    let (m, ka) = match form {
+        MatmulForm::AtB => (ma.cols, ma.rows),
+        _ => (ma.rows, ma.cols),
+    };
+    let (n, kb) = match form {
+        MatmulForm::ABt => (mb.rows, mb.cols),
+        _ => (mb.cols, mb.rows),
+    };
+    let batch_ok = !mb.batched || (ma.batched && mb.batch == ma.batch);
+    if ka != kb || !batch_ok {
+        return Err(Error::Shape {
+            op: OP,
+            expected: format!("operands of {form:?} agreeing on K = {ka} and on the batch"),
+            got: format!("{:?} and {:?}", a.shape(), b.shape()),
+        });
+    }
+    Ok((m, n, ka, ma.batch, ma.batched))
+}
+
+/// `op(a) op(b)` into a new f32 tensor `[M, N]` or `[batch, M, N]`.
+pub fn matmul(ctx: &GpuContext, a: &Tensor, b: &Tensor, form: MatmulForm) -> Result<Tensor> {
+    let (m, n, _, batch, batched) = dims(a, b, form)?;
+    let shape: Vec<usize> = if batched {
+        vec![batch, m, n]
+    } else {
+        vec![m, n]
+    };
+    let c = ctx.empty(&shape, DType::F32)?;
+    matmul_into(ctx, a, b, &c, form, false)?;
+    Ok(c)
+}
+
+/// `c = op(a) op(b)`, or `c += op(a) op(b)` when `accumulate`.
+pub fn matmul_into(
+    ctx: &GpuContext,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    form: MatmulForm,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "matmul";
+    let (m, n, k, batch, batched) = dims(a, b, form)?;
+    let want: Vec<usize> = if batched {
+        vec![batch, m, n]
+    } else {
+        vec![m, n]
+    };
+    c.expect(OP, &want, DType::F32)?;
+    let b_shared = b.shape().len() == 2;
+    to_u32(OP, "output size", batch * m * n)?;
+    let params = Params {
+        m: to_u32(OP, "M", m)?,
+        n: to_u32(OP, "N", n)?,
+        k: to_u32(OP, "K", k)?,
+        a_batch_stride: to_u32(OP, "A batch stride", m * k)?,
+        b_batch_stride: if b_shared {
+            0
+        } else {
+            to_u32(OP, "B batch stride", n * k)?
+        },
+    };
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    ctx.dispatch(
+        MATMUL,
+        &[
+            ("TRANS_A", flag(form == MatmulForm::AtB)),
+            ("TRANS_B", flag(form == MatmulForm::ABt)),
+            ("ACCUMULATE", flag(accumulate)),
+        ],
+        &[a, b, c],
+        &params,
+        [
+            to_u32(OP, "column tiles", n.div_ceil(TILE))?,
+            to_u32(OP, "row tiles", m.div_ceil(TILE))?,
+            to_u32(OP, "batch", batch)?,
+        ],
+    )
+}

@@ -1,0 +1,82 @@
+//! Shared test helpers: one GPU context per test binary, a seeded RNG, and comparisons
+//! that name the failing index with both values.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use bitspike::GpuContext;
+
+/// The system's GPU (lavapipe in CI). A missing adapter fails the test loudly: CI must
+/// have one, and a silently skipped GPU test proves nothing.
+pub fn ctx() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| match GpuContext::from_env() {
+        Ok(c) => c,
+        Err(e) => panic!("GPU tests need an adapter: {e}"),
+    })
+}
+
+/// SplitMix64: small, seeded, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.uniform()
+    }
+
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.range(lo, hi)).collect()
+    }
+
+    /// Spikes {0,1} firing with probability `rate`.
+    pub fn spikes(&mut self, n: usize, rate: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| if self.uniform() < rate { 1.0 } else { 0.0 })
+            .collect()
+    }
+
+    /// Signs {-1,+1}.
+    pub fn signs(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| if self.next_u64() & 1 == 1 { 1.0 } else { -1.0 })
+            .collect()
+    }
+}
+
+/// Assert `got` matches `want` elementwise within `eps` absolute + relative tolerance,
+/// naming the first failing index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], eps: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            approx::relative_eq!(g, w, epsilon = eps, max_relative = eps),
+            "{what}: index {i}: got {g}, want {w}"
+        );
+    }
+}
+
+/// Assert exact equality, naming the first failing index.
+pub fn assert_exact<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "{what}: index {i}");
+    }
+}

@@ -1,0 +1,60 @@
+//! The engine itself: transfers, the buffer pool, the pipeline cache, limits, copy.
+
+use bitspike::ops::copy;
+use bitspike::{DType, Error};
+
+use crate::common::{assert_exact, ctx, Rng};
+
+#[test]
+fn upload_download_round_trip_and_copy() {
+    let ctx = ctx();
+    let x = Rng::new(11).vec(1001, -5.0, 5.0);
+    let t = ctx.upload_f32(&x, &[7, 11, 13]).unwrap();
+    assert_exact("round trip", &ctx.download_f32(&t).unwrap(), &x);
+    let c = copy(ctx, &t).unwrap();
+    assert_exact("copy", &ctx.download_f32(&c).unwrap(), &x);
+}
+
+#[test]
+fn pool_reuses_freed_buffers() {
+    let ctx = ctx();
+    let shape = [123_457];
+    let t = ctx.empty(&shape, DType::F32).unwrap();
+    let ptr = format!("{:?}", t.buffer());
+    drop(t);
+    assert!(ctx.pooled_idle_bytes() >= 4 * 123_457);
+    let again = ctx.empty(&shape, DType::F32).unwrap();
+    assert_eq!(format!("{:?}", again.buffer()), ptr, "the freed buffer is reused");
+}
+
+#[test]
+fn pipelines_are_built_once() {
+    let ctx = ctx();
+    let t = ctx.upload_f32(&[1.0; 10], &[10]).unwrap();
+    copy(ctx, &t).unwrap();
+    let before = ctx.cached_pipelines();
+    for _ in 0..5 {
+        copy(ctx, &t).unwrap();
+    }
+    ctx.sync().unwrap();
+    assert_eq!(ctx.cached_pipelines(), before);
+}
+
+#[test]
+fn over_limit_buffer_is_a_clear_error() {
+    let ctx = ctx();
+    let words = (ctx.limits.max_storage_buffer_binding_size / 4 + 1) as usize;
+    match ctx.empty(&[words], DType::F32) {
+        Err(Error::BufferTooLarge { limit_name, .. }) => {
+            assert_eq!(limit_name, "max_storage_buffer_binding_size")
+        }
+        other => panic!("expected BufferTooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn upload_of_wrong_length_is_a_shape_error() {
+    let ctx = ctx();
+    let err = ctx.upload_f32(&[1.0; 5], &[2, 3]).unwrap_err();
+    assert!(err.to_string().contains("shape mismatch in upload"), "{err}");
+}
