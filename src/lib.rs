@@ -1,6 +1,7 @@
 //! bitspike: binary spiking transformers on any GPU through wgpu, with handwritten WGSL
 //! kernels, a CPU reference for every kernel, and surrogate-gradient training.
 
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod ops;

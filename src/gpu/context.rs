@@ -166,7 +166,14 @@ impl GpuContext {
                 .into_iter()
                 .filter(|a| name_matches(&a.get_info().name, choice))
                 .collect();
-        adapters.sort_by_key(|a| device_type_rank(a.get_info().device_type));
+        // GL last among equals: its compute support is the narrowest.
+        adapters.sort_by_key(|a| {
+            let info = a.get_info();
+            (
+                device_type_rank(info.device_type),
+                info.backend == wgpu::Backend::Gl,
+            )
+        });
         let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
             filter: choice.describe(),
         })?;

@@ -120,12 +120,22 @@ impl GpuContext {
         if let Some(m) = modules.get(&shader) {
             return Ok(m.clone());
         }
-        let module = self.scoped(shader.file_name(), || {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
+        // Our shaders are trusted and every loop is bounded by a uniform size, so naga's
+        // loop-bounding counters (a 64-bit compare per iteration, costly on CPU drivers)
+        // are left out; bounds checks on buffer accesses stay on.
+        let checks = wgpu::ShaderRuntimeChecks {
+            bounds_checks: true,
+            force_loop_bounding: false,
+            ..wgpu::ShaderRuntimeChecks::checked()
+        };
+        let module = self.scoped(shader.file_name(), || unsafe {
+            self.device.create_shader_module_trusted(
+                wgpu::ShaderModuleDescriptor {
                     label: Some(shader.file_name()),
                     source: wgpu::ShaderSource::Wgsl(shader.source().into()),
-                })
+                },
+                checks,
+            )
         })?;
         let module = Arc::new(module);
         modules.insert(shader, module.clone());

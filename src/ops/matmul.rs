@@ -11,7 +11,9 @@ const MATMUL: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
-const TILE: usize = 64;
+/// C rows and columns one workgroup computes (8 x 8 invocations of 8 x 4 each).
+const TILE_ROWS: usize = 64;
+const TILE_COLS: usize = 32;
 
 /// Which operand is stored transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +32,10 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    a_batch_stride: u32,
-    b_batch_stride: u32,
+    lda4: u32,
+    ldb4: u32,
+    a_batch_stride4: u32,
+    b_batch_stride4: u32,
 }
 
 /// (M, N, K, batch, output batched?) of `op(a) op(b)`; B of rank 2 is shared over the
@@ -100,15 +104,28 @@ pub fn matmul_into(
     c.expect(OP, &want, DType::F32)?;
     let b_shared = b.shape().len() == 2;
     to_u32(OP, "output size", batch * m * n)?;
+    // The kernel reads vec4s along each operand's stored rows.
+    let a = super::copy::pad_last_dim(ctx, a, 4)?;
+    let b = super::copy::pad_last_dim(ctx, b, 4)?;
+    let (a_rows, lda) = match form {
+        MatmulForm::AtB => (k, a.shape()[a.shape().len() - 1]),
+        _ => (m, a.shape()[a.shape().len() - 1]),
+    };
+    let (b_rows, ldb) = match form {
+        MatmulForm::ABt => (n, b.shape()[b.shape().len() - 1]),
+        _ => (k, b.shape()[b.shape().len() - 1]),
+    };
     let params = Params {
         m: to_u32(OP, "M", m)?,
         n: to_u32(OP, "N", n)?,
         k: to_u32(OP, "K", k)?,
-        a_batch_stride: to_u32(OP, "A batch stride", m * k)?,
-        b_batch_stride: if b_shared {
+        lda4: to_u32(OP, "A row", lda / 4)?,
+        ldb4: to_u32(OP, "B row", ldb / 4)?,
+        a_batch_stride4: to_u32(OP, "A batch stride", a_rows * lda / 4)?,
+        b_batch_stride4: if b_shared {
             0
         } else {
-            to_u32(OP, "B batch stride", n * k)?
+            to_u32(OP, "B batch stride", b_rows * ldb / 4)?
         },
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
@@ -119,11 +136,11 @@ pub fn matmul_into(
             ("TRANS_B", flag(form == MatmulForm::ABt)),
             ("ACCUMULATE", flag(accumulate)),
         ],
-        &[a, b, c],
+        &[&a, &b, c],
         &params,
         [
-            to_u32(OP, "column tiles", n.div_ceil(TILE))?,
-            to_u32(OP, "row tiles", m.div_ceil(TILE))?,
+            to_u32(OP, "column tiles", n.div_ceil(TILE_COLS))?,
+            to_u32(OP, "row tiles", m.div_ceil(TILE_ROWS))?,
             to_u32(OP, "batch", batch)?,
         ],
     )

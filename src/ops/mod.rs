@@ -8,7 +8,7 @@ pub mod matmul;
 pub mod pack;
 
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
-pub use copy::copy;
+pub use copy::{copy, pad_last_dim};
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use pack::{pack_bits, PackMode};
 

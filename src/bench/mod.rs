@@ -1,0 +1,46 @@
+//! Benchmark workloads shared by `bitspike bench` and the criterion benches: each sets
+//! up its operands once and records one iteration per `run`, so both harnesses time the
+//! same kernels. Figures are reported as rates and as ratios measured in one run.
+
+pub mod matmul;
+
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::gpu::GpuContext;
+
+/// One timed figure, printed as a table row or a JSON line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Measurement {
+    pub kernel: String,
+    pub shape: String,
+    pub seconds: f64,
+    pub rate: f64,
+    pub unit: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to: Option<String>,
+}
+
+/// Median seconds per iteration of `run` (recorded, submitted and waited for), after one
+/// warm-up; repeats until `min_time` has passed and at least `min_iters` ran.
+pub fn time_iterations(
+    ctx: &GpuContext,
+    min_time: Duration,
+    min_iters: usize,
+    mut run: impl FnMut() -> Result<()>,
+) -> Result<f64> {
+    run()?;
+    ctx.sync()?;
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while samples.len() < min_iters || start.elapsed() < min_time {
+        let t = Instant::now();
+        run()?;
+        ctx.sync()?;
+        samples.push(t.elapsed().as_secs_f64());
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    Ok(samples[samples.len() / 2])
+}

@@ -1,0 +1,115 @@
+//! `bitspike bench <what>`: kernel rates and ratios measured in one run.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::{print_json, GpuArgs};
+use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
+use bitspike::bench::{time_iterations, Measurement};
+use bitspike::GpuContext;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which kernel family to benchmark.
+    what: What,
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// One JSON object per figure, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Seconds to repeat each measurement for (after one warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    min_time: f64,
+    /// Shapes as MxKxN, comma-separated (default: the real models' shapes).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum What {
+    /// f32 matmul against the packed binary forms.
+    Matmul,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let ctx = args.gpu.open()?;
+    if !args.json {
+        println!("adapter: {} ({})", ctx.adapter.name, ctx.adapter.backend);
+    }
+    match args.what {
+        What::Matmul => bench_matmul(&ctx, &args),
+    }
+}
+
+fn parse_shape(s: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let dims: Vec<usize> = s
+        .split('x')
+        .map(|d| d.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("shape '{s}' is not MxKxN"))?;
+    match dims[..] {
+        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        _ => anyhow::bail!("shape '{s}' is not MxKxN with positive sizes"),
+    }
+}
+
+fn report(m: &Measurement, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(m);
+    }
+    let ratio = m
+        .ratio
+        .map(|r| format!("{r:6.2}x {}", m.ratio_to.as_deref().unwrap_or("")))
+        .unwrap_or_default();
+    println!(
+        "{:<24} {:<16} {:>10.3} ms {:>10.1} {:<8} {}",
+        m.kernel,
+        m.shape,
+        m.seconds * 1e3,
+        m.rate,
+        m.unit,
+        ratio
+    );
+    Ok(())
+}
+
+fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
+    let shapes = if args.shapes.is_empty() {
+        MODEL_SHAPES.to_vec()
+    } else {
+        args.shapes
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let min_time = Duration::from_secs_f64(args.min_time);
+    for (m, k, n) in shapes {
+        let mut f32_rate = None;
+        for kernel in MatmulKernel::ALL {
+            let work = MatmulWorkload::new(ctx, kernel, m, k, n)?;
+            let seconds = time_iterations(ctx, min_time, 3, || work.run(ctx))?;
+            let rate = work.macs() / seconds / 1e9;
+            let ratio = match kernel {
+                MatmulKernel::F32 => {
+                    f32_rate = Some(rate);
+                    None
+                }
+                _ => f32_rate.map(|f| rate / f),
+            };
+            report(
+                &Measurement {
+                    kernel: kernel.name().into(),
+                    shape: work.shape(),
+                    seconds,
+                    rate,
+                    unit: "GMAC/s",
+                    ratio,
+                    ratio_to: ratio.map(|_| "matmul_f32".into()),
+                },
+                args.json,
+            )?;
+        }
+    }
+    Ok(())
+}
