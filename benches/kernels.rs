@@ -1,1 +1,36 @@
-fn main(){}
+//! Criterion benches of the GPU kernels, one group per kernel family. The GPU is
+//! synchronised inside the timed region and throughput is counted in elements
+//! (multiply-accumulates for matmuls). Shapes follow the real models; set
+//! BITSPIKE_BENCH_SMALL=1 for quick shapes.
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
+use bitspike::GpuContext;
+
+fn matmul(c: &mut Criterion) {
+    let ctx = GpuContext::from_env().expect("benches need a GPU adapter");
+    let shapes: Vec<(usize, usize, usize)> = if std::env::var_os("BITSPIKE_BENCH_SMALL").is_some() {
+        vec![(1024, 384, 1536)]
+    } else {
+        MODEL_SHAPES[..2].to_vec()
+    };
+    let mut group = c.benchmark_group("matmul");
+    group.sample_size(10);
+    for (m, k, n) in shapes {
+        for kernel in MatmulKernel::ALL {
+            let work = MatmulWorkload::new(&ctx, kernel, m, k, n).expect("workload");
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            group.bench_function(format!("{}/{}", kernel.name(), work.shape()), |b| {
+                b.iter(|| {
+                    work.run(&ctx).expect("dispatch");
+                    ctx.sync().expect("GPU work");
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, matmul);
+criterion_main!(benches);

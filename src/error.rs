@@ -47,7 +47,11 @@ pub enum Error {
     },
 
     #[error("dispatch of {op} needs {groups} workgroups along one axis, over the device's limit of {limit}")]
-    TooManyWorkgroups { op: &'static str, groups: u64, limit: u32 },
+    TooManyWorkgroups {
+        op: &'static str,
+        groups: u64,
+        limit: u32,
+    },
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -56,14 +56,23 @@ fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
     // A cheap hash: benchmark operands only need to be non-trivial, not statistically good.
     (0..len as u32)
         .map(|i| {
-            let h = (i ^ seed).wrapping_mul(0x9E37_79B1).rotate_left(13).wrapping_mul(0x85EB_CA77);
+            let h = (i ^ seed)
+                .wrapping_mul(0x9E37_79B1)
+                .rotate_left(13)
+                .wrapping_mul(0x85EB_CA77);
             (h >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         })
         .collect()
 }
 
 impl MatmulWorkload {
-    pub fn new(ctx: &GpuContext, kernel: MatmulKernel, m: usize, k: usize, n: usize) -> Result<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        kernel: MatmulKernel,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Self> {
         let a = ctx.upload_f32(&pseudo_random(m * k, 1), &[m, k])?;
         let b = ctx.upload_f32(&pseudo_random(n * k, 2), &[n, k])?;
         let scale = ctx.upload_f32(&vec![0.5; n], &[n])?;
@@ -103,10 +112,14 @@ impl MatmulWorkload {
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
         match self.kernel {
             MatmulKernel::F32 => ops::matmul(ctx, &self.a, &self.b, MatmulForm::ABt).map(drop),
-            MatmulKernel::SpikesSigns => {
-                ops::binary_matmul(ctx, &self.a, &self.b, Some(&self.scale), BinaryForm::SpikesSigns)
-                    .map(drop)
-            }
+            MatmulKernel::SpikesSigns => ops::binary_matmul(
+                ctx,
+                &self.a,
+                &self.b,
+                Some(&self.scale),
+                BinaryForm::SpikesSigns,
+            )
+            .map(drop),
             MatmulKernel::SignsSigns => {
                 ops::binary_matmul(ctx, &self.a, &self.b, None, BinaryForm::SignsSigns).map(drop)
             }

@@ -35,7 +35,16 @@ enum What {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ctx = args.gpu.open()?;
     if !args.json {
-        println!("adapter: {} ({})", ctx.adapter.name, ctx.adapter.backend);
+        println!(
+            "adapter: {} ({}), {} kernels",
+            ctx.adapter.name,
+            ctx.adapter.backend,
+            if ctx.subgroup_kernels {
+                "subgroup"
+            } else {
+                "portable"
+            }
+        );
     }
     match args.what {
         What::Matmul => bench_matmul(&ctx, &args),

@@ -28,8 +28,12 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
                 (None, None) => String::new(),
                 (b, n) => format!(
                     " matching{}{}",
-                    b.as_ref().map(|b| format!(" backend '{b}'")).unwrap_or_default(),
-                    n.as_ref().map(|n| format!(" name '{n}'")).unwrap_or_default()
+                    b.as_ref()
+                        .map(|b| format!(" backend '{b}'"))
+                        .unwrap_or_default(),
+                    n.as_ref()
+                        .map(|n| format!(" name '{n}'"))
+                        .unwrap_or_default()
                 ),
             },
         }
@@ -62,7 +66,10 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         println!(
             "  subgroups:                {}",
             if a.subgroups {
-                format!("yes (size {}..{})", a.subgroup_min_size, a.subgroup_max_size)
+                format!(
+                    "yes (size {}..{})",
+                    a.subgroup_min_size, a.subgroup_max_size
+                )
             } else {
                 "no".into()
             }

@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand};
 use bitspike::gpu::{AdapterChoice, GpuContext};
 
 #[derive(Parser)]
-#[command(name = "bitspike", version, about = "Binary spiking transformers on any GPU")]
+#[command(
+    name = "bitspike",
+    version,
+    about = "Binary spiking transformers on any GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +35,9 @@ pub struct GpuArgs {
     /// Use the adapter whose name contains this (case-insensitive).
     #[arg(long = "adapter", env = "WGPU_ADAPTER_NAME")]
     pub adapter_name: Option<String>,
+    /// Use only the portable kernels, not the faster subgroup variants.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 impl GpuArgs {
@@ -38,6 +45,7 @@ impl GpuArgs {
         AdapterChoice {
             backend: self.backend.clone().filter(|s| !s.is_empty()),
             adapter_name: self.adapter_name.clone().filter(|s| !s.is_empty()),
+            portable_kernels: self.portable,
         }
     }
 

@@ -13,6 +13,9 @@ pub struct AdapterChoice {
     pub backend: Option<String>,
     /// Case-insensitive substring of the adapter name.
     pub adapter_name: Option<String>,
+    /// Use only kernels that run on every adapter, even where faster subgroup kernels
+    /// would run (for comparison and testing).
+    pub portable_kernels: bool,
 }
 
 impl AdapterChoice {
@@ -22,6 +25,7 @@ impl AdapterChoice {
             adapter_name: std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            portable_kernels: false,
         }
     }
 
@@ -150,6 +154,9 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub adapter: AdapterReport,
     pub limits: wgpu::Limits,
+    /// Whether the subgroup variants of kernels run here: the adapter has subgroups of a
+    /// fixed size of at least 8 and the user did not ask for portable kernels.
+    pub subgroup_kernels: bool,
     errors: ErrorSink,
     pending: Mutex<Option<wgpu::CommandEncoder>>,
     pub(crate) kernels: crate::gpu::kernels::PipelineCache,
@@ -174,9 +181,12 @@ impl GpuContext {
                 info.backend == wgpu::Backend::Gl,
             )
         });
-        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
-            filter: choice.describe(),
-        })?;
+        let adapter = adapters
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NoAdapter {
+                filter: choice.describe(),
+            })?;
         let report = AdapterReport::of(&adapter);
         // The adapter's own limits: wgpu's defaults cap storage bindings at 128 MiB and
         // workgroup memory at 16 KiB, which real models exceed.
@@ -199,11 +209,16 @@ impl GpuContext {
                 list.push(e.to_string());
             }
         }));
+        let subgroup_kernels = !choice.portable_kernels
+            && features.contains(wgpu::Features::SUBGROUP)
+            && report.subgroup_min_size >= 8
+            && report.subgroup_min_size == report.subgroup_max_size;
         Ok(Self {
             device,
             queue,
             adapter: report,
             limits,
+            subgroup_kernels,
             errors,
             pending: Mutex::new(None),
             kernels: Default::default(),
@@ -228,12 +243,10 @@ impl GpuContext {
 
     /// Submit everything recorded so far (without waiting for it).
     pub fn flush(&self) {
-        let encoder = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(encoder) = encoder {
+        // Submit while holding the lock: another thread's later recording must not be
+        // submitted ahead of this one.
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(encoder) = pending.take() {
             self.queue.submit([encoder.finish()]);
         }
     }

@@ -16,7 +16,9 @@ pub enum Shader {
     Copy,
     Pack,
     BinaryMatmul,
+    BinaryMatmulSubgroup,
     Matmul,
+    MatmulSubgroup,
 }
 
 impl Shader {
@@ -24,7 +26,9 @@ impl Shader {
         Shader::Copy,
         Shader::Pack,
         Shader::BinaryMatmul,
+        Shader::BinaryMatmulSubgroup,
         Shader::Matmul,
+        Shader::MatmulSubgroup,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -32,7 +36,9 @@ impl Shader {
             Shader::Copy => "copy.wgsl",
             Shader::Pack => "pack.wgsl",
             Shader::BinaryMatmul => "binary_matmul.wgsl",
+            Shader::BinaryMatmulSubgroup => "binary_matmul_subgroup.wgsl",
             Shader::Matmul => "matmul.wgsl",
+            Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
         }
     }
 
@@ -41,7 +47,11 @@ impl Shader {
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
             Shader::Pack => include_str!("../../shaders/pack.wgsl"),
             Shader::BinaryMatmul => include_str!("../../shaders/binary_matmul.wgsl"),
+            Shader::BinaryMatmulSubgroup => {
+                include_str!("../../shaders/binary_matmul_subgroup.wgsl")
+            }
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
         }
     }
 }
@@ -82,7 +92,6 @@ pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
 }
 
-
 /// Workgroup counts of a 1-D job split over x and y, since one axis holds at most
 /// `max_compute_workgroups_per_dimension` groups. Kernels rebuild the linear index as
 /// `wid.x + wid.y * num_workgroups.x`.
@@ -104,11 +113,7 @@ pub fn grid_1d(ctx: &GpuContext, groups: u64) -> Result<[u32; 3]> {
 impl GpuContext {
     /// How many pipelines have been built so far (each is built once and reused).
     pub fn cached_pipelines(&self) -> usize {
-        self.kernels
-            .pipelines
-            .lock()
-            .map(|p| p.len())
-            .unwrap_or(0)
+        self.kernels.pipelines.lock().map(|p| p.len()).unwrap_or(0)
     }
 
     fn shader_module(&self, shader: Shader) -> Result<Arc<wgpu::ShaderModule>> {

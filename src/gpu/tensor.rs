@@ -15,13 +15,14 @@ pub enum DType {
     F32,
     U32,
     /// Bits packed 32 to a `u32` along the last dimension, least significant bit first,
-    /// each row zero-padded to a whole word. The shape counts bits, not words.
+    /// each row zero-padded to a whole number of 128-bit groups (4 words), so kernels
+    /// can read rows as `vec4<u32>`. The shape counts bits, not words.
     PackedBits,
 }
 
-/// Words of storage per row of `k` packed bits.
+/// Words of storage per row of `k` packed bits: ceil(k / 128) * 4.
 pub fn words_per_row(k: usize) -> usize {
-    k.div_ceil(32)
+    k.div_ceil(128) * 4
 }
 
 /// Number of 4-byte words a tensor of this shape and dtype stores.
@@ -39,7 +40,7 @@ pub fn storage_words(shape: &[usize], dtype: DType) -> usize {
 /// the size rounded up to an eighth of its power of two (at most 12.5 % waste).
 fn size_class(bytes: u64) -> u64 {
     let bytes = bytes.max(256);
-    let granule = (bytes.next_power_of_two() / 8).max(256);
+    let granule = (bytes.next_power_of_two() / 16).max(256);
     bytes.div_ceil(granule) * granule
 }
 
@@ -47,7 +48,6 @@ fn size_class(bytes: u64) -> u64 {
 pub(crate) struct BufferPool {
     free: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
 }
-
 
 /// A buffer that goes back to its pool when the last tensor using it is dropped.
 pub(crate) struct PooledBuffer {
@@ -317,17 +317,31 @@ mod tests {
 
     #[test]
     fn size_classes_round_up_by_at_most_an_eighth() {
-        for bytes in [1u64, 255, 256, 257, 1000, 4096, 4097, 1 << 20, (1 << 20) + 1] {
+        for bytes in [
+            1u64,
+            255,
+            256,
+            257,
+            1000,
+            4096,
+            4097,
+            1 << 20,
+            (1 << 20) + 1,
+        ] {
             let c = size_class(bytes);
             assert!(c >= bytes);
-            assert!(c <= (bytes.max(256) * 9).div_ceil(8) + 256, "{bytes} -> {c}");
+            assert!(
+                c <= (bytes.max(256) * 9).div_ceil(8) + 256,
+                "{bytes} -> {c}"
+            );
         }
     }
 
     #[test]
     fn packed_storage_pads_each_row() {
-        assert_eq!(storage_words(&[3, 33], DType::PackedBits), 6);
-        assert_eq!(storage_words(&[2, 5, 32], DType::PackedBits), 10);
+        assert_eq!(storage_words(&[3, 33], DType::PackedBits), 12);
+        assert_eq!(storage_words(&[2, 5, 129], DType::PackedBits), 80);
+        assert_eq!(storage_words(&[2, 128], DType::PackedBits), 8);
         assert_eq!(storage_words(&[3, 33], DType::F32), 99);
     }
 }

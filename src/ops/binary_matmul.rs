@@ -12,13 +12,30 @@ const BINARY_MATMUL: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
+const BINARY_MATMUL_SUBGROUP: Kernel = Kernel {
+    shader: Shader::BinaryMatmulSubgroup,
+    entry: "binary_matmul",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const MATMUL_F32_BITS_SUBGROUP: Kernel = Kernel {
+    shader: Shader::BinaryMatmulSubgroup,
+    entry: "matmul_f32_bits",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
 const MATMUL_F32_BITS: Kernel = Kernel {
     shader: Shader::BinaryMatmul,
     entry: "matmul_f32_bits",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
-const TILE: usize = 64;
+/// A kernel with the C rows x columns one of its workgroups computes.
+struct Launch {
+    kernel: Kernel,
+    tile_rows: usize,
+    tile_cols: usize,
+}
 
 /// Which values the two packed operands hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,18 +108,23 @@ fn plan(op: &'static str, a: &Tensor, b: &Tensor, scale: Option<&Tensor>) -> Res
     })
 }
 
-fn run(
-    ctx: &GpuContext,
-    kernel: Kernel,
-    constants: &[(&'static str, f64)],
-    a: &Tensor,
-    b: &Tensor,
-    scale: Option<&Tensor>,
+/// The operands of one launch, checked by `plan`.
+struct Operands<'a> {
+    a: &'a Tensor,
+    b: &'a Tensor,
+    scale: Option<&'a Tensor>,
     plan: Plan,
     a_batch_stride: usize,
+}
+
+fn run(
+    ctx: &GpuContext,
+    launch: Launch,
+    constants: &[(&'static str, f64)],
+    ops: Operands,
 ) -> Result<Tensor> {
-    let op = kernel.entry;
-    let Plan { a: ma, n, b_shared } = plan;
+    let op = launch.kernel.entry;
+    let Plan { a: ma, n, b_shared } = ops.plan;
     let out_shape: Vec<usize> = if ma.batched {
         vec![ma.batch, ma.rows, n]
     } else {
@@ -115,7 +137,7 @@ fn run(
         n: to_u32(op, "N", n)?,
         k: to_u32(op, "K", ma.cols)?,
         kw: to_u32(op, "K words", kw)?,
-        a_batch_stride: to_u32(op, "A batch stride", a_batch_stride)?,
+        a_batch_stride: to_u32(op, "A batch stride", ops.a_batch_stride)?,
         b_batch_stride: if b_shared {
             0
         } else {
@@ -126,17 +148,17 @@ fn run(
     // Without a scale the kernel never reads binding 2, but a binding must exist and may
     // not alias the output.
     let unused = ctx.empty(&[1], DType::F32)?;
-    let scale_or_dummy = scale.unwrap_or(&unused);
+    let scale_or_unused = ops.scale.unwrap_or(&unused);
     let mut constants = constants.to_vec();
-    constants.push(("HAS_SCALE", if scale.is_some() { 1.0 } else { 0.0 }));
+    constants.push(("HAS_SCALE", if ops.scale.is_some() { 1.0 } else { 0.0 }));
     ctx.dispatch(
-        kernel,
+        launch.kernel,
         &constants,
-        &[a, b, scale_or_dummy, &out],
+        &[ops.a, ops.b, scale_or_unused, &out],
         &params,
         [
-            to_u32(op, "column tiles", n.div_ceil(TILE))?,
-            to_u32(op, "row tiles", ma.rows.div_ceil(TILE))?,
+            to_u32(op, "column tiles", n.div_ceil(launch.tile_cols))?,
+            to_u32(op, "row tiles", ma.rows.div_ceil(launch.tile_rows))?,
             to_u32(op, "batch", ma.batch)?,
         ],
     )?;
@@ -163,17 +185,28 @@ pub fn binary_matmul(
         });
     }
     let plan = plan(OP, a, b, scale)?;
-    let stride = plan.a.rows * words_per_row(plan.a.cols);
-    run(
-        ctx,
-        BINARY_MATMUL,
-        &[("MODE", form.mode())],
+    let a_batch_stride = plan.a.rows * words_per_row(plan.a.cols);
+    let launch = if ctx.subgroup_kernels {
+        Launch {
+            kernel: BINARY_MATMUL_SUBGROUP,
+            tile_rows: 16,
+            tile_cols: 128,
+        }
+    } else {
+        Launch {
+            kernel: BINARY_MATMUL,
+            tile_rows: 64,
+            tile_cols: 64,
+        }
+    };
+    let operands = Operands {
         a,
         b,
         scale,
         plan,
-        stride,
-    )
+        a_batch_stride,
+    };
+    run(ctx, launch, &[("MODE", form.mode())], operands)
 }
 
 /// Form (c): f32 activations `x [.., M, K]` times packed sign weights `b [.., N, K]`,
@@ -193,6 +226,29 @@ pub fn matmul_f32_bits(
         });
     }
     let plan = plan(OP, x, b, scale)?;
-    let stride = plan.a.rows * plan.a.cols;
-    run(ctx, MATMUL_F32_BITS, &[], x, b, scale, plan, stride)
+    let (launch, x) = if ctx.subgroup_kernels {
+        // The subgroup kernel reads rows of X as vec4s: pad them to a multiple of 4.
+        let launch = Launch {
+            kernel: MATMUL_F32_BITS_SUBGROUP,
+            tile_rows: 16,
+            tile_cols: 128,
+        };
+        (launch, super::copy::pad_last_dim(ctx, x, 4)?)
+    } else {
+        let launch = Launch {
+            kernel: MATMUL_F32_BITS,
+            tile_rows: 64,
+            tile_cols: 64,
+        };
+        (launch, x.clone())
+    };
+    let a_batch_stride = plan.a.rows * x.shape()[x.shape().len() - 1];
+    let operands = Operands {
+        a: &x,
+        b,
+        scale,
+        plan,
+        a_batch_stride,
+    };
+    run(ctx, launch, &[], operands)
 }

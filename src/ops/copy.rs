@@ -55,7 +55,9 @@ pub fn pad_last_dim(ctx: &GpuContext, src: &Tensor, multiple: usize) -> Result<T
     let padded_cols = cols.next_multiple_of(multiple);
     let rows = src.len() / cols.max(1);
     let mut shape = src.shape().to_vec();
-    *shape.last_mut().expect("cols % multiple != 0 implies rank >= 1") = padded_cols;
+    *shape
+        .last_mut()
+        .expect("cols % multiple != 0 implies rank >= 1") = padded_cols;
     let dst = ctx.empty(&shape, DType::F32)?;
     let params = PadParams {
         rows: super::to_u32("pad_last_dim", "rows", rows)?,

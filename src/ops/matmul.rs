@@ -11,9 +11,20 @@ const MATMUL: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
-/// C rows and columns one workgroup computes (8 x 8 invocations of 8 x 4 each).
-const TILE_ROWS: usize = 64;
-const TILE_COLS: usize = 32;
+const MATMUL_SUBGROUP: Kernel = Kernel {
+    shader: Shader::MatmulSubgroup,
+    entry: "matmul",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
+/// The kernel for this adapter and the C rows x columns one of its workgroups computes.
+fn kernel_and_tile(ctx: &GpuContext) -> (Kernel, usize, usize) {
+    if ctx.subgroup_kernels {
+        (MATMUL_SUBGROUP, 16, 128)
+    } else {
+        (MATMUL, 64, 32)
+    }
+}
 
 /// Which operand is stored transposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +140,9 @@ pub fn matmul_into(
         },
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let (kernel, tile_rows, tile_cols) = kernel_and_tile(ctx);
     ctx.dispatch(
-        MATMUL,
+        kernel,
         &[
             ("TRANS_A", flag(form == MatmulForm::AtB)),
             ("TRANS_B", flag(form == MatmulForm::ABt)),
@@ -139,8 +151,8 @@ pub fn matmul_into(
         &[&a, &b, c],
         &params,
         [
-            to_u32(OP, "column tiles", n.div_ceil(TILE_COLS))?,
-            to_u32(OP, "row tiles", m.div_ceil(TILE_ROWS))?,
+            to_u32(OP, "column tiles", n.div_ceil(tile_cols))?,
+            to_u32(OP, "row tiles", m.div_ceil(tile_rows))?,
             to_u32(OP, "batch", batch)?,
         ],
     )

@@ -51,6 +51,8 @@ impl MatrixShape {
 /// Sizes go to shaders as u32: refuse anything larger rather than wrap.
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
-        Error::InvalidArgument(format!("{op}: {what} = {v} does not fit the kernel's u32 indices"))
+        Error::InvalidArgument(format!(
+            "{op}: {what} = {v} does not fit the kernel's u32 indices"
+        ))
     })
 }

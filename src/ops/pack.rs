@@ -31,7 +31,7 @@ struct Params {
 pub fn pack_bits(ctx: &GpuContext, x: &Tensor, mode: PackMode) -> Result<Tensor> {
     x.expect("pack_bits", x.shape(), DType::F32)?;
     let k = x.shape().last().copied().unwrap_or(1);
-    let rows = if k == 0 { 0 } else { x.len() / k };
+    let rows = x.len().checked_div(k).unwrap_or(0);
     let out = ctx.empty(x.shape(), DType::PackedBits)?;
     let words = rows * words_per_row(k);
     let params = Params {

@@ -3,11 +3,20 @@
 
 /// `out[m, n] = scale[n] * sum_k a[m, k] b[n, k]` for one matrix pair, where `a` and `b`
 /// hold the unpacked values ({0,1} spikes, {-1,+1} signs, or real activations).
-pub fn dot_rows(a: &[f32], b: &[f32], scale: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
+pub fn dot_rows(
+    a: &[f32],
+    b: &[f32],
+    scale: Option<&[f32]>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<f32> {
     let mut out = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|kk| a[i * k + kk] as f64 * b[j * k + kk] as f64).sum();
+            let s: f64 = (0..k)
+                .map(|kk| a[i * k + kk] as f64 * b[j * k + kk] as f64)
+                .sum();
             out[i * n + j] = s as f32 * scale.map_or(1.0, |s| s[j]);
         }
     }

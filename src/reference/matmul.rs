@@ -15,7 +15,9 @@ pub fn matmul(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, form: MatmulFo
     let mut c = vec![0f32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let s: f64 = (0..k).map(|kk| a_at(i, kk) as f64 * b_at(kk, j) as f64).sum();
+            let s: f64 = (0..k)
+                .map(|kk| a_at(i, kk) as f64 * b_at(kk, j) as f64)
+                .sum();
             c[i * n + j] = s as f32;
         }
     }

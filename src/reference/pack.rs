@@ -5,7 +5,7 @@ use crate::ops::PackMode;
 
 /// Pack rows `[rows, k]` into `[rows, ceil(k/32)]` words, LSB first, zero-padded.
 pub fn pack_bits(x: &[f32], k: usize, mode: PackMode) -> Vec<u32> {
-    let rows = if k == 0 { 0 } else { x.len() / k };
+    let rows = x.len().checked_div(k).unwrap_or(0);
     let kw = words_per_row(k);
     let mut out = vec![0u32; rows * kw];
     for r in 0..rows {

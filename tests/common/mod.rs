@@ -16,6 +16,26 @@ pub fn ctx() -> &'static GpuContext {
     })
 }
 
+/// The same adapter restricted to the portable kernels, so that both variants of each
+/// kernel family are tested wherever the adapter has subgroups.
+pub fn portable_ctx() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let mut choice = bitspike::gpu::AdapterChoice::from_env();
+        choice.portable_kernels = true;
+        match GpuContext::new(&choice) {
+            Ok(c) => c,
+            Err(e) => panic!("GPU tests need an adapter: {e}"),
+        }
+    })
+}
+
+/// Both contexts: the default one (subgroup kernels where the adapter allows) and the
+/// portable one.
+pub fn contexts() -> [&'static GpuContext; 2] {
+    [ctx(), portable_ctx()]
+}
+
 /// SplitMix64: small, seeded, reproducible.
 pub struct Rng(u64);
 

@@ -1,9 +1,15 @@
 use bitspike::ops::{binary_matmul, matmul_f32_bits, pack_bits, BinaryForm, PackMode};
 use bitspike::reference;
 
-use crate::common::{assert_close, ctx, Rng};
+use crate::common::{assert_close, contexts, ctx, Rng};
 
-const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (37, 97, 53), (5, 1000, 3), (70, 65, 300), (64, 64, 256)];
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (37, 97, 53),
+    (5, 1000, 3),
+    (70, 65, 300),
+    (64, 64, 256),
+];
 
 fn values(rng: &mut Rng, n: usize, mode: PackMode) -> Vec<f32> {
     match mode {
@@ -18,43 +24,48 @@ fn check_form(form: BinaryForm, batch: Option<usize>, shared_b: bool, seed: u64)
         BinaryForm::SignsSigns => (PackMode::Signs, PackMode::Signs),
         BinaryForm::SpikesSpikes => (PackMode::Spikes, PackMode::Spikes),
     };
-    let ctx = ctx();
-    let mut rng = Rng::new(seed);
-    for &(m, n, k) in SHAPES {
-        let nb = batch.unwrap_or(1);
-        let b_count = if shared_b { 1 } else { nb };
-        let a = values(&mut rng, nb * m * k, mode_a);
-        let b = values(&mut rng, b_count * n * k, mode_b);
-        let scale = rng.vec(n, 0.5, 2.0);
-        let (sa, sb): (Vec<usize>, Vec<usize>) = match batch {
-            Some(nb) if !shared_b => (vec![nb, m, k], vec![nb, n, k]),
-            Some(nb) => (vec![nb, m, k], vec![n, k]),
-            None => (vec![m, k], vec![n, k]),
-        };
-        let pa = pack_bits(ctx, &ctx.upload_f32(&a, &sa).unwrap(), mode_a).unwrap();
-        let pb = pack_bits(ctx, &ctx.upload_f32(&b, &sb).unwrap(), mode_b).unwrap();
-        let ts = ctx.upload_f32(&scale, &[n]).unwrap();
-        for with_scale in [false, true] {
-            let s = with_scale.then_some(&ts);
-            let out = binary_matmul(ctx, &pa, &pb, s, form).unwrap();
-            let got = ctx.download_f32(&out).unwrap();
-            for i in 0..nb {
-                let ai = &a[i * m * k..(i + 1) * m * k];
-                let bi = if shared_b { &b[..] } else { &b[i * n * k..(i + 1) * n * k] };
-                let want = reference::binary_matmul::dot_rows(
-                    ai,
-                    bi,
-                    with_scale.then_some(&scale[..]),
-                    m,
-                    n,
-                    k,
-                );
-                assert_close(
-                    &format!("{form:?} batch {i} {m}x{n}x{k} scale={with_scale}"),
-                    &got[i * m * n..(i + 1) * m * n],
-                    &want,
-                    1e-5,
-                );
+    for ctx in contexts() {
+        let mut rng = Rng::new(seed);
+        for &(m, n, k) in SHAPES {
+            let nb = batch.unwrap_or(1);
+            let b_count = if shared_b { 1 } else { nb };
+            let a = values(&mut rng, nb * m * k, mode_a);
+            let b = values(&mut rng, b_count * n * k, mode_b);
+            let scale = rng.vec(n, 0.5, 2.0);
+            let (sa, sb): (Vec<usize>, Vec<usize>) = match batch {
+                Some(nb) if !shared_b => (vec![nb, m, k], vec![nb, n, k]),
+                Some(nb) => (vec![nb, m, k], vec![n, k]),
+                None => (vec![m, k], vec![n, k]),
+            };
+            let pa = pack_bits(ctx, &ctx.upload_f32(&a, &sa).unwrap(), mode_a).unwrap();
+            let pb = pack_bits(ctx, &ctx.upload_f32(&b, &sb).unwrap(), mode_b).unwrap();
+            let ts = ctx.upload_f32(&scale, &[n]).unwrap();
+            for with_scale in [false, true] {
+                let s = with_scale.then_some(&ts);
+                let out = binary_matmul(ctx, &pa, &pb, s, form).unwrap();
+                let got = ctx.download_f32(&out).unwrap();
+                for i in 0..nb {
+                    let ai = &a[i * m * k..(i + 1) * m * k];
+                    let bi = if shared_b {
+                        &b[..]
+                    } else {
+                        &b[i * n * k..(i + 1) * n * k]
+                    };
+                    let want = reference::binary_matmul::dot_rows(
+                        ai,
+                        bi,
+                        with_scale.then_some(&scale[..]),
+                        m,
+                        n,
+                        k,
+                    );
+                    assert_close(
+                        &format!("{form:?} batch {i} {m}x{n}x{k} scale={with_scale}"),
+                        &got[i * m * n..(i + 1) * m * n],
+                        &want,
+                        1e-5,
+                    );
+                }
             }
         }
     }
@@ -83,32 +94,41 @@ fn binary_matmul_batched_shared_and_per_batch() {
 
 #[test]
 fn f32_times_packed_signs_matches_reference() {
-    let ctx = ctx();
-    let mut rng = Rng::new(6);
-    for &(m, n, k) in SHAPES {
-        for batch in [None, Some(2)] {
-            let nb = batch.unwrap_or(1);
-            let x = rng.vec(nb * m * k, -1.0, 1.0);
-            let w = rng.signs(n * k);
-            let scale = rng.vec(n, 0.5, 2.0);
-            let sx: Vec<usize> = match batch {
-                Some(nb) => vec![nb, m, k],
-                None => vec![m, k],
-            };
-            let tx = ctx.upload_f32(&x, &sx).unwrap();
-            let pw = pack_bits(ctx, &ctx.upload_f32(&w, &[n, k]).unwrap(), PackMode::Signs).unwrap();
-            let ts = ctx.upload_f32(&scale, &[n]).unwrap();
-            let got = ctx.download_f32(&matmul_f32_bits(ctx, &tx, &pw, Some(&ts)).unwrap()).unwrap();
-            for i in 0..nb {
-                let want = reference::binary_matmul::dot_rows(
-                    &x[i * m * k..(i + 1) * m * k],
-                    &w,
-                    Some(&scale),
-                    m,
-                    n,
-                    k,
-                );
-                assert_close(&format!("f32 x bits {m}x{n}x{k}"), &got[i * m * n..(i + 1) * m * n], &want, 1e-4);
+    for ctx in contexts() {
+        let mut rng = Rng::new(6);
+        for &(m, n, k) in SHAPES {
+            for batch in [None, Some(2)] {
+                let nb = batch.unwrap_or(1);
+                let x = rng.vec(nb * m * k, -1.0, 1.0);
+                let w = rng.signs(n * k);
+                let scale = rng.vec(n, 0.5, 2.0);
+                let sx: Vec<usize> = match batch {
+                    Some(nb) => vec![nb, m, k],
+                    None => vec![m, k],
+                };
+                let tx = ctx.upload_f32(&x, &sx).unwrap();
+                let pw =
+                    pack_bits(ctx, &ctx.upload_f32(&w, &[n, k]).unwrap(), PackMode::Signs).unwrap();
+                let ts = ctx.upload_f32(&scale, &[n]).unwrap();
+                let got = ctx
+                    .download_f32(&matmul_f32_bits(ctx, &tx, &pw, Some(&ts)).unwrap())
+                    .unwrap();
+                for i in 0..nb {
+                    let want = reference::binary_matmul::dot_rows(
+                        &x[i * m * k..(i + 1) * m * k],
+                        &w,
+                        Some(&scale),
+                        m,
+                        n,
+                        k,
+                    );
+                    assert_close(
+                        &format!("f32 x bits {m}x{n}x{k}"),
+                        &got[i * m * n..(i + 1) * m * n],
+                        &want,
+                        1e-4,
+                    );
+                }
             }
         }
     }

@@ -24,7 +24,11 @@ fn pool_reuses_freed_buffers() {
     drop(t);
     assert!(ctx.pooled_idle_bytes() >= 4 * 123_457);
     let again = ctx.empty(&shape, DType::F32).unwrap();
-    assert_eq!(format!("{:?}", again.buffer()), ptr, "the freed buffer is reused");
+    assert_eq!(
+        format!("{:?}", again.buffer()),
+        ptr,
+        "the freed buffer is reused"
+    );
 }
 
 #[test]
@@ -56,5 +60,8 @@ fn over_limit_buffer_is_a_clear_error() {
 fn upload_of_wrong_length_is_a_shape_error() {
     let ctx = ctx();
     let err = ctx.upload_f32(&[1.0; 5], &[2, 3]).unwrap_err();
-    assert!(err.to_string().contains("shape mismatch in upload"), "{err}");
+    assert!(
+        err.to_string().contains("shape mismatch in upload"),
+        "{err}"
+    );
 }

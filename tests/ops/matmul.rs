@@ -1,9 +1,15 @@
 use bitspike::ops::{matmul, matmul_into, MatmulForm};
 use bitspike::reference;
 
-use crate::common::{assert_close, ctx, Rng};
+use crate::common::{assert_close, contexts, ctx, Rng};
 
-const SHAPES: &[(usize, usize, usize)] = &[(1, 1, 1), (37, 97, 53), (5, 1000, 3), (64, 64, 64), (130, 70, 33)];
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (37, 97, 53),
+    (5, 1000, 3),
+    (64, 64, 64),
+    (130, 70, 33),
+];
 
 fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
     match form {
@@ -15,63 +21,80 @@ fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<
 
 #[test]
 fn matmul_forms_match_reference_on_odd_shapes() {
-    let ctx = ctx();
-    let mut rng = Rng::new(7);
-    for form in [MatmulForm::AB, MatmulForm::AtB, MatmulForm::ABt] {
-        for &(m, n, k) in SHAPES {
-            let (sa, sb) = operands(form, m, n, k);
-            let a = rng.vec(m * k, -1.0, 1.0);
-            let b = rng.vec(k * n, -1.0, 1.0);
-            let ta = ctx.upload_f32(&a, &sa).unwrap();
-            let tb = ctx.upload_f32(&b, &sb).unwrap();
-            let c = matmul(ctx, &ta, &tb, form).unwrap();
-            assert_eq!(c.shape(), &[m, n]);
-            let got = ctx.download_f32(&c).unwrap();
-            let want = reference::matmul::matmul(&a, &b, m, n, k, form);
-            assert_close(&format!("{form:?} {m}x{n}x{k}"), &got, &want, 1e-4);
+    for ctx in contexts() {
+        let mut rng = Rng::new(7);
+        for form in [MatmulForm::AB, MatmulForm::AtB, MatmulForm::ABt] {
+            for &(m, n, k) in SHAPES {
+                let (sa, sb) = operands(form, m, n, k);
+                let a = rng.vec(m * k, -1.0, 1.0);
+                let b = rng.vec(k * n, -1.0, 1.0);
+                let ta = ctx.upload_f32(&a, &sa).unwrap();
+                let tb = ctx.upload_f32(&b, &sb).unwrap();
+                let c = matmul(ctx, &ta, &tb, form).unwrap();
+                assert_eq!(c.shape(), &[m, n]);
+                let got = ctx.download_f32(&c).unwrap();
+                let want = reference::matmul::matmul(&a, &b, m, n, k, form);
+                assert_close(&format!("{form:?} {m}x{n}x{k}"), &got, &want, 1e-4);
+            }
         }
     }
 }
 
 #[test]
 fn matmul_batched_with_shared_and_per_batch_b() {
-    let ctx = ctx();
-    let mut rng = Rng::new(8);
-    let (batch, m, n, k) = (3, 19, 45, 70);
-    let a = rng.vec(batch * m * k, -1.0, 1.0);
-    let b_shared = rng.vec(n * k, -1.0, 1.0);
-    let b_each = rng.vec(batch * n * k, -1.0, 1.0);
-    let ta = ctx.upload_f32(&a, &[batch, m, k]).unwrap();
-    let shared = ctx.upload_f32(&b_shared, &[n, k]).unwrap();
-    let each = ctx.upload_f32(&b_each, &[batch, n, k]).unwrap();
-    let c_shared = ctx.download_f32(&matmul(ctx, &ta, &shared, MatmulForm::ABt).unwrap()).unwrap();
-    let c_each = ctx.download_f32(&matmul(ctx, &ta, &each, MatmulForm::ABt).unwrap()).unwrap();
-    for i in 0..batch {
-        let ai = &a[i * m * k..(i + 1) * m * k];
-        let want_shared = reference::matmul::matmul(ai, &b_shared, m, n, k, MatmulForm::ABt);
-        let bi = &b_each[i * n * k..(i + 1) * n * k];
-        let want_each = reference::matmul::matmul(ai, bi, m, n, k, MatmulForm::ABt);
-        assert_close("shared B", &c_shared[i * m * n..(i + 1) * m * n], &want_shared, 1e-4);
-        assert_close("per-batch B", &c_each[i * m * n..(i + 1) * m * n], &want_each, 1e-4);
+    for ctx in contexts() {
+        let mut rng = Rng::new(8);
+        let (batch, m, n, k) = (3, 19, 45, 70);
+        let a = rng.vec(batch * m * k, -1.0, 1.0);
+        let b_shared = rng.vec(n * k, -1.0, 1.0);
+        let b_each = rng.vec(batch * n * k, -1.0, 1.0);
+        let ta = ctx.upload_f32(&a, &[batch, m, k]).unwrap();
+        let shared = ctx.upload_f32(&b_shared, &[n, k]).unwrap();
+        let each = ctx.upload_f32(&b_each, &[batch, n, k]).unwrap();
+        let c_shared = ctx
+            .download_f32(&matmul(ctx, &ta, &shared, MatmulForm::ABt).unwrap())
+            .unwrap();
+        let c_each = ctx
+            .download_f32(&matmul(ctx, &ta, &each, MatmulForm::ABt).unwrap())
+            .unwrap();
+        for i in 0..batch {
+            let ai = &a[i * m * k..(i + 1) * m * k];
+            let want_shared = reference::matmul::matmul(ai, &b_shared, m, n, k, MatmulForm::ABt);
+            let bi = &b_each[i * n * k..(i + 1) * n * k];
+            let want_each = reference::matmul::matmul(ai, bi, m, n, k, MatmulForm::ABt);
+            assert_close(
+                "shared B",
+                &c_shared[i * m * n..(i + 1) * m * n],
+                &want_shared,
+                1e-4,
+            );
+            assert_close(
+                "per-batch B",
+                &c_each[i * m * n..(i + 1) * m * n],
+                &want_each,
+                1e-4,
+            );
+        }
     }
 }
 
 #[test]
 fn matmul_accumulates_into_output() {
-    let ctx = ctx();
-    let mut rng = Rng::new(9);
-    let (m, n, k) = (33, 17, 65);
-    let a = rng.vec(k * m, -1.0, 1.0);
-    let b = rng.vec(k * n, -1.0, 1.0);
-    let c0 = rng.vec(m * n, -1.0, 1.0);
-    let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
-    let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
-    let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
-    matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
-    let got = ctx.download_f32(&tc).unwrap();
-    let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
-    let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
-    assert_close("accumulate", &got, &want, 1e-4);
+    for ctx in contexts() {
+        let mut rng = Rng::new(9);
+        let (m, n, k) = (33, 17, 65);
+        let a = rng.vec(k * m, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let c0 = rng.vec(m * n, -1.0, 1.0);
+        let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
+        let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
+        let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+        matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
+        let got = ctx.download_f32(&tc).unwrap();
+        let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
+        let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+        assert_close("accumulate", &got, &want, 1e-4);
+    }
 }
 
 #[test]
@@ -80,5 +103,8 @@ fn matmul_rejects_mismatched_shapes() {
     let a = ctx.zeros(&[4, 5], bitspike::DType::F32).unwrap();
     let b = ctx.zeros(&[6, 7], bitspike::DType::F32).unwrap();
     let err = matmul(ctx, &a, &b, MatmulForm::AB).unwrap_err();
-    assert!(err.to_string().contains("shape mismatch in matmul"), "{err}");
+    assert!(
+        err.to_string().contains("shape mismatch in matmul"),
+        "{err}"
+    );
 }

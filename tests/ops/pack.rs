@@ -45,6 +45,7 @@ fn pack_signs_maps_zero_to_plus_one() {
     let spikes: Vec<u32> = ctx
         .download_words(&pack_bits(ctx, &t, PackMode::Spikes).unwrap())
         .unwrap();
-    assert_eq!(signs, vec![0b1011], "0 and -0 pack to +1 as signs");
-    assert_eq!(spikes, vec![0b1000], "only positive values spike");
+    // One row of 4 bits fills one 128-bit group: the word, then three zero words.
+    assert_eq!(signs, vec![0b1011, 0, 0, 0], "0 and -0 pack to +1 as signs");
+    assert_eq!(spikes, vec![0b1000, 0, 0, 0], "only positive values spike");
 }

@@ -1,0 +1,301 @@
+// Packed binary matmul for adapters with subgroups (a fixed size of at least 8): the
+// contract of binary_matmul.wgsl (MODE, HAS_SCALE, batch strides), with packed rows
+// read as vec4<u32>, i.e. 128 bits of K at a time (packed rows are padded to whole
+// groups of 4 words, see pack.wgsl).
+//
+// Each workgroup of 32 invocations computes a 16 x 128 tile; every invocation 16 rows x
+// 4 columns. The 16 rows of A are shared by the whole workgroup, so 8 lanes load them
+// (2 vec4s each) and subgroupBroadcast hands them out: per 128 bits of K an invocation
+// loads 6 vec4s for 16 x 4 x 128 binary multiply-adds.
+
+override MODE: u32 = 0u;
+override HAS_SCALE: bool = false;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,              // bits
+    kw: u32,             // words per row (a multiple of 4)
+    a_batch_stride: u32, // words between consecutive A matrices
+    b_batch_stride: u32, // words between consecutive B matrices (0: shared)
+}
+
+@group(0) @binding(0) var<storage, read> a: array<vec4<u32>>;   // [batch, M, KW / 4]
+@group(0) @binding(1) var<storage, read> b: array<vec4<u32>>;   // [batch, N, KW / 4]
+@group(0) @binding(2) var<storage, read> scale: array<f32>;     // [N]
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // [batch, M, N]
+@group(0) @binding(4) var<uniform> p: Params;
+
+const ROWS: u32 = 16u;
+const COLS: u32 = 4u;
+const WG: u32 = 32u;
+
+fn combine(x: vec4<u32>, y: vec4<u32>) -> vec4<u32> {
+    if (MODE == 1u) {
+        return x ^ y;
+    }
+    return x & y;
+}
+
+// Word wN of the 4 columns (the 128 bits of B[col .. col+4] at this step, transposed).
+struct Words {
+    w0: vec4<u32>,
+    w1: vec4<u32>,
+    w2: vec4<u32>,
+    w3: vec4<u32>,
+}
+
+fn load_b(base: u32, k4: u32, col: u32) -> Words {
+    let kw4 = p.kw / 4u;
+    let c0 = b[base + min(col, p.n - 1u) * kw4 + k4];
+    let c1 = b[base + min(col + 1u, p.n - 1u) * kw4 + k4];
+    let c2 = b[base + min(col + 2u, p.n - 1u) * kw4 + k4];
+    let c3 = b[base + min(col + 3u, p.n - 1u) * kw4 + k4];
+    return Words(vec4(c0.x, c1.x, c2.x, c3.x), vec4(c0.y, c1.y, c2.y, c3.y),
+                 vec4(c0.z, c1.z, c2.z, c3.z), vec4(c0.w, c1.w, c2.w, c3.w));
+}
+
+// Row i's 128 bits at this step, as rI.
+struct Rows {
+    r0: vec4<u32>, r1: vec4<u32>, r2: vec4<u32>, r3: vec4<u32>,
+    r4: vec4<u32>, r5: vec4<u32>, r6: vec4<u32>, r7: vec4<u32>,
+    r8: vec4<u32>, r9: vec4<u32>, r10: vec4<u32>, r11: vec4<u32>,
+    r12: vec4<u32>, r13: vec4<u32>, r14: vec4<u32>, r15: vec4<u32>,
+}
+
+// Rows 0..7 come from lanes 0..7's `lo`, rows 8..15 from their `hi`.
+fn broadcast_rows(lo: vec4<u32>, hi: vec4<u32>) -> Rows {
+    return Rows(subgroupBroadcast(lo, 0u), subgroupBroadcast(lo, 1u),
+                subgroupBroadcast(lo, 2u), subgroupBroadcast(lo, 3u),
+                subgroupBroadcast(lo, 4u), subgroupBroadcast(lo, 5u),
+                subgroupBroadcast(lo, 6u), subgroupBroadcast(lo, 7u),
+                subgroupBroadcast(hi, 0u), subgroupBroadcast(hi, 1u),
+                subgroupBroadcast(hi, 2u), subgroupBroadcast(hi, 3u),
+                subgroupBroadcast(hi, 4u), subgroupBroadcast(hi, 5u),
+                subgroupBroadcast(hi, 6u), subgroupBroadcast(hi, 7u));
+}
+
+// acc[j] += popcount(combine(row, column j)) over the step's 4 words.
+fn step(acc: vec4<u32>, row: vec4<u32>, bw: Words) -> vec4<u32> {
+    return acc + countOneBits(combine(vec4(row.x), bw.w0)) + countOneBits(combine(vec4(row.y), bw.w1))
+               + countOneBits(combine(vec4(row.z), bw.w2)) + countOneBits(combine(vec4(row.w), bw.w3));
+}
+
+fn popcount4(v: vec4<u32>) -> u32 {
+    let c = countOneBits(v);
+    return c.x + c.y + c.z + c.w;
+}
+
+@compute @workgroup_size(32)
+fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let batch = wid.z;
+    let row0 = wid.y * ROWS;
+    let col = (wid.x * WG + lid) * COLS;
+    let kw4 = p.kw / 4u;
+    let a_base = batch * p.a_batch_stride / 4u;
+    let b_base = batch * p.b_batch_stride / 4u;
+    let q = lane % 8u;
+    let a_lo = a_base + min(row0 + q, p.m - 1u) * kw4;
+    let a_hi = a_base + min(row0 + q + 8u, p.m - 1u) * kw4;
+
+    var acc0 = vec4<u32>(0u);
+    var acc1 = vec4<u32>(0u);
+    var acc2 = vec4<u32>(0u);
+    var acc3 = vec4<u32>(0u);
+    var acc4 = vec4<u32>(0u);
+    var acc5 = vec4<u32>(0u);
+    var acc6 = vec4<u32>(0u);
+    var acc7 = vec4<u32>(0u);
+    var acc8 = vec4<u32>(0u);
+    var acc9 = vec4<u32>(0u);
+    var acc10 = vec4<u32>(0u);
+    var acc11 = vec4<u32>(0u);
+    var acc12 = vec4<u32>(0u);
+    var acc13 = vec4<u32>(0u);
+    var acc14 = vec4<u32>(0u);
+    var acc15 = vec4<u32>(0u);
+    var ones_lo = 0u; // popcount of the rows this lane loads, for MODE 0
+    var ones_hi = 0u;
+    for (var k4 = 0u; k4 < kw4; k4++) {
+        let bw = load_b(b_base, k4, col);
+        let lo = a[a_lo + k4];
+        let hi = a[a_hi + k4];
+        ones_lo += popcount4(lo);
+        ones_hi += popcount4(hi);
+        let r = broadcast_rows(lo, hi);
+        acc0 = step(acc0, r.r0, bw);
+        acc1 = step(acc1, r.r1, bw);
+        acc2 = step(acc2, r.r2, bw);
+        acc3 = step(acc3, r.r3, bw);
+        acc4 = step(acc4, r.r4, bw);
+        acc5 = step(acc5, r.r5, bw);
+        acc6 = step(acc6, r.r6, bw);
+        acc7 = step(acc7, r.r7, bw);
+        acc8 = step(acc8, r.r8, bw);
+        acc9 = step(acc9, r.r9, bw);
+        acc10 = step(acc10, r.r10, bw);
+        acc11 = step(acc11, r.r11, bw);
+        acc12 = step(acc12, r.r12, bw);
+        acc13 = step(acc13, r.r13, bw);
+        acc14 = step(acc14, r.r14, bw);
+        acc15 = step(acc15, r.r15, bw);
+    }
+
+    // The 4 columns' scales, read once rather than per row.
+    var s = vec4<f32>(1.0);
+    if (HAS_SCALE) {
+        s = vec4(scale[min(col, p.n - 1u)], scale[min(col + 1u, p.n - 1u)],
+                 scale[min(col + 2u, p.n - 1u)], scale[min(col + 3u, p.n - 1u)]);
+    }
+    let base = batch * p.m * p.n;
+    store_row(base, row0, col, acc0, subgroupBroadcast(ones_lo, 0u), s);
+    store_row(base, row0 + 1u, col, acc1, subgroupBroadcast(ones_lo, 1u), s);
+    store_row(base, row0 + 2u, col, acc2, subgroupBroadcast(ones_lo, 2u), s);
+    store_row(base, row0 + 3u, col, acc3, subgroupBroadcast(ones_lo, 3u), s);
+    store_row(base, row0 + 4u, col, acc4, subgroupBroadcast(ones_lo, 4u), s);
+    store_row(base, row0 + 5u, col, acc5, subgroupBroadcast(ones_lo, 5u), s);
+    store_row(base, row0 + 6u, col, acc6, subgroupBroadcast(ones_lo, 6u), s);
+    store_row(base, row0 + 7u, col, acc7, subgroupBroadcast(ones_lo, 7u), s);
+    store_row(base, row0 + 8u, col, acc8, subgroupBroadcast(ones_hi, 0u), s);
+    store_row(base, row0 + 9u, col, acc9, subgroupBroadcast(ones_hi, 1u), s);
+    store_row(base, row0 + 10u, col, acc10, subgroupBroadcast(ones_hi, 2u), s);
+    store_row(base, row0 + 11u, col, acc11, subgroupBroadcast(ones_hi, 3u), s);
+    store_row(base, row0 + 12u, col, acc12, subgroupBroadcast(ones_hi, 4u), s);
+    store_row(base, row0 + 13u, col, acc13, subgroupBroadcast(ones_hi, 5u), s);
+    store_row(base, row0 + 14u, col, acc14, subgroupBroadcast(ones_hi, 6u), s);
+    store_row(base, row0 + 15u, col, acc15, subgroupBroadcast(ones_hi, 7u), s);
+}
+
+fn store_row(base: u32, row: u32, col: u32, counts: vec4<u32>, ones: u32, s: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    let c = vec4<f32>(counts);
+    var dot: vec4<f32>;
+    if (MODE == 0u) {
+        dot = 2.0 * c - f32(ones);
+    } else if (MODE == 1u) {
+        dot = f32(p.k) - 2.0 * c;
+    } else {
+        dot = c;
+    }
+    let v = dot * s;
+    let i = base + row * p.n + col;
+    if (col < p.n) { out[i] = v.x; }
+    if (col + 1u < p.n) { out[i + 1u] = v.y; }
+    if (col + 2u < p.n) { out[i + 2u] = v.z; }
+    if (col + 3u < p.n) { out[i + 3u] = v.w; }
+}
+
+// Form (c): f32 activations x packed sign weights, out[b, m, n] =
+// scale[n] * sum_k x[m, k] * (bit ? +1 : -1). X is [batch, M, K] f32 with rows padded to
+// a multiple of 4 floats (zeros past K), bound at binding 0 and read through bitcast,
+// since this module's binding 0 is declared as words. The same 16 x 4 blocking: per
+// step of 4 along K an invocation loads 2 vec4s of X (shared through the subgroup) and
+// takes the column signs from words loaded once per 128 k.
+
+// The signs of the 4 columns at k + N, as kN.
+struct Signs {
+    k0: vec4<f32>,
+    k1: vec4<f32>,
+    k2: vec4<f32>,
+    k3: vec4<f32>,
+}
+
+fn signs_at(word: vec4<u32>, bit: u32) -> vec4<f32> {
+    return vec4<f32>((word >> vec4(bit)) & vec4(1u)) * 2.0 - 1.0;
+}
+
+fn step_real(acc: vec4<f32>, row_bits: vec4<u32>, sg: Signs) -> vec4<f32> {
+    let x = bitcast<vec4<f32>>(row_bits);
+    return acc + x.x * sg.k0 + x.y * sg.k1 + x.z * sg.k2 + x.w * sg.k3;
+}
+
+struct Acc {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>,
+    a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>,
+    a12: vec4<f32>, a13: vec4<f32>, a14: vec4<f32>, a15: vec4<f32>,
+}
+
+fn accumulate(acc: Acc, r: Rows, sg: Signs) -> Acc {
+    return Acc(step_real(acc.a0, r.r0, sg), step_real(acc.a1, r.r1, sg),
+               step_real(acc.a2, r.r2, sg), step_real(acc.a3, r.r3, sg),
+               step_real(acc.a4, r.r4, sg), step_real(acc.a5, r.r5, sg),
+               step_real(acc.a6, r.r6, sg), step_real(acc.a7, r.r7, sg),
+               step_real(acc.a8, r.r8, sg), step_real(acc.a9, r.r9, sg),
+               step_real(acc.a10, r.r10, sg), step_real(acc.a11, r.r11, sg),
+               step_real(acc.a12, r.r12, sg), step_real(acc.a13, r.r13, sg),
+               step_real(acc.a14, r.r14, sg), step_real(acc.a15, r.r15, sg));
+}
+
+fn store_real(base: u32, row: u32, col: u32, v: vec4<f32>) {
+    if (row >= p.m) {
+        return;
+    }
+    let i = base + row * p.n + col;
+    if (col < p.n) { out[i] = v.x; }
+    if (col + 1u < p.n) { out[i + 1u] = v.y; }
+    if (col + 2u < p.n) { out[i + 2u] = v.z; }
+    if (col + 3u < p.n) { out[i + 3u] = v.w; }
+}
+
+@compute @workgroup_size(32)
+fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32,
+                   @builtin(subgroup_invocation_id) lane: u32) {
+    let batch = wid.z;
+    let row0 = wid.y * ROWS;
+    let col = (wid.x * WG + lid) * COLS;
+    let lda4 = (p.k + 3u) / 4u;
+    let x_base = batch * p.a_batch_stride / 4u;
+    let b_base = batch * p.b_batch_stride / 4u;
+    let q = lane % 8u;
+    let x_lo = x_base + min(row0 + q, p.m - 1u) * lda4;
+    let x_hi = x_base + min(row0 + q + 8u, p.m - 1u) * lda4;
+
+    let z = vec4<f32>(0.0);
+    var acc = Acc(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+    for (var k4 = 0u; k4 < p.kw / 4u; k4++) {
+        let words = load_b(b_base, k4, col);
+        for (var w = 0u; w < 4u; w++) {
+            let word = select(select(words.w0, words.w1, w == 1u),
+                              select(words.w2, words.w3, w == 3u), w >= 2u);
+            for (var bit = 0u; bit < 32u; bit += 4u) {
+                let k = k4 * 128u + w * 32u + bit;
+                if (k >= p.k) {
+                    break;
+                }
+                let sg = Signs(signs_at(word, bit), signs_at(word, bit + 1u),
+                               signs_at(word, bit + 2u), signs_at(word, bit + 3u));
+                let r = broadcast_rows(a[x_lo + k / 4u], a[x_hi + k / 4u]);
+                acc = accumulate(acc, r, sg);
+            }
+        }
+    }
+
+    var s = vec4<f32>(1.0);
+    if (HAS_SCALE) {
+        s = vec4(scale[min(col, p.n - 1u)], scale[min(col + 1u, p.n - 1u)],
+                 scale[min(col + 2u, p.n - 1u)], scale[min(col + 3u, p.n - 1u)]);
+    }
+    let base = batch * p.m * p.n;
+    store_real(base, row0, col, acc.a0 * s);
+    store_real(base, row0 + 1u, col, acc.a1 * s);
+    store_real(base, row0 + 2u, col, acc.a2 * s);
+    store_real(base, row0 + 3u, col, acc.a3 * s);
+    store_real(base, row0 + 4u, col, acc.a4 * s);
+    store_real(base, row0 + 5u, col, acc.a5 * s);
+    store_real(base, row0 + 6u, col, acc.a6 * s);
+    store_real(base, row0 + 7u, col, acc.a7 * s);
+    store_real(base, row0 + 8u, col, acc.a8 * s);
+    store_real(base, row0 + 9u, col, acc.a9 * s);
+    store_real(base, row0 + 10u, col, acc.a10 * s);
+    store_real(base, row0 + 11u, col, acc.a11 * s);
+    store_real(base, row0 + 12u, col, acc.a12 * s);
+    store_real(base, row0 + 13u, col, acc.a13 * s);
+    store_real(base, row0 + 14u, col, acc.a14 * s);
+    store_real(base, row0 + 15u, col, acc.a15 * s);
+}
