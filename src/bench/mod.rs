@@ -23,23 +23,32 @@ pub struct Measurement {
     pub ratio_to: Option<String>,
 }
 
-/// Median seconds per iteration of `run` (recorded, submitted and waited for), after one
-/// warm-up; repeats until `min_time` has passed and at least `min_iters` ran.
+/// Median seconds per iteration of `run` (recorded, submitted and waited for), after
+/// warm-up; repeats until `min_time` has passed and at least `min_samples` were taken.
+/// Iterations are batched so that each timed submission lasts about 10 ms: short
+/// kernels are then timed by throughput, not by submission and wake-up latency.
 pub fn time_iterations(
     ctx: &GpuContext,
     min_time: Duration,
-    min_iters: usize,
+    min_samples: usize,
     mut run: impl FnMut() -> Result<()>,
 ) -> Result<f64> {
+    run()?; // first use builds pipelines
+    ctx.sync()?;
+    let t = Instant::now();
     run()?;
     ctx.sync()?;
+    let one = t.elapsed().as_secs_f64().max(1e-7);
+    let reps = ((0.01 / one).ceil() as usize).clamp(1, 1000);
     let mut samples = Vec::new();
     let start = Instant::now();
-    while samples.len() < min_iters || start.elapsed() < min_time {
+    while samples.len() < min_samples || start.elapsed() < min_time {
         let t = Instant::now();
-        run()?;
+        for _ in 0..reps {
+            run()?;
+        }
         ctx.sync()?;
-        samples.push(t.elapsed().as_secs_f64());
+        samples.push(t.elapsed().as_secs_f64() / reps as f64);
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     Ok(samples[samples.len() / 2])
