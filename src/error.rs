@@ -53,6 +53,16 @@ pub enum Error {
         limit: u32,
     },
 
+    #[error("{path}: {message}")]
+    Data { path: String, message: String },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -61,3 +71,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A malformed or truncated data file.
+    pub fn data(path: impl AsRef<std::path::Path>, message: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// An I/O failure on `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}

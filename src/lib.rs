@@ -2,10 +2,12 @@
 //! kernels, a CPU reference for every kernel, and surrogate-gradient training.
 
 pub mod bench;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod ops;
 pub mod reference;
+pub mod rng;
 
 pub use error::{Error, Result};
 pub use gpu::{DType, GpuContext, Tensor};

@@ -1,0 +1,166 @@
+//! Image folders: `train/<class>/*` and `test/<class>/*` with PNG, JPEG, BMP, GIF or WebP
+//! files. Classes are the sorted subfolder names of `train/`; every image takes the size
+//! and colour mode (grey or RGB) of the first one.
+
+use std::path::{Path, PathBuf};
+
+use super::{ImageDataset, Splits};
+use crate::error::{Error, Result};
+
+const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "gif", "webp"];
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Decode one image into channel-planar u8 of the given channels and size.
+pub fn decode_planar(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
+    let img =
+        image::open(path).map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?;
+    let img = if img.width() as usize != width || img.height() as usize != height {
+        img.resize_exact(
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        img
+    };
+    let plane = height * width;
+    let mut out = vec![0u8; channels * plane];
+    if channels == 1 {
+        out.copy_from_slice(img.to_luma8().as_raw());
+    } else {
+        for (i, px) in img.to_rgb8().pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = px[c];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>> {
+    let mut files = Vec::new();
+    for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let name = class_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let Some(label) = classes.iter().position(|c| *c == name) else {
+            return Err(Error::data(
+                &class_dir,
+                "is a class folder that train/ does not have",
+            ));
+        };
+        for f in sorted_entries(&class_dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+        {
+            files.push((f, label as u32));
+        }
+    }
+    Ok(files)
+}
+
+fn load(
+    files: &[(PathBuf, u32)],
+    channels: usize,
+    height: usize,
+    width: usize,
+    classes: &[String],
+) -> Result<ImageDataset> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut buf = Vec::with_capacity(part.len() * channels * height * width);
+                    for (path, _) in part {
+                        buf.extend(decode_planar(path, channels, height, width)?);
+                    }
+                    Ok(buf)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::InvalidArgument(
+                        "image decoding thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut images = Vec::with_capacity(files.len() * channels * height * width);
+    for p in parts {
+        images.extend(p?);
+    }
+    Ok(ImageDataset {
+        images,
+        labels: files.iter().map(|(_, l)| *l).collect(),
+        channels,
+        height,
+        width,
+        classes: classes.to_vec(),
+    })
+}
+
+/// `dir/train/<class>/*` and `dir/test/<class>/*`, if both exist.
+pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
+    let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
+    if !train_dir.is_dir() || !test_dir.is_dir() {
+        return Ok(None);
+    }
+    let classes: Vec<String> = sorted_entries(&train_dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let train_files = list_split(&train_dir, &classes)?;
+    let test_files = list_split(&test_dir, &classes)?;
+    let Some((first, _)) = train_files.first() else {
+        return Err(Error::data(
+            &train_dir,
+            "holds no images in class subfolders",
+        ));
+    };
+    if test_files.is_empty() {
+        return Err(Error::data(
+            &test_dir,
+            "holds no images in class subfolders",
+        ));
+    }
+    let probe =
+        image::open(first).map_err(|e| Error::data(first, format!("cannot decode image: {e}")))?;
+    let channels = if probe.color().has_color() { 3 } else { 1 };
+    let (height, width) = (probe.height() as usize, probe.width() as usize);
+    Ok(Some(Splits {
+        train: load(&train_files, channels, height, width, &classes)?,
+        test: load(&test_files, channels, height, width, &classes)?,
+        format: "image folders",
+    }))
+}
