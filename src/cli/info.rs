@@ -2,17 +2,59 @@
 
 use clap::Args;
 
-use super::{print_json, GpuArgs};
+use super::{print_json, GpuArgs, ModelArgs};
 use bitspike::gpu::list_adapters;
+use bitspike::nn::{param_counts, ModelConfig};
 use bitspike::Error;
 
 #[derive(Args)]
 pub struct InfoArgs {
     #[command(flatten)]
     gpu: GpuArgs,
-    /// One JSON object per adapter, one per line.
+    /// Describe this model (config, parameter counts, sizes) instead of the adapters;
+    /// needs no GPU.
+    #[command(flatten)]
+    model: ModelArgs,
+    /// One JSON object per adapter (or for the model), one per line.
     #[arg(long)]
     json: bool,
+}
+
+fn describe_model(cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
+    let counts = param_counts(cfg);
+    if json {
+        return print_json(&serde_json::json!({ "config": cfg, "params": counts }));
+    }
+    let m = |n: usize| format!("{:.2} M", n as f64 / 1e6);
+    let mb = |b: usize| format!("{:.2} MB", b as f64 / 1e6);
+    println!(
+        "{:?}: {} blocks, D {}, {} heads, MLP {}, T {}, {}x{}x{} input, {} tokens, {} classes",
+        cfg.arch,
+        cfg.depth,
+        cfg.dim,
+        cfg.heads,
+        cfg.hidden(),
+        cfg.time_steps,
+        cfg.in_channels,
+        cfg.image_size,
+        cfg.image_size,
+        cfg.tokens(),
+        cfg.classes
+    );
+    println!("attention {:?}, weights {:?}", cfg.attention, cfg.weights);
+    println!(
+        "parameters: {} total, {} binary, {} float ({} parameters)",
+        m(counts.total),
+        m(counts.binary),
+        m(counts.float),
+        counts.total
+    );
+    println!(
+        "size: {} as fp32, {} packed (binary weights as bits)",
+        mb(counts.fp32_bytes),
+        mb(counts.packed_bytes)
+    );
+    Ok(())
 }
 
 fn mib(bytes: u64) -> String {
@@ -20,6 +62,9 @@ fn mib(bytes: u64) -> String {
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
+    if let Some(cfg) = args.model.config()? {
+        return describe_model(&cfg, args.json);
+    }
     let choice = args.gpu.choice();
     let adapters = list_adapters(&choice)?;
     if adapters.is_empty() {

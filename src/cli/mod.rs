@@ -6,6 +6,7 @@ mod info;
 use clap::{Args, Parser, Subcommand};
 
 use bitspike::gpu::{AdapterChoice, GpuContext};
+use bitspike::nn::{AttentionForm, ModelConfig, WeightMode};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +52,63 @@ impl GpuArgs {
 
     pub fn open(&self) -> anyhow::Result<GpuContext> {
         Ok(GpuContext::new(&self.choice())?)
+    }
+}
+
+/// A model from a preset, with optional overrides.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Preset name (spikformer-4-384, bestformer-4-384, spikformer-8-512,
+    /// bestformer-8-512, spikformer-2-64, bestformer-2-64).
+    #[arg(long = "model")]
+    pub model: Option<String>,
+    /// Time steps T.
+    #[arg(long = "time-steps", visible_alias = "T")]
+    pub time_steps: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long, value_enum)]
+    pub attention: Option<AttentionForm>,
+    #[arg(long = "weight-mode", value_enum)]
+    pub weight_mode: Option<WeightMode>,
+    #[arg(long)]
+    pub classes: Option<usize>,
+    #[arg(long = "in-channels")]
+    pub in_channels: Option<usize>,
+    #[arg(long = "image-size")]
+    pub image_size: Option<usize>,
+}
+
+impl ModelArgs {
+    /// The preset with the overrides applied, validated; None without --model.
+    pub fn config(&self) -> anyhow::Result<Option<ModelConfig>> {
+        let Some(name) = &self.model else {
+            return Ok(None);
+        };
+        let mut cfg = ModelConfig::preset(name)?;
+        if let Some(t) = self.time_steps {
+            cfg.time_steps = t;
+        }
+        if let Some(h) = self.heads {
+            cfg.heads = h;
+        }
+        if let Some(a) = self.attention {
+            cfg.attention = a;
+        }
+        if let Some(w) = self.weight_mode {
+            cfg.weights = w;
+        }
+        if let Some(c) = self.classes {
+            cfg.classes = c;
+        }
+        if let Some(c) = self.in_channels {
+            cfg.in_channels = c;
+        }
+        if let Some(s) = self.image_size {
+            cfg.image_size = s;
+        }
+        cfg.validate()?;
+        Ok(Some(cfg))
     }
 }
 

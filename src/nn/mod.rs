@@ -1,0 +1,8 @@
+//! Layers and models: configurations and presets, the parameter inventory with the
+//! reference implementations' names.
+
+pub mod config;
+pub mod params;
+
+pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
+pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
