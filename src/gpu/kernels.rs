@@ -17,6 +17,7 @@ pub enum Shader {
     Pack,
     BinaryMatmul,
     Matmul,
+    Lif,
 }
 
 impl Shader {
@@ -25,6 +26,7 @@ impl Shader {
         Shader::Pack,
         Shader::BinaryMatmul,
         Shader::Matmul,
+        Shader::Lif,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Shader {
             Shader::Pack => "pack.wgsl",
             Shader::BinaryMatmul => "binary_matmul.wgsl",
             Shader::Matmul => "matmul.wgsl",
+            Shader::Lif => "lif.wgsl",
         }
     }
 
@@ -42,6 +45,7 @@ impl Shader {
             Shader::Pack => include_str!("../../shaders/pack.wgsl"),
             Shader::BinaryMatmul => include_str!("../../shaders/binary_matmul.wgsl"),
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Lif => include_str!("../../shaders/lif.wgsl"),
         }
     }
 }

@@ -1,0 +1,338 @@
+// The spiking neuron family, fused over time (MODELS.md sections 1 and 6; CPU oracle in
+// src/reference/lif.rs). Tensors are time first, [T, neurons], where the neurons of one
+// step are [rows, features] and features is the last dimension (the packing dimension).
+// Every forward and backward entry point is one dispatch: each invocation owns one
+// neuron and loops over t keeping the membrane V in a register, so every element of every
+// tensor is read or written exactly once.
+//
+// Neurons (override NEURON), with k = 1/tau and v_reset = 0 for the soft reset:
+//   0 LIF (SpikingJelly MultiStepLIFNode):  S = 1 if H >= v_th else 0
+//   1 ternary:  S = +1 if H >= v_th, -1 if H <= -v_th, else 0 (same charge and reset)
+//   2 threshold (binary attention): stateless, H = X, S = 1 if X >= v_th else 0
+// charge (DECAY_INPUT):  H = V + (X - (V - v_reset)) * k
+// charge (otherwise):    H = V - (V - v_reset) * k + X
+// reset (HARD_RESET):    V = H (1 - |S|) + v_reset |S|, computed as select(H, v_reset, S != 0)
+//                        (the same value, exactly); V starts at v_reset
+// reset (soft):          V = H - v_th S; V starts at 0
+// |S| is the spike magnitude: the ternary neuron resets on a spike of either sign.
+//
+// Backward (BPTT, t = T-1 .. 0), g = the surrogate derivative (SURROGATE):
+//   0 Sigmoid(alpha):  g(x) = alpha sg (1 - sg), sg = sigmoid(alpha x)
+//   1 ATan(alpha):     g(x) = alpha / (2 (1 + (pi/2 alpha x)^2))
+// dS/dH = g(H - v_th) for the binary neurons. The ternary S is the sum of a +1 step at
+// H - v_th and a -1 step at -(H + v_th), so its surrogate is the sum of the two:
+//   dS/dH = g(H - v_th) + g(-(H + v_th)),  d|S|/dH = g(H - v_th) - g(-(H + v_th)).
+// dV/dH (g_vh): hard+detach 1 - |S|; soft+detach 1;
+//               hard, no detach 1 - |S| + (v_reset - H) d|S|/dH; soft, no detach 1 - v_th dS/dH
+// grad_H[t] = grad_S[t] dS/dH + (grad_V[t] + grad_H[t+1] (1 - k)) g_vh,  grad_V[t] = 0
+// grad_X[t] = grad_H[t] k (DECAY_INPUT) or grad_H[t]; the threshold: grad_X = grad_S dS/dH.
+// S is recomputed from the saved H (the forward fired on exactly that value).
+//
+// The Q-SNN neuron (qsnn_* entry points, Wenjie-Wei/Q-SNN LIFSpike) is separate: its
+// membrane is quantized with a scale that is a maximum over the whole layer at each step,
+// so its forward is one dispatch per step (see qsnn_step).
+
+override NEURON: u32 = 0u;
+override HARD_RESET: bool = true;
+override DECAY_INPUT: bool = true;
+override DETACH_RESET: bool = true;
+override SURROGATE: u32 = 0u;
+override WRITE_SPIKES: bool = true; // forward: write f32 spikes (else `spikes` is a dummy)
+override WRITE_H: bool = true;      // forward: write H (else `h_out` is a dummy)
+
+struct Params {
+    t_steps: u32,
+    neurons: u32,       // per time step: rows * features
+    rows: u32,
+    features: u32,
+    words_per_row: u32, // ceil(features / 32), for the packed output
+    k: f32,             // 1 / tau
+    v_th: f32,
+    v_reset: f32,       // 0 for the soft reset
+    alpha: f32,         // surrogate sharpness
+}
+
+const WG: u32 = 256u;
+const HALF_PI: f32 = 1.5707963267948966;
+
+fn charge(c: Params, v: f32, x: f32) -> f32 {
+    if (NEURON == 2u) {
+        return x;
+    }
+    if (DECAY_INPUT) {
+        return v + (x - (v - c.v_reset)) * c.k;
+    }
+    return v - (v - c.v_reset) * c.k + x;
+}
+
+fn fire(c: Params, h: f32) -> f32 {
+    if (NEURON == 1u) {
+        return select(select(0.0, -1.0, h <= -c.v_th), 1.0, h >= c.v_th);
+    }
+    return select(0.0, 1.0, h >= c.v_th);
+}
+
+fn reset(c: Params, h: f32, s: f32) -> f32 {
+    if (HARD_RESET) {
+        return select(h, c.v_reset, s != 0.0);
+    }
+    return h - c.v_th * s; // exact: s is -1, 0 or 1
+}
+
+fn v_initial(c: Params) -> f32 {
+    return select(0.0, c.v_reset, HARD_RESET);
+}
+
+fn surrogate_grad(c: Params, x: f32) -> f32 {
+    if (SURROGATE == 1u) {
+        let z = HALF_PI * c.alpha * x;
+        return c.alpha / (2.0 * (1.0 + z * z));
+    }
+    let sg = 1.0 / (1.0 + exp(-c.alpha * x));
+    return c.alpha * sg * (1.0 - sg);
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward. `packed` is only written by forward_packed (bind any buffer otherwise).
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;            // [T, neurons]
+@group(0) @binding(1) var<storage, read_write> spikes: array<f32>; // [T, neurons]
+@group(0) @binding(2) var<storage, read_write> h_out: array<f32>;  // [T, neurons]
+@group(0) @binding(3) var<storage, read_write> packed: array<u32>; // [T, rows, words_per_row]
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let c = p;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= c.neurons) {
+        return;
+    }
+    var v = v_initial(c);
+    for (var t = 0u; t < c.t_steps; t++) {
+        let at = t * c.neurons + i;
+        let h = charge(c, v, x[at]);
+        let s = fire(c, h);
+        if (WRITE_SPIKES) {
+            spikes[at] = s;
+        }
+        if (WRITE_H) {
+            h_out[at] = h;
+        }
+        v = reset(c, h, s);
+    }
+}
+
+// The forward with spikes also written packed along features (the bit layout of
+// pack.wgsl: LSB first, rows of words_per_row words, zero padded), so that the binary
+// matmul reads them with no extra pass. Choice: invocation (slot, bit) of a workgroup owns
+// neuron (row, 32 w + bit) of word (row, w) = group * 8 + slot, so the 32 invocations of a
+// word read and write consecutive addresses (coalesced on GPUs, where one invocation per
+// word looping over its 32 neurons would stride by 128 bytes). The bits meet in workgroup
+// memory, buffered for up to 32 steps: bits[slot][dt] collects word (row, w) at step
+// t0 + dt, then invocation (slot, dt) stores it. That is three barriers per 32 steps (one
+// flush for T <= 32) and one workgroup atomicOr per spike; the neuron state stays in the
+// register of one invocation throughout. Rows whose features are not a multiple of 32 cost
+// idle invocations in their last word (at most 31 per row).
+
+const WORDS_PER_GROUP: u32 = 8u; // WG / 32
+const T_CHUNK: u32 = 32u;
+var<workgroup> chunk_bits: array<atomic<u32>, 256>; // [WORDS_PER_GROUP, T_CHUNK]
+
+@compute @workgroup_size(256)
+fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let c = p;
+    let slot = lid / 32u;
+    let bit = lid % 32u;
+    let word = (wid.x + wid.y * nwg.x) * WORDS_PER_GROUP + slot; // row * words_per_row + w
+    let words = c.rows * c.words_per_row;
+    let row = word / c.words_per_row;
+    let col = (word % c.words_per_row) * 32u + bit;
+    let live = word < words && col < c.features;
+    let i = row * c.features + col;
+    var v = v_initial(c);
+    for (var t0 = 0u; t0 < c.t_steps; t0 += T_CHUNK) {
+        let steps = min(T_CHUNK, c.t_steps - t0);
+        atomicStore(&chunk_bits[lid], 0u);
+        workgroupBarrier();
+        for (var dt = 0u; dt < steps; dt++) {
+            if (live) {
+                let at = (t0 + dt) * c.neurons + i;
+                let h = charge(c, v, x[at]);
+                let s = fire(c, h);
+                if (WRITE_SPIKES) {
+                    spikes[at] = s;
+                }
+                if (WRITE_H) {
+                    h_out[at] = h;
+                }
+                if (s != 0.0) {
+                    atomicOr(&chunk_bits[slot * T_CHUNK + dt], 1u << bit);
+                }
+                v = reset(c, h, s);
+            }
+        }
+        workgroupBarrier();
+        // Invocation (slot, dt) holds word (row, w) of step t0 + dt.
+        if (word < words && bit < steps) {
+            packed[(t0 + bit) * words + word] = atomicLoad(&chunk_bits[lid]);
+        }
+        workgroupBarrier();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward.
+
+@group(0) @binding(0) var<storage, read> grad_s: array<f32>;       // [T, neurons]
+@group(0) @binding(1) var<storage, read> h_in: array<f32>;         // [T, neurons]
+@group(0) @binding(2) var<storage, read_write> grad_x: array<f32>; // [T, neurons]
+@group(0) @binding(3) var<uniform> pb: Params;
+
+// (dS/dH, d|S|/dH) at h.
+fn spike_grads(c: Params, h: f32) -> vec2<f32> {
+    let up = surrogate_grad(c, h - c.v_th);
+    if (NEURON == 1u) {
+        let down = surrogate_grad(c, -(h + c.v_th));
+        return vec2<f32>(up + down, up - down);
+    }
+    return vec2<f32>(up, up);
+}
+
+// dV/dH through the reset, given the spike magnitude a = |S|.
+fn dv_dh(c: Params, h: f32, a: f32, g: vec2<f32>) -> f32 {
+    if (DETACH_RESET) {
+        return select(1.0, 1.0 - a, HARD_RESET);
+    }
+    if (HARD_RESET) {
+        return 1.0 - a + (c.v_reset - h) * g.y;
+    }
+    return 1.0 - c.v_th * g.x;
+}
+
+@compute @workgroup_size(256)
+fn backward(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let c = pb;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= c.neurons) {
+        return;
+    }
+    var grad_h = 0.0; // dL/dH[t+1]
+    for (var t = c.t_steps; t > 0u; t--) {
+        let at = (t - 1u) * c.neurons + i;
+        let h = h_in[at];
+        let g = spike_grads(c, h);
+        if (NEURON == 2u) {
+            grad_x[at] = grad_s[at] * g.x;
+            continue;
+        }
+        let a = abs(fire(c, h));
+        let grad_v = 0.0; // no loss term reads V[t] directly
+        grad_h = grad_s[at] * g.x + (grad_v + grad_h * (1.0 - c.k)) * dv_dh(c, h, a, g);
+        grad_x[at] = select(grad_h, grad_h * c.k, DECAY_INPUT);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Q-SNN neuron (MODELS.md section 6, after Wenjie-Wei/Q-SNN models/layers.py LIFSpike):
+//   H[t] = decay Vq[t-1] + X[t]          (Vq[-1] = 0; decay 0.5 = tau 2 without decay_input)
+//   S[t] = 1 if H[t] > v_th else 0       (strict)
+//   M[t] = (1 - S[t]) H[t]               (hard reset to 0, not detached)
+//   U[t] = tanh(M[t]),  alpha[t] = max over the whole layer of |U[t]|
+//   Vq[t] = round(clamp(U / alpha, -1, 1) levels) alpha / levels,  levels = 2^(b-1) - 1
+//           (0 where alpha = 0), round half to even as torch.round
+// Backward: straight-through, dVq/dM = 1 - U^2 (alpha is detached); triangle surrogate
+// dS/dH = max(0, gamma - |H - v_th|) / gamma^2 (ZIF, gamma = 1 gives max(0, 1 - |x|)):
+//   grad_M[t] = grad_H[t+1] decay (1 - U[t]^2)
+//   grad_H[t] = grad_S[t] dS/dH + grad_M[t] ((1 - S[t]) - H[t] dS/dH) = grad_X[t]
+// alpha[t] couples all neurons at step t, so the forward is one dispatch per step: the
+// dispatch for step t quantizes U[t-1] with alpha[t-1] (complete once dispatch t-1 ended),
+// fires, stores U[t] and folds max |U[t]| into qmax[t] (a workgroup maximum, then one
+// global atomicMax per workgroup; non-negative f32 order like their bits as u32).
+
+struct QParams {
+    t_steps: u32,
+    neurons: u32,
+    t: u32,       // the step this dispatch computes
+    levels: f32,  // 2^(bits-1) - 1
+    decay: f32,
+    v_th: f32,
+    gamma: f32,
+}
+
+@group(0) @binding(1) var<storage, read_write> q_state: array<f32>;        // [neurons] U[t-1]
+@group(0) @binding(2) var<storage, read_write> q_max: array<atomic<u32>>;  // [T] alpha bits
+@group(0) @binding(3) var<storage, read_write> q_spikes: array<f32>;       // [T, neurons]
+@group(0) @binding(4) var<storage, read_write> q_h: array<f32>;            // [T, neurons]
+@group(0) @binding(5) var<uniform> qp: QParams;
+
+var<workgroup> step_max: atomic<u32>;
+
+fn quantize(u: f32, alpha: f32, levels: f32) -> f32 {
+    if (!(alpha > 0.0)) {
+        return 0.0;
+    }
+    return round(clamp(u / alpha, -1.0, 1.0) * levels) * alpha / levels;
+}
+
+@compute @workgroup_size(256)
+fn qsnn_step(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let c = qp;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (lid == 0u) {
+        atomicStore(&step_max, 0u);
+    }
+    workgroupBarrier();
+    if (i < c.neurons) {
+        var v = 0.0;
+        if (c.t > 0u) {
+            v = quantize(q_state[i], bitcast<f32>(atomicLoad(&q_max[c.t - 1u])), c.levels);
+        }
+        let at = c.t * c.neurons + i; // x is binding 0 of the forward
+        let h = v * c.decay + x[at];
+        let fired = h > c.v_th;
+        let u = tanh(select(h, 0.0, fired));
+        q_spikes[at] = select(0.0, 1.0, fired);
+        q_h[at] = h;
+        q_state[i] = u;
+        atomicMax(&step_max, bitcast<u32>(abs(u)));
+    }
+    workgroupBarrier();
+    if (lid == 0u) {
+        atomicMax(&q_max[c.t], atomicLoad(&step_max));
+    }
+}
+
+@group(0) @binding(3) var<uniform> qbp: QParams;
+
+@compute @workgroup_size(256)
+fn qsnn_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let c = qbp;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (i >= c.neurons) {
+        return;
+    }
+    let inv_gamma = 1.0 / c.gamma;
+    var grad_h = 0.0; // dL/dH[t+1]
+    for (var t = c.t_steps; t > 0u; t--) {
+        let at = (t - 1u) * c.neurons + i;
+        let h = h_in[at];
+        let fired = h > c.v_th;
+        let s = select(0.0, 1.0, fired);
+        let g = inv_gamma * inv_gamma * max(c.gamma - abs(h - c.v_th), 0.0);
+        let u = tanh(select(h, 0.0, fired));
+        let grad_m = grad_h * c.decay * (1.0 - u * u);
+        grad_h = grad_s[at] * g + grad_m * ((1.0 - s) - h * g);
+        grad_x[at] = grad_h;
+    }
+}
