@@ -227,13 +227,13 @@ impl GpuContext {
     }
 
     /// Submit everything recorded so far (without waiting for it).
+    ///
+    /// The lock is held until the submission is made: encoders must reach the queue in
+    /// the order they were recorded, or a thread's dispatch could run before the upload
+    /// another thread's flush took away (a pooled buffer reused across threads too).
     pub fn flush(&self) {
-        let encoder = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(encoder) = encoder {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(encoder) = pending.take() {
             self.queue.submit([encoder.finish()]);
         }
     }
