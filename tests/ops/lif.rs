@@ -16,7 +16,8 @@ use bitspike::{DType, Error, Tensor};
 
 use crate::common::{assert_close, assert_exact, ctx, Rng};
 
-/// Every reset (hard to 0, hard to -0.25, soft) x detach x surrogate x decay_input.
+/// Every reset (hard to 0, hard to -0.25, soft) x detach x surrogate x decay_input, with
+/// v_th = 0.8 and tau = 2.5 so that no factor of the formulas is 1 or a power of two.
 fn all_configs() -> Vec<LifConfig> {
     let mut out = Vec::new();
     for v_reset in [Some(0.0), Some(-0.25), None] {
@@ -24,11 +25,12 @@ fn all_configs() -> Vec<LifConfig> {
             for surrogate in [Surrogate::SIGMOID, Surrogate::ATAN] {
                 for decay_input in [true, false] {
                     out.push(LifConfig {
+                        tau: 2.5,
+                        v_th: 0.8,
                         v_reset,
                         detach_reset,
                         surrogate,
                         decay_input,
-                        ..LifConfig::default()
                     });
                 }
             }
@@ -59,7 +61,15 @@ fn forward_configs() -> Vec<LifConfig> {
         },
         LifConfig {
             tau: 1.7,
+            v_th: 0.8,
             v_reset: None,
+            decay_input: false,
+            ..base
+        },
+        LifConfig {
+            tau: 2.5,
+            v_th: 1.2,
+            v_reset: Some(0.3),
             decay_input: false,
             ..base
         },
@@ -129,6 +139,19 @@ fn lif_hand_computed_constant_input() {
         assert_exact("gpu H", &download(&got.h), &h);
         let words: Vec<u32> = ctx().download_words(got.packed.as_ref().unwrap()).unwrap();
         assert_eq!(words, vec![0, 1, 0, 1], "packed spikes, one word per step");
+    }
+    // Input 2: H0 = 0 + (2 - 0) / 2 = 1.0 = v_th exactly, which fires (H >= v_th); then
+    // V = 0 and the same again: spikes [1, 1, 1].
+    let cfg = LifConfig::default();
+    let x = [2.0f32; 3];
+    let want = Trace {
+        spikes: vec![1.0; 3],
+        h: vec![1.0; 3],
+    };
+    assert_eq!(reference::lif::lif_forward(&cfg, 3, &x), want, "reference at v_th");
+    for outputs in [LifOutputs::TRAIN, LifOutputs::ALL] {
+        let got = lif_forward(ctx(), &upload(&x, &[3, 1]), 3, &cfg, outputs).unwrap();
+        assert_exact("gpu spikes at v_th", &download(&got.spikes), &want.spikes);
     }
 }
 
