@@ -489,18 +489,19 @@ fn ternary_forward_matches_reference() {
     }
 }
 
-/// Hand case: T = 3, tau = 2, v_th = 1, hard reset to 0, input -2.5, 0.5, 2.5:
-///   H = -1.25 (spike -1, V = 0), 0.25 (no spike, V = 0.25), 0.25 + 2.25 / 2 = 1.375 (+1).
+/// Hand case: T = 4, tau = 2, v_th = 1, hard reset to 0, input -2.5, 0.5, 2.5, -2:
+///   H = -1.25 (spike -1, V = 0), 0.25 (no spike, V = 0.25), 0.25 + 2.25 / 2 = 1.375 (+1,
+///   V = 0), -1 = -v_th exactly (spike -1: H <= -v_th).
 #[test]
 fn ternary_hand_computed() {
     let cfg = LifConfig::default();
-    let x = [-2.5, 0.5, 2.5];
+    let x = [-2.5, 0.5, 2.5, -2.0];
     let want = Trace {
-        spikes: vec![-1.0, 0.0, 1.0],
-        h: vec![-1.25, 0.25, 1.375],
+        spikes: vec![-1.0, 0.0, 1.0, -1.0],
+        h: vec![-1.25, 0.25, 1.375, -1.0],
     };
-    assert_eq!(reference::lif::ternary_forward(&cfg, 3, &x), want);
-    let got = ternary_forward(ctx(), &upload(&x, &[3, 1]), 3, &cfg, LifOutputs::TRAIN).unwrap();
+    assert_eq!(reference::lif::ternary_forward(&cfg, 4, &x), want);
+    let got = ternary_forward(ctx(), &upload(&x, &[4, 1]), 4, &cfg, LifOutputs::TRAIN).unwrap();
     assert_exact("spikes", &download(&got.spikes), &want.spikes);
     assert_exact("H", &download(&got.h), &want.h);
 }
@@ -626,6 +627,11 @@ fn qsnn_hand_computed_quantization() {
         assert_exact(&format!("{bits} bits: spikes"), &ctx().download_f32(&got.spikes).unwrap(), &want_s);
         assert_close(&format!("{bits} bits: H"), &ctx().download_f32(&got.h).unwrap(), &want_h, 1e-6);
     }
+    // The Q-SNN neuron fires strictly above v_th: H = 1 does not fire, 1.5 does.
+    let cfg = QsnnConfig::default();
+    let got = qsnn_forward(ctx(), &upload(&[1.0, 1.5], &[1, 2]), 1, &cfg).unwrap();
+    assert_exact("strict", &ctx().download_f32(&got.spikes).unwrap(), &[0.0, 1.0]);
+    assert_exact("strict ref", &reference::lif::qsnn_forward(&cfg, 1, &[1.0, 1.5]).spikes, &[0.0, 1.0]);
     // A layer whose membranes are all 0 (scale 0) quantizes to 0, not NaN.
     let cfg = QsnnConfig::default();
     let got = qsnn_forward(ctx(), &upload(&[0.0; 6], &[3, 2]), 3, &cfg).unwrap();
