@@ -158,9 +158,14 @@ impl LifConfig {
     }
 
     pub fn validate(&self, op: &'static str) -> Result<()> {
-        let finite = [self.tau, self.v_th, self.v_reset_or_zero(), self.surrogate.alpha()]
-            .iter()
-            .all(|v| v.is_finite());
+        let finite = [
+            self.tau,
+            self.v_th,
+            self.v_reset_or_zero(),
+            self.surrogate.alpha(),
+        ]
+        .iter()
+        .all(|v| v.is_finite());
         if !finite || self.tau <= 0.0 || self.surrogate.alpha() <= 0.0 {
             return Err(Error::InvalidArgument(format!(
                 "{op}: tau and alpha must be finite and positive, v_th and v_reset finite \
@@ -253,7 +258,7 @@ impl TimeShape {
                 Ok(Self {
                     t: t_steps,
                     neurons,
-                    rows: if features == 0 { 0 } else { neurons / features },
+                    rows: neurons.checked_div(features).unwrap_or(0),
                     features,
                 })
             }
@@ -406,7 +411,11 @@ impl Spec {
             "T * packed words",
             shape.t * shape.rows * words_per_row(shape.features),
         )?;
-        to_u32(op, "invocations", shape.rows * words_per_row(shape.features) * 32)?;
+        to_u32(
+            op,
+            "invocations",
+            shape.rows * words_per_row(shape.features) * 32,
+        )?;
         Ok(Params {
             t_steps: to_u32(op, "T", shape.t)?,
             neurons: to_u32(op, "neurons", shape.neurons)?,
@@ -448,10 +457,7 @@ fn forward(
         )));
     }
     let params = spec.params(op, &shape)?;
-    let spikes = ctx.empty(
-        if outputs.spikes { x.shape() } else { &[1] },
-        DType::F32,
-    )?;
+    let spikes = ctx.empty(if outputs.spikes { x.shape() } else { &[1] }, DType::F32)?;
     let h = ctx.empty(if write_h { x.shape() } else { &[1] }, DType::F32)?;
     let packed = ctx.empty(
         if outputs.packed { x.shape() } else { &[1] },
@@ -582,7 +588,14 @@ pub fn ternary_backward(
     const OP: &str = "ternary_backward";
     cfg.validate(OP)?;
     let shape = TimeShape::of(OP, grad_spikes.shape(), t_steps)?;
-    backward(ctx, OP, grad_spikes, h, shape, &Spec::lif(cfg, Neuron::Ternary))
+    backward(
+        ctx,
+        OP,
+        grad_spikes,
+        h,
+        shape,
+        &Spec::lif(cfg, Neuron::Ternary),
+    )
 }
 
 /// The stateless threshold `S = x >= v_th` of binary attention, on any shape (no time
@@ -636,7 +649,7 @@ fn flat_shape(op: &'static str, shape: &[usize]) -> Result<TimeShape> {
     Ok(TimeShape {
         t: 1,
         neurons,
-        rows: if features == 0 { 0 } else { neurons / features },
+        rows: neurons.checked_div(features).unwrap_or(0),
         features,
     })
 }

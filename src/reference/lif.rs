@@ -59,7 +59,7 @@ pub fn fire(neuron: Neuron, v_th: f32, h: f32) -> f32 {
 
 fn split_time(op: &str, t: usize, len: usize) -> usize {
     assert!(
-        t > 0 && len % t == 0,
+        t > 0 && len.is_multiple_of(t),
         "{op}: {len} elements are not T = {t} steps"
     );
     len / t
@@ -179,7 +179,7 @@ pub fn threshold_backward(cfg: &ThresholdConfig, grad_spikes: &[f32], x: &[f32])
 /// The b-bit membrane of Q-SNN: `round(clamp(u / alpha, -1, 1) levels) alpha / levels`,
 /// rounding half to even (torch.round), 0 where the scale `alpha` is 0.
 pub fn quantize(u: f32, alpha: f32, levels: f32) -> f32 {
-    if !(alpha > 0.0) {
+    if alpha.is_nan() || alpha <= 0.0 {
         return 0.0;
     }
     ((u / alpha).clamp(-1.0, 1.0) * levels).round_ties_even() * alpha / levels
@@ -196,17 +196,17 @@ pub fn qsnn_forward(cfg: &QsnnConfig, t: usize, x: &[f32]) -> Trace {
     let mut alpha = 0.0f32;
     for step in 0..t {
         let mut next_alpha = 0.0f32;
-        for i in 0..n {
+        for (i, ui) in u.iter_mut().enumerate() {
             let at = step * n + i;
             let v = if step == 0 {
                 0.0
             } else {
-                quantize(u[i], alpha, levels)
+                quantize(*ui, alpha, levels)
             };
             let hv = v * cfg.decay + x[at];
             let fired = hv > cfg.v_th;
-            u[i] = (if fired { 0.0 } else { hv }).tanh();
-            next_alpha = next_alpha.max(u[i].abs());
+            *ui = (if fired { 0.0 } else { hv }).tanh();
+            next_alpha = next_alpha.max(ui.abs());
             spikes[at] = if fired { 1.0 } else { 0.0 };
             h[at] = hv;
         }

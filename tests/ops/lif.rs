@@ -81,7 +81,9 @@ fn upload(x: &[f32], shape: &[usize]) -> Tensor {
 }
 
 fn download(t: &Option<Tensor>) -> Vec<f32> {
-    ctx().download_f32(t.as_ref().expect("output asked for")).unwrap()
+    ctx()
+        .download_f32(t.as_ref().expect("output asked for"))
+        .unwrap()
 }
 
 fn check_lif_forward(t: usize, dims: &[usize], cfg: &LifConfig, seed: u64) {
@@ -92,7 +94,11 @@ fn check_lif_forward(t: usize, dims: &[usize], cfg: &LifConfig, seed: u64) {
     let got = lif_forward(ctx(), &upload(&x, &shape), t, cfg, LifOutputs::TRAIN).unwrap();
     let want = reference::lif::lif_forward(cfg, t, &x);
     let what = format!("lif T={t} {dims:?} {cfg:?}");
-    assert_exact(&format!("{what}: spikes"), &download(&got.spikes), &want.spikes);
+    assert_exact(
+        &format!("{what}: spikes"),
+        &download(&got.spikes),
+        &want.spikes,
+    );
     assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
     let rate = want.spikes.iter().sum::<f32>() / len as f32;
     assert!(rate > 0.05 && rate < 0.95, "{what}: firing rate {rate}");
@@ -133,7 +139,14 @@ fn lif_hand_computed_constant_input() {
     ] {
         let spikes = [0.0, 1.0, 0.0, 1.0];
         let want = reference::lif::lif_forward(&cfg, 4, &x);
-        assert_eq!(want, Trace { spikes: spikes.to_vec(), h: h.to_vec() }, "reference");
+        assert_eq!(
+            want,
+            Trace {
+                spikes: spikes.to_vec(),
+                h: h.to_vec()
+            },
+            "reference"
+        );
         let got = lif_forward(ctx(), &upload(&x, &[4, 1]), 4, &cfg, LifOutputs::ALL).unwrap();
         assert_exact("gpu spikes", &download(&got.spikes), &spikes);
         assert_exact("gpu H", &download(&got.h), &h);
@@ -148,7 +161,11 @@ fn lif_hand_computed_constant_input() {
         spikes: vec![1.0; 3],
         h: vec![1.0; 3],
     };
-    assert_eq!(reference::lif::lif_forward(&cfg, 3, &x), want, "reference at v_th");
+    assert_eq!(
+        reference::lif::lif_forward(&cfg, 3, &x),
+        want,
+        "reference at v_th"
+    );
     for outputs in [LifOutputs::TRAIN, LifOutputs::ALL] {
         let got = lif_forward(ctx(), &upload(&x, &[3, 1]), 3, &cfg, outputs).unwrap();
         assert_exact("gpu spikes at v_th", &download(&got.spikes), &want.spikes);
@@ -176,7 +193,11 @@ fn lif_packed_output_matches_packed_reference_spikes() {
         shape.extend_from_slice(dims);
         let want = reference::lif::lif_forward(&cfg, t, &x);
         let want_bits = reference::pack::pack_bits(&want.spikes, features, PackMode::Spikes);
-        for outputs in [LifOutputs::ALL, LifOutputs::TRAIN_PACKED, LifOutputs::INFER_PACKED] {
+        for outputs in [
+            LifOutputs::ALL,
+            LifOutputs::TRAIN_PACKED,
+            LifOutputs::INFER_PACKED,
+        ] {
             let what = format!("packed T={t} {dims:?} {outputs:?}");
             let got = lif_forward(ctx(), &upload(&x, &shape), t, &cfg, outputs).unwrap();
             let packed = got.packed.as_ref().unwrap();
@@ -187,7 +208,11 @@ fn lif_packed_output_matches_packed_reference_spikes() {
             assert_eq!(got.spikes.is_some(), outputs.spikes, "{what}");
             assert_eq!(got.h.is_some(), outputs.h, "{what}");
             if outputs.spikes {
-                assert_exact(&format!("{what}: spikes"), &download(&got.spikes), &want.spikes);
+                assert_exact(
+                    &format!("{what}: spikes"),
+                    &download(&got.spikes),
+                    &want.spikes,
+                );
             }
             if outputs.h {
                 assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
@@ -241,7 +266,10 @@ fn check_backward(neuron: Neuron, cfg: &LifConfig, t: usize, dims: &[usize], see
     };
     let got = ctx.download_f32(&grad_x).unwrap();
     assert_close(&format!("{neuron:?} backward {cfg:?}"), &got, &want, 1e-5);
-    assert!(want.iter().any(|g| g.abs() > 1e-3), "gradients are not all ~0");
+    assert!(
+        want.iter().any(|g| g.abs() > 1e-3),
+        "gradients are not all ~0"
+    );
 }
 
 #[test]
@@ -353,14 +381,25 @@ fn gradient_check(
     }
     assert!(w.len() == x.len());
     assert_close(what, analytic, &fd, 2e-4);
-    assert!(fd.iter().any(|g| g.abs() > 1e-2), "{what}: gradients are not all ~0");
+    assert!(
+        fd.iter().any(|g| g.abs() > 1e-2),
+        "{what}: gradients are not all ~0"
+    );
 }
 
 fn check_smooth_gradient(neuron: Neuron, cfg: &LifConfig, seed: u64) {
     let (t, n) = (6, 4);
     let mut rng = Rng::new(seed);
-    let x: Vec<f64> = rng.vec(t * n, -1.0, 3.0).iter().map(|&v| v as f64).collect();
-    let w: Vec<f64> = rng.vec(t * n, -1.0, 1.0).iter().map(|&v| v as f64).collect();
+    let x: Vec<f64> = rng
+        .vec(t * n, -1.0, 3.0)
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    let w: Vec<f64> = rng
+        .vec(t * n, -1.0, 1.0)
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
     let base = smooth_forward(cfg, neuron, t, &x, None);
     let loss = |xs: &[f64]| -> f64 {
         let f = smooth_forward(cfg, neuron, t, xs, Some(&base));
@@ -396,7 +435,16 @@ fn time_folded_into_the_batch_is_a_shape_error() {
     // [T*B, N] where [T, B, N] is meant: not silently run as 8 time steps.
     let folded = upload(&x, &[t * b, n]);
     let err = lif_forward(ctx, &folded, t, &cfg, LifOutputs::TRAIN).unwrap_err();
-    assert!(matches!(err, Error::Shape { op: "lif_forward", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                op: "lif_forward",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("[8, 5]"), "{err}");
     // Rank 1: no neuron dimension.
     let err = lif_forward(ctx, &upload(&x[..t], &[t]), t, &cfg, LifOutputs::TRAIN).unwrap_err();
@@ -410,12 +458,18 @@ fn time_folded_into_the_batch_is_a_shape_error() {
     let h = fwd.h.unwrap();
     assert!(matches!(
         lif_backward(ctx, &folded, &h, t, &cfg).unwrap_err(),
-        Error::Shape { op: "lif_backward", .. }
+        Error::Shape {
+            op: "lif_backward",
+            ..
+        }
     ));
     let h_folded = h.reshape(&[t * b, n]).unwrap();
     assert!(matches!(
         lif_backward(ctx, &good, &h_folded, t, &cfg).unwrap_err(),
-        Error::Shape { op: "lif_backward", .. }
+        Error::Shape {
+            op: "lif_backward",
+            ..
+        }
     ));
     assert!(matches!(
         ternary_forward(ctx, &folded, t, &cfg, LifOutputs::TRAIN).unwrap_err(),
@@ -476,11 +530,15 @@ fn ternary_forward_matches_reference() {
             let x = Rng::new(500 + i as u64).vec(len, -3.0, 3.0);
             let mut shape = vec![t];
             shape.extend_from_slice(dims);
-            let got = ternary_forward(ctx(), &upload(&x, &shape), t, cfg, LifOutputs::TRAIN)
-                .unwrap();
+            let got =
+                ternary_forward(ctx(), &upload(&x, &shape), t, cfg, LifOutputs::TRAIN).unwrap();
             let want = reference::lif::ternary_forward(cfg, t, &x);
             let what = format!("ternary T={t} {dims:?} {cfg:?}");
-            assert_exact(&format!("{what}: spikes"), &download(&got.spikes), &want.spikes);
+            assert_exact(
+                &format!("{what}: spikes"),
+                &download(&got.spikes),
+                &want.spikes,
+            );
             assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
             for v in [-1.0, 0.0, 1.0] {
                 assert!(want.spikes.contains(&v), "{what}: no spike {v}");
@@ -541,7 +599,13 @@ fn threshold_matches_reference() {
         let x: Vec<f32> = rng
             .vec(len, -2.0, 3.0)
             .iter()
-            .map(|v| if v.abs() < 0.3 { (v * 10.0).round() / 2.0 } else { *v })
+            .map(|v| {
+                if v.abs() < 0.3 {
+                    (v * 10.0).round() / 2.0
+                } else {
+                    *v
+                }
+            })
             .collect();
         let xt = upload(&x, shape);
         let got = threshold_forward(ctx, &xt, &cfg, LifOutputs::ALL).unwrap();
@@ -593,14 +657,31 @@ fn qsnn_forward_and_backward_match_reference() {
         let what = format!("qsnn T={t} {dims:?} {bits} bits");
         // tanh may differ by an ulp between the driver and Rust: H within tolerance, and
         // the spikes, which only an exact tie could flip, identical.
-        assert_exact(&format!("{what}: spikes"), &ctx.download_f32(&got.spikes).unwrap(), &want.spikes);
-        assert_close(&format!("{what}: H"), &ctx.download_f32(&got.h).unwrap(), &want.h, 1e-5);
+        assert_exact(
+            &format!("{what}: spikes"),
+            &ctx.download_f32(&got.spikes).unwrap(),
+            &want.spikes,
+        );
+        assert_close(
+            &format!("{what}: H"),
+            &ctx.download_f32(&got.h).unwrap(),
+            &want.h,
+            1e-5,
+        );
         let grad_s = rng.vec(len, -1.0, 1.0);
         let grad_x = qsnn_backward(ctx, &upload(&grad_s, &shape), &got.h, t, &cfg).unwrap();
         let h = ctx.download_f32(&got.h).unwrap();
         let want_grad = reference::lif::qsnn_backward(&cfg, t, &grad_s, &h);
-        assert_close(&format!("{what}: grad"), &ctx.download_f32(&grad_x).unwrap(), &want_grad, 1e-5);
-        assert!(want_grad.iter().any(|g| g.abs() > 1e-3), "{what}: gradients all ~0");
+        assert_close(
+            &format!("{what}: grad"),
+            &ctx.download_f32(&grad_x).unwrap(),
+            &want_grad,
+            1e-5,
+        );
+        assert!(
+            want_grad.iter().any(|g| g.abs() > 1e-3),
+            "{what}: gradients all ~0"
+        );
     }
 }
 
@@ -613,7 +694,10 @@ fn qsnn_forward_and_backward_match_reference() {
 #[test]
 fn qsnn_hand_computed_quantization() {
     let x = [0.5, 0.2, 0.9, 0.91];
-    for (bits, h1, spikes1) in [(2, [1.1310586, 0.91], [1.0, 0.0]), (8, [1.1310586, 1.0082454], [1.0, 1.0])] {
+    for (bits, h1, spikes1) in [
+        (2, [1.1310586, 0.91], [1.0, 0.0]),
+        (8, [1.1310586, 1.0082454], [1.0, 1.0]),
+    ] {
         let cfg = QsnnConfig {
             bits,
             ..QsnnConfig::default()
@@ -621,17 +705,38 @@ fn qsnn_hand_computed_quantization() {
         let want_h = [0.5, 0.2, h1[0], h1[1]];
         let want_s = [0.0, 0.0, spikes1[0], spikes1[1]];
         let r = reference::lif::qsnn_forward(&cfg, 2, &x);
-        assert_exact(&format!("{bits} bits: reference spikes"), &r.spikes, &want_s);
+        assert_exact(
+            &format!("{bits} bits: reference spikes"),
+            &r.spikes,
+            &want_s,
+        );
         assert_close(&format!("{bits} bits: reference H"), &r.h, &want_h, 1e-6);
         let got = qsnn_forward(ctx(), &upload(&x, &[2, 2]), 2, &cfg).unwrap();
-        assert_exact(&format!("{bits} bits: spikes"), &ctx().download_f32(&got.spikes).unwrap(), &want_s);
-        assert_close(&format!("{bits} bits: H"), &ctx().download_f32(&got.h).unwrap(), &want_h, 1e-6);
+        assert_exact(
+            &format!("{bits} bits: spikes"),
+            &ctx().download_f32(&got.spikes).unwrap(),
+            &want_s,
+        );
+        assert_close(
+            &format!("{bits} bits: H"),
+            &ctx().download_f32(&got.h).unwrap(),
+            &want_h,
+            1e-6,
+        );
     }
     // The Q-SNN neuron fires strictly above v_th: H = 1 does not fire, 1.5 does.
     let cfg = QsnnConfig::default();
     let got = qsnn_forward(ctx(), &upload(&[1.0, 1.5], &[1, 2]), 1, &cfg).unwrap();
-    assert_exact("strict", &ctx().download_f32(&got.spikes).unwrap(), &[0.0, 1.0]);
-    assert_exact("strict ref", &reference::lif::qsnn_forward(&cfg, 1, &[1.0, 1.5]).spikes, &[0.0, 1.0]);
+    assert_exact(
+        "strict",
+        &ctx().download_f32(&got.spikes).unwrap(),
+        &[0.0, 1.0],
+    );
+    assert_exact(
+        "strict ref",
+        &reference::lif::qsnn_forward(&cfg, 1, &[1.0, 1.5]).spikes,
+        &[0.0, 1.0],
+    );
     // A layer whose membranes are all 0 (scale 0) quantizes to 0, not NaN.
     let cfg = QsnnConfig::default();
     let got = qsnn_forward(ctx(), &upload(&[0.0; 6], &[3, 2]), 3, &cfg).unwrap();
@@ -662,8 +767,16 @@ fn qsnn_reference_backward_is_the_derivative_of_the_smooth_forward() {
         };
         let (t, n) = (6, 5);
         let mut rng = Rng::new(900 + i as u64);
-        let x: Vec<f64> = rng.vec(t * n, -0.5, 2.0).iter().map(|&v| v as f64).collect();
-        let w: Vec<f64> = rng.vec(t * n, -1.0, 1.0).iter().map(|&v| v as f64).collect();
+        let x: Vec<f64> = rng
+            .vec(t * n, -0.5, 2.0)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
+        let w: Vec<f64> = rng
+            .vec(t * n, -1.0, 1.0)
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
         let smooth = |xs: &[f64]| -> (Vec<f64>, Vec<f64>) {
             let (mut h, mut s) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
             for j in 0..n {
@@ -695,7 +808,12 @@ fn bench_workloads_run_at_a_tiny_size() {
         assert!(w.bytes() > 0.0);
         w.run(ctx).unwrap();
         let copy = CopyWorkload::matching(ctx, &w).unwrap();
-        assert!((copy.bytes() - w.bytes()).abs() <= 8.0, "{kernel:?}: {} vs {}", copy.bytes(), w.bytes());
+        assert!(
+            (copy.bytes() - w.bytes()).abs() <= 8.0,
+            "{kernel:?}: {} vs {}",
+            copy.bytes(),
+            w.bytes()
+        );
         copy.run(ctx).unwrap();
         ctx.sync().unwrap();
     }
