@@ -55,7 +55,9 @@ struct Params {
 const WG: u32 = 256u;
 const HALF_PI: f32 = 1.5707963267948966;
 
-fn charge(c: Params, v: f32, x: f32) -> f32 {
+// The neuron on 4 neurons at once (forward_packed); the scalar forms below are its first
+// lane, so each formula has one source.
+fn charge4(c: Params, v: vec4<f32>, x: vec4<f32>) -> vec4<f32> {
     if (NEURON == 2u) {
         return x;
     }
@@ -65,18 +67,32 @@ fn charge(c: Params, v: f32, x: f32) -> f32 {
     return v - (v - c.v_reset) * c.k + x;
 }
 
-fn fire(c: Params, h: f32) -> f32 {
+fn fire4(c: Params, h: vec4<f32>) -> vec4<f32> {
+    let zero = vec4<f32>(0.0);
+    let one = vec4<f32>(1.0);
     if (NEURON == 1u) {
-        return select(select(0.0, -1.0, h <= -c.v_th), 1.0, h >= c.v_th);
+        return select(select(zero, -one, h <= vec4<f32>(-c.v_th)), one, h >= vec4<f32>(c.v_th));
     }
-    return select(0.0, 1.0, h >= c.v_th);
+    return select(zero, one, h >= vec4<f32>(c.v_th));
+}
+
+fn reset4(c: Params, h: vec4<f32>, s: vec4<f32>) -> vec4<f32> {
+    if (HARD_RESET) {
+        return select(h, vec4<f32>(c.v_reset), s != vec4<f32>(0.0));
+    }
+    return h - c.v_th * s; // exact: s is -1, 0 or 1
+}
+
+fn charge(c: Params, v: f32, x: f32) -> f32 {
+    return charge4(c, vec4<f32>(v), vec4<f32>(x)).x;
+}
+
+fn fire(c: Params, h: f32) -> f32 {
+    return fire4(c, vec4<f32>(h)).x;
 }
 
 fn reset(c: Params, h: f32, s: f32) -> f32 {
-    if (HARD_RESET) {
-        return select(h, c.v_reset, s != 0.0);
-    }
-    return h - c.v_th * s; // exact: s is -1, 0 or 1
+    return reset4(c, vec4<f32>(h), vec4<f32>(s)).x;
 }
 
 fn v_initial(c: Params) -> f32 {
@@ -127,59 +143,76 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
 
 // The forward with spikes also written packed along features (the bit layout of
 // pack.wgsl: LSB first, rows of words_per_row words, zero padded), so that the binary
-// matmul reads them with no extra pass. Choice: invocation (slot, bit) of a workgroup owns
-// neuron (row, 32 w + bit) of word (row, w) = group * 8 + slot, so the 32 invocations of a
-// word read and write consecutive addresses (coalesced on GPUs, where one invocation per
-// word looping over its 32 neurons would stride by 128 bytes). The bits meet in workgroup
-// memory, buffered for up to 32 steps: bits[slot][dt] collects word (row, w) at step
-// t0 + dt, then invocation (slot, dt) stores it. That is three barriers per 32 steps (one
-// flush for T <= 32) and one workgroup atomicOr per spike; the neuron state stays in the
-// register of one invocation throughout. Rows whose features are not a multiple of 32 cost
-// idle invocations in their last word (at most 31 per row).
+// matmul reads them with no extra pass. Choice: invocation (slot, q) of a workgroup owns
+// the 4 neurons (row, 32 w + 4 q + 0..3) of word (row, w) = group * 32 + slot and keeps
+// their membranes in one vec4 register. Consecutive invocations touch consecutive 16-byte
+// runs (coalesced on GPUs, where one invocation per word looping over its 32 neurons
+// would stride by 128 bytes), and no bit needs an atomic: each invocation gathers its
+// 4-bit spike nibbles of up to 8 steps in one u32 register ("train", nibble dt = step
+// t0 + dt), stores it once to workgroup memory, and after a barrier invocation (slot, q)
+// assembles word (row, w) of step t0 + q from the 8 trains of its slot (8 loads per
+// word). Two barriers per 8 steps. (Workgroup atomicOr per spike instead, 32 bits meeting
+// in one word, measured 6x slower on lavapipe.) Rows whose features are not a multiple of
+// 32 idle part of their last word's invocations; reads past a row's end are masked out.
 
-const WORDS_PER_GROUP: u32 = 8u; // WG / 32
-const T_CHUNK: u32 = 32u;
-var<workgroup> chunk_bits: array<atomic<u32>, 256>; // [WORDS_PER_GROUP, T_CHUNK]
+const WORDS_PER_GROUP: u32 = 32u; // WG / 8 invocations per word
+const T_CHUNK: u32 = 8u;          // 4-bit nibbles per u32 train
+var<workgroup> trains: array<u32, 256>; // [WORDS_PER_GROUP, 8 invocations]
 
 @compute @workgroup_size(256)
 fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let c = p;
-    let slot = lid / 32u;
-    let bit = lid % 32u;
+    let slot = lid / 8u;
+    let q = lid % 8u;
     let word = (wid.x + wid.y * nwg.x) * WORDS_PER_GROUP + slot; // row * words_per_row + w
     let words = c.rows * c.words_per_row;
     let row = word / c.words_per_row;
-    let col = (word % c.words_per_row) * 32u + bit;
-    let live = word < words && col < c.features;
-    let i = row * c.features + col;
-    var v = v_initial(c);
+    let col = (word % c.words_per_row) * 32u + 4u * q;
+    // Live neurons of this invocation (0..4).
+    let n = select(0u, min(4u, c.features - col), word < words && col < c.features);
+    let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(n);
+    let base = row * c.features + col;
+    var v = vec4<f32>(v_initial(c));
     for (var t0 = 0u; t0 < c.t_steps; t0 += T_CHUNK) {
         let steps = min(T_CHUNK, c.t_steps - t0);
-        atomicStore(&chunk_bits[lid], 0u);
-        workgroupBarrier();
+        var train = 0u;
         for (var dt = 0u; dt < steps; dt++) {
-            if (live) {
-                let at = (t0 + dt) * c.neurons + i;
-                let h = charge(c, v, x[at]);
-                let s = fire(c, h);
+            if (n > 0u) {
+                let at = (t0 + dt) * c.neurons + base;
+                // Past the row's end these read the next row (or are clamped at the
+                // buffer's end); those lanes are masked out below.
+                let xv = vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+                let h = charge4(c, v, xv);
+                let s = fire4(c, h);
                 if (WRITE_SPIKES) {
-                    spikes[at] = s;
+                    spikes[at] = s.x;
+                    if (n > 1u) { spikes[at + 1u] = s.y; }
+                    if (n > 2u) { spikes[at + 2u] = s.z; }
+                    if (n > 3u) { spikes[at + 3u] = s.w; }
                 }
                 if (WRITE_H) {
-                    h_out[at] = h;
+                    h_out[at] = h.x;
+                    if (n > 1u) { h_out[at + 1u] = h.y; }
+                    if (n > 2u) { h_out[at + 2u] = h.z; }
+                    if (n > 3u) { h_out[at + 3u] = h.w; }
                 }
-                if (s != 0.0) {
-                    atomicOr(&chunk_bits[slot * T_CHUNK + dt], 1u << bit);
-                }
-                v = reset(c, h, s);
+                let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u),
+                                  s != vec4<f32>(0.0) & live);
+                train |= (bits.x | bits.y | bits.z | bits.w) << (4u * dt);
+                v = reset4(c, h, s);
             }
         }
+        trains[lid] = train;
         workgroupBarrier();
-        // Invocation (slot, dt) holds word (row, w) of step t0 + dt.
-        if (word < words && bit < steps) {
-            packed[(t0 + bit) * words + word] = atomicLoad(&chunk_bits[lid]);
+        // Invocation (slot, q) assembles word (row, w) of step t0 + q.
+        if (word < words && q < steps) {
+            var packed_word = 0u;
+            for (var j = 0u; j < 8u; j++) {
+                packed_word |= ((trains[slot * 8u + j] >> (4u * q)) & 0xFu) << (4u * j);
+            }
+            packed[(t0 + q) * words + word] = packed_word;
         }
         workgroupBarrier();
     }

@@ -63,8 +63,8 @@ const QSNN_BACKWARD: Kernel = Kernel {
 };
 
 const WG: usize = 256;
-/// Packed words per workgroup of `forward_packed` (one invocation per bit).
-const WORDS_PER_GROUP: usize = 8;
+/// Packed words per workgroup of `forward_packed` (one invocation per 4 bits).
+const WORDS_PER_GROUP: usize = 32;
 
 /// The surrogate derivative that stands in for the Heaviside step's in backward.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -414,7 +414,7 @@ impl Spec {
         to_u32(
             op,
             "invocations",
-            shape.rows * words_per_row(shape.features) * 32,
+            shape.rows * words_per_row(shape.features) * 8,
         )?;
         Ok(Params {
             t_steps: to_u32(op, "T", shape.t)?,
