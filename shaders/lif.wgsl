@@ -2,8 +2,8 @@
 // src/reference/lif.rs). Tensors are time first, [T, neurons], where the neurons of one
 // step are [rows, features] and features is the last dimension (the packing dimension).
 // Every forward and backward entry point is one dispatch: each invocation owns one
-// neuron and loops over t keeping the membrane V in a register, so every element of every
-// tensor is read or written exactly once.
+// neuron (4 or 32 in the packed forwards) and loops over t keeping the membrane V in a
+// register, so every element of every tensor is read or written once.
 //
 // Neurons (override NEURON), with k = 1/tau and v_reset = 0 for the soft reset:
 //   0 LIF (SpikingJelly MultiStepLIFNode):  S = 1 if H >= v_th else 0
@@ -143,17 +143,27 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
 
 // The forward with spikes also written packed along features (the bit layout of
 // pack.wgsl: LSB first, rows of words_per_row words, zero padded), so that the binary
-// matmul reads them with no extra pass. Choice: invocation (slot, q) of a workgroup owns
-// the 4 neurons (row, 32 w + 4 q + 0..3) of word (row, w) = group * 32 + slot and keeps
-// their membranes in one vec4 register. Consecutive invocations touch consecutive 16-byte
-// runs (coalesced on GPUs, where one invocation per word looping over its 32 neurons
-// would stride by 128 bytes), and no bit needs an atomic: each invocation gathers its
-// 4-bit spike nibbles of up to 8 steps in one u32 register ("train", nibble dt = step
-// t0 + dt), stores it once to workgroup memory, and after a barrier invocation (slot, q)
-// assembles word (row, w) of step t0 + q from the 8 trains of its slot (8 loads per
-// word). Two barriers per 8 steps. (Workgroup atomicOr per spike instead, 32 bits meeting
-// in one word, measured 6x slower on lavapipe.) Rows whose features are not a multiple of
-// 32 idle part of their last word's invocations; reads past a row's end are masked out.
+// matmul reads them with no extra pass. Two entry points write identical words; the host
+// picks by adapter (ops::lif::PackKernel), as the fast choice differs:
+//
+// forward_packed (GPUs): invocation (slot, q) of a workgroup owns the 4 neurons
+// (row, 32 w + 4 q + 0..3) of word (row, w) = group * 32 + slot and keeps their membranes
+// in one vec4 register, so consecutive invocations touch consecutive 16-byte runs
+// (coalesced). The 32 bits of a word come from 8 invocations; none needs an atomic: each
+// gathers its 4-bit spike nibbles of up to 8 steps in a u32 register ("train", nibble dt =
+// step t0 + dt), stores it once to workgroup memory, and after a barrier invocation
+// (slot, q) assembles word (row, w) of step t0 + q from its slot's 8 trains (8 loads a
+// word). Two barriers per 8 steps.
+//
+// forward_packed_words (CPU drivers): one invocation per word, its 32 membranes in 8 vec4
+// registers; no barrier and no workgroup memory, but each invocation reads a 128-byte run,
+// a stride across invocations that GPUs coalesce poorly. On lavapipe the barriers are
+// what costs (forward_packed ran in 8 ms with them removed): for [4, 2048, 384] this takes
+// 5.6 ms against 24 ms for forward_packed, 60 ms for a first version that ORed each spike
+// into workgroup memory with atomicOr, and about 10 ms for the f32 forward writing S, H.
+//
+// In both, rows whose features are not a multiple of 32 idle part of their last word's
+// lanes, and the reads past a row's end (x[at + 1..3] of a partial quad) are masked out.
 
 const WORDS_PER_GROUP: u32 = 32u; // WG / 8 invocations per word
 const T_CHUNK: u32 = 8u;          // 4-bit nibbles per u32 train
@@ -181,8 +191,8 @@ fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
         for (var dt = 0u; dt < steps; dt++) {
             if (n > 0u) {
                 let at = (t0 + dt) * c.neurons + base;
-                // Past the row's end these read the next row (or are clamped at the
-                // buffer's end); those lanes are masked out below.
+                // Past the row's end: the next row, or clamped at the buffer's end;
+                // masked out below.
                 let xv = vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
                 let h = charge4(c, v, xv);
                 let s = fire4(c, h);
@@ -215,6 +225,68 @@ fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
             packed[(t0 + q) * words + word] = packed_word;
         }
         workgroupBarrier();
+    }
+}
+
+// forward_packed_words (see forward_packed above for the choice between the two).
+
+// One step of the 4 neurons at `at` (m of them live, m >= 1): writes S and H, updates the
+// membranes, returns the spike nibble.
+fn quad_step(c: Params, v: ptr<function, vec4<f32>>, at: u32, m: u32) -> u32 {
+    let xv = vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]);
+    let h = charge4(c, *v, xv);
+    let s = fire4(c, h);
+    if (WRITE_SPIKES) {
+        spikes[at] = s.x;
+        if (m > 1u) { spikes[at + 1u] = s.y; }
+        if (m > 2u) { spikes[at + 2u] = s.z; }
+        if (m > 3u) { spikes[at + 3u] = s.w; }
+    }
+    if (WRITE_H) {
+        h_out[at] = h.x;
+        if (m > 1u) { h_out[at + 1u] = h.y; }
+        if (m > 2u) { h_out[at + 2u] = h.z; }
+        if (m > 3u) { h_out[at + 3u] = h.w; }
+    }
+    *v = reset4(c, h, s);
+    let live = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(m);
+    let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), s != vec4<f32>(0.0) & live);
+    return bits.x | bits.y | bits.z | bits.w;
+}
+
+@compute @workgroup_size(256)
+fn forward_packed_words(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let c = p;
+    let word = (wid.x + wid.y * nwg.x) * WG + lid;
+    let words = c.rows * c.words_per_row;
+    if (word >= words) {
+        return;
+    }
+    let row = word / c.words_per_row;
+    let col = (word % c.words_per_row) * 32u;
+    let n = min(32u, c.features - col); // live neurons of this word (1..32)
+    let base = row * c.features + col;
+    var v0 = vec4<f32>(v_initial(c));
+    var v1 = v0;
+    var v2 = v0;
+    var v3 = v0;
+    var v4 = v0;
+    var v5 = v0;
+    var v6 = v0;
+    var v7 = v0;
+    for (var t = 0u; t < c.t_steps; t++) {
+        let at = t * c.neurons + base;
+        var w = quad_step(c, &v0, at, n);
+        if (n > 4u) { w |= quad_step(c, &v1, at + 4u, n - 4u) << 4u; }
+        if (n > 8u) { w |= quad_step(c, &v2, at + 8u, n - 8u) << 8u; }
+        if (n > 12u) { w |= quad_step(c, &v3, at + 12u, n - 12u) << 12u; }
+        if (n > 16u) { w |= quad_step(c, &v4, at + 16u, n - 16u) << 16u; }
+        if (n > 20u) { w |= quad_step(c, &v5, at + 20u, n - 20u) << 20u; }
+        if (n > 24u) { w |= quad_step(c, &v6, at + 24u, n - 24u) << 24u; }
+        if (n > 28u) { w |= quad_step(c, &v7, at + 28u, n - 28u) << 28u; }
+        packed[t * words + word] = w;
     }
 }
 

@@ -3,36 +3,40 @@
 //!
 //! Bytes counted per element of `[T, rows, features]` (4 bytes per f32):
 //! - forward: read X, write S, write H = 12;
-//! - forward, packed spikes only (inference into a binary matmul): read X = 4, plus the
-//!   packed words written;
+//! - forward, packed spikes only (inference into a binary matmul), by either packing
+//!   kernel (`ops::lif::PackKernel`): read X = 4, plus the packed words written;
 //! - forward + backward: the forward's 12, then read grad_S, read H, write grad_X = 12.
 
 use crate::error::{Error, Result};
 use crate::gpu::{words_per_row, GpuContext, Tensor};
-use crate::ops::{self, LifConfig, LifOutputs};
+use crate::ops::{self, LifConfig, LifOutputs, PackKernel};
 
 /// The LIF variants `bitspike bench lif` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LifKernel {
     /// f32 spikes and H (training forward).
     Forward,
-    /// Packed spikes only (inference forward).
-    ForwardPacked,
+    /// Packed spikes only (inference forward), one invocation per word.
+    ForwardPackedPerWord,
+    /// Packed spikes only (inference forward), the cooperative kernel.
+    ForwardPackedCooperative,
     /// Training forward, then BPTT.
     ForwardBackward,
 }
 
 impl LifKernel {
-    pub const ALL: [LifKernel; 3] = [
+    pub const ALL: [LifKernel; 4] = [
         LifKernel::Forward,
-        LifKernel::ForwardPacked,
+        LifKernel::ForwardPackedPerWord,
+        LifKernel::ForwardPackedCooperative,
         LifKernel::ForwardBackward,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             LifKernel::Forward => "lif_forward",
-            LifKernel::ForwardPacked => "lif_forward_packed",
+            LifKernel::ForwardPackedPerWord => "lif_packed_per_word",
+            LifKernel::ForwardPackedCooperative => "lif_packed_cooperative",
             LifKernel::ForwardBackward => "lif_forward_backward",
         }
     }
@@ -99,7 +103,7 @@ impl LifWorkload {
         let n = self.elements() as f64;
         match self.kernel {
             LifKernel::Forward => 12.0 * n,
-            LifKernel::ForwardPacked => {
+            LifKernel::ForwardPackedPerWord | LifKernel::ForwardPackedCooperative => {
                 4.0 * n + 4.0 * (self.t * self.rows * words_per_row(self.features)) as f64
             }
             LifKernel::ForwardBackward => 24.0 * n,
@@ -110,16 +114,19 @@ impl LifWorkload {
         format!("{}x{}x{}", self.t, self.rows, self.features)
     }
 
+    fn packed(&self, ctx: &GpuContext, pack: PackKernel) -> Result<()> {
+        let outputs = LifOutputs::INFER_PACKED;
+        ops::lif_forward_with(ctx, &self.x, self.t, &self.cfg, outputs, pack).map(drop)
+    }
+
     /// Record one iteration (outputs go back to the pool when dropped).
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
         match self.kernel {
             LifKernel::Forward => {
                 ops::lif_forward(ctx, &self.x, self.t, &self.cfg, LifOutputs::TRAIN).map(drop)
             }
-            LifKernel::ForwardPacked => {
-                ops::lif_forward(ctx, &self.x, self.t, &self.cfg, LifOutputs::INFER_PACKED)
-                    .map(drop)
-            }
+            LifKernel::ForwardPackedPerWord => self.packed(ctx, PackKernel::PerWord),
+            LifKernel::ForwardPackedCooperative => self.packed(ctx, PackKernel::Cooperative),
             LifKernel::ForwardBackward => {
                 let fwd = ops::lif_forward(ctx, &self.x, self.t, &self.cfg, LifOutputs::TRAIN)?;
                 let h = fwd.h.ok_or_else(|| {

@@ -38,6 +38,17 @@ const FORWARD_PACKED: Kernel = Kernel {
     ],
 };
 
+const FORWARD_PACKED_WORDS: Kernel = Kernel {
+    shader: Shader::Lif,
+    entry: "forward_packed_words",
+    bindings: &[
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
 const BACKWARD: Kernel = Kernel {
     shader: Shader::Lif,
     entry: "backward",
@@ -63,7 +74,7 @@ const QSNN_BACKWARD: Kernel = Kernel {
 };
 
 const WG: usize = 256;
-/// Packed words per workgroup of `forward_packed` (one invocation per 4 bits).
+/// Packed words per workgroup of the cooperative `forward_packed` (8 invocations a word).
 const WORDS_PER_GROUP: usize = 32;
 
 /// The surrogate derivative that stands in for the Heaviside step's in backward.
@@ -318,6 +329,30 @@ impl Default for LifOutputs {
     }
 }
 
+/// Which kernel builds the packed spikes (both write identical words; see lif.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackKernel {
+    /// One invocation per packed word keeps its 32 membranes in registers: no barrier, no
+    /// workgroup memory, but each invocation reads a 128-byte run (strided across
+    /// invocations). The choice for CPU drivers, where it is 4x the cooperative kernel
+    /// (lavapipe).
+    PerWord,
+    /// One invocation per 4 neurons, coalesced; the bits of a word meet in workgroup
+    /// memory, two barriers per 8 steps. The choice for GPUs.
+    Cooperative,
+}
+
+impl PackKernel {
+    /// `PerWord` on CPU adapters (lavapipe, llvmpipe, SwiftShader), `Cooperative` else.
+    pub fn for_adapter(ctx: &GpuContext) -> Self {
+        if ctx.adapter.device_type == "Cpu" {
+            PackKernel::PerWord
+        } else {
+            PackKernel::Cooperative
+        }
+    }
+}
+
 /// What a forward returns: the outputs `LifOutputs` asked for.
 #[derive(Debug, Clone)]
 pub struct LifForward {
@@ -449,6 +484,7 @@ fn forward(
     shape: TimeShape,
     spec: &Spec,
     outputs: LifOutputs,
+    pack: PackKernel,
 ) -> Result<LifForward> {
     let write_h = outputs.h && spec.neuron != THRESHOLD_CODE;
     if !(outputs.spikes || write_h || outputs.packed) {
@@ -474,11 +510,13 @@ fn forward(
         ("WRITE_SPIKES", Spec::flag(outputs.spikes)),
         ("WRITE_H", Spec::flag(write_h)),
     ];
-    let (kernel, groups) = if outputs.packed {
-        let words = shape.rows * words_per_row(shape.features);
-        (FORWARD_PACKED, words.div_ceil(WORDS_PER_GROUP))
-    } else {
+    let words = shape.rows * words_per_row(shape.features);
+    let (kernel, groups) = if !outputs.packed {
         (FORWARD, shape.neurons.div_ceil(WG))
+    } else if pack == PackKernel::PerWord {
+        (FORWARD_PACKED_WORDS, words.div_ceil(WG))
+    } else {
+        (FORWARD_PACKED, words.div_ceil(WORDS_PER_GROUP))
     };
     ctx.dispatch(
         kernel,
@@ -535,11 +573,32 @@ pub fn lif_forward(
     cfg: &LifConfig,
     outputs: LifOutputs,
 ) -> Result<LifForward> {
+    lif_forward_with(ctx, x, t_steps, cfg, outputs, PackKernel::for_adapter(ctx))
+}
+
+/// `lif_forward` with the packed spikes built by the given kernel (for tests and
+/// benchmarks; `lif_forward` picks by adapter).
+pub fn lif_forward_with(
+    ctx: &GpuContext,
+    x: &Tensor,
+    t_steps: usize,
+    cfg: &LifConfig,
+    outputs: LifOutputs,
+    pack: PackKernel,
+) -> Result<LifForward> {
     const OP: &str = "lif_forward";
     expect_f32(OP, x)?;
     cfg.validate(OP)?;
     let shape = TimeShape::of(OP, x.shape(), t_steps)?;
-    forward(ctx, OP, x, shape, &Spec::lif(cfg, Neuron::Lif), outputs)
+    forward(
+        ctx,
+        OP,
+        x,
+        shape,
+        &Spec::lif(cfg, Neuron::Lif),
+        outputs,
+        pack,
+    )
 }
 
 /// BPTT of the LIF neuron: `grad_x [T, ...]` from the spikes' gradient and the saved H.
@@ -574,7 +633,16 @@ pub fn ternary_forward(
         )));
     }
     let shape = TimeShape::of(OP, x.shape(), t_steps)?;
-    forward(ctx, OP, x, shape, &Spec::lif(cfg, Neuron::Ternary), outputs)
+    let pack = PackKernel::for_adapter(ctx);
+    forward(
+        ctx,
+        OP,
+        x,
+        shape,
+        &Spec::lif(cfg, Neuron::Ternary),
+        outputs,
+        pack,
+    )
 }
 
 /// BPTT of the ternary neuron (surrogate: the sum of the two steps' surrogates).
@@ -612,7 +680,15 @@ pub fn threshold_forward(
     let spec = Spec::threshold(cfg);
     threshold_as_lif(cfg).validate(OP)?;
     let shape = flat_shape(OP, x.shape())?;
-    forward(ctx, OP, x, shape, &spec, outputs)
+    forward(
+        ctx,
+        OP,
+        x,
+        shape,
+        &spec,
+        outputs,
+        PackKernel::for_adapter(ctx),
+    )
 }
 
 /// Backward of the threshold: `grad_x = grad_s * g(x - v_th)`.

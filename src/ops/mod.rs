@@ -11,9 +11,9 @@ pub mod pack;
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
 pub use copy::{copy, pad_last_dim};
 pub use lif::{
-    lif_backward, lif_forward, qsnn_backward, qsnn_forward, ternary_backward, ternary_forward,
-    threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs, Neuron,
-    QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
+    lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
+    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,
+    Neuron, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
 };
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use pack::{pack_bits, PackMode};

@@ -7,9 +7,9 @@ use std::f64::consts::PI;
 
 use bitspike::bench::lif::{CopyWorkload, LifKernel, LifWorkload};
 use bitspike::ops::{
-    lif_backward, lif_forward, qsnn_backward, qsnn_forward, ternary_backward, ternary_forward,
-    threshold_backward, threshold_forward, LifConfig, LifOutputs, Neuron, PackMode, QsnnConfig,
-    Surrogate, ThresholdConfig,
+    lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
+    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifOutputs, Neuron,
+    PackKernel, PackMode, QsnnConfig, Surrogate, ThresholdConfig,
 };
 use bitspike::reference::{self, lif::Trace};
 use bitspike::{DType, Error, Tensor};
@@ -147,11 +147,14 @@ fn lif_hand_computed_constant_input() {
             },
             "reference"
         );
-        let got = lif_forward(ctx(), &upload(&x, &[4, 1]), 4, &cfg, LifOutputs::ALL).unwrap();
-        assert_exact("gpu spikes", &download(&got.spikes), &spikes);
-        assert_exact("gpu H", &download(&got.h), &h);
-        let words: Vec<u32> = ctx().download_words(got.packed.as_ref().unwrap()).unwrap();
-        assert_eq!(words, vec![0, 1, 0, 1], "packed spikes, one word per step");
+        for pack in [PackKernel::PerWord, PackKernel::Cooperative] {
+            let x = upload(&x, &[4, 1]);
+            let got = lif_forward_with(ctx(), &x, 4, &cfg, LifOutputs::ALL, pack).unwrap();
+            assert_exact("gpu spikes", &download(&got.spikes), &spikes);
+            assert_exact("gpu H", &download(&got.h), &h);
+            let words: Vec<u32> = ctx().download_words(got.packed.as_ref().unwrap()).unwrap();
+            assert_eq!(words, vec![0, 1, 0, 1], "{pack:?}: one word per step");
+        }
     }
     // Input 2: H0 = 0 + (2 - 0) / 2 = 1.0 = v_th exactly, which fires (H >= v_th); then
     // V = 0 and the same again: spikes [1, 1, 1].
@@ -175,15 +178,16 @@ fn lif_hand_computed_constant_input() {
 #[test]
 fn lif_packed_output_matches_packed_reference_spikes() {
     let cfg = LifConfig::default();
-    let cases: [(usize, &[usize]); 8] = [
+    let cases: [(usize, &[usize]); 9] = [
         (1, &[1]),
         (3, &[5, 31]),
         (4, &[37, 97]),
         (2, &[2, 3, 64]),
-        (33, &[4, 33]), // more steps than one 32-step chunk of workgroup bits
+        (33, &[4, 33]), // 4 chunks of 8 steps and 1 more in the cooperative kernel
         (16, &[1000]),
         (5, &[9, 32]),
         (2, &[300, 1]),
+        (3, &[70, 6]), // several rows per word slot, quads cut by the row end
     ];
     for (i, &(t, dims)) in cases.iter().enumerate() {
         let features = *dims.last().unwrap();
@@ -193,13 +197,17 @@ fn lif_packed_output_matches_packed_reference_spikes() {
         shape.extend_from_slice(dims);
         let want = reference::lif::lif_forward(&cfg, t, &x);
         let want_bits = reference::pack::pack_bits(&want.spikes, features, PackMode::Spikes);
-        for outputs in [
+        let outputs_and_kernels = [
             LifOutputs::ALL,
             LifOutputs::TRAIN_PACKED,
             LifOutputs::INFER_PACKED,
-        ] {
-            let what = format!("packed T={t} {dims:?} {outputs:?}");
-            let got = lif_forward(ctx(), &upload(&x, &shape), t, &cfg, outputs).unwrap();
+        ]
+        .into_iter()
+        .flat_map(|o| [(o, PackKernel::PerWord), (o, PackKernel::Cooperative)]);
+        for (outputs, pack) in outputs_and_kernels {
+            let what = format!("packed T={t} {dims:?} {outputs:?} {pack:?}");
+            let xt = upload(&x, &shape);
+            let got = lif_forward_with(ctx(), &xt, t, &cfg, outputs, pack).unwrap();
             let packed = got.packed.as_ref().unwrap();
             assert_eq!(packed.dtype(), DType::PackedBits);
             assert_eq!(packed.shape(), &shape[..]);
