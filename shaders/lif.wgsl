@@ -215,6 +215,8 @@ fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
         trains[lid] = train;
+        // Required, though lavapipe cannot show it: there a slot's 8 invocations run as
+        // one 8-wide SIMD group, so tests on it pass without this barrier.
         workgroupBarrier();
         // Invocation (slot, q) assembles word (row, w) of step t0 + q.
         if (word < words && q < steps) {

@@ -6,13 +6,14 @@
 use std::f64::consts::PI;
 
 use bitspike::bench::lif::{CopyWorkload, LifKernel, LifWorkload};
+use bitspike::gpu::tensor::storage_words;
 use bitspike::ops::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
     ternary_forward, threshold_backward, threshold_forward, LifConfig, LifOutputs, Neuron,
     PackKernel, PackMode, QsnnConfig, Surrogate, ThresholdConfig,
 };
 use bitspike::reference::{self, lif::Trace};
-use bitspike::{DType, Error, Tensor};
+use bitspike::{DType, Error, GpuContext, Tensor};
 
 use crate::common::{assert_close, assert_exact, ctx, Rng};
 
@@ -175,8 +176,24 @@ fn lif_hand_computed_constant_input() {
     }
 }
 
+/// Leave garbage-filled buffers the size of a forward's outputs in `ctx`'s pool, so that
+/// an element a kernel fails to write shows up as garbage rather than as the result of an
+/// earlier, identical run left in a reused buffer.
+fn poison_pool(ctx: &GpuContext, shape: &[usize]) {
+    let words = storage_words(shape, DType::F32).max(1);
+    let packed = storage_words(shape, DType::PackedBits).max(1);
+    let garbage = [
+        ctx.upload_words(&vec![f32::NAN; words], &[words], DType::F32),
+        ctx.upload_words(&vec![f32::NAN; words], &[words], DType::F32),
+        ctx.upload_words(&vec![0xDEAD_BEEFu32; packed], &[packed], DType::U32),
+    ];
+    drop(garbage);
+}
+
 #[test]
 fn lif_packed_output_matches_packed_reference_spikes() {
+    // A context of its own: no other test takes the poisoned buffers from its pool.
+    let ctx = &GpuContext::from_env().unwrap();
     let cfg = LifConfig::default();
     let cases: [(usize, &[usize]); 9] = [
         (1, &[1]),
@@ -206,24 +223,23 @@ fn lif_packed_output_matches_packed_reference_spikes() {
         .flat_map(|o| [(o, PackKernel::PerWord), (o, PackKernel::Cooperative)]);
         for (outputs, pack) in outputs_and_kernels {
             let what = format!("packed T={t} {dims:?} {outputs:?} {pack:?}");
-            let xt = upload(&x, &shape);
-            let got = lif_forward_with(ctx(), &xt, t, &cfg, outputs, pack).unwrap();
+            let xt = ctx.upload_f32(&x, &shape).unwrap();
+            poison_pool(ctx, &shape);
+            let got = lif_forward_with(ctx, &xt, t, &cfg, outputs, pack).unwrap();
             let packed = got.packed.as_ref().unwrap();
             assert_eq!(packed.dtype(), DType::PackedBits);
             assert_eq!(packed.shape(), &shape[..]);
-            let words: Vec<u32> = ctx().download_words(packed).unwrap();
+            let words: Vec<u32> = ctx.download_words(packed).unwrap();
             assert_exact(&format!("{what}: words"), &words, &want_bits);
             assert_eq!(got.spikes.is_some(), outputs.spikes, "{what}");
             assert_eq!(got.h.is_some(), outputs.h, "{what}");
-            if outputs.spikes {
-                assert_exact(
-                    &format!("{what}: spikes"),
-                    &download(&got.spikes),
-                    &want.spikes,
-                );
+            if let Some(spikes) = &got.spikes {
+                let spikes = ctx.download_f32(spikes).unwrap();
+                assert_exact(&format!("{what}: spikes"), &spikes, &want.spikes);
             }
-            if outputs.h {
-                assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
+            if let Some(h) = &got.h {
+                let h = ctx.download_f32(h).unwrap();
+                assert_exact(&format!("{what}: H"), &h, &want.h);
             }
         }
     }
