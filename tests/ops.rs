@@ -7,6 +7,8 @@ mod common;
 mod binary_matmul;
 #[path = "ops/engine.rs"]
 mod engine;
+#[path = "ops/lif.rs"]
+mod lif;
 #[path = "ops/matmul.rs"]
 mod matmul;
 #[path = "ops/pack.rs"]

@@ -242,9 +242,11 @@ impl GpuContext {
     }
 
     /// Submit everything recorded so far (without waiting for it).
+    ///
+    /// The lock is held until the submission is made: encoders must reach the queue in
+    /// the order they were recorded, or a thread's dispatch could run before the upload
+    /// another thread's flush took away (a pooled buffer reused across threads too).
     pub fn flush(&self) {
-        // Submit while holding the lock: another thread's later recording must not be
-        // submitted ahead of this one.
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(encoder) = pending.take() {
             self.queue.submit([encoder.finish()]);

@@ -139,16 +139,16 @@ impl ModelConfig {
     /// Check the sizes fit together.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
-        if self.dim % 8 != 0 || self.dim == 0 {
+        if !self.dim.is_multiple_of(8) || self.dim == 0 {
             return bad(format!("dim {} must be a positive multiple of 8", self.dim));
         }
-        if self.heads == 0 || self.dim % self.heads != 0 {
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
             return bad(format!(
                 "dim {} is not divisible by {} heads",
                 self.dim, self.heads
             ));
         }
-        if !matches!(self.patch_size, 4 | 16) || self.image_size % self.patch_size != 0 {
+        if !matches!(self.patch_size, 4 | 16) || !self.image_size.is_multiple_of(self.patch_size) {
             return bad(format!(
                 "image size {} with patch size {}: the tokenizer downsamples by 4 (two \
                  max-pools) or 16 (four), and the image size must be a multiple of it",

@@ -4,11 +4,17 @@
 
 pub mod binary_matmul;
 pub mod copy;
+pub mod lif;
 pub mod matmul;
 pub mod pack;
 
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
 pub use copy::{copy, pad_last_dim};
+pub use lif::{
+    lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
+    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,
+    Neuron, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
+};
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use pack::{pack_bits, PackMode};
 

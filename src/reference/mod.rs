@@ -2,5 +2,6 @@
 //! clarity, not speed; each mirrors the semantics of its `ops/` twin.
 
 pub mod binary_matmul;
+pub mod lif;
 pub mod matmul;
 pub mod pack;
