@@ -42,8 +42,10 @@ impl LifKernel {
     }
 }
 
-/// The models' shapes: T = 4 over 8192 tokens (batch 128 x 64), 384 and 1536 features.
-pub const MODEL_SHAPES: [(usize, usize, usize); 2] = [(4, 8192, 384), (4, 8192, 1536)];
+/// The models' shapes: T = 4 over 8192 tokens (batch 128 x 64) with 384 and 1536
+/// features, and T = 16 (event data) with 384.
+pub const MODEL_SHAPES: [(usize, usize, usize); 3] =
+    [(4, 8192, 384), (4, 8192, 1536), (16, 8192, 384)];
 
 /// Operands of one (kernel, T, rows, features), uploaded once.
 pub struct LifWorkload {
@@ -139,14 +141,16 @@ impl LifWorkload {
 }
 
 /// A plain copy moving (about) the same bytes as another workload: `bytes / 8` floats,
-/// each read once and written once.
+/// each read once and written once; capped at the largest buffer the device binds (the
+/// rate, not the size, is compared, and copies that large run at their full rate).
 pub struct CopyWorkload {
     src: Tensor,
 }
 
 impl CopyWorkload {
     pub fn new(ctx: &GpuContext, bytes: f64) -> Result<Self> {
-        let len = ((bytes / 8.0).round() as usize).max(1);
+        let max_len = (ctx.limits.max_storage_buffer_binding_size / 4) as usize;
+        let len = ((bytes / 8.0).round() as usize).clamp(1, max_len);
         let src = ctx.upload_f32(&pseudo_random(len, 3, -1.0, 1.0), &[len])?;
         ctx.sync()?;
         Ok(Self { src })

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{print_json, GpuArgs};
+use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
 use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
 use bitspike::bench::{time_iterations, Measurement};
 use bitspike::GpuContext;
@@ -21,7 +22,8 @@ pub struct BenchArgs {
     /// Seconds to repeat each measurement for (after one warm-up).
     #[arg(long, default_value_t = 1.0)]
     min_time: f64,
-    /// Shapes as MxKxN, comma-separated (default: the real models' shapes).
+    /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif (default: the
+    /// real models' shapes).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
 }
@@ -30,6 +32,8 @@ pub struct BenchArgs {
 enum What {
     /// f32 matmul against the packed binary forms.
     Matmul,
+    /// Fused LIF forward and backward against a plain copy of the same bytes.
+    Lif,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -48,7 +52,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     match args.what {
         What::Matmul => bench_matmul(&ctx, &args),
+        What::Lif => bench_lif(&ctx, &args),
     }
+}
+
+fn shapes_or(
+    args: &BenchArgs,
+    defaults: &[(usize, usize, usize)],
+) -> anyhow::Result<Vec<(usize, usize, usize)>> {
+    if args.shapes.is_empty() {
+        return Ok(defaults.to_vec());
+    }
+    args.shapes.iter().map(|s| parse_shape(s)).collect()
 }
 
 fn parse_shape(s: &str) -> anyhow::Result<(usize, usize, usize)> {
@@ -84,14 +99,7 @@ fn report(m: &Measurement, json: bool) -> anyhow::Result<()> {
 }
 
 fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
-    let shapes = if args.shapes.is_empty() {
-        MODEL_SHAPES.to_vec()
-    } else {
-        args.shapes
-            .iter()
-            .map(|s| parse_shape(s))
-            .collect::<anyhow::Result<_>>()?
-    };
+    let shapes = shapes_or(args, &MODEL_SHAPES)?;
     let min_time = Duration::from_secs_f64(args.min_time);
     for (m, k, n) in shapes {
         let mut f32_rate = None;
@@ -115,6 +123,45 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                     unit: "GMAC/s",
                     ratio,
                     ratio_to: ratio.map(|_| "matmul_f32".into()),
+                },
+                args.json,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn bench_lif(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
+    let min_time = Duration::from_secs_f64(args.min_time);
+    for (t, rows, features) in shapes_or(args, &lif::MODEL_SHAPES)? {
+        for kernel in LifKernel::ALL {
+            let work = LifWorkload::new(ctx, kernel, t, rows, features)?;
+            let copy = CopyWorkload::matching(ctx, &work)?;
+            let copy_seconds = time_iterations(ctx, min_time, 3, || copy.run(ctx))?;
+            let copy_rate = copy.bytes() / copy_seconds / 1e9;
+            let seconds = time_iterations(ctx, min_time, 3, || work.run(ctx))?;
+            let rate = work.bytes() / seconds / 1e9;
+            report(
+                &Measurement {
+                    kernel: "copy".into(),
+                    shape: copy.shape(),
+                    seconds: copy_seconds,
+                    rate: copy_rate,
+                    unit: "GB/s",
+                    ratio: None,
+                    ratio_to: None,
+                },
+                args.json,
+            )?;
+            report(
+                &Measurement {
+                    kernel: kernel.name().into(),
+                    shape: work.shape(),
+                    seconds,
+                    rate,
+                    unit: "GB/s",
+                    ratio: Some(rate / copy_rate),
+                    ratio_to: Some("copy".into()),
                 },
                 args.json,
             )?;
