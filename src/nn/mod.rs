@@ -1,8 +1,10 @@
 //! Layers and models: configurations and presets, the parameter inventory with the
 //! reference implementations' names.
 
+pub mod checkpoint;
 pub mod config;
 pub mod params;
 
+pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};

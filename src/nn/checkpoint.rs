@@ -1,0 +1,275 @@
+//! Weights on disk: safetensors files whose tensors carry the reference
+//! implementations' state_dict names, and whose metadata holds the model config as JSON.
+//! A plain converted PyTorch state_dict (no metadata) loads as well, given a preset.
+//! Files are written atomically: to a temporary file beside the target, then renamed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use super::config::ModelConfig;
+use super::params::{param_specs, ParamRole};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// The metadata key of the model config.
+pub const CONFIG_KEY: &str = "bitspike.config";
+
+/// A tensor on the host, as f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Named tensors and string metadata, as in a safetensors file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDict {
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = (bits >> 10) & 0x1f;
+    let frac = (bits & 0x3ff) as f32;
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac / 1024.0) * 2f32.powi(e as i32 - 15),
+    }
+}
+
+fn to_f32(name: &str, path: &Path, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
+    let le2 = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+    Ok(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
+        Dtype::F16 => bytes.chunks_exact(2).map(|c| f16_to_f32(le2(c))).collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((le2(c) as u32) << 16))
+            .collect(),
+        Dtype::I64 => bytes
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32)
+            .collect(),
+        Dtype::I32 => bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+            .collect(),
+        other => {
+            return Err(Error::data(
+                path,
+                format!("tensor '{name}' has dtype {other:?}; expected a float or integer type"),
+            ))
+        }
+    })
+}
+
+impl StateDict {
+    /// Read a safetensors file (f32, f64, f16, bf16, i64, i32 tensors, converted to f32).
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+            Error::data(
+                path,
+                format!("not a complete safetensors file (truncated or corrupt): {e}"),
+            )
+        })?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| Error::data(path, format!("unreadable safetensors header: {e}")))?;
+        let mut out = StateDict {
+            metadata: meta
+                .metadata()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        for (name, view) in st.tensors() {
+            let data = to_f32(&name, path, view.dtype(), view.data())?;
+            out.tensors.insert(
+                name,
+                HostTensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Write as safetensors (f32; `*.num_batches_tracked` as i64, as PyTorch has it),
+    /// atomically: a reader never sees a half-written file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (name, t) in &self.tensors {
+            if t.data.len() != t.shape.iter().product::<usize>() {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor '{name}' has {} values for shape {:?}",
+                    t.data.len(),
+                    t.shape
+                )));
+            }
+            let (dtype, bytes) = if name.ends_with("num_batches_tracked") {
+                (
+                    Dtype::I64,
+                    t.data
+                        .iter()
+                        .flat_map(|&v| (v as i64).to_le_bytes())
+                        .collect(),
+                )
+            } else {
+                (
+                    Dtype::F32,
+                    bytemuck::cast_slice::<f32, u8>(&t.data).to_vec(),
+                )
+            };
+            encoded.push((name.clone(), dtype, t.shape.clone(), bytes));
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView)> = encoded
+            .iter()
+            .map(|(n, d, s, b)| {
+                safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::InvalidArgument(format!("tensor '{n}': {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let bytes = safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode safetensors: {e}")))?;
+        write_atomic(path, &bytes)
+    }
+
+    /// The model config stored in the metadata, if any.
+    pub fn config(&self, path: &Path) -> Result<Option<ModelConfig>> {
+        self.metadata
+            .get(CONFIG_KEY)
+            .map(|json| {
+                serde_json::from_str(json).map_err(|e| {
+                    Error::data(
+                        path,
+                        format!("metadata '{CONFIG_KEY}' is not a model config: {e}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Check that every tensor the model needs is here with its shape. Extra tensors
+    /// are allowed only where the reference has unused ones (Spikformer's LayerNorms).
+    pub fn check(&self, cfg: &ModelConfig, path: &Path) -> Result<()> {
+        let specs = param_specs(cfg);
+        for spec in &specs {
+            let Some(t) = self.tensors.get(&spec.name) else {
+                if spec.role == ParamRole::BatchCount {
+                    continue; // optional: only statistics bookkeeping
+                }
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "tensor '{}' {:?} is missing: not a checkpoint of this model",
+                        spec.name, spec.shape
+                    ),
+                ));
+            };
+            // Conv1d / 1x1 Conv2d weights may come with or without their unit dims.
+            let squeeze = |s: &[usize]| s.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+            if t.shape != spec.shape && squeeze(&t.shape) != squeeze(&spec.shape) {
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "tensor '{}' has shape {:?}, but the model needs {:?}",
+                        spec.name, t.shape, spec.shape
+                    ),
+                ));
+            }
+        }
+        let known: std::collections::HashSet<&str> =
+            specs.iter().map(|s| s.name.as_str()).collect();
+        if let Some(extra) = self.tensors.keys().find(|k| {
+            !known.contains(k.as_str()) && !is_ignorable(k) && !k.starts_with("optimizer.")
+        }) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "tensor '{extra}' is not part of this model: a checkpoint of another model?"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Tensors the reference models carry but never use.
+fn is_ignorable(name: &str) -> bool {
+    name.contains(".norm1.") || name.contains(".norm2.")
+}
+
+/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Fresh parameters as the reference implementations initialise them: convolutions with
+/// PyTorch's default (kaiming-uniform, a = sqrt(5): U(+-1/sqrt(fan_in))), linear layers
+/// and heads with normal(std 0.02) and zero bias, BatchNorm weight 1, bias 0,
+/// running mean 0, running var 1, lambda 1. The config goes into the metadata.
+pub fn init_state(cfg: &ModelConfig, seed: u64) -> StateDict {
+    let mut rng = Rng::new(seed);
+    let mut sd = StateDict::default();
+    for spec in param_specs(cfg) {
+        let n = spec.len();
+        let name = spec.name.as_str();
+        let data: Vec<f32> = if name.ends_with("running_var") || name.ends_with("lambda_attn") {
+            vec![1.0; n]
+        } else if spec.role != ParamRole::Trainable || name.ends_with(".bias") {
+            vec![0.0; n]
+        } else if spec.shape.len() == 1 {
+            vec![1.0; n] // BatchNorm weight
+        } else if name.contains("_linear.") || name.starts_with("head") {
+            // timm's trunc_normal_(std=.02) truncates at +-2 in absolute units, which a
+            // 0.02-wide normal never reaches: a plain normal.
+            (0..n).map(|_| 0.02 * rng.normal()).collect()
+        } else {
+            let fan_in = n / spec.shape[0];
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            (0..n)
+                .map(|_| bound * (2.0 * rng.uniform() - 1.0))
+                .collect()
+        };
+        sd.tensors.insert(
+            spec.name.clone(),
+            HostTensor {
+                shape: spec.shape.clone(),
+                data,
+            },
+        );
+    }
+    sd.metadata.insert(
+        CONFIG_KEY.into(),
+        serde_json::to_string(cfg).expect("a config always serializes"),
+    );
+    sd
+}
