@@ -65,10 +65,13 @@ impl Drop for PooledBuffer {
     }
 }
 
-/// A tensor on the GPU. Clones share the buffer.
+/// A tensor on the GPU: a whole pooled buffer, or a view into part of one (e.g. one
+/// parameter of a model's flat parameter buffer). Clones share the buffer.
 #[derive(Clone)]
 pub struct Tensor {
     buffer: Arc<PooledBuffer>,
+    /// Where the data starts in the buffer.
+    offset_bytes: u64,
     shape: Vec<usize>,
     dtype: DType,
 }
@@ -109,12 +112,17 @@ impl Tensor {
             .expect("a live tensor always holds its buffer")
     }
 
+    /// Byte offset of the data in `buffer()`.
+    pub fn offset_bytes(&self) -> u64 {
+        self.offset_bytes
+    }
+
     /// The binding of exactly the tensor's bytes (at least one word, as bindings must be
     /// non-empty).
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.buffer(),
-            offset: 0,
+            offset: self.offset_bytes,
             size: wgpu::BufferSize::new(self.byte_len().max(4)),
         })
     }
@@ -132,8 +140,35 @@ impl Tensor {
         }
         Ok(Tensor {
             buffer: self.buffer.clone(),
+            offset_bytes: self.offset_bytes,
             shape: shape.to_vec(),
             dtype: self.dtype,
+        })
+    }
+
+    /// A view of `shape` starting `offset_words` into this tensor's storage. The offset
+    /// must keep the device's binding alignment (`view_alignment_words`).
+    pub fn view(
+        &self,
+        ctx: &GpuContext,
+        offset_words: usize,
+        shape: &[usize],
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let align = ctx.view_alignment_words();
+        let end = offset_words + storage_words(shape, dtype);
+        let have = storage_words(&self.shape, self.dtype);
+        if offset_words % align != 0 || end > have {
+            return Err(Error::InvalidArgument(format!(
+                "view of {dtype:?} {shape:?} at word {offset_words} of a tensor of {have} words \
+                 (offsets must be multiples of {align} words and the view must fit)"
+            )));
+        }
+        Ok(Tensor {
+            buffer: self.buffer.clone(),
+            offset_bytes: self.offset_bytes + 4 * offset_words as u64,
+            shape: shape.to_vec(),
+            dtype,
         })
     }
 
@@ -158,6 +193,12 @@ impl Tensor {
 }
 
 impl GpuContext {
+    /// The granule, in 4-byte words, of view offsets (the device's storage binding
+    /// offset alignment).
+    pub fn view_alignment_words(&self) -> usize {
+        (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1)
+    }
+
     /// Bytes held by free pooled buffers, waiting for reuse.
     pub fn pooled_idle_bytes(&self) -> u64 {
         let free = self.pool.free.lock().unwrap_or_else(|p| p.into_inner());
@@ -190,6 +231,7 @@ impl GpuContext {
                 class,
                 pool: Arc::downgrade(&self.pool.free),
             }),
+            offset_bytes: 0,
             shape: shape.to_vec(),
             dtype,
         })
@@ -198,8 +240,16 @@ impl GpuContext {
     /// A tensor of zeros.
     pub fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let t = self.empty(shape, dtype)?;
-        self.record(|enc| enc.clear_buffer(t.buffer(), 0, None));
+        self.fill_zero(&t);
         Ok(t)
+    }
+
+    /// Set every word of `t` to zero (in order with the recorded work).
+    pub fn fill_zero(&self, t: &Tensor) {
+        let bytes = t.byte_len();
+        if bytes > 0 {
+            self.record(|enc| enc.clear_buffer(t.buffer(), t.offset_bytes, Some(bytes)));
+        }
     }
 
     pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
@@ -231,16 +281,23 @@ impl GpuContext {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Tensor> {
-        let want = storage_words(shape, dtype);
+        let t = self.empty(shape, dtype)?;
+        self.write_words(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrite an existing tensor (or view) with raw 4-byte words, in order with the
+    /// recorded work.
+    pub fn write_words<T: bytemuck::Pod>(&self, t: &Tensor, data: &[T]) -> Result<()> {
+        let want = storage_words(t.shape(), t.dtype());
         let bytes: &[u8] = bytemuck::cast_slice(data);
         if bytes.len() != 4 * want {
             return Err(Error::Shape {
                 op: "upload",
-                expected: format!("{want} words for {dtype:?} {shape:?}"),
+                expected: format!("{want} words for {:?} {:?}", t.dtype(), t.shape()),
                 got: format!("{} words", bytes.len() / 4),
             });
         }
-        let t = self.empty(shape, dtype)?;
         if want > 0 {
             let staging = self
                 .device
@@ -250,10 +307,16 @@ impl GpuContext {
                     usage: wgpu::BufferUsages::COPY_SRC,
                 });
             self.record(|enc| {
-                enc.copy_buffer_to_buffer(&staging, 0, t.buffer(), 0, bytes.len() as u64)
+                enc.copy_buffer_to_buffer(
+                    &staging,
+                    0,
+                    t.buffer(),
+                    t.offset_bytes,
+                    bytes.len() as u64,
+                )
             });
         }
-        Ok(t)
+        Ok(())
     }
 
     pub fn upload_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
@@ -272,7 +335,9 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.record(|enc| enc.copy_buffer_to_buffer(t.buffer(), 0, &staging, 0, bytes));
+        self.record(|enc| {
+            enc.copy_buffer_to_buffer(t.buffer(), t.offset_bytes, &staging, 0, bytes)
+        });
         self.flush();
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();

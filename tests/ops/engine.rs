@@ -65,3 +65,32 @@ fn upload_of_wrong_length_is_a_shape_error() {
         "{err}"
     );
 }
+
+#[test]
+fn views_bind_write_and_read_their_own_range() {
+    let ctx = ctx();
+    let align = ctx.view_alignment_words();
+    let flat = ctx.zeros(&[3 * align], DType::F32).unwrap();
+    let a = flat.view(ctx, 0, &[5], DType::F32).unwrap();
+    let b = flat.view(ctx, align, &[7], DType::F32).unwrap();
+    ctx.write_words(&b, &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+        .unwrap();
+    let b2 = copy(ctx, &b).unwrap();
+    assert_exact(
+        "copy of a view",
+        &ctx.download_f32(&b2).unwrap(),
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+    );
+    assert_exact("untouched view", &ctx.download_f32(&a).unwrap(), &[0.0; 5]);
+    ctx.fill_zero(&b);
+    let all = ctx.download_f32(&flat).unwrap();
+    assert!(all.iter().all(|&v| v == 0.0));
+    assert!(
+        flat.view(ctx, 1, &[1], DType::F32).is_err() || align == 1,
+        "misaligned view"
+    );
+    assert!(
+        flat.view(ctx, 2 * align, &[align + 1], DType::F32).is_err(),
+        "view past the end"
+    );
+}
