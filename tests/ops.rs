@@ -11,5 +11,7 @@ mod engine;
 mod lif;
 #[path = "ops/matmul.rs"]
 mod matmul;
+#[path = "ops/optim.rs"]
+mod optim;
 #[path = "ops/pack.rs"]
 mod pack;

@@ -20,6 +20,7 @@ pub enum Shader {
     Matmul,
     MatmulSubgroup,
     Lif,
+    Optim,
 }
 
 impl Shader {
@@ -31,6 +32,7 @@ impl Shader {
         Shader::Matmul,
         Shader::MatmulSubgroup,
         Shader::Lif,
+        Shader::Optim,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -42,6 +44,7 @@ impl Shader {
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
             Shader::Lif => "lif.wgsl",
+            Shader::Optim => "optim.wgsl",
         }
     }
 
@@ -56,6 +59,7 @@ impl Shader {
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
             Shader::Lif => include_str!("../../shaders/lif.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }
 }

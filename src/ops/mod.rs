@@ -6,6 +6,7 @@ pub mod binary_matmul;
 pub mod copy;
 pub mod lif;
 pub mod matmul;
+pub mod optim;
 pub mod pack;
 
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};

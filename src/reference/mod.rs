@@ -4,4 +4,5 @@
 pub mod binary_matmul;
 pub mod lif;
 pub mod matmul;
+pub mod optim;
 pub mod pack;
