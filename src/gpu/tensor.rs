@@ -158,7 +158,7 @@ impl Tensor {
         let align = ctx.view_alignment_words();
         let end = offset_words + storage_words(shape, dtype);
         let have = storage_words(&self.shape, self.dtype);
-        if offset_words % align != 0 || end > have {
+        if !offset_words.is_multiple_of(align) || end > have {
             return Err(Error::InvalidArgument(format!(
                 "view of {dtype:?} {shape:?} at word {offset_words} of a tensor of {have} words \
                  (offsets must be multiples of {align} words and the view must fit)"
