@@ -9,6 +9,8 @@ mod binary_matmul;
 mod engine;
 #[path = "ops/lif.rs"]
 mod lif;
+#[path = "ops/loss.rs"]
+mod loss;
 #[path = "ops/matmul.rs"]
 mod matmul;
 #[path = "ops/optim.rs"]

@@ -20,6 +20,7 @@ pub enum Shader {
     Matmul,
     MatmulSubgroup,
     Lif,
+    Loss,
     Optim,
 }
 
@@ -32,6 +33,7 @@ impl Shader {
         Shader::Matmul,
         Shader::MatmulSubgroup,
         Shader::Lif,
+        Shader::Loss,
         Shader::Optim,
     ];
 
@@ -44,6 +46,7 @@ impl Shader {
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
             Shader::Lif => "lif.wgsl",
+            Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
         }
     }
@@ -59,6 +62,7 @@ impl Shader {
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
             Shader::Lif => include_str!("../../shaders/lif.wgsl"),
+            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }

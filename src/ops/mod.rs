@@ -5,6 +5,7 @@
 pub mod binary_matmul;
 pub mod copy;
 pub mod lif;
+pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pack;

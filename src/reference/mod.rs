@@ -3,6 +3,7 @@
 
 pub mod binary_matmul;
 pub mod lif;
+pub mod loss;
 pub mod matmul;
 pub mod optim;
 pub mod pack;
