@@ -5,8 +5,12 @@ mod common;
 
 #[path = "ops/binary_matmul.rs"]
 mod binary_matmul;
+#[path = "ops/elementwise.rs"]
+mod elementwise;
 #[path = "ops/engine.rs"]
 mod engine;
+#[path = "ops/layers_common.rs"]
+mod layers_common;
 #[path = "ops/matmul.rs"]
 mod matmul;
 #[path = "ops/pack.rs"]

@@ -1,14 +1,26 @@
 //! Host side of each kernel family: shape checks, output allocation, workgroup counts,
 //! forward (and, where the family has one, backward). Each `ops/x.rs` has its CPU
 //! oracle in `reference/x.rs`.
+//!
+//! Layouts: activations are channel-last. Images are `[T * B, H, W, C]` (NHWC, T folded
+//! into the images for convs, BN and pooling, never for a LIF), so a 3x3 conv is
+//! im2col + matmul with C contiguous and the tokenizer's `[T * B, H, W, D]` is the tokens
+//! `[T, B, N = H * W, D]` by a reshape. Linear (1x1 conv) weights are PyTorch's
+//! `[out, in]`; 3x3 conv weights are `[C_out, 9 * C_in]`, column `(ky * 3 + kx) * C_in + c`
+//! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
 pub mod binary_matmul;
 pub mod copy;
+pub mod elementwise;
 pub mod matmul;
 pub mod pack;
 
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
 pub use copy::{copy, pad_last_dim};
+pub use elementwise::{
+    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, scale,
+    weighted_sum,
+};
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use pack::{pack_bits, PackMode};
 
