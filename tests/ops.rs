@@ -13,5 +13,7 @@ mod engine;
 mod layers_common;
 #[path = "ops/matmul.rs"]
 mod matmul;
+#[path = "ops/norm.rs"]
+mod norm;
 #[path = "ops/pack.rs"]
 mod pack;

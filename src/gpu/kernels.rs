@@ -19,6 +19,7 @@ pub enum Shader {
     BinaryMatmulSubgroup,
     Matmul,
     MatmulSubgroup,
+    Norm,
     Elementwise,
 }
 
@@ -30,6 +31,7 @@ impl Shader {
         Shader::BinaryMatmulSubgroup,
         Shader::Matmul,
         Shader::MatmulSubgroup,
+        Shader::Norm,
         Shader::Elementwise,
     ];
 
@@ -41,6 +43,7 @@ impl Shader {
             Shader::BinaryMatmulSubgroup => "binary_matmul_subgroup.wgsl",
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
+            Shader::Norm => "norm.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
         }
     }
@@ -55,6 +58,7 @@ impl Shader {
             }
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
+            Shader::Norm => include_str!("../../shaders/norm.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
         }
     }

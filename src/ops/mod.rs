@@ -13,6 +13,7 @@ pub mod binary_matmul;
 pub mod copy;
 pub mod elementwise;
 pub mod matmul;
+pub mod norm;
 pub mod pack;
 
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
@@ -22,6 +23,7 @@ pub use elementwise::{
     weighted_sum,
 };
 pub use matmul::{matmul, matmul_into, MatmulForm};
+pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
 
 use crate::error::{Error, Result};

@@ -6,4 +6,5 @@
 pub mod binary_matmul;
 pub mod elementwise;
 pub mod matmul;
+pub mod norm;
 pub mod pack;
