@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "ops/binarize.rs"]
+mod binarize;
 #[path = "ops/binary_matmul.rs"]
 mod binary_matmul;
 #[path = "ops/elementwise.rs"]

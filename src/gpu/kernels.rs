@@ -21,6 +21,7 @@ pub enum Shader {
     MatmulSubgroup,
     Norm,
     Elementwise,
+    Binarize,
 }
 
 impl Shader {
@@ -33,6 +34,7 @@ impl Shader {
         Shader::MatmulSubgroup,
         Shader::Norm,
         Shader::Elementwise,
+        Shader::Binarize,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Shader {
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
             Shader::Norm => "norm.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
+            Shader::Binarize => "binarize.wgsl",
         }
     }
 
@@ -60,6 +63,7 @@ impl Shader {
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
             Shader::Norm => include_str!("../../shaders/norm.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
         }
     }
 }

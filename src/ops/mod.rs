@@ -9,6 +9,7 @@
 //! `[out, in]`; 3x3 conv weights are `[C_out, 9 * C_in]`, column `(ky * 3 + kx) * C_in + c`
 //! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
+pub mod binarize;
 pub mod binary_matmul;
 pub mod copy;
 pub mod elementwise;
@@ -16,6 +17,7 @@ pub mod matmul;
 pub mod norm;
 pub mod pack;
 
+pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
 pub use copy::{copy, pad_last_dim};
 pub use elementwise::{
