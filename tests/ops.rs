@@ -7,12 +7,16 @@ mod common;
 mod binarize;
 #[path = "ops/binary_matmul.rs"]
 mod binary_matmul;
+#[path = "ops/conv.rs"]
+mod conv;
 #[path = "ops/elementwise.rs"]
 mod elementwise;
 #[path = "ops/engine.rs"]
 mod engine;
 #[path = "ops/layers_common.rs"]
 mod layers_common;
+#[path = "ops/linear.rs"]
+mod linear;
 #[path = "ops/matmul.rs"]
 mod matmul;
 #[path = "ops/norm.rs"]

@@ -11,19 +11,26 @@
 
 pub mod binarize;
 pub mod binary_matmul;
+pub mod conv;
 pub mod copy;
 pub mod elementwise;
+pub mod linear;
 pub mod matmul;
 pub mod norm;
 pub mod pack;
 
 pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
+pub use conv::{
+    conv3x3, conv3x3_backward, conv3x3_binary, conv_weight_from_torch, conv_weight_to_torch,
+    Conv3x3,
+};
 pub use copy::{copy, pad_last_dim};
 pub use elementwise::{
     add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, scale,
     weighted_sum,
 };
+pub use linear::{linear, linear_backward, linear_binary};
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};

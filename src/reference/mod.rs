@@ -5,7 +5,9 @@
 
 pub mod binarize;
 pub mod binary_matmul;
+pub mod conv;
 pub mod elementwise;
+pub mod linear;
 pub mod matmul;
 pub mod norm;
 pub mod pack;
