@@ -23,3 +23,5 @@ mod matmul;
 mod norm;
 #[path = "ops/pack.rs"]
 mod pack;
+#[path = "ops/pool.rs"]
+mod pool;

@@ -21,6 +21,7 @@ pub enum Shader {
     MatmulSubgroup,
     Conv,
     Norm,
+    Pool,
     Elementwise,
     Binarize,
 }
@@ -35,6 +36,7 @@ impl Shader {
         Shader::MatmulSubgroup,
         Shader::Conv,
         Shader::Norm,
+        Shader::Pool,
         Shader::Elementwise,
         Shader::Binarize,
     ];
@@ -49,6 +51,7 @@ impl Shader {
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
             Shader::Conv => "conv.wgsl",
             Shader::Norm => "norm.wgsl",
+            Shader::Pool => "pool.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Binarize => "binarize.wgsl",
         }
@@ -66,6 +69,7 @@ impl Shader {
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
             Shader::Conv => include_str!("../../shaders/conv.wgsl"),
             Shader::Norm => include_str!("../../shaders/norm.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
         }

@@ -18,6 +18,7 @@ pub mod linear;
 pub mod matmul;
 pub mod norm;
 pub mod pack;
+pub mod pool;
 
 pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
@@ -34,6 +35,7 @@ pub use linear::{linear, linear_backward, linear_binary};
 pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
+pub use pool::{max_pool2d, max_pool2d_backward, max_pool_out, mean_tokens, mean_tokens_backward};
 
 use crate::error::{Error, Result};
 

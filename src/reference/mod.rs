@@ -11,3 +11,4 @@ pub mod linear;
 pub mod matmul;
 pub mod norm;
 pub mod pack;
+pub mod pool;
