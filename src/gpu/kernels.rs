@@ -22,6 +22,11 @@ pub enum Shader {
     Lif,
     Loss,
     Optim,
+    Conv,
+    Norm,
+    Pool,
+    Elementwise,
+    Binarize,
 }
 
 impl Shader {
@@ -35,6 +40,11 @@ impl Shader {
         Shader::Lif,
         Shader::Loss,
         Shader::Optim,
+        Shader::Conv,
+        Shader::Norm,
+        Shader::Pool,
+        Shader::Elementwise,
+        Shader::Binarize,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -48,6 +58,11 @@ impl Shader {
             Shader::Lif => "lif.wgsl",
             Shader::Loss => "loss.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::Conv => "conv.wgsl",
+            Shader::Norm => "norm.wgsl",
+            Shader::Pool => "pool.wgsl",
+            Shader::Elementwise => "elementwise.wgsl",
+            Shader::Binarize => "binarize.wgsl",
         }
     }
 
@@ -64,6 +79,11 @@ impl Shader {
             Shader::Lif => include_str!("../../shaders/lif.wgsl"),
             Shader::Loss => include_str!("../../shaders/loss.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
+            Shader::Norm => include_str!("../../shaders/norm.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
         }
     }
 }

@@ -1,24 +1,49 @@
 //! Host side of each kernel family: shape checks, output allocation, workgroup counts,
 //! forward (and, where the family has one, backward). Each `ops/x.rs` has its CPU
 //! oracle in `reference/x.rs`.
+//!
+//! Layouts: activations are channel-last. Images are `[T * B, H, W, C]` (NHWC, T folded
+//! into the images for convs, BN and pooling, never for a LIF), so a 3x3 conv is
+//! im2col + matmul with C contiguous and the tokenizer's `[T * B, H, W, D]` is the tokens
+//! `[T, B, N = H * W, D]` by a reshape. Linear (1x1 conv) weights are PyTorch's
+//! `[out, in]`; 3x3 conv weights are `[C_out, 9 * C_in]`, column `(ky * 3 + kx) * C_in + c`
+//! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
+pub mod binarize;
 pub mod binary_matmul;
+pub mod conv;
 pub mod copy;
+pub mod elementwise;
 pub mod lif;
+pub mod linear;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod pack;
+pub mod pool;
 
+pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
+pub use conv::{
+    conv3x3, conv3x3_backward, conv3x3_binary, conv_weight_from_torch, conv_weight_to_torch,
+    Conv3x3,
+};
 pub use copy::{copy, pad_last_dim};
+pub use elementwise::{
+    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, scale,
+    weighted_sum,
+};
 pub use lif::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
     ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,
     Neuron, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
 };
+pub use linear::{linear, linear_backward, linear_binary};
 pub use matmul::{matmul, matmul_into, MatmulForm};
+pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
+pub use pool::{max_pool2d, max_pool2d_backward, max_pool_out, mean_tokens, mean_tokens_backward};
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,148 @@
+// Conv2d 3x3, stride 1, padding 1, on channel-last images [images, H, W, C] ("NHWC"),
+// as im2col + matmul (the GEMM is ops::matmul / ops::binary_matmul).
+//
+// Column layout: row r = (image, y, x) of the output, r = (image * H + y) * W + x, and
+// column j = (ky * 3 + kx) * C + c holds x[image, y + ky - 1, x + kx - 1, c] (zero
+// outside the image). A PyTorch weight w_t [C_out, C_in, 3, 3] becomes
+// w [C_out, 9 C_in] with w[o, (ky * 3 + kx) * C_in + c] = w_t[o, c, ky, kx].
+//
+// Every entry works on a chunk of images starting at `first_image`: the columns
+// and column gradients hold only the chunk's rows; the images are the whole tensor.
+//   im2col:      images f32 -> columns f32 [chunk * H * W, 9 C]
+//   im2col_bits: images f32 spikes {0,1} -> columns PackedBits [chunk * H * W, 9 C]
+//                (bit = x > 0, rows padded to 128-bit groups as pack.wgsl does)
+//   col2im:      column gradients [chunk * H * W, 9 C] -> image gradient (the chunk's
+//                images), as a gather: each input pixel sums its 9 contributions, so
+//                no atomics and a deterministic order.
+
+struct Params {
+    h: u32,
+    w: u32,
+    c: u32,
+    first_image: u32,
+    total: u32,         // elements (im2col, col2im) or words (im2col_bits) to produce
+    words_per_row: u32, // im2col_bits only
+}
+
+const WG: u32 = 256u;
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// The image element a column entry (chunk row `row`, column `col`) reads; `ok` is
+// false in the zero padding.
+struct Tap {
+    index: u32,
+    ok: bool,
+}
+
+fn tap(row: u32, col: u32) -> Tap {
+    let hw = p.h * p.w;
+    let image = p.first_image + row / hw;
+    let pix = row % hw;
+    let y = pix / p.w;
+    let x = pix % p.w;
+    let t = col / p.c;
+    let c = col % p.c;
+    // Source coordinates shifted by +1 so that the padding row -1 is 0 (no wrap-around).
+    let sy = y + t / 3u;
+    let sx = x + t % 3u;
+    let ok = sy >= 1u && sy <= p.h && sx >= 1u && sx <= p.w;
+    return Tap(((image * p.h + sy - 1u) * p.w + sx - 1u) * p.c + c, ok);
+}
+
+@group(0) @binding(0) var<storage, read> images: array<f32>;        // [images, H, W, C]
+@group(0) @binding(1) var<storage, read_write> cols: array<f32>;    // [chunk * H * W, 9 C]
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let k = 9u * p.c;
+    let t = tap(i / k, i % k);
+    var v = 0.0;
+    if (t.ok) {
+        v = images[t.index];
+    }
+    cols[i] = v;
+}
+
+// Eight words per workgroup; invocation (slot, bit) reads one element and ORs its bit
+// into the slot's word in workgroup memory (as pack.wgsl does).
+@group(0) @binding(0) var<storage, read> spikes: array<f32>;        // [images, H, W, C]
+@group(0) @binding(1) var<storage, read_write> bits: array<u32>;    // [chunk * H * W, words_per_row]
+// (binding 2 is `p`)
+
+const WORDS_PER_GROUP: u32 = 8u;
+var<workgroup> words: array<atomic<u32>, WORDS_PER_GROUP>;
+
+@compute @workgroup_size(256)
+fn im2col_bits(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let slot = lid / 32u;
+    let bit = lid % 32u;
+    if (bit == 0u) {
+        atomicStore(&words[slot], 0u);
+    }
+    workgroupBarrier();
+    let word = (wid.x + wid.y * nwg.x) * WORDS_PER_GROUP + slot;
+    if (word < p.total) {
+        let row = word / p.words_per_row;
+        let col = (word % p.words_per_row) * 32u + bit;
+        if (col < 9u * p.c) {
+            let t = tap(row, col);
+            if (t.ok && spikes[t.index] > 0.0) {
+                atomicOr(&words[slot], 1u << bit);
+            }
+        }
+    }
+    workgroupBarrier();
+    if (bit == 0u && word < p.total) {
+        bits[word] = atomicLoad(&words[slot]);
+    }
+}
+
+@group(0) @binding(0) var<storage, read> dcols: array<f32>;         // [chunk * H * W, 9 C]
+@group(0) @binding(1) var<storage, read_write> dimages: array<f32>; // [images, H, W, C]
+// (binding 2 is `p`)
+
+@compute @workgroup_size(256)
+fn col2im(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    // i indexes the chunk's part of the image gradient.
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c = i % p.c;
+    let pix = i / p.c;
+    let x = pix % p.w;
+    let y = (pix / p.w) % p.h;
+    let image = pix / (p.w * p.h); // within the chunk
+    let k = 9u * p.c;
+    var acc = 0.0;
+    // Input pixel (y, x) is tap (ky, kx) of output pixel (y + 1 - ky, x + 1 - kx).
+    for (var ky = 0u; ky < 3u; ky++) {
+        let oy = y + 1u; // + 1 - ky below, kept unsigned
+        if (oy < ky || oy - ky >= p.h) {
+            continue;
+        }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let ox = x + 1u;
+            if (ox < kx || ox - kx >= p.w) {
+                continue;
+            }
+            let row = (image * p.h + oy - ky) * p.w + ox - kx;
+            acc += dcols[row * k + (ky * 3u + kx) * p.c + c];
+        }
+    }
+    dimages[p.first_image * p.h * p.w * p.c + i] = acc;
+}

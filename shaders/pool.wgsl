@@ -1,0 +1,157 @@
+// Pooling on channel-last tensors.
+//   max_pool / max_pool_backward: MaxPool2d(kernel 3, stride 2, padding 1) on images
+//     [images, H, W, C] -> [images, Ho, Wo, C], Ho = (H - 1) / 2 + 1 (floor), likewise Wo.
+//     The forward saves per output the argmax as PyTorch's `return_indices` does: the
+//     index y * W + x of the chosen input in its (image, channel) plane. Padding never
+//     wins (PyTorch pads with -inf); ties go to the first maximum in (ky, kx) order.
+//     The backward is a gather: each input pixel sums the gradients of the (at most 2 x 2)
+//     outputs whose window holds it and whose argmax is it; no atomics, deterministic.
+//   mean_tokens / mean_tokens_backward: [T, B, N, C] -> [B, C], the mean over T and N
+//     (the classification head's input), and its backward dx = dy / (T N) broadcast.
+
+struct Params {
+    h: u32,     // input height
+    w: u32,     // input width
+    c: u32,
+    ho: u32,    // output height
+    wo: u32,    // output width
+    total: u32, // outputs (forward) or input elements (backward)
+}
+
+const WG: u32 = 256u;
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+@group(0) @binding(0) var<storage, read> mp_x: array<f32>;            // [images, H, W, C]
+@group(0) @binding(1) var<storage, read_write> mp_y: array<f32>;      // [images, Ho, Wo, C]
+@group(0) @binding(2) var<storage, read_write> mp_arg: array<u32>;    // [images, Ho, Wo, C]
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(256)
+fn max_pool(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c = i % p.c;
+    let pix = i / p.c;
+    let ox = pix % p.wo;
+    let oy = (pix / p.wo) % p.ho;
+    let image = pix / (p.wo * p.ho);
+    var best = 0.0;
+    var arg = 0u;
+    var found = false;
+    // Window rows 2 oy - 1 .. 2 oy + 1, written shifted by +1 to stay unsigned.
+    for (var ky = 0u; ky < 3u; ky++) {
+        let sy = 2u * oy + ky;
+        if (sy < 1u || sy > p.h) {
+            continue;
+        }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let sx = 2u * ox + kx;
+            if (sx < 1u || sx > p.w) {
+                continue;
+            }
+            let plane = (sy - 1u) * p.w + sx - 1u;
+            let v = mp_x[(image * p.h * p.w + plane) * p.c + c];
+            if (!found || v > best) {
+                best = v;
+                arg = plane;
+                found = true;
+            }
+        }
+    }
+    mp_y[i] = best;
+    mp_arg[i] = arg;
+}
+
+@group(0) @binding(0) var<storage, read> mpb_dy: array<f32>;        // [images, Ho, Wo, C]
+@group(0) @binding(1) var<storage, read> mpb_arg: array<u32>;       // [images, Ho, Wo, C]
+@group(0) @binding(2) var<storage, read_write> mpb_dx: array<f32>;  // [images, H, W, C]
+// (binding 3 is `p`)
+
+@compute @workgroup_size(256)
+fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c = i % p.c;
+    let pix = i / p.c;
+    let plane = pix % (p.h * p.w);
+    let x = plane % p.w;
+    let y = plane / p.w;
+    let image = pix / (p.h * p.w);
+    // Output oy covers input rows 2 oy - 1 .. 2 oy + 1, so y is covered by
+    // oy in [ceil((y - 1) / 2), floor((y + 1) / 2)] clipped to [0, Ho).
+    let oy0 = y / 2u;
+    let oy1 = min((y + 1u) / 2u, p.ho - 1u);
+    let ox0 = x / 2u;
+    let ox1 = min((x + 1u) / 2u, p.wo - 1u);
+    var acc = 0.0;
+    for (var oy = oy0; oy <= oy1; oy++) {
+        for (var ox = ox0; ox <= ox1; ox++) {
+            let o = ((image * p.ho + oy) * p.wo + ox) * p.c + c;
+            if (mpb_arg[o] == plane) {
+                acc += mpb_dy[o];
+            }
+        }
+    }
+    mpb_dx[i] = acc;
+}
+
+// mean_tokens: one invocation per (b, c) output; the backward one per dx element.
+struct MeanParams {
+    t: u32,
+    b: u32,
+    n: u32,
+    c: u32,
+    total: u32, // outputs (forward) or dx elements (backward)
+}
+
+@group(0) @binding(0) var<storage, read> mt_x: array<f32>;          // [T, B, N, C]
+@group(0) @binding(1) var<storage, read_write> mt_y: array<f32>;    // [B, C]
+@group(0) @binding(2) var<uniform> mp: MeanParams;
+
+@compute @workgroup_size(256)
+fn mean_tokens(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= mp.total) {
+        return;
+    }
+    let c = i % mp.c;
+    let b = i / mp.c;
+    var acc = 0.0;
+    for (var t = 0u; t < mp.t; t++) {
+        let base = ((t * mp.b + b) * mp.n) * mp.c + c;
+        for (var n = 0u; n < mp.n; n++) {
+            acc += mt_x[base + n * mp.c];
+        }
+    }
+    mt_y[i] = acc / f32(mp.t * mp.n);
+}
+
+@group(0) @binding(0) var<storage, read> mtb_dy: array<f32>;        // [B, C]
+@group(0) @binding(1) var<storage, read_write> mtb_dx: array<f32>;  // [T, B, N, C]
+// (binding 2 is `mp`)
+
+@compute @workgroup_size(256)
+fn mean_tokens_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= mp.total) {
+        return;
+    }
+    let c = i % mp.c;
+    let b = (i / (mp.c * mp.n)) % mp.b;
+    mtb_dx[i] = mtb_dy[b * mp.c + c] / f32(mp.t * mp.n);
+}

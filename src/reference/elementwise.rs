@@ -1,0 +1,17 @@
+//! CPU reference of the elementwise helpers (ops::elementwise) in f64.
+
+/// `sum_i c_i x_i`.
+pub fn weighted_sum(terms: &[(f64, &[f64])]) -> Vec<f64> {
+    let len = terms.first().map_or(0, |t| t.1.len());
+    (0..len)
+        .map(|i| terms.iter().map(|(c, x)| c * x[i]).sum())
+        .collect()
+}
+
+/// `y[.., c] + bias[c]` over a channel-last `[rows, C]`.
+pub fn add_bias(y: &[f64], bias: &[f64]) -> Vec<f64> {
+    y.iter()
+        .enumerate()
+        .map(|(i, v)| v + bias[i % bias.len()])
+        .collect()
+}
