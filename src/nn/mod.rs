@@ -4,7 +4,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod params;
+pub mod store;
 
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
+pub use store::ParamStore;

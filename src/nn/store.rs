@@ -1,0 +1,252 @@
+//! A model's parameters on the GPU: one flat f32 buffer for every trainable tensor (so
+//! one AdamW dispatch updates them all), a twin buffer for their gradients, BatchNorm
+//! running statistics, and the binarized weights of binary layers, rebuilt once after
+//! each optimizer step rather than per forward.
+//!
+//! Tensors are kept in the layout the kernels use: 3x3 conv weights `[C_out, 9 C_in]`
+//! (PyTorch's `[C_out, C_in, 3, 3]` permuted, see `ops::conv`), 1x1 convs and Conv1d as
+//! `[out, in]`; checkpoints convert to and from the reference layout.
+
+use std::collections::HashMap;
+
+use super::checkpoint::{HostTensor, StateDict, CONFIG_KEY};
+use super::config::ModelConfig;
+use super::params::{param_specs, ParamRole, ParamSpec};
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::ops::{self, BinaryWeights};
+
+/// Where one trainable tensor lives in the flat buffers.
+#[derive(Debug, Clone)]
+struct Slot {
+    offset: usize,
+    /// The kernels' shape.
+    shape: Vec<usize>,
+    spec: ParamSpec,
+}
+
+pub struct ParamStore {
+    pub config: ModelConfig,
+    /// Every trainable parameter, decayed ones first.
+    pub params: Tensor,
+    /// Their gradients, same layout (accumulated by backward passes, zeroed per step).
+    pub grads: Tensor,
+    /// Elements `[0, decay_end)` of `params` get weight decay (timm's rule: not biases,
+    /// not 1-D tensors).
+    pub decay_end: usize,
+    slots: HashMap<String, Slot>,
+    /// Running mean/var by BN prefix (`block.0.attn.q_bn`).
+    running: HashMap<String, (Tensor, Tensor)>,
+    /// `num_batches_tracked` by BN prefix, counted on the host.
+    batches_tracked: HashMap<String, i64>,
+    binary: HashMap<String, BinaryWeights>,
+}
+
+/// The kernels' shape of a reference tensor.
+fn kernel_shape(spec: &ParamSpec) -> Vec<usize> {
+    match spec.shape[..] {
+        [o, i, 3, 3] => vec![o, 9 * i],
+        [o, i, 1] | [o, i, 1, 1] => vec![o, i],
+        _ => spec.shape.clone(),
+    }
+}
+
+fn is_conv3x3(spec: &ParamSpec) -> bool {
+    matches!(spec.shape[..], [_, _, 3, 3])
+}
+
+fn decays(spec: &ParamSpec) -> bool {
+    spec.shape.len() > 1 && !spec.name.ends_with(".bias")
+}
+
+impl ParamStore {
+    /// Upload a checked state dict (see `StateDict::check`) for `config`.
+    pub fn new(ctx: &GpuContext, config: &ModelConfig, state: &StateDict) -> Result<Self> {
+        let align = ctx.view_alignment_words();
+        let specs = param_specs(config);
+        let mut trainable: Vec<&ParamSpec> = specs
+            .iter()
+            .filter(|s| s.role == ParamRole::Trainable)
+            .collect();
+        trainable.sort_by_key(|s| !decays(s)); // stable: decayed first, reference order kept
+        let mut slots = HashMap::new();
+        let mut offset = 0;
+        let mut decay_end = 0;
+        let mut host = Vec::new();
+        for spec in trainable {
+            let t = state.tensors.get(&spec.name).ok_or_else(|| {
+                Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
+            })?;
+            if t.data.len() != spec.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor '{}' has {} values, the model needs {:?}",
+                    spec.name,
+                    t.data.len(),
+                    spec.shape
+                )));
+            }
+            let data = if is_conv3x3(spec) {
+                ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])?
+            } else {
+                t.data.clone()
+            };
+            host.resize(offset, 0.0);
+            host.extend_from_slice(&data);
+            if decays(spec) {
+                decay_end = offset + data.len();
+            }
+            slots.insert(
+                spec.name.clone(),
+                Slot {
+                    offset,
+                    shape: kernel_shape(spec),
+                    spec: spec.clone(),
+                },
+            );
+            offset = (offset + data.len()).next_multiple_of(align);
+        }
+        host.resize(offset.max(1), 0.0);
+        let params = ctx.upload_f32(&host, &[host.len()])?;
+        let grads = ctx.zeros(&[host.len()], DType::F32)?;
+        let mut running = HashMap::new();
+        let mut batches_tracked = HashMap::new();
+        for spec in specs.iter().filter(|s| s.name.ends_with(".running_mean")) {
+            let prefix = spec.name.trim_end_matches(".running_mean").to_string();
+            let get = |suffix: &str| {
+                let name = format!("{prefix}.{suffix}");
+                state
+                    .tensors
+                    .get(&name)
+                    .map(|t| t.data.clone())
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("state dict has no tensor '{name}'"))
+                    })
+            };
+            let mean = ctx.upload_f32(&get("running_mean")?, &spec.shape)?;
+            let var = ctx.upload_f32(&get("running_var")?, &spec.shape)?;
+            let count = get("num_batches_tracked").map_or(0, |v| v[0] as i64);
+            running.insert(prefix.clone(), (mean, var));
+            batches_tracked.insert(prefix, count);
+        }
+        let mut store = Self {
+            config: config.clone(),
+            params,
+            grads,
+            decay_end,
+            slots,
+            running,
+            batches_tracked,
+            binary: HashMap::new(),
+        };
+        store.refresh_binary(ctx)?;
+        Ok(store)
+    }
+
+    fn slot(&self, name: &str) -> Result<&Slot> {
+        self.slots
+            .get(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("the model has no parameter '{name}'")))
+    }
+
+    /// A parameter, in the kernels' layout.
+    pub fn param(&self, ctx: &GpuContext, name: &str) -> Result<Tensor> {
+        let s = self.slot(name)?;
+        self.params.view(ctx, s.offset, &s.shape, DType::F32)
+    }
+
+    /// The gradient of a parameter (same layout), for backward passes to accumulate into.
+    pub fn grad(&self, ctx: &GpuContext, name: &str) -> Result<Tensor> {
+        let s = self.slot(name)?;
+        self.grads.view(ctx, s.offset, &s.shape, DType::F32)
+    }
+
+    /// Running mean and var of the BatchNorm `prefix`.
+    pub fn running(&self, prefix: &str) -> Result<&(Tensor, Tensor)> {
+        self.running
+            .get(prefix)
+            .ok_or_else(|| Error::InvalidArgument(format!("the model has no BatchNorm '{prefix}'")))
+    }
+
+    /// Count one training forward of the BatchNorm `prefix`.
+    pub fn count_batch(&mut self, prefix: &str) {
+        *self.batches_tracked.entry(prefix.to_string()).or_default() += 1;
+    }
+
+    /// The binarized form of a binary layer's weight (rebuilt by `refresh_binary`).
+    pub fn binary(&self, name: &str) -> Result<&BinaryWeights> {
+        self.binary
+            .get(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("'{name}' is not a binary weight")))
+    }
+
+    /// Rebuild every binary layer's signs and packed bits from the latent weights: once
+    /// after each optimizer step.
+    pub fn refresh_binary(&mut self, ctx: &GpuContext) -> Result<()> {
+        let names: Vec<String> = self
+            .slots
+            .values()
+            .filter(|s| s.spec.binary)
+            .map(|s| s.spec.name.clone())
+            .collect();
+        for name in names {
+            let w = self.param(ctx, &name)?;
+            self.binary.insert(name, ops::binarize_weights(ctx, &w)?);
+        }
+        Ok(())
+    }
+
+    pub fn zero_grads(&self, ctx: &GpuContext) {
+        ctx.fill_zero(&self.grads);
+    }
+
+    /// Total trainable elements (without alignment padding).
+    pub fn trainable_len(&self) -> usize {
+        self.slots.values().map(|s| s.spec.len()).sum()
+    }
+
+    /// Download everything as a state dict with the reference names and layouts, the
+    /// config in the metadata.
+    pub fn to_state_dict(&self, ctx: &GpuContext) -> Result<StateDict> {
+        let flat = ctx.download_f32(&self.params)?;
+        let mut sd = StateDict::default();
+        for s in self.slots.values() {
+            let data = &flat[s.offset..s.offset + s.spec.len()];
+            let data = if is_conv3x3(&s.spec) {
+                ops::conv_weight_to_torch(data, s.spec.shape[0], s.spec.shape[1])?
+            } else {
+                data.to_vec()
+            };
+            sd.tensors.insert(
+                s.spec.name.clone(),
+                HostTensor {
+                    shape: s.spec.shape.clone(),
+                    data,
+                },
+            );
+        }
+        for (prefix, (mean, var)) in &self.running {
+            let c = mean.len();
+            for (suffix, t) in [("running_mean", mean), ("running_var", var)] {
+                sd.tensors.insert(
+                    format!("{prefix}.{suffix}"),
+                    HostTensor {
+                        shape: vec![c],
+                        data: ctx.download_f32(t)?,
+                    },
+                );
+            }
+            sd.tensors.insert(
+                format!("{prefix}.num_batches_tracked"),
+                HostTensor {
+                    shape: vec![],
+                    data: vec![self.batches_tracked.get(prefix).copied().unwrap_or(0) as f32],
+                },
+            );
+        }
+        sd.metadata.insert(
+            CONFIG_KEY.into(),
+            serde_json::to_string(&self.config).expect("a config always serializes"),
+        );
+        Ok(sd)
+    }
+}
