@@ -9,6 +9,7 @@ pub mod nn;
 pub mod ops;
 pub mod reference;
 pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::{DType, GpuContext, Tensor};

@@ -57,3 +57,54 @@ fn store_keeps_kernel_layouts_binary_weights_and_the_decay_split() {
     assert!(head_bias.offset_bytes() / 4 >= store.decay_end as u64);
     assert!((w.offset_bytes() / 4) < store.decay_end as u64);
 }
+
+#[test]
+fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
+    use bitspike::ops::optim::AdamW;
+    use bitspike::train::Optimizer;
+    let ctx = ctx();
+    let cfg = ModelConfig::preset("bestformer-2-64").unwrap();
+    let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 5)).unwrap();
+    let name = "block.0.attn.q_conv.weight";
+    let bits_before: Vec<u32> = ctx
+        .download_words(&store.binary(name).unwrap().bits)
+        .unwrap();
+    // A gradient that pushes every weight of the layer the same way flips signs.
+    let g = store.grad(ctx, name).unwrap();
+    ctx.write_words(&g, &vec![1.0f32; g.len()]).unwrap();
+    let mut opt = Optimizer::new(ctx, &store, AdamW::default()).unwrap();
+    for _ in 0..3 {
+        let g = store.grad(ctx, name).unwrap();
+        ctx.write_words(
+            &g,
+            &(0..g.len())
+                .map(|i| if i % 2 == 0 { 1.0f32 } else { -1.0 })
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        opt.step(ctx, &mut store, 0.5).unwrap();
+    }
+    let bits_after: Vec<u32> = ctx
+        .download_words(&store.binary(name).unwrap().bits)
+        .unwrap();
+    assert_ne!(
+        bits_before, bits_after,
+        "packed weights follow the optimizer"
+    );
+    assert!(
+        ctx.download_f32(&store.grads)
+            .unwrap()
+            .iter()
+            .all(|&v| v == 0.0),
+        "grads zeroed"
+    );
+    let mut sd = store.to_state_dict(ctx).unwrap();
+    opt.save_into(ctx, &mut sd).unwrap();
+    let mut again = Optimizer::new(ctx, &store, AdamW::default()).unwrap();
+    again.load_from(ctx, &sd).unwrap();
+    assert_eq!(again.steps, 3);
+    assert_eq!(
+        ctx.download_f32(&again.moment2).unwrap(),
+        ctx.download_f32(&opt.moment2).unwrap()
+    );
+}
