@@ -7,6 +7,7 @@
 //!   kernel (`ops::lif::PackKernel`): read X = 4, plus the packed words written;
 //! - forward + backward: the forward's 12, then read grad_S, read H, write grad_X = 12.
 
+use super::pseudo_random;
 use crate::error::{Error, Result};
 use crate::gpu::{words_per_row, GpuContext, Tensor};
 use crate::ops::{self, LifConfig, LifOutputs, PackKernel};
@@ -56,19 +57,6 @@ pub struct LifWorkload {
     cfg: LifConfig,
     x: Tensor,
     grad: Tensor,
-}
-
-fn pseudo_random(len: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
-    // A cheap hash: benchmark operands only need to be non-trivial.
-    (0..len as u32)
-        .map(|i| {
-            let h = (i ^ seed)
-                .wrapping_mul(0x9E37_79B1)
-                .rotate_left(13)
-                .wrapping_mul(0x85EB_CA77);
-            lo + (hi - lo) * ((h >> 8) as f32 / (1u32 << 24) as f32)
-        })
-        .collect()
 }
 
 impl LifWorkload {

@@ -1,6 +1,7 @@
 //! Matmul workloads: the f32 tiled matmul against the packed binary forms on the same
 //! (M, K, N), counted in multiply-accumulates (one MAC = one multiply-add).
 
+use super::pseudo_random;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::{self, BinaryForm, MatmulForm, PackMode};
@@ -52,19 +53,6 @@ pub struct MatmulWorkload {
     scale: Tensor,
 }
 
-fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
-    // A cheap hash: benchmark operands only need to be non-trivial, not statistically good.
-    (0..len as u32)
-        .map(|i| {
-            let h = (i ^ seed)
-                .wrapping_mul(0x9E37_79B1)
-                .rotate_left(13)
-                .wrapping_mul(0x85EB_CA77);
-            (h >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
-
 impl MatmulWorkload {
     pub fn new(
         ctx: &GpuContext,
@@ -73,8 +61,8 @@ impl MatmulWorkload {
         k: usize,
         n: usize,
     ) -> Result<Self> {
-        let a = ctx.upload_f32(&pseudo_random(m * k, 1), &[m, k])?;
-        let b = ctx.upload_f32(&pseudo_random(n * k, 2), &[n, k])?;
+        let a = ctx.upload_f32(&pseudo_random(m * k, 1, -0.5, 0.5), &[m, k])?;
+        let b = ctx.upload_f32(&pseudo_random(n * k, 2, -0.5, 0.5), &[n, k])?;
         let scale = ctx.upload_f32(&vec![0.5; n], &[n])?;
         let (a, b) = match kernel {
             MatmulKernel::F32 => (a, b),

@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 use crate::gpu::GpuContext;
 
+/// Deterministic operands in [lo, hi) from a cheap hash: benchmark inputs only need to
+/// be non-trivial, not statistically good.
+pub fn pseudo_random(len: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| {
+            let h = (i ^ seed)
+                .wrapping_mul(0x9E37_79B1)
+                .rotate_left(13)
+                .wrapping_mul(0x85EB_CA77);
+            lo + (hi - lo) * ((h >> 8) as f32 / (1u32 << 24) as f32)
+        })
+        .collect()
+}
+
 /// One timed figure, printed as a table row or a JSON line.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measurement {

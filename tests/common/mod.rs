@@ -36,25 +36,21 @@ pub fn contexts() -> [&'static GpuContext; 2] {
     [ctx(), portable_ctx()]
 }
 
-/// SplitMix64: small, seeded, reproducible.
-pub struct Rng(u64);
+/// The library's seeded generator with the helpers tests use.
+pub struct Rng(bitspike::rng::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(bitspike::rng::Rng::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in [0, 1).
     pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+        self.0.uniform()
     }
 
     /// Uniform in [lo, hi).
