@@ -2,11 +2,13 @@
 //! reference implementations' names.
 
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod params;
 pub mod store;
 
 pub use checkpoint::{init_state, HostTensor, StateDict};
+pub use classifier::{combine_heads, Classifier};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
 pub use store::ParamStore;

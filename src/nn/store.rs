@@ -62,8 +62,17 @@ fn decays(spec: &ParamSpec) -> bool {
 impl ParamStore {
     /// Upload a checked state dict (see `StateDict::check`) for `config`.
     pub fn new(ctx: &GpuContext, config: &ModelConfig, state: &StateDict) -> Result<Self> {
+        Self::from_specs(ctx, config, param_specs(config), state)
+    }
+
+    /// Upload the tensors `specs` lists (a model's `param_specs`, or any other set).
+    pub fn from_specs(
+        ctx: &GpuContext,
+        config: &ModelConfig,
+        specs: Vec<ParamSpec>,
+        state: &StateDict,
+    ) -> Result<Self> {
         let align = ctx.view_alignment_words();
-        let specs = param_specs(config);
         let mut trainable: Vec<&ParamSpec> = specs
             .iter()
             .filter(|s| s.role == ParamRole::Trainable)
@@ -193,6 +202,34 @@ impl ParamStore {
             self.binary.insert(name, ops::binarize_weights(ctx, &w)?);
         }
         Ok(())
+    }
+
+    /// Overwrite every parameter and statistic from a state dict (e.g. to resume).
+    pub fn load(&mut self, ctx: &GpuContext, state: &StateDict) -> Result<()> {
+        let get = |name: &str| {
+            state
+                .tensors
+                .get(name)
+                .ok_or_else(|| Error::InvalidArgument(format!("state dict has no tensor '{name}'")))
+        };
+        for s in self.slots.values() {
+            let t = get(&s.spec.name)?;
+            let data = if is_conv3x3(&s.spec) {
+                ops::conv_weight_from_torch(&t.data, s.spec.shape[0], s.spec.shape[1])?
+            } else {
+                t.data.clone()
+            };
+            let view = self.params.view(ctx, s.offset, &s.shape, DType::F32)?;
+            ctx.write_words(&view, &data)?;
+        }
+        for (prefix, (mean, var)) in &self.running {
+            ctx.write_words(mean, &get(&format!("{prefix}.running_mean"))?.data)?;
+            ctx.write_words(var, &get(&format!("{prefix}.running_var"))?.data)?;
+            let count =
+                get(&format!("{prefix}.num_batches_tracked")).map_or(0, |t| t.data[0] as i64);
+            self.batches_tracked.insert(prefix.clone(), count);
+        }
+        self.refresh_binary(ctx)
     }
 
     pub fn zero_grads(&self, ctx: &GpuContext) {

@@ -2,6 +2,10 @@
 
 pub mod optimizer;
 pub mod schedule;
+pub mod trainer;
 
 pub use optimizer::Optimizer;
 pub use schedule::CosineSchedule;
+pub use trainer::{
+    evaluate, Distillation, EpochOutcome, EpochReport, StepProgress, Teacher, Trainer,
+};
