@@ -19,6 +19,7 @@ pub enum Shader {
     BinaryMatmulSubgroup,
     Matmul,
     MatmulSubgroup,
+    Attention,
 }
 
 impl Shader {
@@ -29,6 +30,7 @@ impl Shader {
         Shader::BinaryMatmulSubgroup,
         Shader::Matmul,
         Shader::MatmulSubgroup,
+        Shader::Attention,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Shader {
             Shader::BinaryMatmulSubgroup => "binary_matmul_subgroup.wgsl",
             Shader::Matmul => "matmul.wgsl",
             Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
+            Shader::Attention => "attention.wgsl",
         }
     }
 
@@ -52,6 +55,7 @@ impl Shader {
             }
             Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
             Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 }
