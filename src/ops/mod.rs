@@ -2,6 +2,7 @@
 //! forward (and, where the family has one, backward). Each `ops/x.rs` has its CPU
 //! oracle in `reference/x.rs`.
 
+pub mod attention;
 pub mod binary_matmul;
 pub mod copy;
 pub mod matmul;
