@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "ops/attention.rs"]
+mod attention;
 #[path = "ops/binary_matmul.rs"]
 mod binary_matmul;
 #[path = "ops/engine.rs"]
