@@ -7,7 +7,7 @@
 //   shift_mean         SSA_Bin's out = kappa * BV - mean[h, e]
 //   running_update     running statistics: state = mu state + (1 - mu) factor sum
 //   softmax_surrogate  SSA_Bin's dB/dx = p (1 - p), p = softmax over the key axis
-//   pack_transposed    f32 [batch, R, C] -> bits [batch, C, R] (packs along R)
+//   pack_spikes        f32 [batch, R, C] -> bits along C or (transposed) along R
 //   unpack_bits        bits [rows, C] -> f32 {0,1} [rows, C]
 //   scale_heads        y = x * s * factor[t, h]
 //   lambda_grad        d lambda[t, h] = s * sum_{b, i, e} dy * prod
@@ -367,41 +367,49 @@ fn softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// pack_transposed: spikes x [batch, R, C] (bit = x > 0) packed along R:
-// bits [batch, C, wpr] with wpr = words per row of R bits. One invocation per word.
+// pack_spikes: spikes x [batch, R, C] (bit = x > 0) packed along either axis, one
+// invocation per word (its 32 values read in a loop, the word built in a register: no
+// workgroup memory, no barrier, several times faster than the cooperative pack.wgsl on
+// CPU drivers). Output bits [batch, rows, wpr], element j of word w of row r being
+//   x[b * batch_stride + r * row_stride + (w * 32 + j) * bit_stride]:
+// along C (as pack.wgsl): rows = R, bits = C, row_stride = C, bit_stride = 1;
+// along R (transposed):   rows = C, bits = R, row_stride = 1, bit_stride = C.
 
-struct PackTParams {
+struct PackParams {
     batch: u32,
-    rows: u32, // R, the packed axis
-    cols: u32, // C
-    wpr: u32,
+    rows: u32,         // packed rows per batch entry
+    bits: u32,         // length of the packed axis
+    wpr: u32,          // words per packed row
+    batch_stride: u32, // elements between batch entries
+    row_stride: u32,
+    bit_stride: u32,
 }
 
-@group(0) @binding(0) var<storage, read> pt_x: array<f32>;          // [batch, R, C]
-@group(0) @binding(1) var<storage, read_write> pt_bits: array<u32>; // [batch, C, wpr]
-@group(0) @binding(2) var<uniform> ptp: PackTParams;
+@group(0) @binding(0) var<storage, read> pk_x: array<f32>;          // [batch, R, C]
+@group(0) @binding(1) var<storage, read_write> pk_bits: array<u32>; // [batch, rows, wpr]
+@group(0) @binding(2) var<uniform> pkp: PackParams;
 
 @compute @workgroup_size(256)
-fn pack_transposed(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
+fn pack_spikes(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= ptp.batch * ptp.cols * ptp.wpr) {
+    if (i >= pkp.batch * pkp.rows * pkp.wpr) {
         return;
     }
-    let w = i % ptp.wpr;
-    let c = (i / ptp.wpr) % ptp.cols;
-    let b = i / (ptp.wpr * ptp.cols);
-    let r0 = w * 32u;
+    let w = i % pkp.wpr;
+    let r = (i / pkp.wpr) % pkp.rows;
+    let b = i / (pkp.wpr * pkp.rows);
+    let j0 = w * 32u;
     var word = 0u;
-    if (r0 < ptp.rows) {
-        let n = min(32u, ptp.rows - r0);
-        let base = (b * ptp.rows + r0) * ptp.cols + c;
+    if (j0 < pkp.bits) {
+        let n = min(32u, pkp.bits - j0);
+        let base = b * pkp.batch_stride + r * pkp.row_stride + j0 * pkp.bit_stride;
         for (var j = 0u; j < n; j++) {
-            word |= select(0u, 1u << j, pt_x[base + j * ptp.cols] > 0.0);
+            word |= select(0u, 1u << j, pk_x[base + j * pkp.bit_stride] > 0.0);
         }
     }
-    pt_bits[i] = word;
+    pk_bits[i] = word;
 }
 
 // ------------------------------------------------------------------------------------

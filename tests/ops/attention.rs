@@ -392,7 +392,7 @@ fn ssa_bin_backward_matches_reference() {
 // ---- helpers and errors ----------------------------------------------------------------
 
 #[test]
-fn pack_transposed_and_unpack_match_reference() {
+fn spike_packing_both_ways_and_unpack_match_reference() {
     for ctx in contexts() {
         let mut rng = Rng::new(28);
         for (batch, rows, cols) in [(1, 1, 1), (3, 37, 19), (2, 130, 5), (1, 5, 200)] {
@@ -412,6 +412,15 @@ fn pack_transposed_and_unpack_match_reference() {
             let got: Vec<u32> = ctx.download_words(&bits).unwrap();
             assert_exact(
                 &format!("pack_transposed {batch}x{rows}x{cols}"),
+                &got,
+                &want,
+            );
+            let rows_bits = attention::pack_spike_rows(ctx, &tx).unwrap();
+            assert_eq!(rows_bits.shape(), &[batch, rows, cols]);
+            let got: Vec<u32> = ctx.download_words(&rows_bits).unwrap();
+            let want = bitspike::reference::pack::pack_bits(&x, cols, PackMode::Spikes);
+            assert_exact(
+                &format!("pack_spike_rows {batch}x{rows}x{cols}"),
                 &got,
                 &want,
             );
@@ -598,4 +607,22 @@ fn reference_ssa_bin_backward_matches_finite_differences() {
     check_fd("ssa_bin dq", &q, &g.dq, |x| loss(x, &k, &v));
     check_fd("ssa_bin dk", &k, &g.dk, |x| loss(&q, x, &v));
     check_fd("ssa_bin dv", &v, &g.dv, |x| loss(&q, &k, x));
+}
+
+// ---- bench workloads ---------------------------------------------------------------
+
+#[test]
+fn attention_bench_workloads_run_on_a_tiny_shape() {
+    use bitspike::bench::attention::{AttentionKernel, AttentionPass, AttentionWorkload};
+    let ctx = ctx();
+    for kernel in AttentionKernel::ALL {
+        for pass in AttentionPass::ALL {
+            let work = AttentionWorkload::new(ctx, kernel, pass, (2, 2, 3, 9, 5)).unwrap();
+            assert!(work.macs() > 0.0);
+            assert_eq!(work.shape_name(), "2x2x3x9x5");
+            work.run(ctx).unwrap();
+            ctx.sync()
+                .unwrap_or_else(|e| panic!("{}: {e}", work.name()));
+        }
+    }
 }

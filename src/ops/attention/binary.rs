@@ -10,12 +10,12 @@
 //! linear (straight through the spikes).
 
 use super::{
-    lambda_grad, lif_map, lif_map_backward, pack_transposed, scale_heads, unpack_bits, AttnShape,
-    MapLif, MapRate,
+    lambda_grad, lif_map, lif_map_backward, pack_spike_rows, pack_transposed, scale_heads,
+    unpack_bits, AttnShape, MapLif, MapRate,
 };
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, pack_bits, BinaryForm, MatmulForm, PackMode};
+use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
 
 /// Which map is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +91,8 @@ pub fn binary_attention_forward(
     let spikes = BinaryForm::SpikesSpikes;
     let (scores, map, ones, product) = match config.order {
         MapOrder::Tokens => {
-            let qb = pack_bits(ctx, &s.batched(q)?, PackMode::Spikes)?;
-            let kb = pack_bits(ctx, &s.batched(k)?, PackMode::Spikes)?;
+            let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
+            let kb = pack_spike_rows(ctx, &s.batched(k)?)?;
             let scores = binary_matmul(ctx, &qb, &kb, None, spikes)?; // [TBH, N, N]
             let (map, ones) = lif_map(ctx, &scores, s.t, &config.lif)?;
             let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
@@ -104,7 +104,7 @@ pub fn binary_attention_forward(
             let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
             let scores = binary_matmul(ctx, &vt, &kt, None, spikes)?; // [TBH, d(c), d(a)]
             let (map, ones) = lif_map(ctx, &scores, s.t, &config.lif)?;
-            let qb = pack_bits(ctx, &s.batched(q)?, PackMode::Spikes)?;
+            let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
             let qa = binary_matmul(ctx, &qb, &map, None, spikes)?; // [TBH, N, d]
             (scores, map, ones, qa)
         }

@@ -181,7 +181,7 @@ const THRESHOLD_MAP: Kernel = kernel("threshold_map", &[R, R, W, W, W]);
 const SHIFT_MEAN: Kernel = kernel("shift_mean", &[R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const SOFTMAX_SURROGATE: Kernel = kernel("softmax_surrogate", &[R, R, W]);
-const PACK_TRANSPOSED: Kernel = kernel("pack_transposed", &[R, W]);
+const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, W]);
 const SCALE_HEADS: Kernel = kernel("scale_heads", &[R, R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
@@ -487,37 +487,58 @@ pub(crate) fn softmax_surrogate(ctx: &GpuContext, x: &Tensor, grad_b: &Tensor) -
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PackTParams {
+struct PackParams {
     batch: u32,
     rows: u32,
-    cols: u32,
+    bits: u32,
     wpr: u32,
+    batch_stride: u32,
+    row_stride: u32,
+    bit_stride: u32,
+}
+
+fn pack_spikes(ctx: &GpuContext, op: &'static str, x: &Tensor, transposed: bool) -> Result<Tensor> {
+    let (batch, r, c) = matrix_dims(op, x)?;
+    x.expect(op, &[batch, r, c], DType::F32)?;
+    let (rows, bits, row_stride, bit_stride) = if transposed {
+        (c, r, 1, c)
+    } else {
+        (r, c, c, 1)
+    };
+    let wpr = words_per_row(bits);
+    let words = batch * rows * wpr;
+    to_u32(op, "size", x.len().max(words))?;
+    let out = ctx.empty(&[batch, rows, bits], DType::PackedBits)?;
+    let params = PackParams {
+        batch: to_u32(op, "batch", batch)?,
+        rows: to_u32(op, "rows", rows)?,
+        bits: to_u32(op, "bits", bits)?,
+        wpr: to_u32(op, "words per row", wpr)?,
+        batch_stride: to_u32(op, "batch stride", r * c)?,
+        row_stride: to_u32(op, "row stride", row_stride)?,
+        bit_stride: to_u32(op, "bit stride", bit_stride)?,
+    };
+    ctx.dispatch(
+        PACK_SPIKES,
+        &[],
+        &[x, &out],
+        &params,
+        grid_1d(ctx, words.div_ceil(256) as u64)?,
+    )?;
+    Ok(out)
+}
+
+/// Spikes `x` f32 `[batch, R, C]` packed along C: `PackedBits [batch, R, C]`, bit =
+/// `x > 0`. The words `pack_bits(x, PackMode::Spikes)` writes, one invocation per word
+/// (several times faster than pack.wgsl's cooperative kernel on CPU drivers).
+pub fn pack_spike_rows(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    pack_spikes(ctx, "pack_spike_rows", x, false)
 }
 
 /// Spikes `x` f32 `[batch, R, C]` packed along R: `PackedBits [batch, C, R]`, bit =
 /// `x > 0` (the transposed operand of a binary matmul, e.g. V for `A V`).
 pub fn pack_transposed(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
-    const OP: &str = "pack_transposed";
-    let (batch, rows, cols) = matrix_dims(OP, x)?;
-    x.expect(OP, &[batch, rows, cols], DType::F32)?;
-    let wpr = words_per_row(rows);
-    let words = batch * cols * wpr;
-    to_u32(OP, "size", x.len().max(words))?;
-    let bits = ctx.empty(&[batch, cols, rows], DType::PackedBits)?;
-    let params = PackTParams {
-        batch: to_u32(OP, "batch", batch)?,
-        rows: to_u32(OP, "rows", rows)?,
-        cols: to_u32(OP, "cols", cols)?,
-        wpr: to_u32(OP, "words per row", wpr)?,
-    };
-    ctx.dispatch(
-        PACK_TRANSPOSED,
-        &[],
-        &[x, &bits],
-        &params,
-        grid_1d(ctx, words.div_ceil(256) as u64)?,
-    )?;
-    Ok(bits)
+    pack_spikes(ctx, "pack_transposed", x, true)
 }
 
 #[repr(C)]

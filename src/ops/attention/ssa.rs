@@ -3,10 +3,10 @@
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
 
-use super::{scale_heads, AttnShape, MapRate};
+use super::{pack_spike_rows, scale_heads, AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, pack_bits, BinaryForm, MatmulForm, PackMode};
+use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
 
 /// How the scores `Q K^T` are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +54,8 @@ pub fn ssa_forward(
     s.expect_all(OP, &[k, v])?;
     let scores = match path {
         SsaPath::Binary => {
-            let qb = pack_bits(ctx, &s.batched(q)?, PackMode::Spikes)?;
-            let kb = pack_bits(ctx, &s.batched(k)?, PackMode::Spikes)?;
+            let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
+            let kb = pack_spike_rows(ctx, &s.batched(k)?)?;
             // The per-column scale of the binary matmul applies `scale` for free.
             let cols = ctx.upload_f32(&vec![scale; s.n], &[s.n])?;
             binary_matmul(ctx, &qb, &kb, Some(&cols), BinaryForm::SpikesSpikes)?

@@ -18,12 +18,12 @@
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
 use super::{
-    pack_transposed, running_update, scale_heads, shift_mean, softmax_surrogate, threshold_map,
-    unpack_bits, AttnShape, MapRate,
+    pack_spike_rows, pack_transposed, running_update, scale_heads, shift_mean, softmax_surrogate,
+    threshold_map, unpack_bits, AttnShape, MapRate,
 };
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, pack_bits, BinaryForm, MatmulForm, PackMode};
+use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SsaBinConfig {
@@ -106,8 +106,8 @@ pub fn ssa_bin_forward(
     state.delta.expect(OP, &[s.heads], DType::F32)?;
     state.mean.expect(OP, &[s.heads, s.d], DType::F32)?;
     let spikes = BinaryForm::SpikesSpikes;
-    let qb = pack_bits(ctx, &s.batched(q)?, PackMode::Spikes)?;
-    let kb = pack_bits(ctx, &s.batched(k)?, PackMode::Spikes)?;
+    let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
+    let kb = pack_spike_rows(ctx, &s.batched(k)?)?;
     let scores = binary_matmul(ctx, &qb, &kb, None, spikes)?; // [TBH, N, N]
     let map = threshold_map(ctx, &scores, &state.delta, s.heads, config.training)?;
     let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
