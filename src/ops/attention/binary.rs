@@ -9,10 +9,11 @@
 //! Backward: Sigmoid(alpha) surrogate with BPTT over T for the map LIF, the products
 //! linear (straight through the spikes).
 
-use super::{
+use super::kernels::{
     lambda_grad, lif_map, lif_map_backward, pack_spike_rows, pack_transposed, scale_heads,
-    unpack_bits, AttnShape, MapLif, MapRate,
+    unpack_bits,
 };
+use super::{AttnShape, MapLif, MapRate};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};

@@ -3,7 +3,8 @@
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
 
-use super::{pack_spike_rows, scale_heads, AttnShape, MapRate};
+use super::kernels::{pack_spike_rows, scale_heads};
+use super::{AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};

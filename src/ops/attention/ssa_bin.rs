@@ -17,10 +17,11 @@
 //! the softmax-derived surrogate `dB_ij / dx_ij = p_ij (1 - p_ij)`,
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
-use super::{
+use super::kernels::{
     pack_spike_rows, pack_transposed, running_update, scale_heads, shift_mean, softmax_surrogate,
-    threshold_map, unpack_bits, AttnShape, MapRate,
+    threshold_map, unpack_bits,
 };
+use super::{AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
