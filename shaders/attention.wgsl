@@ -413,7 +413,7 @@ fn pack_spikes(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols].
+// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]. One invocation per word.
 
 struct UnpackParams {
     rows: u32,
@@ -430,13 +430,20 @@ fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (i >= upp.rows * upp.cols) {
+    if (i >= upp.rows * upp.wpr) {
         return;
     }
-    let r = i / upp.cols;
-    let c = i % upp.cols;
-    let word = up_bits[r * upp.wpr + c / 32u];
-    up_out[i] = f32((word >> (c % 32u)) & 1u);
+    let r = i / upp.wpr;
+    let c0 = (i % upp.wpr) * 32u;
+    if (c0 >= upp.cols) {
+        return;
+    }
+    let word = up_bits[i];
+    let base = r * upp.cols + c0;
+    let n = min(32u, upp.cols - c0);
+    for (var j = 0u; j < n; j++) {
+        up_out[base + j] = f32((word >> j) & 1u);
+    }
 }
 
 // ------------------------------------------------------------------------------------

@@ -398,7 +398,7 @@ pub fn unpack_bits(ctx: &GpuContext, bits: &Tensor) -> Result<Tensor> {
     bits.expect(OP, bits.shape(), DType::PackedBits)?;
     let cols = bits.shape().last().copied().unwrap_or(1).max(1);
     let rows = bits.len() / cols;
-    to_u32(OP, "size", bits.len())?;
+    to_u32(OP, "size", bits.len().max(rows * words_per_row(cols)))?;
     let out = ctx.empty(bits.shape(), DType::F32)?;
     let params = UnpackParams {
         rows: to_u32(OP, "rows", rows)?,
@@ -410,7 +410,7 @@ pub fn unpack_bits(ctx: &GpuContext, bits: &Tensor) -> Result<Tensor> {
         &[],
         &[bits, &out],
         &params,
-        grid_1d(ctx, bits.len().div_ceil(256) as u64)?,
+        grid_1d(ctx, (rows * words_per_row(cols)).div_ceil(256) as u64)?,
     )?;
     Ok(out)
 }
