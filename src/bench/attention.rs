@@ -68,7 +68,8 @@ impl AttentionPass {
 }
 
 /// (T, B, heads, N, d): Spikformer / BESTformer on CIFAR (N = 64 tokens, D = 384 over 8
-/// heads) and on 224 x 224 inputs with 16 x 16 patches (N = 196).
+/// heads) and on 224 x 224 inputs with 16 x 16 patches (N = 196). The second needs
+/// 315 MB f32 maps: more than lavapipe's 128 MiB binding limit (`new` says so).
 pub const MODEL_SHAPES: [(usize, usize, usize, usize, usize); 2] =
     [(4, 64, 8, 64, 48), (4, 64, 8, 196, 48)];
 
@@ -113,6 +114,17 @@ impl AttentionWorkload {
         (t, b, heads, n, d): (usize, usize, usize, usize, usize),
     ) -> Result<Self> {
         let shape = AttnShape { t, b, heads, n, d };
+        // Refuse up front a shape whose largest intermediate (an f32 map per (t, b, h))
+        // exceeds the device's binding limit, rather than fail in `run`: on lavapipe
+        // (128 MiB) N = 196 needs B <= 16.
+        let map = match kernel {
+            AttentionKernel::BinaryFeatures => (d * d).max(n * d),
+            _ => n * n,
+        };
+        ctx.check_buffer_size(
+            &format!("{} map [{}, {map}]", kernel.name(), shape.maps()),
+            4 * (shape.maps() * map) as u64,
+        )?;
         let dims = shape.dims();
         let len = dims.iter().product();
         let (q, k, v) = match kernel {

@@ -625,4 +625,9 @@ fn attention_bench_workloads_run_on_a_tiny_shape() {
                 .unwrap_or_else(|e| panic!("{}: {e}", work.name()));
         }
     }
+    // A shape whose f32 maps exceed the binding limit is refused when set up.
+    let n = ((ctx.limits.max_storage_buffer_binding_size / 4) as f64).sqrt() as usize + 1;
+    let shape = (1, 1, 1, n, 1);
+    let err = AttentionWorkload::new(ctx, AttentionKernel::Ssa, AttentionPass::Forward, shape);
+    assert!(matches!(err, Err(Error::BufferTooLarge { .. })));
 }
