@@ -9,6 +9,7 @@
 //! `[out, in]`; 3x3 conv weights are `[C_out, 9 * C_in]`, column `(ky * 3 + kx) * C_in + c`
 //! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
+pub mod attention;
 pub mod binarize;
 pub mod binary_matmul;
 pub mod conv;

@@ -3,6 +3,7 @@
 //! references (binarize, conv, elementwise, linear, norm, pool) compute in f64, so that
 //! their backward passes can be checked against finite differences.
 
+pub mod attention;
 pub mod binarize;
 pub mod binary_matmul;
 pub mod conv;
