@@ -86,17 +86,8 @@ pub struct AttentionWorkload {
     state: SsaBinState,
 }
 
-/// Cheap hashed values in [0, 1): benchmark operands only need to be non-trivial.
 fn hashed(len: usize, seed: u32) -> Vec<f32> {
-    (0..len as u32)
-        .map(|i| {
-            let h = (i ^ seed.wrapping_mul(0x2545_F491))
-                .wrapping_mul(0x9E37_79B1)
-                .rotate_left(13)
-                .wrapping_mul(0x85EB_CA77);
-            (h >> 8) as f32 / (1u32 << 24) as f32
-        })
-        .collect()
+    super::pseudo_random(len, seed, 0.0, 1.0)
 }
 
 fn spikes(len: usize, seed: u32, rate: f32) -> Vec<f32> {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::{print_json, GpuArgs};
+use bitspike::bench::attention::{self, AttentionKernel, AttentionPass, AttentionWorkload};
 use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
 use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
 use bitspike::bench::{time_iterations, Measurement};
@@ -22,8 +23,8 @@ pub struct BenchArgs {
     /// Seconds to repeat each measurement for (after one warm-up).
     #[arg(long, default_value_t = 1.0)]
     min_time: f64,
-    /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif (default: the
-    /// real models' shapes).
+    /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif, TxBxHxNxD for
+    /// attention (default: the real models' shapes).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
 }
@@ -34,6 +35,8 @@ enum What {
     Matmul,
     /// Fused LIF forward and backward against a plain copy of the same bytes.
     Lif,
+    /// Every attention form against SSA computed with f32 matmuls.
+    Attention,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         What::Matmul => bench_matmul(&ctx, &args),
         What::Lif => bench_lif(&ctx, &args),
+        What::Attention => bench_attention(&ctx, &args),
     }
 }
 
@@ -66,16 +70,22 @@ fn shapes_or(
     args.shapes.iter().map(|s| parse_shape(s)).collect()
 }
 
-fn parse_shape(s: &str) -> anyhow::Result<(usize, usize, usize)> {
+/// Positive sizes separated by 'x'.
+fn parse_dims(s: &str, want: usize, form: &str) -> anyhow::Result<Vec<usize>> {
     let dims: Vec<usize> = s
         .split('x')
         .map(|d| d.trim().parse::<usize>())
         .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("shape '{s}' is not MxKxN"))?;
-    match dims[..] {
-        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
-        _ => anyhow::bail!("shape '{s}' is not MxKxN with positive sizes"),
+        .map_err(|_| anyhow::anyhow!("shape '{s}' is not {form}"))?;
+    if dims.len() != want || dims.contains(&0) {
+        anyhow::bail!("shape '{s}' is not {form} with positive sizes");
     }
+    Ok(dims)
+}
+
+fn parse_shape(s: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let d = parse_dims(s, 3, "MxKxN")?;
+    Ok((d[0], d[1], d[2]))
 }
 
 fn report(m: &Measurement, json: bool) -> anyhow::Result<()> {
@@ -165,6 +175,70 @@ fn bench_lif(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                 },
                 args.json,
             )?;
+        }
+    }
+    Ok(())
+}
+
+fn bench_attention(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
+    let min_time = Duration::from_secs_f64(args.min_time);
+    let shapes: Vec<(usize, usize, usize, usize, usize)> = if args.shapes.is_empty() {
+        attention::MODEL_SHAPES.to_vec()
+    } else {
+        args.shapes
+            .iter()
+            .map(|s| {
+                let d = parse_dims(s, 5, "TxBxHxNxD")?;
+                Ok((d[0], d[1], d[2], d[3], d[4]))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    for (t, mut b, h, n, d) in shapes {
+        // Halve the batch until the largest map fits the device's binding limit.
+        while b > 1
+            && AttentionWorkload::new(
+                ctx,
+                AttentionKernel::SsaF32,
+                AttentionPass::Forward,
+                (t, b, h, n, d),
+            )
+            .is_err()
+        {
+            b /= 2;
+        }
+        for pass in AttentionPass::ALL {
+            let mut f32_seconds = None;
+            for kernel in AttentionKernel::ALL {
+                let work = match AttentionWorkload::new(ctx, kernel, pass, (t, b, h, n, d)) {
+                    Ok(w) => w,
+                    Err(e @ bitspike::Error::BufferTooLarge { .. }) => {
+                        eprintln!("skipping {}/{}: {e}", kernel.name(), pass.name());
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let seconds = time_iterations(ctx, min_time, 3, || work.run(ctx))?;
+                // Speed-up over f32 SSA in time (the d x d order counts other MACs).
+                let ratio = match kernel {
+                    AttentionKernel::SsaF32 => {
+                        f32_seconds = Some(seconds);
+                        None
+                    }
+                    _ => f32_seconds.map(|f| f / seconds),
+                };
+                report(
+                    &Measurement {
+                        kernel: work.name(),
+                        shape: work.shape_name(),
+                        seconds,
+                        rate: work.macs() / seconds / 1e9,
+                        unit: "GMAC/s",
+                        ratio,
+                        ratio_to: ratio.map(|_| format!("ssa_f32/{} (time)", pass.name())),
+                    },
+                    args.json,
+                )?;
+            }
         }
     }
     Ok(())
