@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "ops/attention.rs"]
+mod attention;
 #[path = "ops/binarize.rs"]
 mod binarize;
 #[path = "ops/binary_matmul.rs"]

@@ -3,6 +3,7 @@
 //! same kernels. Figures are reported as rates and as ratios measured in one run.
 
 pub mod lif;
+pub mod attention;
 pub mod matmul;
 
 use std::time::{Duration, Instant};

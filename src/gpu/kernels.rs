@@ -27,6 +27,7 @@ pub enum Shader {
     Pool,
     Elementwise,
     Binarize,
+    Attention,
 }
 
 impl Shader {
@@ -45,6 +46,7 @@ impl Shader {
         Shader::Pool,
         Shader::Elementwise,
         Shader::Binarize,
+        Shader::Attention,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -63,6 +65,7 @@ impl Shader {
             Shader::Pool => "pool.wgsl",
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Binarize => "binarize.wgsl",
+            Shader::Attention => "attention.wgsl",
         }
     }
 
@@ -84,6 +87,7 @@ impl Shader {
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
+            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
         }
     }
 }

@@ -10,6 +10,7 @@
 //! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
 pub mod binarize;
+pub mod attention;
 pub mod binary_matmul;
 pub mod conv;
 pub mod copy;

@@ -4,6 +4,7 @@
 //! their backward passes can be checked against finite differences.
 
 pub mod binarize;
+pub mod attention;
 pub mod binary_matmul;
 pub mod conv;
 pub mod elementwise;

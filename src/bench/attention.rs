@@ -1,0 +1,222 @@
+//! Attention workloads: every attention form's forward, and forward + backward, on the
+//! models' shapes, with f32 SSA (f32 matmuls for both products) as the baseline. Rates
+//! count the multiply-accumulates of the two products of the form (scores and output).
+
+use crate::error::Result;
+use crate::gpu::{GpuContext, Tensor};
+use crate::ops::attention::{
+    a2os2a_backward, a2os2a_forward, binary_attention_backward, binary_attention_forward,
+    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, AttnShape, BinaryAttentionConfig,
+    MapOrder, SsaBinConfig, SsaBinState, SsaPath,
+};
+
+/// The attention forms `bitspike bench attention` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Spikformer SSA with f32 matmuls (the baseline every ratio is taken against).
+    SsaF32,
+    /// Spikformer SSA with the scores on packed bits.
+    Ssa,
+    /// BESTformer binary attention, N x N map.
+    BinaryTokens,
+    /// BESTformer binary attention, d x d map.
+    BinaryFeatures,
+    /// SSA_Bin (training: running statistics updated).
+    SsaBin,
+    /// A2OS2A.
+    A2os2a,
+}
+
+impl AttentionKernel {
+    pub const ALL: [AttentionKernel; 6] = [
+        AttentionKernel::SsaF32,
+        AttentionKernel::Ssa,
+        AttentionKernel::BinaryTokens,
+        AttentionKernel::BinaryFeatures,
+        AttentionKernel::SsaBin,
+        AttentionKernel::A2os2a,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKernel::SsaF32 => "ssa_f32",
+            AttentionKernel::Ssa => "ssa_binary_scores",
+            AttentionKernel::BinaryTokens => "binary_attention_nxn",
+            AttentionKernel::BinaryFeatures => "binary_attention_dxd",
+            AttentionKernel::SsaBin => "ssa_bin",
+            AttentionKernel::A2os2a => "a2os2a",
+        }
+    }
+}
+
+/// What one iteration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionPass {
+    Forward,
+    ForwardBackward,
+}
+
+impl AttentionPass {
+    pub const ALL: [AttentionPass; 2] = [AttentionPass::Forward, AttentionPass::ForwardBackward];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionPass::Forward => "forward",
+            AttentionPass::ForwardBackward => "forward+backward",
+        }
+    }
+}
+
+/// (T, B, heads, N, d): Spikformer / BESTformer on CIFAR (N = 64 tokens, D = 384 over 8
+/// heads) and on 224 x 224 inputs with 16 x 16 patches (N = 196).
+pub const MODEL_SHAPES: [(usize, usize, usize, usize, usize); 2] =
+    [(4, 64, 8, 64, 48), (4, 64, 8, 196, 48)];
+
+/// Operands of one (form, pass, shape), uploaded once.
+pub struct AttentionWorkload {
+    pub kernel: AttentionKernel,
+    pub pass: AttentionPass,
+    pub shape: AttnShape,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    dy: Tensor,
+    lambda: Tensor,
+    state: SsaBinState,
+}
+
+/// Cheap hashed values in [0, 1): benchmark operands only need to be non-trivial.
+fn hashed(len: usize, seed: u32) -> Vec<f32> {
+    (0..len as u32)
+        .map(|i| {
+            let h = (i ^ seed.wrapping_mul(0x2545_F491))
+                .wrapping_mul(0x9E37_79B1)
+                .rotate_left(13)
+                .wrapping_mul(0x85EB_CA77);
+            (h >> 8) as f32 / (1u32 << 24) as f32
+        })
+        .collect()
+}
+
+fn spikes(len: usize, seed: u32, rate: f32) -> Vec<f32> {
+    hashed(len, seed)
+        .into_iter()
+        .map(|x| if x < rate { 1.0 } else { 0.0 })
+        .collect()
+}
+
+impl AttentionWorkload {
+    pub fn new(
+        ctx: &GpuContext,
+        kernel: AttentionKernel,
+        pass: AttentionPass,
+        (t, b, heads, n, d): (usize, usize, usize, usize, usize),
+    ) -> Result<Self> {
+        let shape = AttnShape { t, b, heads, n, d };
+        let dims = shape.dims();
+        let len = dims.iter().product();
+        let (q, k, v) = match kernel {
+            // Binary Q, non-negative K (a ReLU output), ternary V.
+            AttentionKernel::A2os2a => (
+                spikes(len, 1, 0.25),
+                hashed(len, 2).iter().map(|x| (x - 0.5).max(0.0)).collect(),
+                hashed(len, 3)
+                    .iter()
+                    .map(|x| (x * 3.0).floor() - 1.0)
+                    .collect(),
+            ),
+            _ => (
+                spikes(len, 1, 0.25),
+                spikes(len, 2, 0.25),
+                spikes(len, 3, 0.25),
+            ),
+        };
+        let dy: Vec<f32> = hashed(len, 4).iter().map(|x| x - 0.5).collect();
+        let work = Self {
+            kernel,
+            pass,
+            shape,
+            q: ctx.upload_f32(&q, &dims)?,
+            k: ctx.upload_f32(&k, &dims)?,
+            v: ctx.upload_f32(&v, &dims)?,
+            dy: ctx.upload_f32(&dy, &dims)?,
+            lambda: ctx.upload_f32(&vec![1.0; t * heads], &[t, heads])?,
+            state: SsaBinState::new(ctx, heads, d, d as f32 / 16.0)?,
+        };
+        ctx.sync()?;
+        Ok(work)
+    }
+
+    /// `form/pass`, e.g. `ssa_f32/forward`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.kernel.name(), self.pass.name())
+    }
+
+    /// `TxBxHxNxd`, e.g. `4x64x8x64x48`.
+    pub fn shape_name(&self) -> String {
+        let s = &self.shape;
+        format!("{}x{}x{}x{}x{}", s.t, s.b, s.heads, s.n, s.d)
+    }
+
+    /// Multiply-accumulates of the form's two products in forward (times 3 with
+    /// backward: each product has two gradient products).
+    pub fn macs(&self) -> f64 {
+        let s = &self.shape;
+        let per_map = match self.kernel {
+            AttentionKernel::BinaryFeatures => 2 * s.n * s.d * s.d,
+            _ => 2 * s.n * s.n * s.d,
+        };
+        let passes = match self.pass {
+            AttentionPass::Forward => 1,
+            AttentionPass::ForwardBackward => 3,
+        };
+        (s.maps() * per_map * passes) as f64
+    }
+
+    /// Record one iteration (outputs go back to the pool when dropped).
+    pub fn run(&self, ctx: &GpuContext) -> Result<()> {
+        let backward = self.pass == AttentionPass::ForwardBackward;
+        let (q, k, v, dy) = (&self.q, &self.k, &self.v, &self.dy);
+        match self.kernel {
+            AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
+                let path = if self.kernel == AttentionKernel::Ssa {
+                    SsaPath::Binary
+                } else {
+                    SsaPath::F32
+                };
+                let (_, saved) = ssa_forward(ctx, q, k, v, 0.125, path)?;
+                if backward {
+                    ssa_backward(ctx, dy, &saved)?;
+                }
+            }
+            AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
+                let config = BinaryAttentionConfig {
+                    order: if self.kernel == AttentionKernel::BinaryTokens {
+                        MapOrder::Tokens
+                    } else {
+                        MapOrder::Features
+                    },
+                    ..Default::default()
+                };
+                let (_, saved) = binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?;
+                if backward {
+                    binary_attention_backward(ctx, dy, &saved)?;
+                }
+            }
+            AttentionKernel::SsaBin => {
+                let config = SsaBinConfig::default();
+                let (_, saved) = ssa_bin_forward(ctx, q, k, v, &self.state, &config)?;
+                if backward {
+                    ssa_bin_backward(ctx, dy, &saved)?;
+                }
+            }
+            AttentionKernel::A2os2a => {
+                let (_, saved) = a2os2a_forward(ctx, q, k, v)?;
+                if backward {
+                    a2os2a_backward(ctx, dy, &saved)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
