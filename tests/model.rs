@@ -57,3 +57,210 @@ fn store_keeps_kernel_layouts_binary_weights_and_the_decay_split() {
     assert!(head_bias.offset_bytes() / 4 >= store.decay_end as u64);
     assert!((w.offset_bytes() / 4) < store.decay_end as u64);
 }
+
+// ---- Models: GPU forward vs the CPU reference, backward vs finite differences ----------
+
+use bitspike::nn::Spikformer;
+use bitspike::reference::model::{ref_params, RefParams, Tape};
+use bitspike::{DType, GpuContext, Tensor};
+use common::{assert_close, Rng};
+
+/// A small model config for tests: 16x16 grey images (4x4 tokens after the tokenizer).
+fn small(preset: &str) -> ModelConfig {
+    let mut cfg = ModelConfig::preset(preset).unwrap();
+    cfg.image_size = 16;
+    cfg
+}
+
+fn images(cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<f32> {
+    let s = cfg.image_size;
+    Rng::new(seed).vec(batch * cfg.in_channels * s * s, -1.0, 1.0)
+}
+
+fn upload_images(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -> Tensor {
+    let s = cfg.image_size;
+    ctx.upload_f32(x, &[batch, cfg.in_channels, s, s]).unwrap()
+}
+
+/// Index `i` of a store gradient.
+fn grad_at(ctx: &GpuContext, store: &ParamStore, name: &str) -> Vec<f32> {
+    ctx.download_f32(&store.grad(ctx, name).unwrap()).unwrap()
+}
+
+/// `sum logits * r` of a reference forward.
+fn dot(logits: &[f64], r: &[f32]) -> f64 {
+    logits.iter().zip(r).map(|(l, &r)| l * r as f64).sum()
+}
+
+/// Central finite differences of the surrogate forward (replayed around `tape`) at a few
+/// indices of `name`, against the GPU gradient there.
+#[allow(clippy::too_many_arguments)]
+fn check_grads(
+    what: &str,
+    forward: &dyn Fn(&RefParams, &mut Tape) -> Vec<f64>,
+    params: &RefParams,
+    tape: &Tape,
+    r: &[f32],
+    name: &str,
+    gpu: &[f32],
+    picks: usize,
+) {
+    let len = params[name].len();
+    let mut rng = Rng::new(len as u64);
+    // The largest GPU gradients first (informative), then random ones.
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_by(|&a, &b| gpu[b].abs().total_cmp(&gpu[a].abs()));
+    let mut idx: Vec<usize> = order.iter().take(picks / 2).copied().collect();
+    while idx.len() < picks.min(len) {
+        idx.push((rng.next_u64() % len as u64) as usize);
+    }
+    let scale = gpu.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
+    let eps = 1e-4;
+    for i in idx {
+        let mut f = [0.0; 2];
+        for (k, sign) in [1.0, -1.0].iter().enumerate() {
+            let mut p = params.clone();
+            p.get_mut(name).unwrap()[i] += sign * eps;
+            let mut t = tape.clone();
+            t.rewind_for_replay();
+            f[k] = dot(&forward(&p, &mut t), r);
+        }
+        let fd = ((f[0] - f[1]) / (2.0 * eps)) as f32;
+        let g = gpu[i];
+        assert!(
+            (fd - g).abs() <= 0.03 * scale + 0.03 * fd.abs(),
+            "{what}: d/d {name}[{i}]: GPU {g}, finite differences {fd} (largest |grad| {scale})"
+        );
+    }
+}
+
+#[test]
+fn spikformer_forward_matches_the_cpu_reference() {
+    let ctx = ctx();
+    let cfg = small("spikformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 11);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Spikformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 5);
+    let logits = model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    assert_eq!(logits.shape(), &[batch, cfg.classes]);
+    let got = ctx.download_f32(&logits).unwrap();
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let want = bitspike::reference::model::spikformer_forward(
+        &cfg,
+        &ref_params(&sd),
+        &xs,
+        batch,
+        &mut Tape::default(),
+    );
+    let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+    assert!(
+        got.iter().any(|v| v.abs() > 1e-4),
+        "logits all zero: {got:?}"
+    );
+    assert_close("spikformer logits", &got, &want, 2e-3);
+}
+
+#[test]
+fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
+    let ctx = ctx();
+    let cfg = small("spikformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 12);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Spikformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 6);
+    let r = Rng::new(9).vec(batch * cfg.classes, -1.0, 1.0);
+    model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    store.zero_grads(ctx);
+    let dlogits = ctx.upload_f32(&r, &[batch, cfg.classes]).unwrap();
+    model.backward(ctx, &store, &dlogits).unwrap();
+    let params = ref_params(&sd);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let forward = |p: &RefParams, tape: &mut Tape| {
+        bitspike::reference::model::spikformer_forward(&cfg, p, &xs, batch, tape)
+    };
+    let mut tape = Tape::default();
+    forward(&params, &mut tape);
+    for name in [
+        "head.weight",
+        "head.bias",
+        "block.1.mlp.fc2_linear.weight",
+        "block.1.mlp.fc1_bn.bias",
+        "block.1.attn.proj_bn.bias",
+        "block.1.attn.k_linear.weight",
+        "block.0.attn.v_linear.weight",
+        "block.0.attn.q_bn.weight",
+        "patch_embed.rpe_conv.weight",
+        "patch_embed.proj_bn2.bias",
+        "patch_embed.proj_conv1.weight",
+        "patch_embed.proj_conv.weight",
+    ] {
+        let g = grad_at(ctx, &store, name);
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
+        check_grads("spikformer", &forward, &params, &tape, &r, name, &g, 4);
+    }
+}
+
+/// 20 AdamW steps on one tiny batch: the loss goes down.
+fn train_smoke(
+    preset: &str,
+    forward_backward: &mut dyn FnMut(&mut ParamStore, &Tensor, bool, Option<&Tensor>) -> Tensor,
+) {
+    let ctx = ctx();
+    let cfg = small(preset);
+    let batch = 2;
+    let sd = init_state(&cfg, 21);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let x = upload_images(ctx, &cfg, &images(&cfg, batch, 22), batch);
+    let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
+    let len = store.params.len();
+    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
+    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
+    let opt = ops::optim::AdamW::default();
+    let mut losses = Vec::new();
+    for step in 1..=20u32 {
+        store.zero_grads(ctx);
+        let logits = forward_backward(&mut store, &x, true, None);
+        let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 1.0 / batch as f32).unwrap();
+        forward_backward(&mut store, &x, false, Some(&out.dlogits));
+        let l = ctx.download_f32(&out.losses).unwrap();
+        losses.push(l.iter().sum::<f32>() / batch as f32);
+        ops::optim::adamw_step(
+            ctx,
+            &opt,
+            1e-3,
+            step,
+            store.decay_end,
+            &store.grads,
+            &store.params,
+            &m1,
+            &m2,
+        )
+        .unwrap();
+        store.refresh_binary(ctx).unwrap();
+    }
+    let first = losses[..3].iter().sum::<f32>() / 3.0;
+    let last = losses[17..].iter().sum::<f32>() / 3.0;
+    assert!(last < 0.7 * first, "{preset}: loss {losses:?}");
+}
+
+#[test]
+fn spikformer_training_steps_lower_the_loss() {
+    let ctx = ctx();
+    let cfg = small("spikformer-2-64");
+    let mut model = Spikformer::new(&cfg, 2).unwrap();
+    train_smoke("spikformer-2-64", &mut |store, x, fwd, dlogits| {
+        if fwd {
+            model.forward(ctx, store, x, true).unwrap()
+        } else {
+            model.backward(ctx, store, dlogits.unwrap()).unwrap();
+            dlogits.unwrap().clone()
+        }
+    });
+}

@@ -2,8 +2,8 @@
 //! up its operands once and records one iteration per `run`, so both harnesses time the
 //! same kernels. Figures are reported as rates and as ratios measured in one run.
 
-pub mod lif;
 pub mod attention;
+pub mod lif;
 pub mod matmul;
 
 use std::time::{Duration, Instant};

@@ -3,10 +3,13 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod layers;
 pub mod params;
+pub mod spikformer;
 pub mod store;
 
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
+pub use spikformer::Spikformer;
 pub use store::ParamStore;

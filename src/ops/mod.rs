@@ -9,12 +9,13 @@
 //! `[out, in]`; 3x3 conv weights are `[C_out, 9 * C_in]`, column `(ky * 3 + kx) * C_in + c`
 //! (see `conv`). BN, linear and bias ops treat every leading axis as rows.
 
-pub mod binarize;
 pub mod attention;
+pub mod binarize;
 pub mod binary_matmul;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
+pub mod layout;
 pub mod lif;
 pub mod linear;
 pub mod loss;
@@ -35,6 +36,7 @@ pub use elementwise::{
     add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, scale,
     weighted_sum,
 };
+pub use layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
 pub use lif::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
     ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,

@@ -3,8 +3,8 @@
 //! references (binarize, conv, elementwise, linear, norm, pool) compute in f64, so that
 //! their backward passes can be checked against finite differences.
 
-pub mod binarize;
 pub mod attention;
+pub mod binarize;
 pub mod binary_matmul;
 pub mod conv;
 pub mod elementwise;
@@ -12,6 +12,7 @@ pub mod lif;
 pub mod linear;
 pub mod loss;
 pub mod matmul;
+pub mod model;
 pub mod norm;
 pub mod optim;
 pub mod pack;
