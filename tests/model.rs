@@ -210,6 +210,7 @@ fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
 /// 20 AdamW steps on one tiny batch: the loss goes down.
 fn train_smoke(
     preset: &str,
+    lr: f32,
     forward_backward: &mut dyn FnMut(&mut ParamStore, &Tensor, bool, Option<&Tensor>) -> Tensor,
 ) {
     let ctx = ctx();
@@ -234,7 +235,7 @@ fn train_smoke(
         ops::optim::adamw_step(
             ctx,
             &opt,
-            1e-3,
+            lr,
             step,
             store.decay_end,
             &store.grads,
@@ -255,7 +256,7 @@ fn spikformer_training_steps_lower_the_loss() {
     let ctx = ctx();
     let cfg = small("spikformer-2-64");
     let mut model = Spikformer::new(&cfg, 2).unwrap();
-    train_smoke("spikformer-2-64", &mut |store, x, fwd, dlogits| {
+    train_smoke("spikformer-2-64", 1e-3, &mut |store, x, fwd, dlogits| {
         if fwd {
             model.forward(ctx, store, x, true).unwrap()
         } else {
@@ -263,4 +264,179 @@ fn spikformer_training_steps_lower_the_loss() {
             dlogits.unwrap().clone()
         }
     });
+}
+
+use bitspike::nn::layers::Mode;
+use bitspike::nn::Bestformer;
+
+fn best_ref(
+    cfg: &ModelConfig,
+    p: &RefParams,
+    xs: &[f64],
+    batch: usize,
+    tape: &mut Tape,
+) -> (Vec<f64>, Vec<f64>) {
+    bitspike::reference::model::bestformer_forward(cfg, p, xs, batch, tape)
+}
+
+#[test]
+fn bestformer_forward_matches_the_cpu_reference() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 13);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 7);
+    let logits = model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let (w0, w1) = best_ref(&cfg, &ref_params(&sd), &xs, batch, &mut Tape::default());
+    let (h0, h1) = model.heads.clone().unwrap();
+    let f = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let got0 = ctx.download_f32(&h0).unwrap();
+    assert!(
+        got0.iter().any(|v| v.abs() > 1e-4),
+        "logits all zero: {got0:?}"
+    );
+    assert_close("bestformer head", &got0, &f(&w0), 2e-3);
+    assert_close(
+        "bestformer head2",
+        &ctx.download_f32(&h1).unwrap(),
+        &f(&w1),
+        2e-3,
+    );
+    let avg: Vec<f64> = w0.iter().zip(&w1).map(|(a, b)| (a + b) / 2.0).collect();
+    assert_close(
+        "bestformer logits",
+        &ctx.download_f32(&logits).unwrap(),
+        &f(&avg),
+        2e-3,
+    );
+}
+
+#[test]
+fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 14);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 8);
+    // Different weights on the two heads: out0 * r0 + out1 * r1.
+    let r = Rng::new(10).vec(2 * batch * cfg.classes, -1.0, 1.0);
+    let nc = batch * cfg.classes;
+    model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    store.zero_grads(ctx);
+    let d0 = ctx.upload_f32(&r[..nc], &[batch, cfg.classes]).unwrap();
+    let d1 = ctx.upload_f32(&r[nc..], &[batch, cfg.classes]).unwrap();
+    model.backward_heads(ctx, &store, &d0, &d1).unwrap();
+    let params = ref_params(&sd);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let forward = |p: &RefParams, tape: &mut Tape| {
+        let (a, b) = best_ref(&cfg, p, &xs, batch, tape);
+        [a, b].concat()
+    };
+    let mut tape = Tape::default();
+    forward(&params, &mut tape);
+    for name in [
+        "head.weight",
+        "head2.bias",
+        "block.1.mlp.mlp2_conv.weight",
+        "block.1.mlp.mlp1_bn.weight",
+        "block.1.attn.lambda_attn",
+        "block.1.attn.q_conv.weight",
+        "block.0.attn.v_bn.bias",
+        "block.0.attn.proj_bn.bias",
+        "block.0.mlp.mlp1_conv.weight",
+        "patch_embed.block4_conv.weight",
+        "patch_embed.block2_bn.weight",
+        "patch_embed.block1_conv.weight",
+        "patch_embed.block0_conv.weight",
+    ] {
+        let g = grad_at(ctx, &store, name);
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
+        check_grads("bestformer", &forward, &params, &tape, &r, name, &g, 4);
+    }
+}
+
+#[test]
+fn bestformer_block_inverse_reproduces_the_inputs() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 15);
+    let store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let model = Bestformer::new(&cfg, batch).unwrap();
+    let n = cfg.time_steps * batch * cfg.tokens() * cfg.dim;
+    let shape = [cfg.time_steps, batch, cfg.tokens(), cfg.dim];
+    let mut rng = Rng::new(3);
+    let x0v = rng.vec(n, -2.0, 2.0);
+    let x1v = rng.vec(n, -2.0, 2.0);
+    let x0 = ctx.upload_f32(&x0v, &shape).unwrap();
+    let x1 = ctx.upload_f32(&x1v, &shape).unwrap();
+    for (blk, first) in [(1, false), (0, true)] {
+        let input0 = (!first).then_some(&x0);
+        let (x2, x3) = model
+            .block_forward(ctx, &store, blk, input0, &x1, Mode::Recompute)
+            .unwrap();
+        let (r0, r1) = model
+            .block_inverse(ctx, &store, blk, &x2, &x3, first)
+            .unwrap();
+        assert_close("x1", &ctx.download_f32(&r1).unwrap(), &x1v, 1e-4);
+        match r0 {
+            Some(r0) => assert_close("x0", &ctx.download_f32(&r0).unwrap(), &x0v, 1e-4),
+            None => assert!(first),
+        }
+    }
+}
+
+#[test]
+fn bestformer_training_steps_lower_the_loss() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let mut model = Bestformer::new(&cfg, 2).unwrap();
+    train_smoke("bestformer-2-64", 5e-3, &mut |store, x, fwd, dlogits| {
+        if fwd {
+            model.forward(ctx, store, x, true).unwrap()
+        } else {
+            model.backward(ctx, store, dlogits.unwrap()).unwrap();
+            dlogits.unwrap().clone()
+        }
+    });
+}
+
+/// Bytes of activations kept for backward at depth 2, 4, 8: growing for Spikformer, flat
+/// for the reversible BESTformer.
+#[test]
+fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
+    let ctx = ctx();
+    let batch = 2;
+    let mut rows = Vec::new();
+    for depth in [2, 4, 8] {
+        let mut sc = small("spikformer-2-64");
+        sc.depth = depth;
+        let mut bc = small("bestformer-2-64");
+        bc.depth = depth;
+        let x = upload_images(ctx, &sc, &images(&sc, batch, 1), batch);
+        let mut st = ParamStore::new(ctx, &sc, &init_state(&sc, 1)).unwrap();
+        let mut sm = Spikformer::new(&sc, batch).unwrap();
+        sm.forward(ctx, &mut st, &x, true).unwrap();
+        let mut bt = ParamStore::new(ctx, &bc, &init_state(&bc, 1)).unwrap();
+        let mut bm = Bestformer::new(&bc, batch).unwrap();
+        bm.forward(ctx, &mut bt, &x, true).unwrap();
+        rows.push((depth, sm.activation_bytes(), bm.activation_bytes()));
+        println!(
+            "depth {depth}: spikformer {} bytes, bestformer (reversible) {} bytes",
+            sm.activation_bytes(),
+            bm.activation_bytes()
+        );
+    }
+    assert!(rows[0].1 < rows[1].1 && rows[1].1 < rows[2].1, "{rows:?}");
+    assert!(rows[0].2 == rows[1].2 && rows[1].2 == rows[2].2, "{rows:?}");
+    assert!(rows[2].2 < rows[2].1, "{rows:?}");
 }

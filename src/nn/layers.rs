@@ -119,16 +119,56 @@ pub fn bn_forward(
     x: &Tensor,
     train: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
+    let out = bn_forward_with(ctx, store, prefix, x, Mode::of(train))?;
+    if train {
+        store.count_batch(prefix);
+    }
+    Ok(out)
+}
+
+/// How a forward runs its BatchNorms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, running statistics updated, activations kept.
+    Train,
+    /// Running statistics.
+    Eval,
+    /// Batch statistics without touching the running ones: a reversible block's forward
+    /// recomputed in backward.
+    Recompute,
+}
+
+impl Mode {
+    pub fn of(train: bool) -> Self {
+        if train {
+            Mode::Train
+        } else {
+            Mode::Eval
+        }
+    }
+}
+
+/// [`bn_forward`] in any [`Mode`], never counting the batch.
+pub fn bn_forward_with(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    prefix: &str,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, Option<Tensor>)> {
     let w = store.param(ctx, &format!("{prefix}.weight"))?;
     let b = store.param(ctx, &format!("{prefix}.bias"))?;
     let (rm, rv) = store.running(prefix)?;
-    let bn = BatchNorm::new(&w, &b, rm, rv);
-    if train {
-        let (y, stats) = bn.forward_train(ctx, x)?;
-        store.count_batch(prefix);
-        Ok((y, Some(stats)))
-    } else {
-        Ok((bn.forward_eval(ctx, x)?, None))
+    let mut bn = BatchNorm::new(&w, &b, rm, rv);
+    match mode {
+        Mode::Eval => Ok((bn.forward_eval(ctx, x)?, None)),
+        Mode::Train | Mode::Recompute => {
+            if mode == Mode::Recompute {
+                bn.momentum = 0.0;
+            }
+            let (y, stats) = bn.forward_train(ctx, x)?;
+            Ok((y, Some(stats)))
+        }
     }
 }
 
@@ -216,7 +256,6 @@ impl UnitSaved {
 
 /// Forward of weight -> BN `bn` (-> LIF): returns the output (spikes with a LIF, BN's
 /// output without) and what backward reads.
-#[allow(clippy::too_many_arguments)]
 pub fn unit_forward(
     ctx: &GpuContext,
     store: &mut ParamStore,
@@ -226,8 +265,26 @@ pub fn unit_forward(
     x: &Tensor,
     train: bool,
 ) -> Result<(Tensor, UnitSaved)> {
+    let out = unit_forward_with(ctx, store, weight, bn, lif, x, Mode::of(train))?;
+    if train {
+        store.count_batch(bn);
+    }
+    Ok(out)
+}
+
+/// [`unit_forward`] in any [`Mode`], never counting the batch.
+#[allow(clippy::too_many_arguments)]
+pub fn unit_forward_with(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    weight: &Weight,
+    bn: &str,
+    lif: Option<(&LifConfig, usize)>,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, UnitSaved)> {
     let z = weight.forward(ctx, store, x)?;
-    let (y, stats) = bn_forward(ctx, store, bn, &z, train)?;
+    let (y, stats) = bn_forward_with(ctx, store, bn, &z, mode)?;
     let (out, h) = match lif {
         Some((cfg, t)) => {
             let (s, h) = lif_forward(ctx, &y, t, cfg)?;
@@ -245,6 +302,7 @@ pub fn unit_forward(
 }
 
 /// Backward of [`unit_forward`]: returns dx when `need_dx`.
+#[allow(clippy::too_many_arguments)]
 pub fn unit_backward(
     ctx: &GpuContext,
     store: &ParamStore,

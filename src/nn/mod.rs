@@ -1,6 +1,7 @@
 //! Layers and models: configurations and presets, the parameter inventory with the
 //! reference implementations' names.
 
+pub mod bestformer;
 pub mod checkpoint;
 pub mod config;
 pub mod layers;
@@ -8,6 +9,7 @@ pub mod params;
 pub mod spikformer;
 pub mod store;
 
+pub use bestformer::Bestformer;
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};

@@ -10,12 +10,14 @@
 
 use std::collections::HashMap;
 
+use super::attention::{binary_forward, binary_forward_surrogate, BinaryRef};
+use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
 use super::linear::linear;
 use super::norm::batch_norm_train;
 use super::pool::{max_pool2d, mean_tokens};
 use crate::nn::{Arch, ModelConfig, StateDict};
-use crate::ops::attention::AttnShape;
+use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder};
 use crate::ops::{BN_EPS, BN_MOMENTUM};
 
 /// The Sigmoid surrogate's alpha of every LIF.
@@ -48,6 +50,10 @@ pub struct Tape {
     pos: usize,
     pools: Vec<Vec<u32>>,
     pool_pos: usize,
+    /// Binary weights by name: (signs, w_hat) at the recorded point.
+    binary: HashMap<String, (Vec<f64>, Vec<f64>)>,
+    attention: Vec<BinaryRef>,
+    attention_pos: usize,
 }
 
 impl Tape {
@@ -56,6 +62,43 @@ impl Tape {
         self.replay = true;
         self.pos = 0;
         self.pool_pos = 0;
+        self.attention_pos = 0;
+    }
+
+    /// The binarized weight `name` `[c_out, k]` of `params`; replaying, the
+    /// straight-through surrogate `signs0 + w_hat(w) - w_hat(w0)`.
+    pub fn binary_weight(&mut self, params: &RefParams, name: &str, c_out: usize) -> Vec<f64> {
+        let w = p(params, name);
+        let b = binarize(w, c_out, w.len() / c_out);
+        if !self.replay {
+            self.binary
+                .insert(name.to_string(), (b.signs.clone(), b.w_hat.clone()));
+            return b.signs;
+        }
+        let (s0, h0) = &self.binary[name];
+        (0..w.len()).map(|i| s0[i] + b.w_hat[i] - h0[i]).collect()
+    }
+
+    /// BESTformer's binary attention; replaying, its surrogate forward around the
+    /// recorded call.
+    pub fn binary_attention(
+        &mut self,
+        q: &[f64],
+        k: &[f64],
+        v: &[f64],
+        lambda: &[f64],
+        s: &AttnShape,
+        cfg: &BinaryAttentionConfig,
+    ) -> Vec<f64> {
+        if !self.replay {
+            let r = binary_forward(q, k, v, lambda, s, cfg);
+            let y = r.y.clone();
+            self.attention.push(r);
+            return y;
+        }
+        let base = &self.attention[self.attention_pos];
+        self.attention_pos += 1;
+        binary_forward_surrogate(q, k, v, lambda, s, cfg, base)
     }
 
     /// MaxPool2d(3, 2, 1) of `x [images, side, side, c]`; replaying, it gathers at the
@@ -264,4 +307,159 @@ pub fn spikformer_forward(
     }
     let pooled = mean_tokens(&x, t, batch, n, d);
     lin(params, "head", &pooled, d, cfg.classes, true)
+}
+
+/// A binary 1x1 layer (no bias) on rows of `x [rows, k]`.
+fn bin_lin(
+    params: &RefParams,
+    tape: &mut Tape,
+    name: &str,
+    x: &[f64],
+    k: usize,
+    out: usize,
+) -> Vec<f64> {
+    let w = tape.binary_weight(params, &format!("{name}.weight"), out);
+    linear(x, &w, None, k, out)
+}
+
+/// BESTformer's attention sub-block on tokens `x [T, B, N, D]`.
+fn best_attn(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    tape: &mut Tape,
+    blk: usize,
+    x: &[f64],
+    batch: usize,
+) -> Vec<f64> {
+    let (t, d, h, hd) = (cfg.time_steps, cfg.dim, cfg.heads, cfg.head_dim());
+    let n = cfg.tokens();
+    let tb = t * batch;
+    let a = format!("block.{blk}.attn");
+    let s = tape.lif(x, t, 1.0, false);
+    let mut qkv = Vec::new();
+    for name in ["q", "k", "v"] {
+        let z = bin_lin(params, tape, &format!("{a}.{name}_conv"), &s, d, d);
+        let sp = tape.lif(&bn(params, &format!("{a}.{name}_bn"), &z, d), t, 1.0, false);
+        qkv.push(heads(&sp, tb, n, h, hd, false));
+    }
+    let shape = AttnShape {
+        t,
+        b: batch,
+        heads: h,
+        n,
+        d: hd,
+    };
+    let attn_cfg = BinaryAttentionConfig {
+        order: if cfg.patch_size == 16 {
+            MapOrder::Features
+        } else {
+            MapOrder::Tokens
+        },
+        ..BinaryAttentionConfig::default()
+    };
+    let lambda = p(params, &format!("{a}.lambda_attn")).to_vec();
+    let y = tape.binary_attention(&qkv[0], &qkv[1], &qkv[2], &lambda, &shape, &attn_cfg);
+    let ys = heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true);
+    let z = bin_lin(params, tape, &format!("{a}.proj_conv"), &ys, d, d);
+    bn(params, &format!("{a}.proj_bn"), &z, d)
+}
+
+/// BESTformer's MLP sub-block on tokens `x [T, B, N, D]`.
+fn best_mlp(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    tape: &mut Tape,
+    blk: usize,
+    x: &[f64],
+) -> Vec<f64> {
+    let (t, d, hid) = (cfg.time_steps, cfg.dim, cfg.hidden());
+    let m = format!("block.{blk}.mlp");
+    let s = tape.lif(x, t, 1.0, false);
+    let z = bin_lin(params, tape, &format!("{m}.mlp1_conv"), &s, d, hid);
+    let y = bn(params, &format!("{m}.mlp1_bn"), &z, hid);
+    let s = tape.lif(&y, t, 1.0, false);
+    let z = bin_lin(params, tape, &format!("{m}.mlp2_conv"), &s, hid, d);
+    bn(params, &format!("{m}.mlp2_bn"), &z, d)
+}
+
+/// BESTformer's two heads' logits `(out0, out1)`, each `[B, classes]`, for `images
+/// [B, C, H, W]`, training-mode BN.
+pub fn bestformer_forward(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    images: &[f64],
+    batch: usize,
+    tape: &mut Tape,
+) -> (Vec<f64>, Vec<f64>) {
+    assert_eq!(cfg.arch, Arch::Bestformer);
+    let t = cfg.time_steps;
+    let tb = t * batch;
+    let w = cfg.tokenizer_widths();
+    let widths = [w[0], w[1], w[2], w[3], w[4], w[4]];
+    let x = encode(cfg, images, batch);
+    let mut side = cfg.image_size;
+    let dims = |side: usize, i: usize| ConvDims {
+        images: tb,
+        h: side,
+        w: side,
+        c_in: widths[i],
+        c_out: widths[i + 1],
+    };
+    let z = conv3x3(
+        &x,
+        p(params, "patch_embed.block0_conv.weight"),
+        dims(side, 0),
+    );
+    let mut y = bn(params, "patch_embed.block0_bn", &z, widths[1]);
+    for i in 1..5 {
+        let mut s = tape.lif(&y, t, 1.0, false);
+        if cfg.stage_pools(i - 1) {
+            s = tape.max_pool(&s, tb, side, widths[i]);
+            side = (side - 1) / 2 + 1;
+        }
+        let wb = tape.binary_weight(
+            params,
+            &format!("patch_embed.block{i}_conv.weight"),
+            widths[i + 1],
+        );
+        let z = conv3x3(&s, &wb, dims(side, i));
+        y = bn(
+            params,
+            &format!("patch_embed.block{i}_bn"),
+            &z,
+            widths[i + 1],
+        );
+    }
+    let mut x1 = y;
+    let mut x0: Option<Vec<f64>> = None;
+    for blk in 0..cfg.depth {
+        let a = best_attn(cfg, params, tape, blk, &x1, batch);
+        let x2: Vec<f64> = match &x0 {
+            Some(x0) => (0..a.len()).map(|i| a[i] + (x0[i] + x1[i]) / 2.0).collect(),
+            None => add(&a, &x1),
+        };
+        let m = best_mlp(cfg, params, tape, blk, &x2);
+        let x3: Vec<f64> = (0..m.len()).map(|i| m[i] + (x1[i] + x2[i]) / 2.0).collect();
+        x0 = Some(x2);
+        x1 = x3;
+    }
+    let (n, d) = (cfg.tokens(), cfg.dim);
+    let x2 = x0.expect("depth >= 1");
+    let out0 = lin(
+        params,
+        "head",
+        &mean_tokens(&x2, t, batch, n, d),
+        d,
+        cfg.classes,
+        true,
+    );
+    let out1 = lin(
+        params,
+        "head2",
+        &mean_tokens(&x1, t, batch, n, d),
+        d,
+        cfg.classes,
+        true,
+    );
+    (out0, out1)
 }
