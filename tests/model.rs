@@ -440,3 +440,28 @@ fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
     assert!(rows[0].2 == rows[1].2 && rows[1].2 == rows[2].2, "{rows:?}");
     assert!(rows[2].2 < rows[2].1, "{rows:?}");
 }
+
+#[test]
+fn model_workloads_run_a_training_step_and_a_forward() {
+    use bitspike::bench::model::{ModelPass, ModelWorkload};
+    let ctx = ctx();
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let cfg = small(preset);
+        let mut train =
+            ModelWorkload::with_config(ctx, preset, &cfg, 2, ModelPass::TrainStep).unwrap();
+        assert_eq!(train.activation_bytes(), 0);
+        let before = ctx.download_f32(&train.run(ctx).unwrap()).unwrap();
+        assert!(train.activation_bytes() > 0);
+        let after = ctx.download_f32(&train.run(ctx).unwrap()).unwrap();
+        assert_ne!(before, after, "{preset}: the step changed nothing");
+        assert_eq!(train.images(), 2);
+        let mut fwd = ModelWorkload::with_config(ctx, preset, &cfg, 2, ModelPass::Forward).unwrap();
+        let logits = fwd.run(ctx).unwrap();
+        assert_eq!(logits.shape(), &[2, cfg.classes]);
+        assert!(ctx
+            .download_f32(&logits)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+}
