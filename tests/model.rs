@@ -207,12 +207,32 @@ fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     }
 }
 
+/// Both models' training forward and backward.
+trait Trainable {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor;
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor);
+}
+
+impl Trainable for Spikformer {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
+        self.forward(ctx(), store, x, true).unwrap()
+    }
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
+        self.backward(ctx(), store, dlogits).unwrap()
+    }
+}
+
+impl Trainable for Bestformer {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
+        self.forward(ctx(), store, x, true).unwrap()
+    }
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
+        self.backward(ctx(), store, dlogits).unwrap()
+    }
+}
+
 /// 20 AdamW steps on one tiny batch: the loss goes down.
-fn train_smoke(
-    preset: &str,
-    lr: f32,
-    forward_backward: &mut dyn FnMut(&mut ParamStore, &Tensor, bool, Option<&Tensor>) -> Tensor,
-) {
+fn train_smoke(preset: &str, lr: f32, model: &mut dyn Trainable) {
     let ctx = ctx();
     let cfg = small(preset);
     let batch = 2;
@@ -227,9 +247,9 @@ fn train_smoke(
     let mut losses = Vec::new();
     for step in 1..=20u32 {
         store.zero_grads(ctx);
-        let logits = forward_backward(&mut store, &x, true, None);
+        let logits = model.train_forward(&mut store, &x);
         let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 1.0 / batch as f32).unwrap();
-        forward_backward(&mut store, &x, false, Some(&out.dlogits));
+        model.backward_from(&store, &out.dlogits);
         let l = ctx.download_f32(&out.losses).unwrap();
         losses.push(l.iter().sum::<f32>() / batch as f32);
         ops::optim::adamw_step(
@@ -253,17 +273,9 @@ fn train_smoke(
 
 #[test]
 fn spikformer_training_steps_lower_the_loss() {
-    let ctx = ctx();
     let cfg = small("spikformer-2-64");
     let mut model = Spikformer::new(&cfg, 2).unwrap();
-    train_smoke("spikformer-2-64", 1e-3, &mut |store, x, fwd, dlogits| {
-        if fwd {
-            model.forward(ctx, store, x, true).unwrap()
-        } else {
-            model.backward(ctx, store, dlogits.unwrap()).unwrap();
-            dlogits.unwrap().clone()
-        }
-    });
+    train_smoke("spikformer-2-64", 1e-3, &mut model);
 }
 
 use bitspike::nn::layers::Mode;
@@ -397,17 +409,9 @@ fn bestformer_block_inverse_reproduces_the_inputs() {
 
 #[test]
 fn bestformer_training_steps_lower_the_loss() {
-    let ctx = ctx();
     let cfg = small("bestformer-2-64");
     let mut model = Bestformer::new(&cfg, 2).unwrap();
-    train_smoke("bestformer-2-64", 5e-3, &mut |store, x, fwd, dlogits| {
-        if fwd {
-            model.forward(ctx, store, x, true).unwrap()
-        } else {
-            model.backward(ctx, store, dlogits.unwrap()).unwrap();
-            dlogits.unwrap().clone()
-        }
-    });
+    train_smoke("bestformer-2-64", 5e-3, &mut model);
 }
 
 /// Bytes of activations kept for backward at depth 2, 4, 8: growing for Spikformer, flat

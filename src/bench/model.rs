@@ -37,8 +37,8 @@ impl ModelPass {
 }
 
 enum Model {
-    Spikformer(Spikformer),
-    Bestformer(Bestformer),
+    Spikformer(Box<Spikformer>),
+    Bestformer(Box<Bestformer>),
 }
 
 /// A model with its parameters, optimizer state and one synthetic batch, set up once.
@@ -85,8 +85,8 @@ impl ModelWorkload {
         pass: ModelPass,
     ) -> Result<Self> {
         let model = match config.arch {
-            Arch::Spikformer => Model::Spikformer(Spikformer::new(config, batch)?),
-            Arch::Bestformer => Model::Bestformer(Bestformer::new(config, batch)?),
+            Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),
+            Arch::Bestformer => Model::Bestformer(Box::new(Bestformer::new(config, batch)?)),
         };
         let store = ParamStore::new(ctx, config, &init_state(config, 1))?;
         let s = config.image_size;

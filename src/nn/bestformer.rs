@@ -44,11 +44,17 @@ struct MlpActs {
     fc2: PreUnit,
 }
 
+/// One of block1..4: the LIF's membrane, the pool's argmax and input shape, conv -> BN.
+struct TokenizerStage {
+    h: Tensor,
+    pool: Option<(Tensor, Vec<usize>)>,
+    unit: UnitSaved,
+}
+
 struct TokenizerActs {
     /// block0: conv (float) -> BN on the encoded images.
     block0: UnitSaved,
-    /// block1..4: LIF membrane, the pool's argmax and input shape, the conv -> BN unit.
-    blocks: Vec<(Tensor, Option<(Tensor, Vec<usize>)>, UnitSaved)>,
+    blocks: Vec<TokenizerStage>,
 }
 
 struct Acts {
@@ -348,7 +354,7 @@ impl Bestformer {
             let w = Weight::conv(format!("patch_embed.block{i}_conv.weight"));
             let bn = format!("patch_embed.block{i}_bn");
             let (out, unit) = unit_forward_with(ctx, store, &w, &bn, None, &sp, mode)?;
-            blocks.push((h, pool, unit));
+            blocks.push(TokenizerStage { h, pool, unit });
             y = out;
         }
         let mut x1 = y.reshape(&self.tokens())?;
@@ -450,8 +456,8 @@ impl Bestformer {
         // Tokenizer, reversed; its output's gradient is the first block's d x1.
         let tk = &acts.tokenizer;
         let t = self.config.time_steps;
-        let mut dy = dx3.reshape(tk.blocks[3].2.z.shape())?;
-        for (i, (h, pool, unit)) in tk.blocks.iter().enumerate().rev() {
+        let mut dy = dx3.reshape(tk.blocks[3].unit.z.shape())?;
+        for (i, TokenizerStage { h, pool, unit }) in tk.blocks.iter().enumerate().rev() {
             let blk = i + 1;
             let w = Weight::conv(format!("patch_embed.block{blk}_conv.weight"));
             let bn = format!("patch_embed.block{blk}_bn");
@@ -486,7 +492,7 @@ impl Bestformer {
     pub fn activation_bytes(&self) -> u64 {
         let Some(a) = &self.acts else { return 0 };
         let mut total = a.tokenizer.block0.bytes();
-        for (h, pool, unit) in &a.tokenizer.blocks {
+        for TokenizerStage { h, pool, unit } in &a.tokenizer.blocks {
             total += h.byte_len() + unit.bytes();
             total += pool.as_ref().map_or(0, |(arg, _)| arg.byte_len());
         }

@@ -135,9 +135,9 @@ impl Tape {
         let mut hs = vec![0.0; x.len()];
         let base = self.replay.then(|| self.calls[self.pos].clone());
         for step in 0..t {
-            for i in 0..n {
+            for (i, vi) in v.iter_mut().enumerate() {
                 let j = step * n + i;
-                let h = v[i] + (x[j] - v[i]) / 2.0;
+                let h = *vi + (x[j] - *vi) / 2.0;
                 let (s, s0) = match &base {
                     None => {
                         let s = if h >= v_th { 1.0 } else { 0.0 };
@@ -145,7 +145,7 @@ impl Tape {
                     }
                     Some((h0, s0)) => (s0[j] + sig(h - v_th) - sig(h0[j] - v_th), s0[j]),
                 };
-                v[i] = if soft { h - v_th * s0 } else { h * (1.0 - s0) };
+                *vi = if soft { h - v_th * s0 } else { h * (1.0 - s0) };
                 out[j] = s;
                 hs[j] = h;
             }
