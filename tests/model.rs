@@ -479,35 +479,23 @@ fn layout_ops_encode_images_and_split_and_merge_heads() {
         ops::nchw_to_nhwc_repeat(ctx, &ctx.upload_f32(&x, &[b, c, h, w]).unwrap(), t).unwrap();
     assert_eq!(got.shape(), &[t * b, h, w, c]);
     let got = ctx.download_f32(&got).unwrap();
-    let mut want = Vec::new();
-    for _ in 0..t {
-        for bi in 0..b {
-            for px in 0..h * w {
-                for ch in 0..c {
-                    want.push(x[(bi * c + ch) * h * w + px]);
-                }
-            }
-        }
-    }
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let want: Vec<f32> = bitspike::reference::layout::nchw_to_nhwc_repeat(&xs, b, c, h * w, t)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     common::assert_exact("nhwc", &got, &want);
     let (n, heads, d) = (5, 3, 4);
     let y = Rng::new(5).vec(t * b * n * heads * d, -1.0, 1.0);
     let yt = ctx.upload_f32(&y, &[t, b, n, heads * d]).unwrap();
     let split = ops::split_heads(ctx, &yt, heads).unwrap();
     assert_eq!(split.shape(), &[t, b, heads, n, d]);
-    let s = ctx.download_f32(&split).unwrap();
-    for m in 0..t * b {
-        for i in 0..n {
-            for hh in 0..heads {
-                for k in 0..d {
-                    assert_eq!(
-                        s[((m * heads + hh) * n + i) * d + k],
-                        y[((m * n + i) * heads + hh) * d + k]
-                    );
-                }
-            }
-        }
-    }
+    let ys: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+    let want: Vec<f32> = bitspike::reference::layout::split_heads(&ys, t * b, n, heads, d)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    common::assert_exact("split", &ctx.download_f32(&split).unwrap(), &want);
     let back = ops::merge_heads(ctx, &split).unwrap();
     assert_eq!(back.shape(), &[t, b, n, heads * d]);
     common::assert_exact("merge(split(y))", &ctx.download_f32(&back).unwrap(), &y);

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use super::attention::{binary_forward, binary_forward_surrogate, BinaryRef};
 use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
+use super::layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
 use super::linear::linear;
 use super::norm::batch_norm_train;
 use super::pool::{max_pool2d, mean_tokens};
@@ -192,37 +193,17 @@ fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
 
 /// `[T, B, N, heads * d]` to `[T, B, heads, N, d]` (`inverse`: back).
 fn heads(x: &[f64], tb: usize, n: usize, h: usize, d: usize, inverse: bool) -> Vec<f64> {
-    let mut y = vec![0.0; x.len()];
-    for m in 0..tb {
-        for i in 0..n {
-            for hh in 0..h {
-                for c in 0..d {
-                    let tok = ((m * n + i) * h + hh) * d + c;
-                    let hf = ((m * h + hh) * n + i) * d + c;
-                    if inverse {
-                        y[tok] = x[hf];
-                    } else {
-                        y[hf] = x[tok];
-                    }
-                }
-            }
-        }
+    if inverse {
+        merge_heads(x, tb, n, h, d)
+    } else {
+        split_heads(x, tb, n, h, d)
     }
-    y
 }
 
 /// `images [B, C, H, W]` to `[T * B, H, W, C]`.
 fn encode(cfg: &ModelConfig, images: &[f64], batch: usize) -> Vec<f64> {
-    let (c, s) = (cfg.in_channels, cfg.image_size);
-    let mut one = vec![0.0; images.len()];
-    for b in 0..batch {
-        for ch in 0..c {
-            for px in 0..s * s {
-                one[(b * s * s + px) * c + ch] = images[(b * c + ch) * s * s + px];
-            }
-        }
-    }
-    one.repeat(cfg.time_steps)
+    let s = cfg.image_size;
+    nchw_to_nhwc_repeat(images, batch, cfg.in_channels, s * s, cfg.time_steps)
 }
 
 /// Spikformer's logits `[B, classes]` for `images [B, C, H, W]`, training-mode BN.
