@@ -500,3 +500,114 @@ fn layout_ops_encode_images_and_split_and_merge_heads() {
     assert_eq!(back.shape(), &[t, b, n, heads * d]);
     common::assert_exact("merge(split(y))", &ctx.download_f32(&back).unwrap(), &y);
 }
+
+/// The ImageNet tokenizer (a max-pool in every stage) and BESTformer's d x d map order,
+/// at a small size: 32x32 images, patch 16, 2x2 tokens.
+#[test]
+fn patch_16_models_match_the_cpu_reference() {
+    let ctx = ctx();
+    let batch = 2;
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let mut cfg = small(preset);
+        cfg.image_size = 32;
+        cfg.patch_size = 16;
+        let sd = init_state(&cfg, 16);
+        let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+        let x = images(&cfg, batch, 17);
+        let xt = upload_images(ctx, &cfg, &x, batch);
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let params = ref_params(&sd);
+        let mut tape = Tape::default();
+        let (got, want) = if preset.starts_with("spik") {
+            let mut m = Spikformer::new(&cfg, batch).unwrap();
+            let got = m.forward(ctx, &mut store, &xt, true).unwrap();
+            let want = bitspike::reference::model::spikformer_forward(
+                &cfg, &params, &xs, batch, &mut tape,
+            );
+            (got, want)
+        } else {
+            let mut m = Bestformer::new(&cfg, batch).unwrap();
+            let got = m.forward(ctx, &mut store, &xt, true).unwrap();
+            let (a, b) = best_ref(&cfg, &params, &xs, batch, &mut tape);
+            (got, a.iter().zip(&b).map(|(a, b)| (a + b) / 2.0).collect())
+        };
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        assert_close(preset, &ctx.download_f32(&got).unwrap(), &want, 2e-3);
+    }
+}
+
+/// The reversible backward recomputes the blocks with batch statistics but leaves the
+/// running statistics and batch counts as the one training forward set them.
+#[test]
+fn bestformer_backward_leaves_the_running_statistics_alone() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 18);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = upload_images(ctx, &cfg, &images(&cfg, batch, 19), batch);
+    model.forward(ctx, &mut store, &x, true).unwrap();
+    let after_forward = store.to_state_dict(ctx).unwrap();
+    let d = ctx
+        .upload_f32(&vec![0.1; batch * cfg.classes], &[batch, cfg.classes])
+        .unwrap();
+    model.backward(ctx, &store, &d).unwrap();
+    let after_backward = store.to_state_dict(ctx).unwrap();
+    let name = "block.1.mlp.mlp1_bn.running_mean";
+    assert_ne!(
+        after_forward.tensors[name], sd.tensors[name],
+        "the forward moved it"
+    );
+    assert_eq!(
+        after_forward.tensors["block.1.mlp.mlp1_bn.num_batches_tracked"].data,
+        vec![1.0]
+    );
+    for (k, t) in &after_forward.tensors {
+        assert_eq!(&after_backward.tensors[k], t, "{k}");
+    }
+}
+
+/// Same seed, same steps: identical losses (no atomics in the models' kernels).
+#[test]
+fn training_is_deterministic() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let run = || {
+        let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 23)).unwrap();
+        let mut model = Bestformer::new(&cfg, batch).unwrap();
+        let x = upload_images(ctx, &cfg, &images(&cfg, batch, 24), batch);
+        let labels = ctx.upload_words(&[1u32, 2], &[batch], DType::U32).unwrap();
+        let len = store.params.len();
+        let m1 = ctx.zeros(&[len], DType::F32).unwrap();
+        let m2 = ctx.zeros(&[len], DType::F32).unwrap();
+        let mut losses = Vec::new();
+        for step in 1..=3 {
+            store.zero_grads(ctx);
+            let logits = model.forward(ctx, &mut store, &x, true).unwrap();
+            let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.1, 0.5).unwrap();
+            model.backward(ctx, &store, &out.dlogits).unwrap();
+            losses.extend(ctx.download_f32(&out.losses).unwrap());
+            let opt = ops::optim::AdamW::default();
+            ops::optim::adamw_step(
+                ctx,
+                &opt,
+                1e-3,
+                step,
+                store.decay_end,
+                &store.grads,
+                &store.params,
+                &m1,
+                &m2,
+            )
+            .unwrap();
+            store.refresh_binary(ctx).unwrap();
+        }
+        (losses, ctx.download_f32(&store.params).unwrap())
+    };
+    let (a, pa) = run();
+    let (b, pb) = run();
+    assert_eq!(a, b);
+    assert!(pa == pb, "parameters differ after identical runs");
+}
