@@ -611,3 +611,49 @@ fn training_is_deterministic() {
     assert_eq!(a, b);
     assert!(pa == pb, "parameters differ after identical runs");
 }
+
+/// Eval forwards (BN on the running statistics that 40 training forwards left, near the
+/// batch statistics: momentum 0.1) match the CPU
+/// reference on the same state.
+#[test]
+fn eval_forwards_match_the_cpu_reference() {
+    let ctx = ctx();
+    let batch = 2;
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let cfg = small(preset);
+        let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 25)).unwrap();
+        let x = images(&cfg, batch, 26);
+        let xt = upload_images(ctx, &cfg, &x, batch);
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut tape = Tape::default();
+        tape.eval = true;
+        let (got, want) = if preset.starts_with("spik") {
+            let mut m = Spikformer::new(&cfg, batch).unwrap();
+            for _ in 0..40 {
+                m.forward(ctx, &mut store, &xt, true).unwrap();
+            }
+            let got = m.forward(ctx, &mut store, &xt, false).unwrap();
+            let params = ref_params(&store.to_state_dict(ctx).unwrap());
+            let want = bitspike::reference::model::spikformer_forward(
+                &cfg, &params, &xs, batch, &mut tape,
+            );
+            (got, want)
+        } else {
+            let mut m = Bestformer::new(&cfg, batch).unwrap();
+            for _ in 0..40 {
+                m.forward(ctx, &mut store, &xt, true).unwrap();
+            }
+            let got = m.forward(ctx, &mut store, &xt, false).unwrap();
+            let params = ref_params(&store.to_state_dict(ctx).unwrap());
+            let (a, b) = best_ref(&cfg, &params, &xs, batch, &mut tape);
+            (got, a.iter().zip(&b).map(|(a, b)| (a + b) / 2.0).collect())
+        };
+        let got = ctx.download_f32(&got).unwrap();
+        assert!(
+            got.iter().any(|v| v.abs() > 1e-4),
+            "{preset}: {got:?} vs {want:?}"
+        );
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        assert_close(preset, &got, &want, 2e-3);
+    }
+}

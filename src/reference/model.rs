@@ -15,7 +15,7 @@ use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
 use super::layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
 use super::linear::linear;
-use super::norm::batch_norm_train;
+use super::norm::{batch_norm_eval, batch_norm_train};
 use super::pool::{max_pool2d, mean_tokens};
 use crate::nn::{Arch, ModelConfig, StateDict};
 use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder};
@@ -24,10 +24,11 @@ use crate::ops::{BN_EPS, BN_MOMENTUM};
 /// The Sigmoid surrogate's alpha of every LIF.
 const ALPHA: f64 = 4.0;
 
-/// The parameters in the kernels' layout (3x3 convs `[C_out, 9 C_in]`), by name, f64.
+/// The state dict in the kernels' layout (3x3 convs `[C_out, 9 C_in]`), by name, f64:
+/// the parameters and the BN running statistics.
 pub type RefParams = HashMap<String, Vec<f64>>;
 
-/// A state dict's trainable tensors as [`RefParams`].
+/// A state dict as [`RefParams`].
 pub fn ref_params(sd: &StateDict) -> RefParams {
     sd.tensors
         .iter()
@@ -45,6 +46,8 @@ pub fn ref_params(sd: &StateDict) -> RefParams {
 /// The LIF calls of one forward, recorded or replayed (see the module doc).
 #[derive(Debug, Default, Clone)]
 pub struct Tape {
+    /// BatchNorms normalize with the running statistics (eval) instead of the batch's.
+    pub eval: bool,
     /// Replay the surrogate forward around the recorded calls instead of recording.
     pub replay: bool,
     calls: Vec<(Vec<f64>, Vec<f64>)>,
@@ -166,8 +169,20 @@ fn p<'a>(params: &'a RefParams, name: &str) -> &'a [f64] {
         .unwrap_or_else(|| panic!("no parameter '{name}'"))
 }
 
-/// Training-mode BN (batch statistics) of `x [rows, C]`.
-fn bn(params: &RefParams, prefix: &str, x: &[f64], c: usize) -> Vec<f64> {
+/// BN of `x [rows, C]`: batch statistics, or the running ones when `tape.eval`.
+fn bn(tape: &Tape, params: &RefParams, prefix: &str, x: &[f64], c: usize) -> Vec<f64> {
+    let get = |suffix: &str| p(params, &format!("{prefix}.{suffix}"));
+    if tape.eval {
+        return batch_norm_eval(
+            x,
+            c,
+            get("weight"),
+            get("bias"),
+            get("running_mean"),
+            get("running_var"),
+            BN_EPS as f64,
+        );
+    }
     let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
     batch_norm_train(
         x,
@@ -206,7 +221,7 @@ fn encode(cfg: &ModelConfig, images: &[f64], batch: usize) -> Vec<f64> {
     nchw_to_nhwc_repeat(images, batch, cfg.in_channels, s * s, cfg.time_steps)
 }
 
-/// Spikformer's logits `[B, classes]` for `images [B, C, H, W]`, training-mode BN.
+/// Spikformer's logits `[B, classes]` for `images [B, C, H, W]` (BN mode: `tape.eval`).
 pub fn spikformer_forward(
     cfg: &ModelConfig,
     params: &RefParams,
@@ -235,6 +250,7 @@ pub fn spikformer_forward(
             dims,
         );
         let y = bn(
+            tape,
             params,
             &format!("patch_embed.proj_bn{suffix}"),
             &z,
@@ -255,7 +271,12 @@ pub fn spikformer_forward(
         c_out: d,
     };
     let z = conv3x3(&x, p(params, "patch_embed.rpe_conv.weight"), dims);
-    let r = tape.lif(&bn(params, "patch_embed.rpe_bn", &z, d), t, 1.0, false);
+    let r = tape.lif(
+        &bn(tape, params, "patch_embed.rpe_bn", &z, d),
+        t,
+        1.0,
+        false,
+    );
     let mut x = add(&r, &x);
     let n = side * side;
     let (h, hd, hid) = (cfg.heads, cfg.head_dim(), cfg.hidden());
@@ -271,19 +292,39 @@ pub fn spikformer_forward(
         let mut qkv = Vec::new();
         for name in ["q", "k", "v"] {
             let z = lin(params, &format!("{a}.{name}_linear"), &x, d, d, true);
-            let s = tape.lif(&bn(params, &format!("{a}.{name}_bn"), &z, d), t, 1.0, false);
+            let s = tape.lif(
+                &bn(tape, params, &format!("{a}.{name}_bn"), &z, d),
+                t,
+                1.0,
+                false,
+            );
             qkv.push(heads(&s, tb, n, h, hd, false));
         }
         let y = super::attention::ssa_forward(&qkv[0], &qkv[1], &qkv[2], &shape, 0.125).y;
         let ys = heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true);
         let z = lin(params, &format!("{a}.proj_linear"), &ys, d, d, true);
-        let o = tape.lif(&bn(params, &format!("{a}.proj_bn"), &z, d), t, 1.0, false);
+        let o = tape.lif(
+            &bn(tape, params, &format!("{a}.proj_bn"), &z, d),
+            t,
+            1.0,
+            false,
+        );
         x = add(&x, &o);
         let m = format!("block.{blk}.mlp");
         let z = lin(params, &format!("{m}.fc1_linear"), &x, d, hid, true);
-        let s = tape.lif(&bn(params, &format!("{m}.fc1_bn"), &z, hid), t, 1.0, false);
+        let s = tape.lif(
+            &bn(tape, params, &format!("{m}.fc1_bn"), &z, hid),
+            t,
+            1.0,
+            false,
+        );
         let z = lin(params, &format!("{m}.fc2_linear"), &s, hid, d, true);
-        let o = tape.lif(&bn(params, &format!("{m}.fc2_bn"), &z, d), t, 1.0, false);
+        let o = tape.lif(
+            &bn(tape, params, &format!("{m}.fc2_bn"), &z, d),
+            t,
+            1.0,
+            false,
+        );
         x = add(&x, &o);
     }
     let pooled = mean_tokens(&x, t, batch, n, d);
@@ -320,7 +361,12 @@ fn best_attn(
     let mut qkv = Vec::new();
     for name in ["q", "k", "v"] {
         let z = bin_lin(params, tape, &format!("{a}.{name}_conv"), &s, d, d);
-        let sp = tape.lif(&bn(params, &format!("{a}.{name}_bn"), &z, d), t, 1.0, false);
+        let sp = tape.lif(
+            &bn(tape, params, &format!("{a}.{name}_bn"), &z, d),
+            t,
+            1.0,
+            false,
+        );
         qkv.push(heads(&sp, tb, n, h, hd, false));
     }
     let shape = AttnShape {
@@ -342,7 +388,7 @@ fn best_attn(
     let y = tape.binary_attention(&qkv[0], &qkv[1], &qkv[2], &lambda, &shape, &attn_cfg);
     let ys = heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true);
     let z = bin_lin(params, tape, &format!("{a}.proj_conv"), &ys, d, d);
-    bn(params, &format!("{a}.proj_bn"), &z, d)
+    bn(tape, params, &format!("{a}.proj_bn"), &z, d)
 }
 
 /// BESTformer's MLP sub-block on tokens `x [T, B, N, D]`.
@@ -357,14 +403,14 @@ fn best_mlp(
     let m = format!("block.{blk}.mlp");
     let s = tape.lif(x, t, 1.0, false);
     let z = bin_lin(params, tape, &format!("{m}.mlp1_conv"), &s, d, hid);
-    let y = bn(params, &format!("{m}.mlp1_bn"), &z, hid);
+    let y = bn(tape, params, &format!("{m}.mlp1_bn"), &z, hid);
     let s = tape.lif(&y, t, 1.0, false);
     let z = bin_lin(params, tape, &format!("{m}.mlp2_conv"), &s, hid, d);
-    bn(params, &format!("{m}.mlp2_bn"), &z, d)
+    bn(tape, params, &format!("{m}.mlp2_bn"), &z, d)
 }
 
 /// BESTformer's two heads' logits `(out0, out1)`, each `[B, classes]`, for `images
-/// [B, C, H, W]`, training-mode BN.
+/// [B, C, H, W]` (BN mode: `tape.eval`).
 pub fn bestformer_forward(
     cfg: &ModelConfig,
     params: &RefParams,
@@ -391,7 +437,7 @@ pub fn bestformer_forward(
         p(params, "patch_embed.block0_conv.weight"),
         dims(side, 0),
     );
-    let mut y = bn(params, "patch_embed.block0_bn", &z, widths[1]);
+    let mut y = bn(tape, params, "patch_embed.block0_bn", &z, widths[1]);
     for i in 1..5 {
         let mut s = tape.lif(&y, t, 1.0, false);
         if cfg.stage_pools(i - 1) {
@@ -405,6 +451,7 @@ pub fn bestformer_forward(
         );
         let z = conv3x3(&s, &wb, dims(side, i));
         y = bn(
+            tape,
             params,
             &format!("patch_embed.block{i}_bn"),
             &z,
