@@ -613,8 +613,7 @@ fn training_is_deterministic() {
 }
 
 /// Eval forwards (BN on the running statistics that 40 training forwards left, near the
-/// batch statistics: momentum 0.1) match the CPU
-/// reference on the same state.
+/// batch statistics at momentum 0.1) match the CPU reference on the same state.
 #[test]
 fn eval_forwards_match_the_cpu_reference() {
     let ctx = ctx();
