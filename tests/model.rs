@@ -108,3 +108,601 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
         ctx.download_f32(&opt.moment2).unwrap()
     );
 }
+// ---- Models: GPU forward vs the CPU reference, backward vs finite differences ----------
+
+use bitspike::nn::Spikformer;
+use bitspike::reference::model::{ref_params, RefParams, Tape};
+use bitspike::{DType, GpuContext, Tensor};
+use common::{assert_close, Rng};
+
+/// A small model config for tests: 16x16 grey images (4x4 tokens after the tokenizer).
+fn small(preset: &str) -> ModelConfig {
+    let mut cfg = ModelConfig::preset(preset).unwrap();
+    cfg.image_size = 16;
+    cfg
+}
+
+fn images(cfg: &ModelConfig, batch: usize, seed: u64) -> Vec<f32> {
+    let s = cfg.image_size;
+    Rng::new(seed).vec(batch * cfg.in_channels * s * s, -1.0, 1.0)
+}
+
+fn upload_images(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -> Tensor {
+    let s = cfg.image_size;
+    ctx.upload_f32(x, &[batch, cfg.in_channels, s, s]).unwrap()
+}
+
+/// Index `i` of a store gradient.
+fn grad_at(ctx: &GpuContext, store: &ParamStore, name: &str) -> Vec<f32> {
+    ctx.download_f32(&store.grad(ctx, name).unwrap()).unwrap()
+}
+
+/// `sum logits * r` of a reference forward.
+fn dot(logits: &[f64], r: &[f32]) -> f64 {
+    logits.iter().zip(r).map(|(l, &r)| l * r as f64).sum()
+}
+
+/// Central finite differences of the surrogate forward (replayed around `tape`) at a few
+/// indices of `name`, against the GPU gradient there.
+#[allow(clippy::too_many_arguments)]
+fn check_grads(
+    what: &str,
+    forward: &dyn Fn(&RefParams, &mut Tape) -> Vec<f64>,
+    params: &RefParams,
+    tape: &Tape,
+    r: &[f32],
+    name: &str,
+    gpu: &[f32],
+    picks: usize,
+) {
+    let len = params[name].len();
+    let mut rng = Rng::new(len as u64);
+    // The largest GPU gradients first (informative), then random ones.
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_by(|&a, &b| gpu[b].abs().total_cmp(&gpu[a].abs()));
+    let mut idx: Vec<usize> = order.iter().take(picks / 2).copied().collect();
+    while idx.len() < picks.min(len) {
+        idx.push((rng.next_u64() % len as u64) as usize);
+    }
+    let scale = gpu.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
+    let eps = 1e-4;
+    for i in idx {
+        let mut f = [0.0; 2];
+        for (k, sign) in [1.0, -1.0].iter().enumerate() {
+            let mut p = params.clone();
+            p.get_mut(name).unwrap()[i] += sign * eps;
+            let mut t = tape.clone();
+            t.rewind_for_replay();
+            f[k] = dot(&forward(&p, &mut t), r);
+        }
+        let fd = ((f[0] - f[1]) / (2.0 * eps)) as f32;
+        let g = gpu[i];
+        assert!(
+            (fd - g).abs() <= 0.03 * scale + 0.03 * fd.abs(),
+            "{what}: d/d {name}[{i}]: GPU {g}, finite differences {fd} (largest |grad| {scale})"
+        );
+    }
+}
+
+#[test]
+fn spikformer_forward_matches_the_cpu_reference() {
+    let ctx = ctx();
+    let cfg = small("spikformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 11);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Spikformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 5);
+    let logits = model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    assert_eq!(logits.shape(), &[batch, cfg.classes]);
+    let got = ctx.download_f32(&logits).unwrap();
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let want = bitspike::reference::model::spikformer_forward(
+        &cfg,
+        &ref_params(&sd),
+        &xs,
+        batch,
+        &mut Tape::default(),
+    );
+    let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+    assert!(
+        got.iter().any(|v| v.abs() > 1e-4),
+        "logits all zero: {got:?}"
+    );
+    assert_close("spikformer logits", &got, &want, 2e-3);
+}
+
+#[test]
+fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
+    let ctx = ctx();
+    let cfg = small("spikformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 12);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Spikformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 6);
+    let r = Rng::new(9).vec(batch * cfg.classes, -1.0, 1.0);
+    model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    store.zero_grads(ctx);
+    let dlogits = ctx.upload_f32(&r, &[batch, cfg.classes]).unwrap();
+    model.backward(ctx, &store, &dlogits).unwrap();
+    let params = ref_params(&sd);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let forward = |p: &RefParams, tape: &mut Tape| {
+        bitspike::reference::model::spikformer_forward(&cfg, p, &xs, batch, tape)
+    };
+    let mut tape = Tape::default();
+    forward(&params, &mut tape);
+    for name in [
+        "head.weight",
+        "head.bias",
+        "block.1.mlp.fc2_linear.weight",
+        "block.1.mlp.fc1_bn.bias",
+        "block.1.attn.proj_bn.bias",
+        "block.1.attn.k_linear.weight",
+        "block.0.attn.v_linear.weight",
+        "block.0.attn.q_bn.weight",
+        "patch_embed.rpe_conv.weight",
+        "patch_embed.proj_bn2.bias",
+        "patch_embed.proj_conv1.weight",
+        "patch_embed.proj_conv.weight",
+    ] {
+        let g = grad_at(ctx, &store, name);
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
+        check_grads("spikformer", &forward, &params, &tape, &r, name, &g, 4);
+    }
+}
+
+/// Both models' training forward and backward.
+trait Trainable {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor;
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor);
+}
+
+impl Trainable for Spikformer {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
+        self.forward(ctx(), store, x, true).unwrap()
+    }
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
+        self.backward(ctx(), store, dlogits).unwrap()
+    }
+}
+
+impl Trainable for Bestformer {
+    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
+        self.forward(ctx(), store, x, true).unwrap()
+    }
+    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
+        self.backward(ctx(), store, dlogits).unwrap()
+    }
+}
+
+/// 20 AdamW steps on one tiny batch: the loss goes down.
+fn train_smoke(preset: &str, lr: f32, model: &mut dyn Trainable) {
+    let ctx = ctx();
+    let cfg = small(preset);
+    let batch = 2;
+    let sd = init_state(&cfg, 21);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let x = upload_images(ctx, &cfg, &images(&cfg, batch, 22), batch);
+    let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
+    let len = store.params.len();
+    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
+    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
+    let opt = ops::optim::AdamW::default();
+    let mut losses = Vec::new();
+    for step in 1..=20u32 {
+        store.zero_grads(ctx);
+        let logits = model.train_forward(&mut store, &x);
+        let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 1.0 / batch as f32).unwrap();
+        model.backward_from(&store, &out.dlogits);
+        let l = ctx.download_f32(&out.losses).unwrap();
+        losses.push(l.iter().sum::<f32>() / batch as f32);
+        ops::optim::adamw_step(
+            ctx,
+            &opt,
+            lr,
+            step,
+            store.decay_end,
+            &store.grads,
+            &store.params,
+            &m1,
+            &m2,
+        )
+        .unwrap();
+        store.refresh_binary(ctx).unwrap();
+    }
+    let first = losses[..3].iter().sum::<f32>() / 3.0;
+    let last = losses[17..].iter().sum::<f32>() / 3.0;
+    assert!(last < 0.7 * first, "{preset}: loss {losses:?}");
+}
+
+#[test]
+fn spikformer_training_steps_lower_the_loss() {
+    let cfg = small("spikformer-2-64");
+    let mut model = Spikformer::new(&cfg, 2).unwrap();
+    train_smoke("spikformer-2-64", 1e-3, &mut model);
+}
+
+use bitspike::nn::layers::Mode;
+use bitspike::nn::Bestformer;
+
+fn best_ref(
+    cfg: &ModelConfig,
+    p: &RefParams,
+    xs: &[f64],
+    batch: usize,
+    tape: &mut Tape,
+) -> (Vec<f64>, Vec<f64>) {
+    bitspike::reference::model::bestformer_forward(cfg, p, xs, batch, tape)
+}
+
+#[test]
+fn bestformer_forward_matches_the_cpu_reference() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 13);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 7);
+    let logits = model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let (w0, w1) = best_ref(&cfg, &ref_params(&sd), &xs, batch, &mut Tape::default());
+    let (h0, h1) = model.heads.clone().unwrap();
+    let f = |v: &[f64]| v.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let got0 = ctx.download_f32(&h0).unwrap();
+    assert!(
+        got0.iter().any(|v| v.abs() > 1e-4),
+        "logits all zero: {got0:?}"
+    );
+    assert_close("bestformer head", &got0, &f(&w0), 2e-3);
+    assert_close(
+        "bestformer head2",
+        &ctx.download_f32(&h1).unwrap(),
+        &f(&w1),
+        2e-3,
+    );
+    let avg: Vec<f64> = w0.iter().zip(&w1).map(|(a, b)| (a + b) / 2.0).collect();
+    assert_close(
+        "bestformer logits",
+        &ctx.download_f32(&logits).unwrap(),
+        &f(&avg),
+        2e-3,
+    );
+}
+
+#[test]
+fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 14);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = images(&cfg, batch, 8);
+    // Different weights on the two heads: out0 * r0 + out1 * r1.
+    let r = Rng::new(10).vec(2 * batch * cfg.classes, -1.0, 1.0);
+    let nc = batch * cfg.classes;
+    model
+        .forward(ctx, &mut store, &upload_images(ctx, &cfg, &x, batch), true)
+        .unwrap();
+    store.zero_grads(ctx);
+    let d0 = ctx.upload_f32(&r[..nc], &[batch, cfg.classes]).unwrap();
+    let d1 = ctx.upload_f32(&r[nc..], &[batch, cfg.classes]).unwrap();
+    model.backward_heads(ctx, &store, &d0, &d1).unwrap();
+    let params = ref_params(&sd);
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let forward = |p: &RefParams, tape: &mut Tape| {
+        let (a, b) = best_ref(&cfg, p, &xs, batch, tape);
+        [a, b].concat()
+    };
+    let mut tape = Tape::default();
+    forward(&params, &mut tape);
+    for name in [
+        "head.weight",
+        "head2.bias",
+        "block.1.mlp.mlp2_conv.weight",
+        "block.1.mlp.mlp1_bn.weight",
+        "block.1.attn.lambda_attn",
+        "block.1.attn.q_conv.weight",
+        "block.0.attn.v_bn.bias",
+        "block.0.attn.proj_bn.bias",
+        "block.0.mlp.mlp1_conv.weight",
+        "patch_embed.block4_conv.weight",
+        "patch_embed.block2_bn.weight",
+        "patch_embed.block1_conv.weight",
+        "patch_embed.block0_conv.weight",
+    ] {
+        let g = grad_at(ctx, &store, name);
+        assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
+        check_grads("bestformer", &forward, &params, &tape, &r, name, &g, 4);
+    }
+}
+
+#[test]
+fn bestformer_block_inverse_reproduces_the_inputs() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 15);
+    let store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let model = Bestformer::new(&cfg, batch).unwrap();
+    let n = cfg.time_steps * batch * cfg.tokens() * cfg.dim;
+    let shape = [cfg.time_steps, batch, cfg.tokens(), cfg.dim];
+    let mut rng = Rng::new(3);
+    let x0v = rng.vec(n, -2.0, 2.0);
+    let x1v = rng.vec(n, -2.0, 2.0);
+    let x0 = ctx.upload_f32(&x0v, &shape).unwrap();
+    let x1 = ctx.upload_f32(&x1v, &shape).unwrap();
+    for (blk, first) in [(1, false), (0, true)] {
+        let input0 = (!first).then_some(&x0);
+        let (x2, x3) = model
+            .block_forward(ctx, &store, blk, input0, &x1, Mode::Recompute)
+            .unwrap();
+        let (r0, r1) = model
+            .block_inverse(ctx, &store, blk, &x2, &x3, first)
+            .unwrap();
+        assert_close("x1", &ctx.download_f32(&r1).unwrap(), &x1v, 1e-4);
+        match r0 {
+            Some(r0) => assert_close("x0", &ctx.download_f32(&r0).unwrap(), &x0v, 1e-4),
+            None => assert!(first),
+        }
+    }
+}
+
+#[test]
+fn bestformer_training_steps_lower_the_loss() {
+    let cfg = small("bestformer-2-64");
+    let mut model = Bestformer::new(&cfg, 2).unwrap();
+    train_smoke("bestformer-2-64", 5e-3, &mut model);
+}
+
+/// Bytes of activations kept for backward at depth 2, 4, 8: growing for Spikformer, flat
+/// for the reversible BESTformer.
+#[test]
+fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
+    let ctx = ctx();
+    let batch = 2;
+    let mut rows = Vec::new();
+    for depth in [2, 4, 8] {
+        let mut sc = small("spikformer-2-64");
+        sc.depth = depth;
+        let mut bc = small("bestformer-2-64");
+        bc.depth = depth;
+        let x = upload_images(ctx, &sc, &images(&sc, batch, 1), batch);
+        let mut st = ParamStore::new(ctx, &sc, &init_state(&sc, 1)).unwrap();
+        let mut sm = Spikformer::new(&sc, batch).unwrap();
+        sm.forward(ctx, &mut st, &x, true).unwrap();
+        let mut bt = ParamStore::new(ctx, &bc, &init_state(&bc, 1)).unwrap();
+        let mut bm = Bestformer::new(&bc, batch).unwrap();
+        bm.forward(ctx, &mut bt, &x, true).unwrap();
+        rows.push((depth, sm.activation_bytes(), bm.activation_bytes()));
+        println!(
+            "depth {depth}: spikformer {} bytes, bestformer (reversible) {} bytes",
+            sm.activation_bytes(),
+            bm.activation_bytes()
+        );
+    }
+    assert!(rows[0].1 < rows[1].1 && rows[1].1 < rows[2].1, "{rows:?}");
+    assert!(rows[0].2 == rows[1].2 && rows[1].2 == rows[2].2, "{rows:?}");
+    assert!(rows[2].2 < rows[2].1, "{rows:?}");
+}
+
+#[test]
+fn model_workloads_run_a_training_step_and_a_forward() {
+    use bitspike::bench::model::{ModelPass, ModelWorkload};
+    let ctx = ctx();
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let cfg = small(preset);
+        let mut train =
+            ModelWorkload::with_config(ctx, preset, &cfg, 2, ModelPass::TrainStep).unwrap();
+        assert_eq!(train.activation_bytes(), 0);
+        let before = ctx.download_f32(&train.run(ctx).unwrap()).unwrap();
+        assert!(train.activation_bytes() > 0);
+        let after = ctx.download_f32(&train.run(ctx).unwrap()).unwrap();
+        assert_ne!(before, after, "{preset}: the step changed nothing");
+        assert_eq!(train.images(), 2);
+        let mut fwd = ModelWorkload::with_config(ctx, preset, &cfg, 2, ModelPass::Forward).unwrap();
+        let logits = fwd.run(ctx).unwrap();
+        assert_eq!(logits.shape(), &[2, cfg.classes]);
+        assert!(ctx
+            .download_f32(&logits)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn layout_ops_encode_images_and_split_and_merge_heads() {
+    let ctx = ctx();
+    let (t, b, c, h, w) = (3, 2, 3, 4, 5);
+    let x = Rng::new(4).vec(b * c * h * w, -1.0, 1.0);
+    let got =
+        ops::nchw_to_nhwc_repeat(ctx, &ctx.upload_f32(&x, &[b, c, h, w]).unwrap(), t).unwrap();
+    assert_eq!(got.shape(), &[t * b, h, w, c]);
+    let got = ctx.download_f32(&got).unwrap();
+    let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let want: Vec<f32> = bitspike::reference::layout::nchw_to_nhwc_repeat(&xs, b, c, h * w, t)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    common::assert_exact("nhwc", &got, &want);
+    let (n, heads, d) = (5, 3, 4);
+    let y = Rng::new(5).vec(t * b * n * heads * d, -1.0, 1.0);
+    let yt = ctx.upload_f32(&y, &[t, b, n, heads * d]).unwrap();
+    let split = ops::split_heads(ctx, &yt, heads).unwrap();
+    assert_eq!(split.shape(), &[t, b, heads, n, d]);
+    let ys: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+    let want: Vec<f32> = bitspike::reference::layout::split_heads(&ys, t * b, n, heads, d)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    common::assert_exact("split", &ctx.download_f32(&split).unwrap(), &want);
+    let back = ops::merge_heads(ctx, &split).unwrap();
+    assert_eq!(back.shape(), &[t, b, n, heads * d]);
+    common::assert_exact("merge(split(y))", &ctx.download_f32(&back).unwrap(), &y);
+}
+
+/// The ImageNet tokenizer (a max-pool in every stage) and BESTformer's d x d map order,
+/// at a small size: 32x32 images, patch 16, 2x2 tokens.
+#[test]
+fn patch_16_models_match_the_cpu_reference() {
+    let ctx = ctx();
+    let batch = 2;
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let mut cfg = small(preset);
+        cfg.image_size = 32;
+        cfg.patch_size = 16;
+        let sd = init_state(&cfg, 16);
+        let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+        let x = images(&cfg, batch, 17);
+        let xt = upload_images(ctx, &cfg, &x, batch);
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let params = ref_params(&sd);
+        let mut tape = Tape::default();
+        let (got, want) = if preset.starts_with("spik") {
+            let mut m = Spikformer::new(&cfg, batch).unwrap();
+            let got = m.forward(ctx, &mut store, &xt, true).unwrap();
+            let want = bitspike::reference::model::spikformer_forward(
+                &cfg, &params, &xs, batch, &mut tape,
+            );
+            (got, want)
+        } else {
+            let mut m = Bestformer::new(&cfg, batch).unwrap();
+            let got = m.forward(ctx, &mut store, &xt, true).unwrap();
+            let (a, b) = best_ref(&cfg, &params, &xs, batch, &mut tape);
+            (got, a.iter().zip(&b).map(|(a, b)| (a + b) / 2.0).collect())
+        };
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        assert_close(preset, &ctx.download_f32(&got).unwrap(), &want, 2e-3);
+    }
+}
+
+/// The reversible backward recomputes the blocks with batch statistics but leaves the
+/// running statistics and batch counts as the one training forward set them.
+#[test]
+fn bestformer_backward_leaves_the_running_statistics_alone() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let sd = init_state(&cfg, 18);
+    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut model = Bestformer::new(&cfg, batch).unwrap();
+    let x = upload_images(ctx, &cfg, &images(&cfg, batch, 19), batch);
+    model.forward(ctx, &mut store, &x, true).unwrap();
+    let after_forward = store.to_state_dict(ctx).unwrap();
+    let d = ctx
+        .upload_f32(&vec![0.1; batch * cfg.classes], &[batch, cfg.classes])
+        .unwrap();
+    model.backward(ctx, &store, &d).unwrap();
+    let after_backward = store.to_state_dict(ctx).unwrap();
+    let name = "block.1.mlp.mlp1_bn.running_mean";
+    assert_ne!(
+        after_forward.tensors[name], sd.tensors[name],
+        "the forward moved it"
+    );
+    assert_eq!(
+        after_forward.tensors["block.1.mlp.mlp1_bn.num_batches_tracked"].data,
+        vec![1.0]
+    );
+    for (k, t) in &after_forward.tensors {
+        assert_eq!(&after_backward.tensors[k], t, "{k}");
+    }
+}
+
+/// Same seed, same steps: identical losses (no atomics in the models' kernels).
+#[test]
+fn training_is_deterministic() {
+    let ctx = ctx();
+    let cfg = small("bestformer-2-64");
+    let batch = 2;
+    let run = || {
+        let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 23)).unwrap();
+        let mut model = Bestformer::new(&cfg, batch).unwrap();
+        let x = upload_images(ctx, &cfg, &images(&cfg, batch, 24), batch);
+        let labels = ctx.upload_words(&[1u32, 2], &[batch], DType::U32).unwrap();
+        let len = store.params.len();
+        let m1 = ctx.zeros(&[len], DType::F32).unwrap();
+        let m2 = ctx.zeros(&[len], DType::F32).unwrap();
+        let mut losses = Vec::new();
+        for step in 1..=3 {
+            store.zero_grads(ctx);
+            let logits = model.forward(ctx, &mut store, &x, true).unwrap();
+            let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.1, 0.5).unwrap();
+            model.backward(ctx, &store, &out.dlogits).unwrap();
+            losses.extend(ctx.download_f32(&out.losses).unwrap());
+            let opt = ops::optim::AdamW::default();
+            ops::optim::adamw_step(
+                ctx,
+                &opt,
+                1e-3,
+                step,
+                store.decay_end,
+                &store.grads,
+                &store.params,
+                &m1,
+                &m2,
+            )
+            .unwrap();
+            store.refresh_binary(ctx).unwrap();
+        }
+        (losses, ctx.download_f32(&store.params).unwrap())
+    };
+    let (a, pa) = run();
+    let (b, pb) = run();
+    assert_eq!(a, b);
+    assert!(pa == pb, "parameters differ after identical runs");
+}
+
+/// Eval forwards (BN on the running statistics that 40 training forwards left, near the
+/// batch statistics at momentum 0.1) match the CPU reference on the same state.
+#[test]
+fn eval_forwards_match_the_cpu_reference() {
+    let ctx = ctx();
+    let batch = 2;
+    for preset in ["spikformer-2-64", "bestformer-2-64"] {
+        let cfg = small(preset);
+        let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 25)).unwrap();
+        let x = images(&cfg, batch, 26);
+        let xt = upload_images(ctx, &cfg, &x, batch);
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let mut tape = Tape::default();
+        tape.eval = true;
+        let (got, want) = if preset.starts_with("spik") {
+            let mut m = Spikformer::new(&cfg, batch).unwrap();
+            for _ in 0..40 {
+                m.forward(ctx, &mut store, &xt, true).unwrap();
+            }
+            let got = m.forward(ctx, &mut store, &xt, false).unwrap();
+            let params = ref_params(&store.to_state_dict(ctx).unwrap());
+            let want = bitspike::reference::model::spikformer_forward(
+                &cfg, &params, &xs, batch, &mut tape,
+            );
+            (got, want)
+        } else {
+            let mut m = Bestformer::new(&cfg, batch).unwrap();
+            for _ in 0..40 {
+                m.forward(ctx, &mut store, &xt, true).unwrap();
+            }
+            let got = m.forward(ctx, &mut store, &xt, false).unwrap();
+            let params = ref_params(&store.to_state_dict(ctx).unwrap());
+            let (a, b) = best_ref(&cfg, &params, &xs, batch, &mut tape);
+            (got, a.iter().zip(&b).map(|(a, b)| (a + b) / 2.0).collect())
+        };
+        let got = ctx.download_f32(&got).unwrap();
+        assert!(
+            got.iter().any(|v| v.abs() > 1e-4),
+            "{preset}: {got:?} vs {want:?}"
+        );
+        let want: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        assert_close(preset, &got, &want, 2e-3);
+    }
+}

@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod lif;
 pub mod matmul;
+pub mod model;
 
 use std::time::{Duration, Instant};
 

@@ -28,6 +28,7 @@ pub enum Shader {
     Elementwise,
     Binarize,
     Attention,
+    Layout,
 }
 
 impl Shader {
@@ -47,6 +48,7 @@ impl Shader {
         Shader::Elementwise,
         Shader::Binarize,
         Shader::Attention,
+        Shader::Layout,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Shader {
             Shader::Elementwise => "elementwise.wgsl",
             Shader::Binarize => "binarize.wgsl",
             Shader::Attention => "attention.wgsl",
+            Shader::Layout => "layout.wgsl",
         }
     }
 
@@ -88,6 +91,7 @@ impl Shader {
             Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
+            Shader::Layout => include_str!("../../shaders/layout.wgsl"),
         }
     }
 }

@@ -1,14 +1,19 @@
 //! Layers and models: configurations and presets, the parameter inventory with the
 //! reference implementations' names.
 
+pub mod bestformer;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+pub mod layers;
 pub mod params;
+pub mod spikformer;
 pub mod store;
 
+pub use bestformer::Bestformer;
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use classifier::{combine_heads, Classifier};
 pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
 pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
+pub use spikformer::Spikformer;
 pub use store::ParamStore;

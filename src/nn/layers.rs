@@ -1,0 +1,322 @@
+//! The layer pairs the models are built from, each a forward that returns its output and
+//! what its backward reads, and a backward that accumulates (`+=`) parameter gradients
+//! into the store and returns (overwrites) the input's gradient:
+//! - weight ops: a 3x3 conv or a linear (1x1 conv), float or binary by the store (a
+//!   binary layer's forward reads the packed signs, its backward goes through the f32
+//!   signs, straight-through, then `binarize_weights_backward` into the latent grad);
+//! - BatchNorm over every leading axis (T folded in);
+//! - the multi-step LIF over `[T, ...]`.
+
+use super::store::ParamStore;
+use crate::error::Result;
+use crate::gpu::{GpuContext, Tensor};
+use crate::ops::{self, BatchNorm, LifConfig, LifOutputs, PackMode};
+
+/// A weight op's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightOp {
+    /// 3x3 conv, stride 1, padding 1, on NHWC images `[images, H, W, C]`.
+    Conv3x3,
+    /// `y = x W^T (+ b)` on `[.., in]`.
+    Linear,
+}
+
+/// One conv/linear layer: its weight (and bias) names in the store.
+#[derive(Debug, Clone)]
+pub struct Weight {
+    pub op: WeightOp,
+    pub weight: String,
+    pub bias: Option<String>,
+}
+
+impl Weight {
+    pub fn conv(weight: String) -> Self {
+        Self {
+            op: WeightOp::Conv3x3,
+            weight,
+            bias: None,
+        }
+    }
+
+    pub fn linear(prefix: &str, bias: bool) -> Self {
+        Self {
+            op: WeightOp::Linear,
+            weight: format!("{prefix}.weight"),
+            bias: bias.then(|| format!("{prefix}.bias")),
+        }
+    }
+
+    /// `y = W x (+ b)`; binary when the store binarizes this weight (x must then be
+    /// spikes {0,1}).
+    pub fn forward(&self, ctx: &GpuContext, store: &ParamStore, x: &Tensor) -> Result<Tensor> {
+        let bias = match &self.bias {
+            Some(b) => Some(store.param(ctx, b)?),
+            None => None,
+        };
+        match (self.op, store.binary(&self.weight)) {
+            (WeightOp::Conv3x3, Ok(bw)) => ops::conv3x3_binary(ctx, x, &bw.bits),
+            (WeightOp::Conv3x3, Err(_)) => ops::conv3x3(ctx, x, &store.param(ctx, &self.weight)?),
+            (WeightOp::Linear, Ok(bw)) => {
+                let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
+                ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+            }
+            (WeightOp::Linear, Err(_)) => {
+                ops::linear(ctx, x, &store.param(ctx, &self.weight)?, bias.as_ref())
+            }
+        }
+    }
+
+    /// Backward of [`Weight::forward`] at input `x`: `dW += ..`, `db += ..`; returns dx
+    /// when `need_dx` (a first layer's input needs none).
+    pub fn backward(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+        x: &Tensor,
+        dy: &Tensor,
+        need_dx: bool,
+    ) -> Result<Option<Tensor>> {
+        let latent = store.param(ctx, &self.weight)?;
+        let dlatent = store.grad(ctx, &self.weight)?;
+        let binary = store.binary(&self.weight).ok();
+        // Binary: the op's weight is the f32 signs, its gradient a scratch buffer.
+        let (w, dw) = match binary {
+            Some(bw) => (bw.signs.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
+            None => (latent.clone(), dlatent.clone()),
+        };
+        let dx = match self.op {
+            WeightOp::Conv3x3 => {
+                let conv = ops::Conv3x3::default();
+                if need_dx {
+                    Some(conv.backward(ctx, x, &w, dy, &dw)?)
+                } else {
+                    conv.backward_weight(ctx, x, &w, dy, &dw)?;
+                    None
+                }
+            }
+            WeightOp::Linear => {
+                let db = match &self.bias {
+                    Some(b) => Some(store.grad(ctx, b)?),
+                    None => None,
+                };
+                let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db.as_ref())?;
+                need_dx.then_some(dx)
+            }
+        };
+        if let Some(bw) = binary {
+            ops::binarize_weights_backward(ctx, &latent, &bw.stats, &dw, &dlatent)?;
+        }
+        Ok(dx)
+    }
+}
+
+/// BatchNorm `prefix` (`.weight`, `.bias`, running statistics) over `x [.., C]`.
+/// Returns `(y, stats)`; stats (for backward) only when training.
+pub fn bn_forward(
+    ctx: &GpuContext,
+    store: &mut ParamStore,
+    prefix: &str,
+    x: &Tensor,
+    train: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let out = bn_forward_with(ctx, store, prefix, x, Mode::of(train))?;
+    if train {
+        store.count_batch(prefix);
+    }
+    Ok(out)
+}
+
+/// How a forward runs its BatchNorms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Batch statistics, running statistics updated, activations kept.
+    Train,
+    /// Running statistics.
+    Eval,
+    /// Batch statistics without touching the running ones: a reversible block's forward
+    /// recomputed in backward.
+    Recompute,
+}
+
+impl Mode {
+    pub fn of(train: bool) -> Self {
+        if train {
+            Mode::Train
+        } else {
+            Mode::Eval
+        }
+    }
+}
+
+/// [`bn_forward`] in any [`Mode`], never counting the batch.
+pub fn bn_forward_with(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    prefix: &str,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let w = store.param(ctx, &format!("{prefix}.weight"))?;
+    let b = store.param(ctx, &format!("{prefix}.bias"))?;
+    let (rm, rv) = store.running(prefix)?;
+    let mut bn = BatchNorm::new(&w, &b, rm, rv);
+    match mode {
+        Mode::Eval => Ok((bn.forward_eval(ctx, x)?, None)),
+        Mode::Train | Mode::Recompute => {
+            if mode == Mode::Recompute {
+                bn.momentum = 0.0;
+            }
+            let (y, stats) = bn.forward_train(ctx, x)?;
+            Ok((y, Some(stats)))
+        }
+    }
+}
+
+/// Backward of a training [`bn_forward`] at input `x` with its `stats`.
+pub fn bn_backward(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    prefix: &str,
+    x: &Tensor,
+    stats: Option<&Tensor>,
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let stats = stats.ok_or_else(|| {
+        crate::Error::InvalidArgument(format!(
+            "backward of BatchNorm '{prefix}' needs a training forward"
+        ))
+    })?;
+    let w = store.param(ctx, &format!("{prefix}.weight"))?;
+    let b = store.param(ctx, &format!("{prefix}.bias"))?;
+    let (rm, rv) = store.running(prefix)?;
+    let dw = store.grad(ctx, &format!("{prefix}.weight"))?;
+    let db = store.grad(ctx, &format!("{prefix}.bias"))?;
+    // The op refuses dweight and dbias in one buffer (the store's flat grads): the bias
+    // gradient goes through a scratch tensor.
+    let db_scratch = ctx.zeros(db.shape(), db.dtype())?;
+    let dx = BatchNorm::new(&w, &b, rm, rv).backward(ctx, x, dy, stats, &dw, &db_scratch)?;
+    ops::axpy_into(ctx, &db, &db_scratch, 1.0)?;
+    Ok(dx)
+}
+
+/// LIF over `x [T * .., ..]` (T leading, folded or not): returns (spikes, H) like x.
+pub fn lif_forward(
+    ctx: &GpuContext,
+    x: &Tensor,
+    t_steps: usize,
+    cfg: &LifConfig,
+) -> Result<(Tensor, Tensor)> {
+    let flat = x.reshape(&[t_steps, x.len() / t_steps])?;
+    let out = ops::lif_forward(ctx, &flat, t_steps, cfg, LifOutputs::TRAIN)?;
+    let spikes = out.spikes.expect("TRAIN asks for spikes");
+    let h = out.h.expect("TRAIN asks for H");
+    Ok((spikes.reshape(x.shape())?, h.reshape(x.shape())?))
+}
+
+/// Backward of [`lif_forward`] from the spikes' gradient and the saved H.
+pub fn lif_backward(
+    ctx: &GpuContext,
+    ds: &Tensor,
+    h: &Tensor,
+    t_steps: usize,
+    cfg: &LifConfig,
+) -> Result<Tensor> {
+    let flat = [t_steps, ds.len() / t_steps];
+    let dx = ops::lif_backward(ctx, &ds.reshape(&flat)?, &h.reshape(&flat)?, t_steps, cfg)?;
+    dx.reshape(ds.shape())
+}
+
+/// Weight op -> BN (-> LIF when `lif` is given): Spikformer's unit.
+#[derive(Debug, Clone)]
+pub struct UnitSaved {
+    /// The weight op's input.
+    pub x: Tensor,
+    /// The weight op's output (BN's input).
+    pub z: Tensor,
+    /// BN's (mean, inv_std) `[2, C]` (training only).
+    pub stats: Option<Tensor>,
+    /// The LIF's membrane H (when the unit ends with a LIF).
+    pub h: Option<Tensor>,
+}
+
+impl UnitSaved {
+    pub fn bytes(&self) -> u64 {
+        [
+            Some(&self.x),
+            Some(&self.z),
+            self.stats.as_ref(),
+            self.h.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Tensor::byte_len)
+        .sum()
+    }
+}
+
+/// Forward of weight -> BN `bn` (-> LIF): returns the output (spikes with a LIF, BN's
+/// output without) and what backward reads.
+pub fn unit_forward(
+    ctx: &GpuContext,
+    store: &mut ParamStore,
+    weight: &Weight,
+    bn: &str,
+    lif: Option<(&LifConfig, usize)>,
+    x: &Tensor,
+    train: bool,
+) -> Result<(Tensor, UnitSaved)> {
+    let out = unit_forward_with(ctx, store, weight, bn, lif, x, Mode::of(train))?;
+    if train {
+        store.count_batch(bn);
+    }
+    Ok(out)
+}
+
+/// [`unit_forward`] in any [`Mode`], never counting the batch.
+#[allow(clippy::too_many_arguments)]
+pub fn unit_forward_with(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    weight: &Weight,
+    bn: &str,
+    lif: Option<(&LifConfig, usize)>,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, UnitSaved)> {
+    let z = weight.forward(ctx, store, x)?;
+    let (y, stats) = bn_forward_with(ctx, store, bn, &z, mode)?;
+    let (out, h) = match lif {
+        Some((cfg, t)) => {
+            let (s, h) = lif_forward(ctx, &y, t, cfg)?;
+            (s, Some(h))
+        }
+        None => (y, None),
+    };
+    let saved = UnitSaved {
+        x: x.clone(),
+        z,
+        stats,
+        h,
+    };
+    Ok((out, saved))
+}
+
+/// Backward of [`unit_forward`]: returns dx when `need_dx`.
+#[allow(clippy::too_many_arguments)]
+pub fn unit_backward(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    weight: &Weight,
+    bn: &str,
+    lif: Option<(&LifConfig, usize)>,
+    saved: &UnitSaved,
+    dout: &Tensor,
+    need_dx: bool,
+) -> Result<Option<Tensor>> {
+    let dy = match (lif, &saved.h) {
+        (Some((cfg, t)), Some(h)) => lif_backward(ctx, dout, h, t, cfg)?,
+        _ => dout.clone(),
+    };
+    let dz = bn_backward(ctx, store, bn, &saved.z, saved.stats.as_ref(), &dy)?;
+    weight.backward(ctx, store, &saved.x, &dz, need_dx)
+}

@@ -1,0 +1,383 @@
+//! Spikformer (ZK-Zhou/spikformer, CIFAR model), forward and backward on the GPU.
+//!
+//! SPS: four conv-BN-LIF stages (max-pool after the LIF of the last log2(patch) stages),
+//! `x_feat` their output, `x = LIF(BN(rpe_conv(x_feat))) + x_feat` as tokens
+//! `[T, B, N, D]`. Blocks: `x = x + SSA(x)`, `x = x + MLP(x)`; SSA: `q, k, v =
+//! LIF(BN(Linear(x)))`, `y = LIF_0.5((q k^T) v * 0.125)`, `out = LIF(BN(proj(y)))`; MLP:
+//! `LIF(BN(fc2(LIF(BN(fc1(x))))))`. Head: `Linear(mean_{N,T} x)`.
+
+use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
+use super::layers::{self, unit_backward, unit_forward, UnitSaved, Weight};
+use super::store::ParamStore;
+use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, Tensor};
+use crate::ops::{self, attention, LifConfig};
+
+/// SSA's fixed scale.
+pub const SSA_SCALE: f32 = 0.125;
+
+/// One SPS stage: conv -> BN -> LIF (-> max-pool).
+struct StageActs {
+    unit: UnitSaved,       // x [T*B, H, W, C_in], z [T*B, H, W, C_out]
+    pool: Option<Tensor>,  // argmax [T*B, H/2, W/2, C_out] (U32)
+    lif_shape: Vec<usize>, // [T*B, H, W, C_out], the pool's input
+}
+
+struct SsaActs {
+    q: UnitSaved, // x [T, B, N, D] (the block input), z [T, B, N, D]
+    k: UnitSaved,
+    v: UnitSaved,
+    attn: attention::SsaSaved, // q, k, v spikes [T, B, heads, N, d], scores
+    attn_h: Tensor,            // [T, B, heads, N, d] membrane of attn_lif
+    proj: UnitSaved,           // x [T, B, N, D] spikes of attn_lif
+}
+
+struct MlpActs {
+    fc1: UnitSaved, // x [T, B, N, D], z [T, B, N, 4D]
+    fc2: UnitSaved, // x [T, B, N, 4D], z [T, B, N, D]
+}
+
+struct BlockActs {
+    attn: SsaActs,
+    mlp: MlpActs,
+}
+
+/// Everything one training forward keeps for backward.
+struct Acts {
+    stages: Vec<StageActs>,
+    rpe: UnitSaved, // x = x_feat [T*B, H/p, W/p, D]
+    blocks: Vec<BlockActs>,
+    pooled: Tensor, // [B, D], the head's input
+    tokens: [usize; 4],
+}
+
+/// Spikformer on the GPU for batch size `batch`.
+pub struct Spikformer {
+    pub config: ModelConfig,
+    pub batch: usize,
+    lif: LifConfig,
+    attn_lif: LifConfig,
+    acts: Option<Acts>,
+}
+
+fn stage_name(i: usize) -> &'static str {
+    ["", "1", "2", "3"][i]
+}
+
+impl Spikformer {
+    pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
+        config.validate()?;
+        if config.arch != Arch::Spikformer
+            || config.attention != AttentionForm::Ssa
+            || config.weights != WeightMode::Float
+        {
+            return Err(Error::InvalidArgument(format!(
+                "Spikformer implements the SSA attention with float weights, not {:?} \
+                 attention with {:?} weights ({:?})",
+                config.attention, config.weights, config.arch
+            )));
+        }
+        if batch == 0 {
+            return Err(Error::InvalidArgument("batch size must be positive".into()));
+        }
+        Ok(Self {
+            config: config.clone(),
+            batch,
+            lif: LifConfig::default(),
+            attn_lif: LifConfig {
+                v_th: 0.5,
+                ..LifConfig::default()
+            },
+            acts: None,
+        })
+    }
+
+    /// Logits `[B, classes]` of images f32 `[B, C, H, W]` (NCHW); `train` uses batch
+    /// statistics (and updates the running ones) and keeps the activations for backward.
+    pub fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (t, b) = (cfg.time_steps, self.batch);
+        let s = cfg.image_size;
+        images.expect("spikformer", &[b, cfg.in_channels, s, s], crate::DType::F32)?;
+        let lif = Some((&self.lif, t));
+        // SPS
+        let mut x = ops::nchw_to_nhwc_repeat(ctx, images, t)?; // [T*B, H, W, C_in]
+        let mut stages = Vec::new();
+        for i in 0..4 {
+            let w = Weight::conv(format!("patch_embed.proj_conv{}.weight", stage_name(i)));
+            let bn = format!("patch_embed.proj_bn{}", stage_name(i));
+            let (sp, unit) = unit_forward(ctx, store, &w, &bn, lif, &x, train)?;
+            let lif_shape = sp.shape().to_vec();
+            let (out, pool) = if cfg.stage_pools(i) {
+                let (y, arg) = ops::max_pool2d(ctx, &sp)?;
+                (y, Some(arg))
+            } else {
+                (sp, None)
+            };
+            stages.push(StageActs {
+                unit,
+                pool,
+                lif_shape,
+            });
+            x = out;
+        }
+        let x_feat = x; // [T*B, h, w, D]
+        let rpe_w = Weight::conv("patch_embed.rpe_conv.weight".into());
+        let (r, rpe) = unit_forward(
+            ctx,
+            store,
+            &rpe_w,
+            "patch_embed.rpe_bn",
+            lif,
+            &x_feat,
+            train,
+        )?;
+        let n = cfg.tokens();
+        let tokens = [t, b, n, cfg.dim];
+        let mut x = ops::add(ctx, &r, &x_feat)?.reshape(&tokens)?;
+        // Blocks
+        let mut blocks = Vec::new();
+        for blk in 0..cfg.depth {
+            let (a, attn) = self.ssa_forward(ctx, store, blk, &x, train)?;
+            x = ops::add(ctx, &x, &a)?;
+            let (m, mlp) = self.mlp_forward(ctx, store, blk, &x, train)?;
+            x = ops::add(ctx, &x, &m)?;
+            blocks.push(BlockActs { attn, mlp });
+        }
+        // Head
+        let pooled = ops::mean_tokens(ctx, &x)?; // [B, D]
+        let logits = ops::linear(
+            ctx,
+            &pooled,
+            &store.param(ctx, "head.weight")?,
+            Some(&store.param(ctx, "head.bias")?),
+        )?;
+        self.acts = train.then_some(Acts {
+            stages,
+            rpe,
+            blocks,
+            pooled,
+            tokens,
+        });
+        Ok(logits)
+    }
+
+    fn ssa_forward(
+        &self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        blk: usize,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, SsaActs)> {
+        let p = format!("block.{blk}.attn");
+        let t = self.config.time_steps;
+        let lif = Some((&self.lif, t));
+        let heads = self.config.heads;
+        let mut qkv = Vec::new();
+        let mut saved = Vec::new();
+        for name in ["q", "k", "v"] {
+            let w = Weight::linear(&format!("{p}.{name}_linear"), true);
+            let (s, u) = unit_forward(ctx, store, &w, &format!("{p}.{name}_bn"), lif, x, train)?;
+            qkv.push(ops::split_heads(ctx, &s, heads)?);
+            saved.push(u);
+        }
+        let (y, attn) = attention::ssa_forward(
+            ctx,
+            &qkv[0],
+            &qkv[1],
+            &qkv[2],
+            SSA_SCALE,
+            attention::SsaPath::Binary,
+        )?;
+        let (ys, attn_h) = layers::lif_forward(ctx, &y, t, &self.attn_lif)?;
+        let ys = ops::merge_heads(ctx, &ys)?;
+        let w = Weight::linear(&format!("{p}.proj_linear"), true);
+        let (out, proj) = unit_forward(ctx, store, &w, &format!("{p}.proj_bn"), lif, &ys, train)?;
+        let mut saved = saved.into_iter();
+        let mut next = || saved.next().expect("three units");
+        let acts = SsaActs {
+            q: next(),
+            k: next(),
+            v: next(),
+            attn,
+            attn_h,
+            proj,
+        };
+        Ok((out, acts))
+    }
+
+    fn mlp_forward(
+        &self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        blk: usize,
+        x: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, MlpActs)> {
+        let p = format!("block.{blk}.mlp");
+        let lif = Some((&self.lif, self.config.time_steps));
+        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true);
+        let (h, fc1) = unit_forward(ctx, store, &w1, &format!("{p}.fc1_bn"), lif, x, train)?;
+        let w2 = Weight::linear(&format!("{p}.fc2_linear"), true);
+        let (out, fc2) = unit_forward(ctx, store, &w2, &format!("{p}.fc2_bn"), lif, &h, train)?;
+        Ok((out, MlpActs { fc1, fc2 }))
+    }
+
+    /// Backward of the last training forward for `dlogits [B, classes]`: parameter
+    /// gradients accumulate into `store.grads`.
+    pub fn backward(&self, ctx: &GpuContext, store: &ParamStore, dlogits: &Tensor) -> Result<()> {
+        let acts = self.acts.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("Spikformer::backward needs a training forward first".into())
+        })?;
+        let t = self.config.time_steps;
+        let lif = Some((&self.lif, t));
+        // Head
+        let dpooled = ops::linear_backward(
+            ctx,
+            &acts.pooled,
+            &store.param(ctx, "head.weight")?,
+            dlogits,
+            &store.grad(ctx, "head.weight")?,
+            Some(&store.grad(ctx, "head.bias")?),
+        )?;
+        let mut dx = ops::mean_tokens_backward(ctx, &dpooled, &acts.tokens)?;
+        // Blocks, reversed: x_out = x_mid + MLP(x_mid), x_mid = x_in + SSA(x_in).
+        for (blk, a) in acts.blocks.iter().enumerate().rev() {
+            let dmid = self.mlp_backward(ctx, store, blk, &a.mlp, &dx)?;
+            ops::axpy_into(ctx, &dmid, &dx, 1.0)?;
+            let din = self.ssa_backward(ctx, store, blk, &a.attn, &dmid)?;
+            ops::axpy_into(ctx, &din, &dmid, 1.0)?;
+            dx = din;
+        }
+        // SPS: x = LIF(BN(rpe(x_feat))) + x_feat.
+        let dx = dx.reshape(acts.rpe.x.shape())?;
+        let dfeat = unit_backward(
+            ctx,
+            store,
+            &Weight::conv("patch_embed.rpe_conv.weight".into()),
+            "patch_embed.rpe_bn",
+            lif,
+            &acts.rpe,
+            &dx,
+            true,
+        )?
+        .expect("asked for dx");
+        ops::axpy_into(ctx, &dfeat, &dx, 1.0)?;
+        let mut dx = dfeat;
+        for (i, st) in acts.stages.iter().enumerate().rev() {
+            let ds = match &st.pool {
+                Some(arg) => ops::max_pool2d_backward(ctx, &dx, arg, &st.lif_shape)?,
+                None => dx,
+            };
+            let w = Weight::conv(format!("patch_embed.proj_conv{}.weight", stage_name(i)));
+            let bn = format!("patch_embed.proj_bn{}", stage_name(i));
+            match unit_backward(ctx, store, &w, &bn, lif, &st.unit, &ds, i > 0)? {
+                Some(d) => dx = d,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn ssa_backward(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+        blk: usize,
+        a: &SsaActs,
+        dout: &Tensor,
+    ) -> Result<Tensor> {
+        let p = format!("block.{blk}.attn");
+        let t = self.config.time_steps;
+        let lif = Some((&self.lif, t));
+        let heads = self.config.heads;
+        let w = Weight::linear(&format!("{p}.proj_linear"), true);
+        let dys = unit_backward(
+            ctx,
+            store,
+            &w,
+            &format!("{p}.proj_bn"),
+            lif,
+            &a.proj,
+            dout,
+            true,
+        )?
+        .expect("asked for dx");
+        let dys = ops::split_heads(ctx, &dys, heads)?;
+        let dy = layers::lif_backward(ctx, &dys, &a.attn_h, t, &self.attn_lif)?;
+        let g = attention::ssa_backward(ctx, &dy, &a.attn)?;
+        let mut dx: Option<Tensor> = None;
+        for (name, unit, d) in [("q", &a.q, &g.dq), ("k", &a.k, &g.dk), ("v", &a.v, &g.dv)] {
+            let ds = ops::merge_heads(ctx, d)?;
+            let w = Weight::linear(&format!("{p}.{name}_linear"), true);
+            let bn = format!("{p}.{name}_bn");
+            let d =
+                unit_backward(ctx, store, &w, &bn, lif, unit, &ds, true)?.expect("asked for dx");
+            match &dx {
+                Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,
+                None => dx = Some(d),
+            }
+        }
+        Ok(dx.expect("three branches"))
+    }
+
+    fn mlp_backward(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+        blk: usize,
+        a: &MlpActs,
+        dout: &Tensor,
+    ) -> Result<Tensor> {
+        let p = format!("block.{blk}.mlp");
+        let lif = Some((&self.lif, self.config.time_steps));
+        let w2 = Weight::linear(&format!("{p}.fc2_linear"), true);
+        let dh = unit_backward(
+            ctx,
+            store,
+            &w2,
+            &format!("{p}.fc2_bn"),
+            lif,
+            &a.fc2,
+            dout,
+            true,
+        )?
+        .expect("asked for dx");
+        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true);
+        Ok(unit_backward(
+            ctx,
+            store,
+            &w1,
+            &format!("{p}.fc1_bn"),
+            lif,
+            &a.fc1,
+            &dh,
+            true,
+        )?
+        .expect("asked for dx"))
+    }
+
+    /// Bytes of the activations the last training forward kept for backward.
+    pub fn activation_bytes(&self) -> u64 {
+        let Some(a) = &self.acts else { return 0 };
+        let mut total = a.pooled.byte_len() + a.rpe.bytes();
+        for st in &a.stages {
+            total += st.unit.bytes() + st.pool.as_ref().map_or(0, Tensor::byte_len);
+        }
+        for blk in &a.blocks {
+            let s = &blk.attn;
+            total += s.q.bytes() + s.k.bytes() + s.v.bytes() + s.proj.bytes();
+            total += s.attn.q.byte_len() + s.attn.k.byte_len() + s.attn.v.byte_len();
+            total += s.attn.scores.byte_len() + s.attn_h.byte_len();
+            total += blk.mlp.fc1.bytes() + blk.mlp.fc2.bytes();
+        }
+        total
+    }
+}

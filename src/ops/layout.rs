@@ -1,0 +1,114 @@
+//! Layout changes between the models' ops (shaders/layout.wgsl): the loader's NCHW
+//! images to the NHWC `[T * B, H, W, C]` the convs read (direct encoding: the same image
+//! at every step), and tokens `[T, B, N, D]` to the heads-first `[T, B, heads, N, d]` the
+//! attention ops read, and back.
+
+use super::to_u32;
+use crate::error::{Error, Result};
+use crate::gpu::{grid_1d, Access, DType, GpuContext, Kernel, Shader, Tensor};
+
+const SWAP_AXES: Kernel = Kernel {
+    shader: Shader::Layout,
+    entry: "swap_axes",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SwapParams {
+    a: u32,
+    x: u32,
+    y: u32,
+    z: u32,
+    reps: u32,
+}
+
+/// `out[r, a, j, i, z] = x[a, i, j, z]`: x f32 seen as `[a, xs, ys, zs]`, out f32 of
+/// `out_shape` (`reps * a * ys * xs * zs` elements).
+fn swap_axes(
+    ctx: &GpuContext,
+    op: &'static str,
+    x: &Tensor,
+    [a, xs, ys, zs]: [usize; 4],
+    reps: usize,
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    if x.dtype() != DType::F32 || x.len() != a * xs * ys * zs {
+        return Err(Error::Shape {
+            op,
+            expected: format!("f32 with {a} x {xs} x {ys} x {zs} elements"),
+            got: format!("{:?} {:?}", x.dtype(), x.shape()),
+        });
+    }
+    let out = ctx.empty(out_shape, DType::F32)?;
+    let total = to_u32(op, "elements", reps * x.len())?;
+    let params = SwapParams {
+        a: to_u32(op, "A", a)?,
+        x: to_u32(op, "X", xs)?,
+        y: to_u32(op, "Y", ys)?,
+        z: to_u32(op, "Z", zs)?,
+        reps: to_u32(op, "repeats", reps)?,
+    };
+    ctx.dispatch(
+        SWAP_AXES,
+        &[],
+        &[x, &out],
+        &params,
+        grid_1d(ctx, (total as u64).div_ceil(256))?,
+    )?;
+    Ok(out)
+}
+
+/// Images f32 `[B, C, H, W]` (NCHW, as the loader gives them) to NHWC repeated over
+/// `t_steps`: `[T * B, H, W, C]`, image `t * B + b` = image b.
+pub fn nchw_to_nhwc_repeat(ctx: &GpuContext, x: &Tensor, t_steps: usize) -> Result<Tensor> {
+    const OP: &str = "nchw_to_nhwc_repeat";
+    let [b, c, h, w] = *x.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "[B, C, H, W]".into(),
+            got: format!("{:?}", x.shape()),
+        });
+    };
+    swap_axes(
+        ctx,
+        OP,
+        x,
+        [b, c, h * w, 1],
+        t_steps,
+        &[t_steps * b, h, w, c],
+    )
+}
+
+/// Tokens `[T, B, N, heads * d]` to `[T, B, heads, N, d]`.
+pub fn split_heads(ctx: &GpuContext, x: &Tensor, heads: usize) -> Result<Tensor> {
+    const OP: &str = "split_heads";
+    let [t, b, n, c] = *x.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "[T, B, N, D]".into(),
+            got: format!("{:?}", x.shape()),
+        });
+    };
+    if heads == 0 || c % heads != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: width {c} is not divisible by {heads} heads"
+        )));
+    }
+    let d = c / heads;
+    swap_axes(ctx, OP, x, [t * b, n, heads, d], 1, &[t, b, heads, n, d])
+}
+
+/// `[T, B, heads, N, d]` back to tokens `[T, B, N, heads * d]` (the inverse of
+/// [`split_heads`], and its backward; `split_heads` is this one's backward).
+pub fn merge_heads(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "merge_heads";
+    let [t, b, heads, n, d] = *x.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "[T, B, heads, N, d]".into(),
+            got: format!("{:?}", x.shape()),
+        });
+    };
+    swap_axes(ctx, OP, x, [t * b, heads, n, d], 1, &[t, b, n, heads * d])
+}
