@@ -4,12 +4,13 @@
 //! second; `activation_bytes` reports the activations a training forward keeps for
 //! backward (flat in depth for the reversible BESTformer).
 
-use std::cell::Cell;
-
+use super::pseudo_random;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::nn::{init_state, Arch, Bestformer, ModelConfig, ParamStore, Spikformer};
-use crate::ops::{self, optim::AdamW};
+use crate::nn::{init_state, Classifier, Model, ModelConfig, ParamStore};
+use crate::ops::loss::cross_entropy;
+use crate::ops::optim::AdamW;
+use crate::train::Optimizer;
 
 /// The presets benchmarked by default.
 pub const MODEL_PRESETS: [&str; 2] = ["spikformer-4-384", "bestformer-4-384"];
@@ -36,11 +37,6 @@ impl ModelPass {
     }
 }
 
-enum Model {
-    Spikformer(Box<Spikformer>),
-    Bestformer(Box<Bestformer>),
-}
-
 /// A model with its parameters, optimizer state and one synthetic batch, set up once.
 pub struct ModelWorkload {
     pub config: ModelConfig,
@@ -49,25 +45,9 @@ pub struct ModelWorkload {
     pub batch: usize,
     model: Model,
     store: ParamStore,
+    optimizer: Optimizer,
     images: Tensor,
     labels: Tensor,
-    moment1: Tensor,
-    moment2: Tensor,
-    opt: AdamW,
-    step: Cell<u32>,
-}
-
-/// Cheap hashed values in [-1, 1).
-fn hashed(len: usize, seed: u32) -> Vec<f32> {
-    (0..len as u32)
-        .map(|i| {
-            let h = (i ^ seed.wrapping_mul(0x2545_F491))
-                .wrapping_mul(0x9E37_79B1)
-                .rotate_left(13)
-                .wrapping_mul(0x85EB_CA77);
-            (h >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 impl ModelWorkload {
@@ -84,19 +64,17 @@ impl ModelWorkload {
         batch: usize,
         pass: ModelPass,
     ) -> Result<Self> {
-        let model = match config.arch {
-            Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),
-            Arch::Bestformer => Model::Bestformer(Box::new(Bestformer::new(config, batch)?)),
-        };
+        let model = Model::new(config, batch)?;
         let store = ParamStore::new(ctx, config, &init_state(config, 1))?;
+        let optimizer = Optimizer::new(ctx, &store, AdamW::default())?;
         let s = config.image_size;
         let shape = [batch, config.in_channels, s, s];
-        let images = ctx.upload_f32(&hashed(shape.iter().product(), 7), &shape)?;
+        let images =
+            ctx.upload_f32(&pseudo_random(shape.iter().product(), 7, -1.0, 1.0), &shape)?;
         let labels: Vec<u32> = (0..batch as u32)
             .map(|i| i % config.classes as u32)
             .collect();
         let labels = ctx.upload_words(&labels, &[batch], DType::U32)?;
-        let len = store.params.len();
         let work = Self {
             config: config.clone(),
             preset: name.to_string(),
@@ -104,12 +82,9 @@ impl ModelWorkload {
             batch,
             model,
             store,
+            optimizer,
             images,
             labels,
-            moment1: ctx.zeros(&[len], DType::F32)?,
-            moment2: ctx.zeros(&[len], DType::F32)?,
-            opt: AdamW::default(),
-            step: Cell::new(0),
         };
         ctx.sync()?;
         Ok(work)
@@ -137,47 +112,24 @@ impl ModelWorkload {
     /// Bytes of activations kept for backward by the last training forward (0 before
     /// the first training iteration, and for `Forward`).
     pub fn activation_bytes(&self) -> u64 {
-        match &self.model {
-            Model::Spikformer(m) => m.activation_bytes(),
-            Model::Bestformer(m) => m.activation_bytes(),
-        }
+        self.model.activation_bytes()
     }
 
-    /// The model's logits for the workload's batch (eval or training forward).
-    fn forward(&mut self, ctx: &GpuContext, train: bool) -> Result<Tensor> {
-        match &mut self.model {
-            Model::Spikformer(m) => m.forward(ctx, &mut self.store, &self.images, train),
-            Model::Bestformer(m) => m.forward(ctx, &mut self.store, &self.images, train),
-        }
-    }
-
-    /// Record one iteration; returns the logits.
+    /// Record one iteration; returns the (first head's) logits.
     pub fn run(&mut self, ctx: &GpuContext) -> Result<Tensor> {
-        if self.pass == ModelPass::Forward {
-            return self.forward(ctx, false);
+        let train = self.pass == ModelPass::TrainStep;
+        let heads = self
+            .model
+            .forward(ctx, &mut self.store, &self.images, train)?;
+        if train {
+            let weight = 1.0 / heads.len() as f32;
+            let dlogits = heads
+                .iter()
+                .map(|h| Ok(cross_entropy(ctx, h, &self.labels, 0.0, weight)?.dlogits))
+                .collect::<Result<Vec<_>>>()?;
+            self.model.backward(ctx, &mut self.store, &dlogits)?;
+            self.optimizer.step(ctx, &mut self.store, 1e-4)?;
         }
-        self.store.zero_grads(ctx);
-        let logits = self.forward(ctx, true)?;
-        let scale = 1.0 / self.batch as f32;
-        let loss = ops::loss::cross_entropy(ctx, &logits, &self.labels, 0.0, scale)?;
-        match &self.model {
-            Model::Spikformer(m) => m.backward(ctx, &self.store, &loss.dlogits)?,
-            Model::Bestformer(m) => m.backward(ctx, &self.store, &loss.dlogits)?,
-        }
-        let step = self.step.get() + 1;
-        self.step.set(step);
-        ops::optim::adamw_step(
-            ctx,
-            &self.opt,
-            1e-4,
-            step,
-            self.store.decay_end,
-            &self.store.grads,
-            &self.store.params,
-            &self.moment1,
-            &self.moment2,
-        )?;
-        self.store.refresh_binary(ctx)?;
-        Ok(logits)
+        Ok(heads[0].clone())
     }
 }

@@ -8,6 +8,7 @@ use super::{print_json, GpuArgs};
 use bitspike::bench::attention::{self, AttentionKernel, AttentionPass, AttentionWorkload};
 use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
 use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
+use bitspike::bench::model::{self as model_bench, ModelPass, ModelWorkload};
 use bitspike::bench::{time_iterations, Measurement};
 use bitspike::GpuContext;
 
@@ -23,6 +24,12 @@ pub struct BenchArgs {
     /// Seconds to repeat each measurement for (after one warm-up).
     #[arg(long, default_value_t = 1.0)]
     min_time: f64,
+    /// Model presets for `bench model`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Batch size for `bench model`.
+    #[arg(long, default_value_t = model_bench::DEFAULT_BATCH)]
+    batch: usize,
     /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif, TxBxHxNxD for
     /// attention (default: the real models' shapes).
     #[arg(long, value_delimiter = ',')]
@@ -37,6 +44,8 @@ enum What {
     Lif,
     /// Every attention form against SSA computed with f32 matmuls.
     Attention,
+    /// Whole models: forward and training-step throughput, activation memory.
+    Model,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -57,6 +66,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         What::Matmul => bench_matmul(&ctx, &args),
         What::Lif => bench_lif(&ctx, &args),
         What::Attention => bench_attention(&ctx, &args),
+        What::Model => bench_model(&ctx, &args),
     }
 }
 
@@ -238,6 +248,54 @@ fn bench_attention(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                     },
                     args.json,
                 )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn bench_model(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
+    let min_time = Duration::from_secs_f64(args.min_time);
+    let presets: Vec<String> = if args.models.is_empty() {
+        model_bench::MODEL_PRESETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    } else {
+        args.models.clone()
+    };
+    for preset in &presets {
+        for pass in [ModelPass::Forward, ModelPass::TrainStep] {
+            let mut work = ModelWorkload::new(ctx, preset, args.batch, pass)?;
+            let seconds = time_iterations(ctx, min_time, 2, || work.run(ctx).map(drop))?;
+            report(
+                &Measurement {
+                    kernel: work.name(),
+                    shape: work.shape_name(),
+                    seconds,
+                    rate: work.images() as f64 / seconds,
+                    unit: "images/s",
+                    ratio: None,
+                    ratio_to: None,
+                },
+                args.json,
+            )?;
+            if pass == ModelPass::TrainStep {
+                let mib = work.activation_bytes() as f64 / (1 << 20) as f64;
+                if args.json {
+                    print_json(&serde_json::json!({
+                        "kernel": format!("{preset}/activation_memory"),
+                        "shape": work.shape_name(),
+                        "rate": mib,
+                        "unit": "MiB",
+                    }))?;
+                } else {
+                    println!(
+                        "{:<24} {:<16} activation memory {mib:.1} MiB",
+                        preset,
+                        work.shape_name()
+                    );
+                }
             }
         }
     }

@@ -1,0 +1,81 @@
+//! A model of any supported architecture, as the trainer, evaluation and inference see it.
+
+use super::{Arch, Bestformer, Classifier, ModelConfig, ParamStore, Spikformer};
+use crate::error::Result;
+use crate::gpu::{GpuContext, Tensor};
+
+pub enum Model {
+    Spikformer(Box<Spikformer>),
+    Bestformer(Box<Bestformer>),
+}
+
+impl Model {
+    pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
+        Ok(match config.arch {
+            Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),
+            Arch::Bestformer => Model::Bestformer(Box::new(Bestformer::new(config, batch)?)),
+        })
+    }
+
+    fn config(&self) -> &ModelConfig {
+        match self {
+            Model::Spikformer(m) => &m.config,
+            Model::Bestformer(m) => &m.config,
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Model::Spikformer(m) => m.batch,
+            Model::Bestformer(m) => m.batch,
+        }
+    }
+
+    /// Bytes of activations the last training forward kept for backward.
+    pub fn activation_bytes(&self) -> u64 {
+        match self {
+            Model::Spikformer(m) => m.activation_bytes(),
+            Model::Bestformer(m) => m.activation_bytes(),
+        }
+    }
+}
+
+impl Classifier for Model {
+    fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        // A batch of another size (an epoch's last) gets a model sized for it.
+        let n = images.shape().first().copied().unwrap_or(0);
+        if n != self.batch() && n > 0 {
+            *self = Model::new(&self.config().clone(), n)?;
+        }
+        match self {
+            Model::Spikformer(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
+            Model::Bestformer(m) => {
+                m.forward(ctx, store, images, train)?;
+                let (out0, out1) = m.heads.clone().expect("a forward leaves both heads");
+                Ok(vec![out0, out1])
+            }
+        }
+    }
+
+    fn backward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        dlogits: &[Tensor],
+    ) -> Result<()> {
+        match (self, dlogits) {
+            (Model::Spikformer(m), [d]) => m.backward(ctx, store, d),
+            (Model::Bestformer(m), [d0, d1]) => m.backward_heads(ctx, store, d0, d1),
+            (_, d) => Err(crate::Error::InvalidArgument(format!(
+                "backward got {} head gradients for this model",
+                d.len()
+            ))),
+        }
+    }
+}
