@@ -86,13 +86,18 @@ fn popcount4(v: vec4<u32>) -> u32 {
     return c.x + c.y + c.z + c.w;
 }
 
-@compute @workgroup_size(32)
-fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32,
-                 @builtin(subgroup_invocation_id) lane: u32) {
-    let batch = wid.z;
-    let row0 = wid.y * ROWS;
-    let col = (wid.x * WG + lid) * COLS;
+// Counts of the 16 x 4 block at (row0, col) of matrix `batch`, and the popcounts of the
+// rows this lane loaded (rows q and q + 8 of the block), shared by both entry points.
+struct Tile {
+    a0: vec4<u32>, a1: vec4<u32>, a2: vec4<u32>, a3: vec4<u32>,
+    a4: vec4<u32>, a5: vec4<u32>, a6: vec4<u32>, a7: vec4<u32>,
+    a8: vec4<u32>, a9: vec4<u32>, a10: vec4<u32>, a11: vec4<u32>,
+    a12: vec4<u32>, a13: vec4<u32>, a14: vec4<u32>, a15: vec4<u32>,
+    ones_lo: u32,
+    ones_hi: u32,
+}
+
+fn count_tile(batch: u32, row0: u32, col: u32, lane: u32) -> Tile {
     let kw4 = p.kw / 4u;
     let a_base = batch * p.a_batch_stride / 4u;
     let b_base = batch * p.b_batch_stride / 4u;
@@ -143,45 +148,118 @@ fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
         acc15 = step(acc15, r.r15, bw);
     }
 
-    // The 4 columns' scales, read once rather than per row.
-    var s = vec4<f32>(1.0);
-    if (HAS_SCALE) {
-        s = vec4(scale[min(col, p.n - 1u)], scale[min(col + 1u, p.n - 1u)],
-                 scale[min(col + 2u, p.n - 1u)], scale[min(col + 3u, p.n - 1u)]);
-    }
-    let base = batch * p.m * p.n;
-    store_row(base, row0, col, acc0, subgroupBroadcast(ones_lo, 0u), s);
-    store_row(base, row0 + 1u, col, acc1, subgroupBroadcast(ones_lo, 1u), s);
-    store_row(base, row0 + 2u, col, acc2, subgroupBroadcast(ones_lo, 2u), s);
-    store_row(base, row0 + 3u, col, acc3, subgroupBroadcast(ones_lo, 3u), s);
-    store_row(base, row0 + 4u, col, acc4, subgroupBroadcast(ones_lo, 4u), s);
-    store_row(base, row0 + 5u, col, acc5, subgroupBroadcast(ones_lo, 5u), s);
-    store_row(base, row0 + 6u, col, acc6, subgroupBroadcast(ones_lo, 6u), s);
-    store_row(base, row0 + 7u, col, acc7, subgroupBroadcast(ones_lo, 7u), s);
-    store_row(base, row0 + 8u, col, acc8, subgroupBroadcast(ones_hi, 0u), s);
-    store_row(base, row0 + 9u, col, acc9, subgroupBroadcast(ones_hi, 1u), s);
-    store_row(base, row0 + 10u, col, acc10, subgroupBroadcast(ones_hi, 2u), s);
-    store_row(base, row0 + 11u, col, acc11, subgroupBroadcast(ones_hi, 3u), s);
-    store_row(base, row0 + 12u, col, acc12, subgroupBroadcast(ones_hi, 4u), s);
-    store_row(base, row0 + 13u, col, acc13, subgroupBroadcast(ones_hi, 5u), s);
-    store_row(base, row0 + 14u, col, acc14, subgroupBroadcast(ones_hi, 6u), s);
-    store_row(base, row0 + 15u, col, acc15, subgroupBroadcast(ones_hi, 7u), s);
+    return Tile(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7, acc8, acc9, acc10, acc11,
+                acc12, acc13, acc14, acc15, ones_lo, ones_hi);
 }
 
-fn store_row(base: u32, row: u32, col: u32, counts: vec4<u32>, ones: u32, s: vec4<f32>) {
+// The 4 columns' scales (1 without HAS_SCALE), read once rather than per row.
+fn column_scales(col: u32) -> vec4<f32> {
+    if (HAS_SCALE) {
+        return vec4(scale[min(col, p.n - 1u)], scale[min(col + 1u, p.n - 1u)],
+                    scale[min(col + 2u, p.n - 1u)], scale[min(col + 3u, p.n - 1u)]);
+    }
+    return vec4<f32>(1.0);
+}
+
+// The 16 rows' outputs, in order (row i = tile field ai).
+struct Dots {
+    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>,
+    d4: vec4<f32>, d5: vec4<f32>, d6: vec4<f32>, d7: vec4<f32>,
+    d8: vec4<f32>, d9: vec4<f32>, d10: vec4<f32>, d11: vec4<f32>,
+    d12: vec4<f32>, d13: vec4<f32>, d14: vec4<f32>, d15: vec4<f32>,
+}
+
+fn dots(t: Tile, s: vec4<f32>) -> Dots {
+    let lo = t.ones_lo;
+    let hi = t.ones_hi;
+    return Dots(
+        dot_row(t.a0, subgroupBroadcast(lo, 0u), s), dot_row(t.a1, subgroupBroadcast(lo, 1u), s),
+        dot_row(t.a2, subgroupBroadcast(lo, 2u), s), dot_row(t.a3, subgroupBroadcast(lo, 3u), s),
+        dot_row(t.a4, subgroupBroadcast(lo, 4u), s), dot_row(t.a5, subgroupBroadcast(lo, 5u), s),
+        dot_row(t.a6, subgroupBroadcast(lo, 6u), s), dot_row(t.a7, subgroupBroadcast(lo, 7u), s),
+        dot_row(t.a8, subgroupBroadcast(hi, 0u), s), dot_row(t.a9, subgroupBroadcast(hi, 1u), s),
+        dot_row(t.a10, subgroupBroadcast(hi, 2u), s), dot_row(t.a11, subgroupBroadcast(hi, 3u), s),
+        dot_row(t.a12, subgroupBroadcast(hi, 4u), s), dot_row(t.a13, subgroupBroadcast(hi, 5u), s),
+        dot_row(t.a14, subgroupBroadcast(hi, 6u), s), dot_row(t.a15, subgroupBroadcast(hi, 7u), s));
+}
+
+// The dot products of one row with the 4 columns, scaled.
+fn dot_row(counts: vec4<u32>, ones: u32, s: vec4<f32>) -> vec4<f32> {
+    let c = vec4<f32>(counts);
+    if (MODE == 0u) {
+        return (2.0 * c - f32(ones)) * s;
+    } else if (MODE == 1u) {
+        return (f32(p.k) - 2.0 * c) * s;
+    }
+    return c * s;
+}
+
+@compute @workgroup_size(32)
+fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * ROWS;
+    let col = (wid.x * WG + lid) * COLS;
+    let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
+    let base = wid.z * p.m * p.n;
+    store_row(base, row0, col, d.d0);
+    store_row(base, row0 + 1u, col, d.d1);
+    store_row(base, row0 + 2u, col, d.d2);
+    store_row(base, row0 + 3u, col, d.d3);
+    store_row(base, row0 + 4u, col, d.d4);
+    store_row(base, row0 + 5u, col, d.d5);
+    store_row(base, row0 + 6u, col, d.d6);
+    store_row(base, row0 + 7u, col, d.d7);
+    store_row(base, row0 + 8u, col, d.d8);
+    store_row(base, row0 + 9u, col, d.d9);
+    store_row(base, row0 + 10u, col, d.d10);
+    store_row(base, row0 + 11u, col, d.d11);
+    store_row(base, row0 + 12u, col, d.d12);
+    store_row(base, row0 + 13u, col, d.d13);
+    store_row(base, row0 + 14u, col, d.d14);
+    store_row(base, row0 + 15u, col, d.d15);
+}
+
+// The same with N a multiple of 4: each row's 4 outputs go out as one vec4 store, which
+// costs CPU drivers about a quarter of four scalar stores.
+@group(0) @binding(3) var<storage, read_write> out4: array<vec4<f32>>; // [batch, M, N / 4]
+
+fn store_row4(base4: u32, row: u32, col: u32, v: vec4<f32>) {
+    if (row < p.m && col < p.n) {
+        out4[base4 + (row * p.n + col) / 4u] = v;
+    }
+}
+
+@compute @workgroup_size(32)
+fn binary_matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32,
+                      @builtin(subgroup_invocation_id) lane: u32) {
+    let row0 = wid.y * ROWS;
+    let col = (wid.x * WG + lid) * COLS;
+    let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
+    let base4 = wid.z * p.m * p.n / 4u;
+    store_row4(base4, row0, col, d.d0);
+    store_row4(base4, row0 + 1u, col, d.d1);
+    store_row4(base4, row0 + 2u, col, d.d2);
+    store_row4(base4, row0 + 3u, col, d.d3);
+    store_row4(base4, row0 + 4u, col, d.d4);
+    store_row4(base4, row0 + 5u, col, d.d5);
+    store_row4(base4, row0 + 6u, col, d.d6);
+    store_row4(base4, row0 + 7u, col, d.d7);
+    store_row4(base4, row0 + 8u, col, d.d8);
+    store_row4(base4, row0 + 9u, col, d.d9);
+    store_row4(base4, row0 + 10u, col, d.d10);
+    store_row4(base4, row0 + 11u, col, d.d11);
+    store_row4(base4, row0 + 12u, col, d.d12);
+    store_row4(base4, row0 + 13u, col, d.d13);
+    store_row4(base4, row0 + 14u, col, d.d14);
+    store_row4(base4, row0 + 15u, col, d.d15);
+}
+
+fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
     if (row >= p.m) {
         return;
     }
-    let c = vec4<f32>(counts);
-    var dot: vec4<f32>;
-    if (MODE == 0u) {
-        dot = 2.0 * c - f32(ones);
-    } else if (MODE == 1u) {
-        dot = f32(p.k) - 2.0 * c;
-    } else {
-        dot = c;
-    }
-    let v = dot * s;
     let i = base + row * p.n + col;
     if (col < p.n) { out[i] = v.x; }
     if (col + 1u < p.n) { out[i + 1u] = v.y; }
@@ -231,17 +309,6 @@ fn accumulate(acc: Acc, r: Rows, sg: Signs) -> Acc {
                step_real(acc.a14, r.r14, sg), step_real(acc.a15, r.r15, sg));
 }
 
-fn store_real(base: u32, row: u32, col: u32, v: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    let i = base + row * p.n + col;
-    if (col < p.n) { out[i] = v.x; }
-    if (col + 1u < p.n) { out[i + 1u] = v.y; }
-    if (col + 2u < p.n) { out[i + 2u] = v.z; }
-    if (col + 3u < p.n) { out[i + 3u] = v.w; }
-}
-
 @compute @workgroup_size(32)
 fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
@@ -276,26 +343,22 @@ fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 
-    var s = vec4<f32>(1.0);
-    if (HAS_SCALE) {
-        s = vec4(scale[min(col, p.n - 1u)], scale[min(col + 1u, p.n - 1u)],
-                 scale[min(col + 2u, p.n - 1u)], scale[min(col + 3u, p.n - 1u)]);
-    }
+    let s = column_scales(col);
     let base = batch * p.m * p.n;
-    store_real(base, row0, col, acc.a0 * s);
-    store_real(base, row0 + 1u, col, acc.a1 * s);
-    store_real(base, row0 + 2u, col, acc.a2 * s);
-    store_real(base, row0 + 3u, col, acc.a3 * s);
-    store_real(base, row0 + 4u, col, acc.a4 * s);
-    store_real(base, row0 + 5u, col, acc.a5 * s);
-    store_real(base, row0 + 6u, col, acc.a6 * s);
-    store_real(base, row0 + 7u, col, acc.a7 * s);
-    store_real(base, row0 + 8u, col, acc.a8 * s);
-    store_real(base, row0 + 9u, col, acc.a9 * s);
-    store_real(base, row0 + 10u, col, acc.a10 * s);
-    store_real(base, row0 + 11u, col, acc.a11 * s);
-    store_real(base, row0 + 12u, col, acc.a12 * s);
-    store_real(base, row0 + 13u, col, acc.a13 * s);
-    store_real(base, row0 + 14u, col, acc.a14 * s);
-    store_real(base, row0 + 15u, col, acc.a15 * s);
+    store_row(base, row0, col, acc.a0 * s);
+    store_row(base, row0 + 1u, col, acc.a1 * s);
+    store_row(base, row0 + 2u, col, acc.a2 * s);
+    store_row(base, row0 + 3u, col, acc.a3 * s);
+    store_row(base, row0 + 4u, col, acc.a4 * s);
+    store_row(base, row0 + 5u, col, acc.a5 * s);
+    store_row(base, row0 + 6u, col, acc.a6 * s);
+    store_row(base, row0 + 7u, col, acc.a7 * s);
+    store_row(base, row0 + 8u, col, acc.a8 * s);
+    store_row(base, row0 + 9u, col, acc.a9 * s);
+    store_row(base, row0 + 10u, col, acc.a10 * s);
+    store_row(base, row0 + 11u, col, acc.a11 * s);
+    store_row(base, row0 + 12u, col, acc.a12 * s);
+    store_row(base, row0 + 13u, col, acc.a13 * s);
+    store_row(base, row0 + 14u, col, acc.a14 * s);
+    store_row(base, row0 + 15u, col, acc.a15 * s);
 }

@@ -18,6 +18,12 @@ const BINARY_MATMUL_SUBGROUP: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
+const BINARY_MATMUL_SUBGROUP_VEC4: Kernel = Kernel {
+    shader: Shader::BinaryMatmulSubgroup,
+    entry: "binary_matmul_vec4",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
 const MATMUL_F32_BITS_SUBGROUP: Kernel = Kernel {
     shader: Shader::BinaryMatmulSubgroup,
     entry: "matmul_f32_bits",
@@ -188,7 +194,12 @@ pub fn binary_matmul(
     let a_batch_stride = plan.a.rows * words_per_row(plan.a.cols);
     let launch = if ctx.subgroup_kernels {
         Launch {
-            kernel: BINARY_MATMUL_SUBGROUP,
+            // Whole rows of vec4s: store each row's 4 outputs at once.
+            kernel: if plan.n % 4 == 0 {
+                BINARY_MATMUL_SUBGROUP_VEC4
+            } else {
+                BINARY_MATMUL_SUBGROUP
+            },
             tile_rows: 16,
             tile_cols: 128,
         }
