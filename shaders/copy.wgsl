@@ -1,5 +1,5 @@
-// Plain copy, the bandwidth yardstick for memory-bound kernels: dst[i] = src[i].
-// One invocation per 4 elements, read and written as vec4 where the tensor allows.
+// Plain copy, the bandwidth yardstick for memory-bound kernels: dst[i] = src[i], one
+// invocation per element (f32 loads and stores, as the element-wise kernels use).
 
 struct Params {
     len: u32, // elements
