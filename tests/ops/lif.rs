@@ -100,7 +100,9 @@ fn check_lif_forward(t: usize, dims: &[usize], cfg: &LifConfig, seed: u64) {
         &download(&got.spikes),
         &want.spikes,
     );
-    assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
+    // H within rounding: GPU compilers may contract the charge into an FMA (seen on an
+    // H100: one ulp apart), which is also why the inputs are random, not tied to v_th.
+    assert_close(&format!("{what}: H"), &download(&got.h), &want.h, 1e-6);
     let rate = want.spikes.iter().sum::<f32>() / len as f32;
     assert!(rate > 0.05 && rate < 0.95, "{what}: firing rate {rate}");
 }
@@ -568,7 +570,8 @@ fn ternary_forward_matches_reference() {
                 &download(&got.spikes),
                 &want.spikes,
             );
-            assert_exact(&format!("{what}: H"), &download(&got.h), &want.h);
+            // Within rounding, as in check_lif_forward (FMA contraction on GPUs).
+            assert_close(&format!("{what}: H"), &download(&got.h), &want.h, 1e-6);
             for v in [-1.0, 0.0, 1.0] {
                 assert!(want.spikes.contains(&v), "{what}: no spike {v}");
             }
