@@ -120,3 +120,119 @@ fn bench_rejects_a_malformed_shape() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("shape '12x0x3'"), "{}", stderr(&out));
 }
+
+/// A tiny IDX dataset cut from the shipped MNIST subset.
+fn tiny_mnist(dir: &std::path::Path, train: usize, test: usize) {
+    use std::io::Write;
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist-mini");
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let images = bitspike::data::idx::read_maybe_gz(
+            &assets.join(format!("{prefix}-images-idx3-ubyte.gz")),
+        )
+        .unwrap();
+        let labels = bitspike::data::idx::read_maybe_gz(
+            &assets.join(format!("{prefix}-labels-idx1-ubyte.gz")),
+        )
+        .unwrap();
+        let mut f = std::fs::File::create(dir.join(format!("{prefix}-images-idx3-ubyte"))).unwrap();
+        f.write_all(&[0, 0, 8, 3]).unwrap();
+        f.write_all(&(n as u32).to_be_bytes()).unwrap();
+        f.write_all(&images[8..16]).unwrap();
+        f.write_all(&images[16..16 + n * 784]).unwrap();
+        let mut f = std::fs::File::create(dir.join(format!("{prefix}-labels-idx1-ubyte"))).unwrap();
+        f.write_all(&[0, 0, 8, 1]).unwrap();
+        f.write_all(&(n as u32).to_be_bytes()).unwrap();
+        f.write_all(&labels[8..8 + n]).unwrap();
+    }
+}
+
+#[test]
+fn train_end_to_end_writes_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_mnist(&data, 48, 16);
+    let run = dir.path().join("run");
+    let args = |epochs: &str, extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--model",
+            "bestformer-2-64",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            epochs,
+            "--batch-size",
+            "16",
+            "--json",
+            "--out",
+            run.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let first = args("1", &[]);
+    let out = bitspike(&first.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(report["epoch"], 1);
+    assert!(report["train_loss"].as_f64().unwrap().is_finite());
+    assert!(run.join("last.safetensors").is_file() && run.join("best.safetensors").is_file());
+    // The best checkpoint is a plain model checkpoint: it loads as the model's weights.
+    let best = bitspike::nn::StateDict::read(&run.join("best.safetensors")).unwrap();
+    best.check(
+        &bitspike::nn::ModelConfig::preset("bestformer-2-64").unwrap(),
+        &run,
+    )
+    .unwrap();
+    let resumed = args("2", &["--resume"]);
+    let out = bitspike(&resumed.iter().map(|s| s.as_str()).collect::<Vec<_>>(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 1, "resume runs only the remaining epoch");
+    let report: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(report["epoch"], 2);
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+}
+
+#[test]
+fn train_rejects_mismatched_data_and_missing_model() {
+    let out = bitspike(&["train", "--data", "assets/mnist-mini"], &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--model PRESET is required"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bitspike(
+        &[
+            "train",
+            "--model",
+            "bestformer-4-384",
+            "--data",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist-mini"),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("1x28x28 images but"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bitspike(
+        &[
+            "train",
+            "--model",
+            "bestformer-2-64",
+            "--data",
+            "/nonexistent",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod info;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Benchmark kernels: rates and ratios measured in one run.
     Bench(bench::BenchArgs),
+    /// Train a model preset on a dataset.
+    Train(train::TrainArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -117,6 +120,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Train(args) => train::run(args),
     }
 }
 

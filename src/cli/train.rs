@@ -1,0 +1,339 @@
+//! `bitspike train`: train a preset on a dataset, with a progress bar, evaluation after
+//! each epoch, a metrics log, and checkpoints (the last complete epoch and the best).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::{print_json, GpuArgs, ModelArgs};
+use bitspike::data::{self, Augment, BatchLoader};
+use bitspike::nn::checkpoint::write_atomic;
+use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, StateDict};
+use bitspike::ops::optim::AdamW;
+use bitspike::train::{
+    evaluate, CosineSchedule, Distillation, EpochReport, Optimizer, Teacher, Trainer,
+};
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Dataset directory (MNIST-style IDX, CIFAR binary, or train/ and test/ image
+    /// folders).
+    #[arg(long, default_value = "assets/mnist-mini")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f32,
+    #[arg(long, default_value_t = 1e-5)]
+    min_lr: f32,
+    /// Epochs of linear warm-up from --min-lr.
+    #[arg(long, default_value_t = 0.0)]
+    warmup_epochs: f32,
+    #[arg(long, default_value_t = 0.06)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.1)]
+    label_smoothing: f32,
+    /// Clip the global gradient norm to this.
+    #[arg(long)]
+    clip_grad: Option<f32>,
+    /// Random crop with this zero padding (0: none).
+    #[arg(long, default_value_t = 0)]
+    crop_padding: usize,
+    /// Random horizontal flips.
+    #[arg(long)]
+    hflip: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Initial weights: a plain state_dict with the reference names (or a checkpoint).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Continue from this run directory's last checkpoint (weights, optimizer, epoch).
+    #[arg(long)]
+    resume: bool,
+    /// Teacher checkpoint for distillation into the second head (two-head models).
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = DistillKind::Hard)]
+    distill: DistillKind,
+    /// Temperature of soft distillation.
+    #[arg(long, default_value_t = 1.0)]
+    tau: f32,
+    /// Run directory for checkpoints and the metrics log (default: runs/<model>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Steps between progress updates (each reads the GPU's results back once).
+    #[arg(long, default_value_t = 10)]
+    report_every: usize,
+    /// One JSON object per epoch instead of a progress bar.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DistillKind {
+    Hard,
+    Soft,
+}
+
+/// Load `path` as a state dict for `cfg` (checked, errors naming the tensor).
+fn load_weights(path: &Path, cfg: &ModelConfig) -> anyhow::Result<StateDict> {
+    let sd = StateDict::read(path)?;
+    sd.check(cfg, path)?;
+    Ok(sd)
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = args.model.config()?.context(
+        "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
+    )?;
+    let splits = data::open(&args.data)?;
+    let (c, s) = (splits.train.channels, splits.train.height);
+    if c != cfg.in_channels || s != cfg.image_size || splits.train.width != s {
+        anyhow::bail!(
+            "{} holds {c}x{s}x{} images but {} expects {}x{}x{}: pass --in-channels and \
+             --image-size to match the data",
+            args.data.display(),
+            splits.train.width,
+            args.model.model.as_deref().unwrap_or("the model"),
+            cfg.in_channels,
+            cfg.image_size,
+            cfg.image_size
+        );
+    }
+    if splits.train.classes.len() > cfg.classes {
+        anyhow::bail!(
+            "the data has {} classes, the model {}: pass --classes",
+            splits.train.classes.len(),
+            cfg.classes
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(args.model.model.as_deref().unwrap_or("model"))
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let last_path = out.join("last.safetensors");
+    let best_path = out.join("best.safetensors");
+    let metrics_path = out.join("metrics.jsonl");
+
+    let ctx = args.gpu.open()?;
+    let norm = splits.train.normalization();
+    let loader = BatchLoader {
+        data: Arc::new(splits.train),
+        batch_size: args.batch_size,
+        shuffle: true,
+        augment: Augment {
+            crop_padding: args.crop_padding,
+            horizontal_flip: args.hflip,
+        },
+        norm: norm.clone(),
+        seed: args.seed,
+        prefetch: 3,
+    };
+    let test_loader = BatchLoader {
+        data: Arc::new(splits.test),
+        shuffle: false,
+        augment: Augment::default(),
+        ..loader.clone()
+    };
+
+    let initial = match (&args.weights, args.resume) {
+        (_, true) => load_weights(&last_path, &cfg)
+            .with_context(|| format!("cannot resume from {}", last_path.display()))?,
+        (Some(w), false) => load_weights(w, &cfg)?,
+        (None, false) => init_state(&cfg, args.seed),
+    };
+    let mut store = ParamStore::new(&ctx, &cfg, &initial)?;
+    let opt_config = AdamW {
+        weight_decay: args.weight_decay,
+        max_grad_norm: args.clip_grad,
+        ..AdamW::default()
+    };
+    let mut optimizer = Optimizer::new(&ctx, &store, opt_config)?;
+    let mut first_epoch = 0;
+    let mut best = 0.0;
+    if args.resume {
+        optimizer.load_from(&ctx, &initial)?;
+        first_epoch = meta_usize(&initial, "train.epochs_done");
+        best = initial
+            .metadata
+            .get("train.best_accuracy")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+    }
+    let mut model = Model::new(&cfg, args.batch_size)?;
+
+    let mut teacher_parts = match &args.teacher {
+        Some(path) => {
+            let sd = StateDict::read(path)?;
+            let tcfg = sd.config(path)?.with_context(|| {
+                format!(
+                    "{}: a teacher needs a bitspike checkpoint (config in its metadata)",
+                    path.display()
+                )
+            })?;
+            sd.check(&tcfg, path)?;
+            Some((
+                Model::new(&tcfg, args.batch_size)?,
+                ParamStore::new(&ctx, &tcfg, &sd)?,
+            ))
+        }
+        None => None,
+    };
+
+    let steps = loader.batches();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Ctrl-C finishes the current step and stops; the last checkpoint is a complete epoch.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let trainer = Trainer {
+        ctx: &ctx,
+        loader,
+        test_loader: test_loader.clone(),
+        schedule: CosineSchedule {
+            lr: args.lr,
+            min_lr: args.min_lr,
+            warmup_lr: args.min_lr,
+            warmup_steps: (args.warmup_epochs * steps as f32) as usize,
+            total_steps: args.epochs * steps,
+        },
+        label_smoothing: args.label_smoothing,
+        report_every: args.report_every.max(1),
+        stop: stop.clone(),
+    };
+    if !args.json {
+        eprintln!(
+            "training {} on {} ({} train / {} test images, {}) on {}; run directory {}",
+            args.model.model.as_deref().unwrap_or("model"),
+            args.data.display(),
+            trainer.loader.data.len(),
+            test_loader.data.len(),
+            splits.format,
+            ctx.adapter.name,
+            out.display()
+        );
+    }
+    for epoch in first_epoch..args.epochs {
+        let bar = (!args.json).then(|| {
+            let bar = indicatif::ProgressBar::new(steps as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
+            bar
+        });
+        let start = std::time::Instant::now();
+        let mut teacher = teacher_parts.as_mut().map(|(m, s)| Teacher {
+            model: m,
+            store: s,
+            kind: match args.distill {
+                DistillKind::Hard => Distillation::Hard,
+                DistillKind::Soft => Distillation::Soft { tau: args.tau },
+            },
+        });
+        let outcome = trainer.train_epoch(
+            epoch,
+            &mut model,
+            &mut store,
+            &mut optimizer,
+            teacher.as_mut(),
+            |p| {
+                if let Some(bar) = &bar {
+                    bar.set_position(p.step as u64);
+                    bar.set_message(format!(
+                        "loss {:.4} acc {:.2}% {:.1} img/s",
+                        p.loss,
+                        100.0 * p.accuracy,
+                        p.images_per_second
+                    ));
+                }
+            },
+        )?;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        if outcome.interrupted {
+            eprintln!(
+                "interrupted: the last checkpoint ({}) holds the last complete epoch",
+                last_path.display()
+            );
+            return Ok(());
+        }
+        let (top1, top5) = evaluate(&ctx, &mut model, &mut store, &test_loader)?;
+        let report = EpochReport {
+            epoch: epoch + 1,
+            train_loss: outcome.loss,
+            train_accuracy: outcome.accuracy,
+            test_accuracy: top1,
+            test_top5: top5,
+            images_per_second: outcome.images_per_second,
+            lr: trainer.schedule.at((epoch + 1) * steps),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        // The checkpoint: weights (reference names), optimizer state, epoch, best so far.
+        best = f64::max(best, top1);
+        let mut sd = store.to_state_dict(&ctx)?;
+        sd.metadata
+            .insert("train.epochs_done".into(), (epoch + 1).to_string());
+        sd.metadata
+            .insert("train.best_accuracy".into(), best.to_string());
+        sd.metadata
+            .insert("data.normalization".into(), serde_json::to_string(&norm)?);
+        sd.metadata.insert(
+            "data.classes".into(),
+            serde_json::to_string(&trainer.loader.data.classes)?,
+        );
+        if top1 >= best {
+            sd.write(&best_path)?;
+        }
+        optimizer.save_into(&ctx, &mut sd)?;
+        sd.write(&last_path)?;
+        let mut log = std::fs::read(&metrics_path).unwrap_or_default();
+        log.extend(serde_json::to_string(&report)?.bytes());
+        log.push(b'\n');
+        write_atomic(&metrics_path, &log)?;
+        if args.json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}% (top-5 {:.2}%), {:.1} img/s, {:.0} s",
+                report.epoch,
+                args.epochs,
+                report.train_loss,
+                100.0 * report.train_accuracy,
+                100.0 * report.test_accuracy,
+                100.0 * report.test_top5,
+                report.images_per_second,
+                report.seconds
+            );
+        }
+    }
+    if !args.json {
+        println!(
+            "best test accuracy {:.2}%; checkpoints in {}",
+            100.0 * best,
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn meta_usize(sd: &StateDict, key: &str) -> usize {
+    sd.metadata
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
