@@ -96,6 +96,27 @@ pub fn matmul(ctx: &GpuContext, a: &Tensor, b: &Tensor, form: MatmulForm) -> Res
     Ok(c)
 }
 
+/// Split-K for `A^T B` with few output tiles and a long K (weight gradients, whose K is
+/// every pixel of every image): that many K-chunks run as a batch of matmuls into partial
+/// products, then one channel sum adds them, instead of one workgroup walking all of K.
+fn split_k_chunks(
+    ctx: &GpuContext,
+    form: MatmulForm,
+    m: usize,
+    n: usize,
+    k: usize,
+    batch: usize,
+) -> usize {
+    let (_, tile_rows, tile_cols) = kernel_and_tile(ctx);
+    let tiles = batch * m.div_ceil(tile_rows) * n.div_ceil(tile_cols);
+    if form != MatmulForm::AtB || batch != 1 || tiles >= 64 || k < 8192 {
+        return 1;
+    }
+    // Chunks of at least 1024 along K, enough of them to fill the device, dividing K.
+    let want = (256 / tiles).clamp(2, k / 1024);
+    (2..=want).rev().find(|c| k % c == 0).unwrap_or(1)
+}
+
 /// `c = op(a) op(b)`, or `c += op(a) op(b)` when `accumulate`.
 pub fn matmul_into(
     ctx: &GpuContext,
@@ -113,6 +134,24 @@ pub fn matmul_into(
         vec![m, n]
     };
     c.expect(OP, &want, DType::F32)?;
+    let chunks = split_k_chunks(ctx, form, m, n, k, batch);
+    if chunks > 1 {
+        // A [K, M] and B [K, N] are contiguous in K: a batch of [K / chunks, M] x
+        // [K / chunks, N] products, summed over the batch into C.
+        let kc = k / chunks;
+        let parts = matmul(
+            ctx,
+            &a.reshape(&[chunks, kc, m])?,
+            &b.reshape(&[chunks, kc, n])?,
+            MatmulForm::AtB,
+        )?;
+        return super::channel_sum_into(
+            ctx,
+            &parts.reshape(&[chunks, m * n])?,
+            &c.reshape(&[m * n])?,
+            accumulate,
+        );
+    }
     let b_shared = b.shape().len() == 2;
     to_u32(OP, "output size", batch * m * n)?;
     // The kernel reads vec4s along each operand's stored rows.

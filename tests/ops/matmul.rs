@@ -108,3 +108,35 @@ fn matmul_rejects_mismatched_shapes() {
         "{err}"
     );
 }
+
+#[test]
+fn weight_gradient_shapes_split_k_and_still_match() {
+    // A^T B with a long K and a small output (a first-layer weight gradient) runs as
+    // split-K partial products plus a sum; K = 3 * 2^13 + 0 divides into chunks.
+    for ctx in contexts() {
+        let mut rng = Rng::new(10);
+        let (m, n, k) = (6, 27, 24576);
+        let a = rng.vec(k * m, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let c0 = rng.vec(m * n, -1.0, 1.0);
+        let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
+        let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
+        let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+        matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
+        let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
+        let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+        assert_close(
+            "split-K AtB accumulate",
+            &ctx.download_f32(&tc).unwrap(),
+            &want,
+            1e-3,
+        );
+        let fresh = matmul(ctx, &ta, &tb, MatmulForm::AtB).unwrap();
+        assert_close(
+            "split-K AtB",
+            &ctx.download_f32(&fresh).unwrap(),
+            &prod,
+            1e-3,
+        );
+    }
+}
