@@ -114,7 +114,7 @@ fn split_k_chunks(
     }
     // Chunks of at least 1024 along K, enough of them to fill the device, dividing K.
     let want = (256 / tiles).clamp(2, k / 1024);
-    (2..=want).rev().find(|c| k % c == 0).unwrap_or(1)
+    (2..=want).rev().find(|c| k.is_multiple_of(*c)).unwrap_or(1)
 }
 
 /// `c = op(a) op(b)`, or `c += op(a) op(b)` when `accumulate`.
