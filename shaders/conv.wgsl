@@ -73,40 +73,32 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>,
     cols[i] = v;
 }
 
-// Eight words per workgroup; invocation (slot, bit) reads one element and ORs its bit
-// into the slot's word in workgroup memory (as pack.wgsl does).
+// One invocation per word of the packed columns, looping over its 32 taps (as
+// pack.wgsl: no workgroup atomics or barriers).
 @group(0) @binding(0) var<storage, read> spikes: array<f32>;        // [images, H, W, C]
 @group(0) @binding(1) var<storage, read_write> bits: array<u32>;    // [chunk * H * W, words_per_row]
 // (binding 2 is `p`)
-
-const WORDS_PER_GROUP: u32 = 8u;
-var<workgroup> words: array<atomic<u32>, WORDS_PER_GROUP>;
 
 @compute @workgroup_size(256)
 fn im2col_bits(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let slot = lid / 32u;
-    let bit = lid % 32u;
-    if (bit == 0u) {
-        atomicStore(&words[slot], 0u);
+    let word = linear_index(wid, nwg, lid);
+    if (word >= p.total) {
+        return;
     }
-    workgroupBarrier();
-    let word = (wid.x + wid.y * nwg.x) * WORDS_PER_GROUP + slot;
-    if (word < p.total) {
-        let row = word / p.words_per_row;
-        let col = (word % p.words_per_row) * 32u + bit;
-        if (col < 9u * p.c) {
-            let t = tap(row, col);
-            if (t.ok && spikes[t.index] > 0.0) {
-                atomicOr(&words[slot], 1u << bit);
-            }
+    let row = word / p.words_per_row;
+    let col = (word % p.words_per_row) * 32u;
+    let k = 9u * p.c;
+    let n = select(0u, min(32u, k - col), col < k);
+    var w = 0u;
+    for (var b = 0u; b < n; b++) {
+        let t = tap(row, col + b);
+        if (t.ok && spikes[t.index] > 0.0) {
+            w |= 1u << b;
         }
     }
-    workgroupBarrier();
-    if (bit == 0u && word < p.total) {
-        bits[word] = atomicLoad(&words[slot]);
-    }
+    bits[word] = w;
 }
 
 @group(0) @binding(0) var<storage, read> dcols: array<f32>;         // [chunk * H * W, 9 C]

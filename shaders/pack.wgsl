@@ -3,8 +3,9 @@
 //   SIGNS = false (spikes): bit = x > 0   ({0,1} spikes)
 //   SIGNS = true  (signs):  bit = x >= 0  (sign(0) is taken as +1, so the unpacked
 //                                          weight is +1 for bit 1 and -1 for bit 0)
-// Each workgroup builds 8 words; invocation (slot, bit) reads one element, so reads are
-// coalesced across the workgroup.
+// One invocation per word, looping over its 32 values: no workgroup atomics or
+// barriers, which CPU drivers run slowly (10x here on lavapipe). GPUs would prefer
+// coalesced reads, one value per invocation (see lif.wgsl's cooperative packing).
 
 override SIGNS: bool = false;
 
@@ -18,34 +19,27 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> bits: array<u32>; // [rows, words_per_row]
 @group(0) @binding(2) var<uniform> p: Params;
 
-const WORDS_PER_GROUP: u32 = 8u;
-var<workgroup> words: array<atomic<u32>, WORDS_PER_GROUP>;
+const WG: u32 = 256u;
 
 @compute @workgroup_size(256)
 fn pack(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let slot = lid / 32u;
-    let bit = lid % 32u;
-    if (bit == 0u) {
-        atomicStore(&words[slot], 0u);
+    let word = (wid.x + wid.y * nwg.x) * WG + lid;
+    if (word >= p.rows * p.words_per_row) {
+        return;
     }
-    workgroupBarrier();
-    let word = (wid.x + wid.y * nwg.x) * WORDS_PER_GROUP + slot;
-    let total = p.rows * p.words_per_row;
-    if (word < total) {
-        let row = word / p.words_per_row;
-        let col = (word % p.words_per_row) * 32u + bit;
-        if (col < p.k) {
-            let v = x[row * p.k + col];
-            let on = select(v > 0.0, v >= 0.0, SIGNS);
-            if (on) {
-                atomicOr(&words[slot], 1u << bit);
-            }
+    let row = word / p.words_per_row;
+    let col = (word % p.words_per_row) * 32u;
+    // Values of this word inside the row (0 for the padding words of the last group).
+    let n = select(0u, min(32u, p.k - col), col < p.k);
+    let base = row * p.k + col;
+    var w = 0u;
+    for (var b = 0u; b < n; b++) {
+        let v = x[base + b];
+        if (select(v > 0.0, v >= 0.0, SIGNS)) {
+            w |= 1u << b;
         }
     }
-    workgroupBarrier();
-    if (bit == 0u && word < total) {
-        bits[word] = atomicLoad(&words[slot]);
-    }
+    bits[word] = w;
 }

@@ -67,7 +67,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         What::Lif => bench_lif(&ctx, &args),
         What::Attention => bench_attention(&ctx, &args),
         What::Model => bench_model(&ctx, &args),
+    }?;
+    // With BITSPIKE_PROFILE set: where the time went, kernel by kernel.
+    for (name, count, seconds) in ctx.profile_report() {
+        eprintln!("profile {name:<44} {count:>8} dispatches {:>10.3} s", seconds);
     }
+    Ok(())
 }
 
 fn shapes_or(

@@ -161,6 +161,9 @@ pub struct GpuContext {
     pending: Mutex<Option<wgpu::CommandEncoder>>,
     pub(crate) kernels: crate::gpu::kernels::PipelineCache,
     pub(crate) pool: crate::gpu::tensor::BufferPool,
+    /// Per-kernel (dispatches, seconds) when BITSPIKE_PROFILE is set: each dispatch then
+    /// runs alone and is waited for, so the figures locate time, at the cost of speed.
+    pub(crate) profile: Option<Mutex<std::collections::HashMap<String, (u64, f64)>>>,
 }
 
 impl GpuContext {
@@ -223,6 +226,7 @@ impl GpuContext {
             pending: Mutex::new(None),
             kernels: Default::default(),
             pool: Default::default(),
+            profile: std::env::var_os("BITSPIKE_PROFILE").map(|_| Mutex::default()),
         })
     }
 
@@ -263,6 +267,19 @@ impl GpuContext {
                 message: e.to_string(),
             })?;
         self.check_errors("GPU work")
+    }
+
+    /// Kernel profile (name, dispatches, seconds), slowest first, when BITSPIKE_PROFILE is
+    /// set; empty otherwise.
+    pub fn profile_report(&self) -> Vec<(String, u64, f64)> {
+        let Some(p) = &self.profile else {
+            return Vec::new();
+        };
+        let map = p.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<(String, u64, f64)> =
+            map.iter().map(|(k, (n, s))| (k.clone(), *n, *s)).collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v
     }
 
     /// Turn errors captured since the last check into a `Result`.

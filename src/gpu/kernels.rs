@@ -326,6 +326,13 @@ impl GpuContext {
             layout: &cached.layout,
             entries: &entries,
         });
+        let started = match &self.profile {
+            Some(_) => {
+                self.sync()?;
+                Some(std::time::Instant::now())
+            }
+            None => None,
+        };
         self.record(|enc| {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel.entry),
@@ -335,6 +342,14 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         });
+        if let (Some(profile), Some(started)) = (&self.profile, started) {
+            self.sync()?;
+            let name = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+            let mut map = profile.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = map.entry(name).or_default();
+            entry.0 += 1;
+            entry.1 += started.elapsed().as_secs_f64();
+        }
         Ok(())
     }
 }

@@ -212,7 +212,7 @@ impl Conv3x3 {
             &[],
             &[x, &bits],
             &params,
-            grid_1d(ctx, words.div_ceil(8) as u64)?,
+            grid_1d(ctx, words.div_ceil(256) as u64)?,
         )?;
         Ok(bits)
     }

@@ -45,7 +45,7 @@ pub fn pack_bits(ctx: &GpuContext, x: &Tensor, mode: PackMode) -> Result<Tensor>
         &[("SIGNS", signs)],
         &[x, &out],
         &params,
-        grid_1d(ctx, words.div_ceil(8) as u64)?,
+        grid_1d(ctx, words.div_ceil(256) as u64)?,
     )?;
     Ok(out)
 }
