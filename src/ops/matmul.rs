@@ -109,11 +109,11 @@ fn split_k_chunks(
 ) -> usize {
     let (_, tile_rows, tile_cols) = kernel_and_tile(ctx);
     let tiles = batch * m.div_ceil(tile_rows) * n.div_ceil(tile_cols);
-    if form != MatmulForm::AtB || batch != 1 || tiles >= 64 || k < 8192 {
+    if form != MatmulForm::AtB || batch != 1 || tiles >= 64 || k < 2048 {
         return 1;
     }
-    // Chunks of at least 1024 along K, enough of them to fill the device, dividing K.
-    let want = (256 / tiles).clamp(2, k / 1024);
+    // Chunks of at least 512 along K, enough of them to fill the device, dividing K.
+    let want = (256 / tiles).clamp(2, k / 512);
     (2..=want).rev().find(|c| k.is_multiple_of(*c)).unwrap_or(1)
 }
 
