@@ -196,6 +196,45 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
     assert_eq!(report["epoch"], 2);
     let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2);
+    // The best checkpoint evaluates with its stored config and normalization.
+    let best = run.join("best.safetensors");
+    let out = bitspike(
+        &[
+            "eval",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "16",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["images"], 16);
+    assert!(report["top5"].as_f64().unwrap() >= report["top1"].as_f64().unwrap());
+    // A truncated checkpoint is one clear error line.
+    let bytes = std::fs::read(&best).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = bitspike(
+        &[
+            "eval",
+            "--checkpoint",
+            cut.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cut.safetensors") && stderr(&out).contains("truncated"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

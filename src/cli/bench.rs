@@ -70,7 +70,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }?;
     // With BITSPIKE_PROFILE set: where the time went, kernel by kernel.
     for (name, count, seconds) in ctx.profile_report() {
-        eprintln!("profile {name:<44} {count:>8} dispatches {:>10.3} s", seconds);
+        eprintln!(
+            "profile {name:<44} {count:>8} dispatches {:>10.3} s",
+            seconds
+        );
     }
     Ok(())
 }

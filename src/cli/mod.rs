@@ -1,6 +1,7 @@
 //! Command-line interface: one file per subcommand.
 
 mod bench;
+mod eval;
 mod info;
 mod train;
 
@@ -28,6 +29,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train a model preset on a dataset.
     Train(train::TrainArgs),
+    /// Accuracy and throughput of a checkpoint on a dataset's test split.
+    Eval(eval::EvalArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -121,6 +124,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

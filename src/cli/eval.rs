@@ -1,0 +1,114 @@
+//! `bitspike eval`: accuracy (top-1, top-5) and throughput of a checkpoint on a dataset's
+//! test split.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{print_json, GpuArgs, ModelArgs};
+use bitspike::data::{self, Augment, BatchLoader, Normalization};
+use bitspike::nn::{Model, ParamStore, StateDict};
+use bitspike::train::evaluate;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// A bitspike checkpoint (its config in the metadata), or a plain state_dict with
+    /// --model PRESET.
+    #[arg(long, alias = "weights")]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Dataset directory (its test split is evaluated).
+    #[arg(long, default_value = "assets/mnist-mini")]
+    data: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct EvalReport {
+    checkpoint: String,
+    images: usize,
+    top1: f64,
+    top5: f64,
+    images_per_second: f64,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let sd = StateDict::read(&args.checkpoint)?;
+    let cfg = match args.model.config()? {
+        Some(cfg) => cfg,
+        None => sd.config(&args.checkpoint)?.with_context(|| {
+            format!(
+                "{} carries no model config: pass --model PRESET",
+                args.checkpoint.display()
+            )
+        })?,
+    };
+    sd.check(&cfg, &args.checkpoint)?;
+    let splits = data::open(&args.data)?;
+    let test = splits.test;
+    if test.is_empty() {
+        anyhow::bail!("{}: the test split is empty", args.data.display());
+    }
+    if (test.channels, test.height, test.width) != (cfg.in_channels, cfg.image_size, cfg.image_size)
+    {
+        anyhow::bail!(
+            "{} holds {}x{}x{} images but the model expects {}x{}x{}",
+            args.data.display(),
+            test.channels,
+            test.height,
+            test.width,
+            cfg.in_channels,
+            cfg.image_size,
+            cfg.image_size
+        );
+    }
+    // The training statistics stored in the checkpoint, else the data's own.
+    let norm: Normalization = match sd.metadata.get("data.normalization") {
+        Some(json) => serde_json::from_str(json)
+            .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?,
+        None => splits.train.normalization(),
+    };
+    let ctx = args.gpu.open()?;
+    let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
+    let mut model = Model::new(&cfg, args.batch_size)?;
+    let loader = BatchLoader {
+        data: Arc::new(test),
+        batch_size: args.batch_size,
+        shuffle: false,
+        augment: Augment::default(),
+        norm,
+        seed: 0,
+        prefetch: 3,
+    };
+    let start = Instant::now();
+    let (top1, top5) = evaluate(&ctx, &mut model, &mut store, &loader)?;
+    let report = EvalReport {
+        checkpoint: args.checkpoint.display().to_string(),
+        images: loader.data.len(),
+        top1,
+        top5,
+        images_per_second: loader.data.len() as f64 / start.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        println!(
+            "{}: top-1 {:.2}%, top-5 {:.2}% on {} images, {:.1} images/s",
+            report.checkpoint,
+            100.0 * top1,
+            100.0 * top5,
+            report.images,
+            report.images_per_second
+        );
+    }
+    Ok(())
+}
