@@ -235,19 +235,16 @@ impl Bestformer {
         let dy = layers::lif_backward(ctx, &dys, &a.y_h, t, &self.attn_lif)?;
         let g = attention::binary_attention_backward(ctx, &dy, &a.attn)?;
         ops::axpy_into(ctx, &self.lambda(ctx, store, blk, true)?, &g.dlambda, 1.0)?;
-        let mut ds: Option<Tensor> = None;
-        for (name, unit, d) in [("q", &a.q, &g.dq), ("k", &a.k, &g.dk), ("v", &a.v, &g.dv)] {
-            let dsp = ops::merge_heads(ctx, d)?;
-            let w = Weight::linear(&format!("{p}.{name}_conv"), false);
-            let bn = format!("{p}.{name}_bn");
-            let d =
-                unit_backward(ctx, store, &w, &bn, lif, unit, &dsp, true)?.expect("asked for dx");
-            match &ds {
-                Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,
-                None => ds = Some(d),
-            }
-        }
-        let ds = ds.expect("three branches");
+        let ds = layers::qkv_backward(
+            ctx,
+            store,
+            &p,
+            "_conv",
+            false,
+            lif,
+            [&a.q, &a.k, &a.v],
+            [&g.dq, &g.dk, &g.dv],
+        )?;
         layers::lif_backward(ctx, &ds, &a.h, t, &self.lif)
     }
 

@@ -320,3 +320,32 @@ pub fn unit_backward(
     let dz = bn_backward(ctx, store, bn, &saved.z, saved.stats.as_ref(), &dy)?;
     weight.backward(ctx, store, &saved.x, &dz, need_dx)
 }
+
+/// Backward of the three q/k/v branches (conv or linear `{prefix}.{q,k,v}{suffix}`, BN
+/// `{prefix}.{q,k,v}_bn`, LIF) that read one input: their input gradients summed. The
+/// per-branch gradients come in heads-first `[T, B, heads, N, d]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qkv_backward(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    prefix: &str,
+    suffix: &str,
+    bias: bool,
+    lif: Option<(&LifConfig, usize)>,
+    saved: [&UnitSaved; 3],
+    grads: [&Tensor; 3],
+) -> Result<Tensor> {
+    let mut dx: Option<Tensor> = None;
+    for ((name, unit), d) in ["q", "k", "v"].into_iter().zip(saved).zip(grads) {
+        let d_tokens = ops::merge_heads(ctx, d)?;
+        let w = Weight::linear(&format!("{prefix}.{name}{suffix}"), bias);
+        let bn = format!("{prefix}.{name}_bn");
+        let d =
+            unit_backward(ctx, store, &w, &bn, lif, unit, &d_tokens, true)?.expect("asked for dx");
+        match &dx {
+            Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,
+            None => dx = Some(d),
+        }
+    }
+    Ok(dx.expect("three branches"))
+}

@@ -313,19 +313,16 @@ impl Spikformer {
         let dys = ops::split_heads(ctx, &dys, heads)?;
         let dy = layers::lif_backward(ctx, &dys, &a.attn_h, t, &self.attn_lif)?;
         let g = attention::ssa_backward(ctx, &dy, &a.attn)?;
-        let mut dx: Option<Tensor> = None;
-        for (name, unit, d) in [("q", &a.q, &g.dq), ("k", &a.k, &g.dk), ("v", &a.v, &g.dv)] {
-            let ds = ops::merge_heads(ctx, d)?;
-            let w = Weight::linear(&format!("{p}.{name}_linear"), true);
-            let bn = format!("{p}.{name}_bn");
-            let d =
-                unit_backward(ctx, store, &w, &bn, lif, unit, &ds, true)?.expect("asked for dx");
-            match &dx {
-                Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,
-                None => dx = Some(d),
-            }
-        }
-        Ok(dx.expect("three branches"))
+        layers::qkv_backward(
+            ctx,
+            store,
+            &p,
+            "_linear",
+            true,
+            lif,
+            [&a.q, &a.k, &a.v],
+            [&g.dq, &g.dk, &g.dv],
+        )
     }
 
     fn mlp_backward(
