@@ -28,9 +28,7 @@ struct Params {
 
 const ROWS: u32 = 16u;
 const COLS: u32 = 4u;
-// Invocations per workgroup, 4 columns each: 32 (128 columns), or 16 for outputs of at
-// most 64 columns (attention maps), where 32 would leave half the lanes idle.
-override WG: u32 = 32u;
+const WG: u32 = 32u;
 
 fn combine(x: vec4<u32>, y: vec4<u32>) -> vec4<u32> {
     if (MODE == 1u) {
@@ -196,7 +194,7 @@ fn dot_row(counts: vec4<u32>, ones: u32, s: vec4<f32>) -> vec4<f32> {
     return c * s;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(32)
 fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
@@ -232,7 +230,7 @@ fn store_row4(base4: u32, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(32)
 fn binary_matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32,
                       @builtin(subgroup_invocation_id) lane: u32) {
@@ -311,7 +309,7 @@ fn accumulate(acc: Acc, r: Rows, sg: Signs) -> Acc {
                step_real(acc.a14, r.r14, sg), step_real(acc.a15, r.r15, sg));
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(32)
 fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(subgroup_invocation_id) lane: u32) {

@@ -30,9 +30,7 @@ struct Params {
 
 const ROWS: u32 = 16u; // rows of C per workgroup (and per invocation)
 const COLS: u32 = 4u;  // columns of C per invocation
-// Invocations per workgroup, 4 columns each: 32 (128 columns), or 16 for outputs of at
-// most 64 columns (attention maps), where 32 would leave half the lanes idle.
-override WG: u32 = 32u;
+const WG: u32 = 32u;
 
 // Four vec4s, one per k of a step of 4 (kN), or one per row of a 4-row group.
 struct Block {
@@ -118,7 +116,7 @@ fn step(acc: vec4<f32>, row: vec4<f32>, bt: Block) -> vec4<f32> {
     return acc + row.x * bt.k0 + row.y * bt.k1 + row.z * bt.k2 + row.w * bt.k3;
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(32)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(local_invocation_index) lid: u32,
           @builtin(subgroup_invocation_id) lane: u32) {

@@ -36,24 +36,11 @@ const MATMUL_F32_BITS: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
-/// A kernel with the C rows x columns one of its workgroups computes, and the
-/// invocations per workgroup of the subgroup kernels (None for the portable ones).
+/// A kernel with the C rows x columns one of its workgroups computes.
 struct Launch {
     kernel: Kernel,
     tile_rows: usize,
     tile_cols: usize,
-    workgroup: Option<usize>,
-}
-
-/// The launch of a subgroup kernel for an output `n` columns wide.
-fn subgroup_launch(kernel: Kernel, n: usize) -> Launch {
-    let wg = super::matmul::subgroup_workgroup(n);
-    Launch {
-        kernel,
-        tile_rows: 16,
-        tile_cols: 4 * wg,
-        workgroup: Some(wg),
-    }
 }
 
 /// Which values the two packed operands hold.
@@ -170,9 +157,6 @@ fn run(
     let scale_or_unused = ops.scale.unwrap_or(&unused);
     let mut constants = constants.to_vec();
     constants.push(("HAS_SCALE", if ops.scale.is_some() { 1.0 } else { 0.0 }));
-    if let Some(wg) = launch.workgroup {
-        constants.push(("WG", wg as f64));
-    }
     ctx.dispatch(
         launch.kernel,
         &constants,
@@ -209,19 +193,21 @@ pub fn binary_matmul(
     let plan = plan(OP, a, b, scale)?;
     let a_batch_stride = plan.a.rows * words_per_row(plan.a.cols);
     let launch = if ctx.subgroup_kernels {
-        // Whole rows of vec4s: store each row's 4 outputs at once.
-        let kernel = if plan.n % 4 == 0 {
-            BINARY_MATMUL_SUBGROUP_VEC4
-        } else {
-            BINARY_MATMUL_SUBGROUP
-        };
-        subgroup_launch(kernel, plan.n)
+        Launch {
+            // Whole rows of vec4s: store each row's 4 outputs at once.
+            kernel: if plan.n % 4 == 0 {
+                BINARY_MATMUL_SUBGROUP_VEC4
+            } else {
+                BINARY_MATMUL_SUBGROUP
+            },
+            tile_rows: 16,
+            tile_cols: 128,
+        }
     } else {
         Launch {
             kernel: BINARY_MATMUL,
             tile_rows: 64,
             tile_cols: 64,
-            workgroup: None,
         }
     };
     let operands = Operands {
@@ -253,14 +239,17 @@ pub fn matmul_f32_bits(
     let plan = plan(OP, x, b, scale)?;
     let (launch, x) = if ctx.subgroup_kernels {
         // The subgroup kernel reads rows of X as vec4s: pad them to a multiple of 4.
-        let launch = subgroup_launch(MATMUL_F32_BITS_SUBGROUP, plan.n);
+        let launch = Launch {
+            kernel: MATMUL_F32_BITS_SUBGROUP,
+            tile_rows: 16,
+            tile_cols: 128,
+        };
         (launch, super::copy::pad_last_dim(ctx, x, 4)?)
     } else {
         let launch = Launch {
             kernel: MATMUL_F32_BITS,
             tile_rows: 64,
             tile_cols: 64,
-            workgroup: None,
         };
         (launch, x.clone())
     };

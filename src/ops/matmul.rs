@@ -18,21 +18,11 @@ const MATMUL_SUBGROUP: Kernel = Kernel {
 };
 
 /// The kernel for this adapter and the C rows x columns one of its workgroups computes.
-fn kernel_and_tile(ctx: &GpuContext, n: usize) -> (Kernel, usize, usize) {
+fn kernel_and_tile(ctx: &GpuContext) -> (Kernel, usize, usize) {
     if ctx.subgroup_kernels {
-        (MATMUL_SUBGROUP, 16, 4 * subgroup_workgroup(n))
+        (MATMUL_SUBGROUP, 16, 128)
     } else {
         (MATMUL, 64, 32)
-    }
-}
-
-/// Invocations per workgroup of the subgroup matmuls for an output `n` columns wide:
-/// 16 (64 columns) for narrow outputs such as attention maps, else 32.
-pub(crate) fn subgroup_workgroup(n: usize) -> usize {
-    if n <= 64 {
-        16
-    } else {
-        32
     }
 }
 
@@ -117,7 +107,7 @@ fn split_k_chunks(
     k: usize,
     batch: usize,
 ) -> usize {
-    let (_, tile_rows, tile_cols) = kernel_and_tile(ctx, n);
+    let (_, tile_rows, tile_cols) = kernel_and_tile(ctx);
     let tiles = batch * m.div_ceil(tile_rows) * n.div_ceil(tile_cols);
     if form != MatmulForm::AtB || batch != 1 || tiles >= 64 || k < 2048 {
         return 1;
@@ -189,18 +179,14 @@ pub fn matmul_into(
         },
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let (kernel, tile_rows, tile_cols) = kernel_and_tile(ctx, n);
-    let mut constants = vec![
-        ("TRANS_A", flag(form == MatmulForm::AtB)),
-        ("TRANS_B", flag(form == MatmulForm::ABt)),
-        ("ACCUMULATE", flag(accumulate)),
-    ];
-    if ctx.subgroup_kernels {
-        constants.push(("WG", subgroup_workgroup(n) as f64));
-    }
+    let (kernel, tile_rows, tile_cols) = kernel_and_tile(ctx);
     ctx.dispatch(
         kernel,
-        &constants,
+        &[
+            ("TRANS_A", flag(form == MatmulForm::AtB)),
+            ("TRANS_B", flag(form == MatmulForm::ABt)),
+            ("ACCUMULATE", flag(accumulate)),
+        ],
         &[&a, &b, c],
         &params,
         [
