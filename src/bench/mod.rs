@@ -70,3 +70,43 @@ pub fn time_iterations(
     samples.sort_by(|a, b| a.total_cmp(b));
     Ok(samples[samples.len() / 2])
 }
+
+/// Median seconds per iteration of each workload, measured in interleaved rounds (each
+/// round times every workload once, batched like `time_iterations`), so that a ratio
+/// between two of them sees the same machine conditions even when these drift.
+pub fn time_interleaved(
+    ctx: &GpuContext,
+    min_time: Duration,
+    min_rounds: usize,
+    runs: &mut [&mut dyn FnMut() -> Result<()>],
+) -> Result<Vec<f64>> {
+    let mut reps = Vec::with_capacity(runs.len());
+    for run in runs.iter_mut() {
+        run()?; // first use builds pipelines
+        ctx.sync()?;
+        let t = Instant::now();
+        run()?;
+        ctx.sync()?;
+        let one = t.elapsed().as_secs_f64().max(1e-7);
+        reps.push(((0.01 / one).ceil() as usize).clamp(1, 1000));
+    }
+    let mut samples = vec![Vec::new(); runs.len()];
+    let start = Instant::now();
+    while samples[0].len() < min_rounds || start.elapsed() < min_time {
+        for (i, run) in runs.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..reps[i] {
+                run()?;
+            }
+            ctx.sync()?;
+            samples[i].push(t.elapsed().as_secs_f64() / reps[i] as f64);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(|a, b| a.total_cmp(b));
+            s[s.len() / 2]
+        })
+        .collect())
+}

@@ -9,7 +9,7 @@ use bitspike::bench::attention::{self, AttentionKernel, AttentionPass, Attention
 use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
 use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
 use bitspike::bench::model::{self as model_bench, ModelPass, ModelWorkload};
-use bitspike::bench::{time_iterations, Measurement};
+use bitspike::bench::{time_interleaved, time_iterations, Measurement};
 use bitspike::GpuContext;
 
 #[derive(Args)]
@@ -130,23 +130,29 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
     let shapes = shapes_or(args, &MODEL_SHAPES)?;
     let min_time = Duration::from_secs_f64(args.min_time);
     for (m, k, n) in shapes {
-        let mut f32_rate = None;
-        for kernel in MatmulKernel::ALL {
-            let work = MatmulWorkload::new(ctx, kernel, m, k, n)?;
-            let seconds = time_iterations(ctx, min_time, 3, || work.run(ctx))?;
-            let rate = work.macs() / seconds / 1e9;
-            let ratio = match kernel {
-                MatmulKernel::F32 => {
-                    f32_rate = Some(rate);
-                    None
-                }
-                _ => f32_rate.map(|f| rate / f),
-            };
+        let works = MatmulKernel::ALL
+            .iter()
+            .map(|&kernel| MatmulWorkload::new(ctx, kernel, m, k, n))
+            .collect::<bitspike::Result<Vec<_>>>()?;
+        // Interleaved rounds: the ratios compare kernels timed under the same conditions.
+        let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
+            .iter()
+            .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
+            .collect();
+        let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
+            .iter_mut()
+            .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
+            .collect();
+        let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+        let f32_rate = works[0].macs() / seconds[0] / 1e9;
+        for (work, &secs) in works.iter().zip(&seconds) {
+            let rate = work.macs() / secs / 1e9;
+            let ratio = (work.kernel != MatmulKernel::F32).then(|| rate / f32_rate);
             report(
                 &Measurement {
-                    kernel: kernel.name().into(),
+                    kernel: work.kernel.name().into(),
                     shape: work.shape(),
-                    seconds,
+                    seconds: secs,
                     rate,
                     unit: "GMAC/s",
                     ratio,
