@@ -215,6 +215,70 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
     let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(report["images"], 16);
     assert!(report["top5"].as_f64().unwrap() >= report["top1"].as_f64().unwrap());
+    // Inference on image files: a grey PNG, an RGB JPEG of another size, a corrupt file.
+    let png = dir.path().join("digit.png");
+    image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if (x + y) % 7 < 3 { 255 } else { 0 }])
+    })
+    .save(&png)
+    .unwrap();
+    let jpg = dir.path().join("photo.jpg");
+    image::RgbImage::from_fn(40, 30, |x, _| image::Rgb([(x * 6) as u8, 100, 50]))
+        .save(&jpg)
+        .unwrap();
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--json",
+            "--topk",
+            "3",
+            png.to_str().unwrap(),
+            jpg.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["topk"].as_array().unwrap().len(), 3);
+        assert_eq!(r["logits"].as_array().unwrap().len(), 10);
+        let p: f64 = r["topk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .sum();
+        assert!(p > 0.0 && p <= 1.0 + 1e-5);
+    }
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnope").unwrap();
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            png.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success(), "a bad image fails the command");
+    assert!(
+        stdout(&out).contains("digit.png"),
+        "the good image still ran: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("broken.png") && stderr(&out).contains("1 of 2 images"),
+        "{}",
+        stderr(&out)
+    );
     // A truncated checkpoint is one clear error line.
     let bytes = std::fs::read(&best).unwrap();
     let cut = dir.path().join("cut.safetensors");

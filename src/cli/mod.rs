@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod infer;
 mod info;
 mod train;
 
@@ -31,6 +32,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Accuracy and throughput of a checkpoint on a dataset's test split.
     Eval(eval::EvalArgs),
+    /// Classify image files with a checkpoint: top-k classes per image.
+    Infer(infer::InferArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -125,6 +128,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Infer(args) => infer::run(args),
     }
 }
 

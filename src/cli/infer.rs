@@ -1,0 +1,159 @@
+//! `bitspike infer`: run a checkpoint on image files and print each image's top-k classes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{print_json, GpuArgs, ModelArgs};
+use bitspike::data::Normalization;
+use bitspike::nn::{combine_heads, Classifier, Model, ModelConfig, ParamStore, StateDict};
+
+#[derive(Args)]
+pub struct InferArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// A bitspike checkpoint, or a plain state_dict with --model PRESET.
+    #[arg(long, alias = "weights")]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Image files (PNG, JPEG, BMP, GIF, WebP).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    topk: usize,
+    /// Per-channel normalization mean (comma-separated), for checkpoints that carry none.
+    #[arg(long, value_delimiter = ',')]
+    mean: Vec<f32>,
+    #[arg(long, value_delimiter = ',')]
+    std: Vec<f32>,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// One JSON object per image: path, top-k (class, probability) and the raw logits.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The image as the model's input: grey or RGB, resized so the short side fits, centre
+/// cropped, channel-planar in [0, 1] units normalized.
+fn load_image(path: &Path, cfg: &ModelConfig, norm: &Normalization) -> anyhow::Result<Vec<f32>> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: cannot decode image", path.display()))?;
+    let s = cfg.image_size as u32;
+    let img = img.resize_to_fill(s, s, image::imageops::FilterType::Triangle);
+    let plane = (s * s) as usize;
+    let mut out = vec![0f32; cfg.in_channels * plane];
+    if cfg.in_channels == 1 {
+        for (i, p) in img.to_luma8().pixels().enumerate() {
+            out[i] = (p[0] as f32 / 255.0 - norm.mean[0]) / norm.std[0];
+        }
+    } else {
+        for (i, p) in img.to_rgb8().pixels().enumerate() {
+            for c in 0..cfg.in_channels.min(3) {
+                out[c * plane + i] = (p[c] as f32 / 255.0 - norm.mean[c]) / norm.std[c];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn softmax(z: &[f32]) -> Vec<f32> {
+    let m = z.iter().copied().fold(f32::MIN, f32::max);
+    let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+pub fn run(args: InferArgs) -> anyhow::Result<()> {
+    let sd = StateDict::read(&args.checkpoint)?;
+    let cfg = match args.model.config()? {
+        Some(cfg) => cfg,
+        None => sd.config(&args.checkpoint)?.with_context(|| {
+            format!(
+                "{} carries no model config: pass --model PRESET",
+                args.checkpoint.display()
+            )
+        })?,
+    };
+    sd.check(&cfg, &args.checkpoint)?;
+    let norm = if !args.mean.is_empty() || !args.std.is_empty() {
+        Normalization {
+            mean: args.mean.clone(),
+            std: args.std.clone(),
+        }
+    } else if let Some(json) = sd.metadata.get("data.normalization") {
+        serde_json::from_str(json)
+            .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?
+    } else {
+        anyhow::bail!(
+            "{} carries no normalization statistics: pass --mean and --std (one value per \
+             input channel)",
+            args.checkpoint.display()
+        );
+    };
+    if norm.mean.len() != cfg.in_channels || norm.std.len() != cfg.in_channels {
+        anyhow::bail!("--mean and --std need {} values each", cfg.in_channels);
+    }
+    let classes: Vec<String> = sd
+        .metadata
+        .get("data.classes")
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| (0..cfg.classes).map(|c| c.to_string()).collect());
+
+    // Decode everything first: a bad file is reported, the others still run.
+    let mut inputs = Vec::new();
+    let mut failures = Vec::new();
+    for path in &args.images {
+        match load_image(path, &cfg, &norm) {
+            Ok(x) => inputs.push((path.clone(), x)),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    if !inputs.is_empty() {
+        let ctx = args.gpu.open()?;
+        let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
+        let mut model = Model::new(&cfg, args.batch_size.max(1))?;
+        let s = cfg.image_size;
+        for chunk in inputs.chunks(args.batch_size.max(1)) {
+            let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
+            let images = ctx.upload_f32(&flat, &[chunk.len(), cfg.in_channels, s, s])?;
+            let logits = combine_heads(&ctx, &model.forward(&ctx, &mut store, &images, false)?)?;
+            let values = ctx.download_f32(&logits)?;
+            for ((path, _), row) in chunk.iter().zip(values.chunks(cfg.classes)) {
+                let p = softmax(row);
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
+                order.truncate(args.topk.max(1));
+                let name = |c: usize| classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+                if args.json {
+                    print_json(&serde_json::json!({
+                        "path": path.display().to_string(),
+                        "topk": order.iter().map(|&c| serde_json::json!({"class": name(c), "index": c, "probability": p[c]})).collect::<Vec<_>>(),
+                        "logits": row,
+                    }))?;
+                } else {
+                    let best: Vec<String> = order
+                        .iter()
+                        .map(|&c| format!("{} {:.1}%", name(c), 100.0 * p[c]))
+                        .collect();
+                    println!("{}: {}", path.display(), best.join(", "));
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        anyhow::bail!(
+            "{} of {} images could not be read: {}",
+            failures.len(),
+            args.images.len(),
+            failures.join("; ")
+        );
+    }
+    Ok(())
+}
