@@ -165,3 +165,43 @@ fn failed_write_leaves_no_file() {
         "no temporary file left behind"
     );
 }
+
+#[test]
+fn packed_tensors_round_trip_and_are_checked() {
+    use bitspike::nn::checkpoint::PackedTensor;
+    let cfg = ModelConfig::preset("bestformer-2-64").unwrap();
+    let mut sd = init_state(&cfg, 2);
+    let name = "block.0.mlp.mlp1_conv.weight"; // [256, 64, 1, 1]: K = 64, 4 words a row
+    sd.tensors.remove(name);
+    sd.packed.insert(
+        name.into(),
+        PackedTensor {
+            shape: vec![256, 64, 1, 1],
+            words: (0..256 * 4u32)
+                .map(|i| i.wrapping_mul(2_654_435_761))
+                .collect(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.safetensors");
+    sd.write(&path).unwrap();
+    let back = StateDict::read(&path).unwrap();
+    assert_eq!(back.packed, sd.packed);
+    assert!(back.metadata["bitspike.packing"].contains("least significant bit first"));
+    back.check(&cfg, &path).unwrap();
+    let mut short = back.clone();
+    short.packed.get_mut(name).unwrap().words.pop();
+    let err = short.check(&cfg, &path).unwrap_err().to_string();
+    assert!(err.contains(name) && err.contains("words"), "{err}");
+    let mut float_as_packed = back.clone();
+    let bias = float_as_packed.tensors.remove("head.bias").unwrap();
+    float_as_packed.packed.insert(
+        "head.bias".into(),
+        PackedTensor {
+            shape: bias.shape,
+            words: vec![0; 4],
+        },
+    );
+    let err = float_as_packed.check(&cfg, &path).unwrap_err().to_string();
+    assert!(err.contains("head.bias"), "{err}");
+}

@@ -279,6 +279,45 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         "{}",
         stderr(&out)
     );
+    // A packed export gives the same logits, at a fraction of the size.
+    let packed = dir.path().join("packed.safetensors");
+    let out = bitspike(
+        &[
+            "export",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--packed",
+            packed.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        std::fs::metadata(&packed).unwrap().len() * 4 < std::fs::metadata(&best).unwrap().len()
+    );
+    let logits = |ckpt: &std::path::Path| {
+        let out = bitspike(
+            &[
+                "infer",
+                "--checkpoint",
+                ckpt.to_str().unwrap(),
+                "--json",
+                png.to_str().unwrap(),
+                jpg.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["logits"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        logits(&packed),
+        logits(&best),
+        "packed export: identical logits"
+    );
     // A truncated checkpoint is one clear error line.
     let bytes = std::fs::read(&best).unwrap();
     let cut = dir.path().join("cut.safetensors");
@@ -299,6 +338,28 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn packed_export_of_bestformer_4_384_is_at_most_1_5_mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("b.safetensors");
+    let out = bitspike(
+        &[
+            "export",
+            "--model",
+            "bestformer-4-384",
+            "--packed",
+            out_path.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::metadata(&out_path).unwrap().len();
+    assert!(bytes <= 1_500_000, "{bytes} bytes");
+    let report: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["binary_tensors"], 28);
 }
 
 #[test]

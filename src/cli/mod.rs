@@ -2,6 +2,7 @@
 
 mod bench;
 mod eval;
+mod export;
 mod infer;
 mod info;
 mod train;
@@ -34,6 +35,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Classify image files with a checkpoint: top-k classes per image.
     Infer(infer::InferArgs),
+    /// Write a deploy checkpoint with binary weights stored as packed bits.
+    Export(export::ExportArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -129,6 +132,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 

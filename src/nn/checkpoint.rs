@@ -23,12 +23,34 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// A binary weight stored as packed sign bits (a deploy export): rows of the kernels'
+/// layout (`[C_out, K]`, 3x3 convs with K ordered (ky, kx, c_in)), bit 1 = +1, least
+/// significant bit first, each row padded to `words_per_row(K)` words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedTensor {
+    /// The reference (PyTorch) shape of the weight.
+    pub shape: Vec<usize>,
+    pub words: Vec<u32>,
+}
+
 /// Named tensors and string metadata, as in a safetensors file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateDict {
     pub tensors: BTreeMap<String, HostTensor>,
+    /// Binary weights stored as bits (u32 tensors listed under `PACKED_KEY`).
+    pub packed: BTreeMap<String, PackedTensor>,
     pub metadata: BTreeMap<String, String>,
 }
+
+/// The metadata key listing packed tensors: a JSON map from name to reference shape.
+pub const PACKED_KEY: &str = "bitspike.packed";
+/// The metadata key describing the bit layout of packed tensors, for other readers.
+pub const PACKING_KEY: &str = "bitspike.packing";
+/// What `PACKING_KEY` says.
+pub const PACKING: &str = "u32 words, [C_out, words_per_row]; row k-th bit = sign of the \
+    standardized weight ((w - mean_o) / std_o >= 0 -> 1 = +1, else 0 = -1), least \
+    significant bit first; K ordered as PyTorch's [C_out, C_in] for 1x1 convs/linears and \
+    (ky, kx, c_in) for 3x3 convs; rows padded with zero bits to a multiple of 128";
 
 fn f16_to_f32(bits: u16) -> f32 {
     let sign = if bits & 0x8000 != 0 { -1.0 } else { 1.0 };
@@ -96,7 +118,34 @@ impl StateDict {
                 .collect(),
             ..Default::default()
         };
+        let packed_shapes: BTreeMap<String, Vec<usize>> = match out.metadata.get(PACKED_KEY) {
+            Some(json) => serde_json::from_str(json).map_err(|e| {
+                Error::data(path, format!("metadata '{PACKED_KEY}' is unreadable: {e}"))
+            })?,
+            None => BTreeMap::new(),
+        };
         for (name, view) in st.tensors() {
+            if let Some(shape) = packed_shapes.get(&name) {
+                if view.dtype() != Dtype::U32 {
+                    return Err(Error::data(
+                        path,
+                        format!("packed tensor '{name}' is not u32"),
+                    ));
+                }
+                let words = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                out.packed.insert(
+                    name,
+                    PackedTensor {
+                        shape: shape.clone(),
+                        words,
+                    },
+                );
+                continue;
+            }
             let data = to_f32(&name, path, view.dtype(), view.data())?;
             out.tensors.insert(
                 name,
@@ -137,6 +186,34 @@ impl StateDict {
             };
             encoded.push((name.clone(), dtype, t.shape.clone(), bytes));
         }
+        let mut metadata = self.metadata.clone();
+        if !self.packed.is_empty() {
+            let mut shapes = BTreeMap::new();
+            for (name, p) in &self.packed {
+                let rows = p.shape.first().copied().unwrap_or(0);
+                let k = p.shape.iter().skip(1).product::<usize>();
+                if p.words.len() != rows * crate::gpu::words_per_row(k) {
+                    return Err(Error::InvalidArgument(format!(
+                        "packed tensor '{name}' has {} words for {:?}",
+                        p.words.len(),
+                        p.shape
+                    )));
+                }
+                let bytes = bytemuck::cast_slice::<u32, u8>(&p.words).to_vec();
+                encoded.push((
+                    name.clone(),
+                    Dtype::U32,
+                    vec![rows, p.words.len() / rows.max(1)],
+                    bytes,
+                ));
+                shapes.insert(name.clone(), p.shape.clone());
+            }
+            metadata.insert(
+                PACKED_KEY.into(),
+                serde_json::to_string(&shapes).expect("shapes serialize"),
+            );
+            metadata.insert(PACKING_KEY.into(), PACKING.into());
+        }
         let views: Vec<(String, safetensors::tensor::TensorView)> = encoded
             .iter()
             .map(|(n, d, s, b)| {
@@ -145,7 +222,7 @@ impl StateDict {
                     .map_err(|e| Error::InvalidArgument(format!("tensor '{n}': {e}")))
             })
             .collect::<Result<_>>()?;
-        let meta: HashMap<String, String> = self.metadata.clone().into_iter().collect();
+        let meta: HashMap<String, String> = metadata.into_iter().collect();
         let bytes = safetensors::serialize(views, Some(meta))
             .map_err(|e| Error::InvalidArgument(format!("cannot encode safetensors: {e}")))?;
         write_atomic(path, &bytes)
@@ -171,6 +248,37 @@ impl StateDict {
     pub fn check(&self, cfg: &ModelConfig, path: &Path) -> Result<()> {
         let specs = param_specs(cfg);
         for spec in &specs {
+            if let Some(p) = self.packed.get(&spec.name) {
+                let k: usize = p.shape.iter().skip(1).product();
+                let want = p.shape.first().copied().unwrap_or(0) * crate::gpu::words_per_row(k);
+                if p.words.len() != want {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "packed tensor '{}' has {} words, expected {want}",
+                            spec.name,
+                            p.words.len()
+                        ),
+                    ));
+                }
+                if !spec.binary || p.shape != spec.shape {
+                    return Err(Error::data(
+                        path,
+                        format!(
+                            "packed tensor '{}' {:?} does not fit the model's {} {:?}",
+                            spec.name,
+                            p.shape,
+                            if spec.binary {
+                                "binary weight"
+                            } else {
+                                "float tensor"
+                            },
+                            spec.shape
+                        ),
+                    ));
+                }
+                continue;
+            }
             let Some(t) = self.tensors.get(&spec.name) else {
                 if spec.role == ParamRole::BatchCount {
                     continue; // optional: only statistics bookkeeping
@@ -197,7 +305,7 @@ impl StateDict {
         }
         let known: std::collections::HashSet<&str> =
             specs.iter().map(|s| s.name.as_str()).collect();
-        if let Some(extra) = self.tensors.keys().find(|k| {
+        if let Some(extra) = self.tensors.keys().chain(self.packed.keys()).find(|k| {
             !known.contains(k.as_str()) && !is_ignorable(k) && !k.starts_with("optimizer.")
         }) {
             return Err(Error::data(

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::checkpoint::{HostTensor, StateDict, CONFIG_KEY};
+use super::checkpoint::{HostTensor, PackedTensor, StateDict, CONFIG_KEY};
 use super::config::ModelConfig;
 use super::params::{param_specs, ParamRole, ParamSpec};
 use crate::error::{Error, Result};
@@ -55,6 +55,24 @@ fn is_conv3x3(spec: &ParamSpec) -> bool {
     matches!(spec.shape[..], [_, _, 3, 3])
 }
 
+/// The ±1 values of packed sign bits, `[C_out, K]`.
+fn unpack_signs(p: &PackedTensor) -> Vec<f32> {
+    let rows = p.shape.first().copied().unwrap_or(0);
+    let k: usize = p.shape.iter().skip(1).product();
+    let wpr = crate::gpu::words_per_row(k);
+    let mut out = Vec::with_capacity(rows * k);
+    for r in 0..rows {
+        for c in 0..k {
+            let bit = p
+                .words
+                .get(r * wpr + c / 32)
+                .map_or(0, |w| (w >> (c % 32)) & 1);
+            out.push(if bit == 1 { 1.0 } else { -1.0 });
+        }
+    }
+    out
+}
+
 fn decays(spec: &ParamSpec) -> bool {
     spec.shape.len() > 1 && !spec.name.ends_with(".bias")
 }
@@ -83,21 +101,26 @@ impl ParamStore {
         let mut decay_end = 0;
         let mut host = Vec::new();
         for spec in trainable {
-            let t = state.tensors.get(&spec.name).ok_or_else(|| {
-                Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
-            })?;
-            if t.data.len() != spec.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor '{}' has {} values, the model needs {:?}",
-                    spec.name,
-                    t.data.len(),
-                    spec.shape
-                )));
-            }
-            let data = if is_conv3x3(spec) {
-                ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])?
+            let data = if let Some(p) = state.packed.get(&spec.name) {
+                // A deploy export: the signs are the weights (already in kernel layout).
+                unpack_signs(p)
             } else {
-                t.data.clone()
+                let t = state.tensors.get(&spec.name).ok_or_else(|| {
+                    Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
+                })?;
+                if t.data.len() != spec.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "tensor '{}' has {} values, the model needs {:?}",
+                        spec.name,
+                        t.data.len(),
+                        spec.shape
+                    )));
+                }
+                if is_conv3x3(spec) {
+                    ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])?
+                } else {
+                    t.data.clone()
+                }
             };
             host.resize(offset, 0.0);
             host.extend_from_slice(&data);
@@ -148,7 +171,32 @@ impl ParamStore {
             binary: HashMap::new(),
         };
         store.refresh_binary(ctx)?;
+        // Exported bits are used as they are (binarizing the ±1 signs again would agree
+        // except for a row of all -1, whose standard deviation is 0).
+        for (name, p) in &state.packed {
+            if let Some(b) = store.binary.get_mut(name) {
+                ctx.write_words(&b.bits, &p.words)?;
+                ctx.write_words(&b.signs, &unpack_signs(p))?;
+            }
+        }
         Ok(store)
+    }
+
+    /// The packed sign bits of every binary weight, as computed on the GPU (for a deploy
+    /// export: `StateDict::packed`).
+    pub fn packed_binary(&self, ctx: &GpuContext) -> Result<Vec<(String, PackedTensor)>> {
+        let mut out = Vec::new();
+        for s in self.slots.values().filter(|s| s.spec.binary) {
+            let words: Vec<u32> = ctx.download_words(&self.binary(&s.spec.name)?.bits)?;
+            out.push((
+                s.spec.name.clone(),
+                PackedTensor {
+                    shape: s.spec.shape.clone(),
+                    words,
+                },
+            ));
+        }
+        Ok(out)
     }
 
     fn slot(&self, name: &str) -> Result<&Slot> {
