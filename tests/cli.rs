@@ -279,6 +279,31 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         "{}",
         stderr(&out)
     );
+    // A directory stands for its images; an empty one is an error.
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/assets/samples"),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            empty.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("holds no images"), "{}", stderr(&out));
     // A packed export gives the same logits, at a fraction of the size.
     let packed = dir.path().join("packed.safetensors");
     let out = bitspike(

@@ -18,7 +18,7 @@ pub struct InferArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Image files (PNG, JPEG, BMP, GIF, WebP).
+    /// Image files (PNG, JPEG, BMP, GIF, WebP), or directories of them.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Classes to print per image.
@@ -106,10 +106,33 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         .and_then(|j| serde_json::from_str(j).ok())
         .unwrap_or_else(|| (0..cfg.classes).map(|c| c.to_string()).collect());
 
+    // Directories stand for the image files directly inside them.
+    let mut paths = Vec::new();
+    for path in &args.images {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("{}: cannot list", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+                            .contains(&e.to_ascii_lowercase().as_str())
+                    })
+                })
+                .collect();
+            if found.is_empty() {
+                anyhow::bail!("{}: the directory holds no images", path.display());
+            }
+            found.sort();
+            paths.extend(found);
+        } else {
+            paths.push(path.clone());
+        }
+    }
     // Decode everything first: a bad file is reported, the others still run.
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
-    for path in &args.images {
+    for path in &paths {
         match load_image(path, &cfg, &norm) {
             Ok(x) => inputs.push((path.clone(), x)),
             Err(e) => failures.push(format!("{e:#}")),
@@ -151,7 +174,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         anyhow::bail!(
             "{} of {} images could not be read: {}",
             failures.len(),
-            args.images.len(),
+            paths.len(),
             failures.join("; ")
         );
     }
