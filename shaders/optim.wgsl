@@ -27,6 +27,9 @@ struct AdamParams {
 
 const WG: u32 = 256u;
 
+// With CLIP = false the gradient scale is 1 and `grad_scale` is not read (bind anything).
+override CLIP: bool = false;
+
 @group(0) @binding(0) var<storage, read> sq_in: array<f32>;          // [len] gradients, or [partials]
 @group(0) @binding(1) var<storage, read_write> sq_out: array<f32>;   // [groups] partial sums, or [1] scale
 @group(0) @binding(2) var<uniform> sp: SumParams;
@@ -94,7 +97,10 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= ap.len) {
         return;
     }
-    let g = grad[i] * grad_scale[0];
+    var g = grad[i];
+    if (CLIP) {
+        g *= grad_scale[0];
+    }
     var p = param[i];
     if (i < ap.decay_end) {
         p *= 1.0 - ap.lr * ap.weight_decay;

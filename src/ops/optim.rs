@@ -126,9 +126,10 @@ pub fn adamw_step(
             "{OP}: step {step} (counts from 1), decay_end {decay_end} of {len}"
         )));
     }
+    // Without clipping nothing is uploaded per step: the kernel skips the scale binding.
     let scale = match opt.max_grad_norm {
         Some(max_norm) => clip_scale(ctx, grad, max_norm)?,
-        None => ctx.upload_f32(&[1.0], &[1])?,
+        None => grad.clone(),
     };
     let params = AdamParams {
         len: to_u32(OP, "len", len)?,
@@ -141,9 +142,14 @@ pub fn adamw_step(
         bias_correction1: 1.0 - opt.beta1.powi(step as i32),
         bias_correction2: 1.0 - opt.beta2.powi(step as i32),
     };
+    let clip = if opt.max_grad_norm.is_some() {
+        1.0
+    } else {
+        0.0
+    };
     ctx.dispatch(
         ADAMW,
-        &[],
+        &[("CLIP", clip)],
         &[grad, &scale, param, moment1, moment2],
         &params,
         grid_1d(ctx, len.div_ceil(256) as u64)?,
