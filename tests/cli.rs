@@ -343,6 +343,49 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         logits(&best),
         "packed export: identical logits"
     );
+    // The energy report: a line per conv/linear layer, then the totals.
+    let out = bitspike(
+        &[
+            "eval",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "16",
+            "--energy",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let layers: Vec<&serde_json::Value> =
+        rows.iter().filter(|r| r.get("layer").is_some()).collect();
+    assert_eq!(
+        layers.len(),
+        5 + 2 * 6,
+        "tokenizer convs and 6 layers a block: {rows:?}"
+    );
+    assert_eq!(layers[0]["layer"], "patch_embed.block0_conv.weight");
+    assert_eq!(
+        layers[0]["spike_driven"], false,
+        "the first conv sees the image"
+    );
+    assert!(layers[1]["spike_driven"].as_bool().unwrap());
+    let rate = layers[1]["firing_rate"].as_f64().unwrap();
+    assert!(rate > 0.0 && rate < 1.0);
+    assert_eq!(
+        layers[0]["macs"].as_f64().unwrap(),
+        (28 * 28 * 9 * 8 * 4) as f64
+    );
+    let total = rows.iter().find(|r| r.get("total_sops").is_some()).unwrap();
+    assert!(
+        total["total_sops"].as_f64().unwrap() > 0.0 && total["energy_uj"].as_f64().unwrap() > 0.0
+    );
     // A truncated checkpoint is one clear error line.
     let bytes = std::fs::read(&best).unwrap();
     let cut = dir.path().join("cut.safetensors");

@@ -10,7 +10,8 @@ use clap::Args;
 
 use super::{print_json, GpuArgs, ModelArgs};
 use bitspike::data::{self, Augment, BatchLoader, Normalization};
-use bitspike::nn::{Model, ParamStore, StateDict};
+use bitspike::nn::energy::EnergyLog;
+use bitspike::nn::{param_counts, Model, ParamStore, StateDict};
 use bitspike::train::evaluate;
 
 #[derive(Args)]
@@ -28,6 +29,9 @@ pub struct EvalArgs {
     data: PathBuf,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Report per-layer firing rates, SOPs and energy (MODELS.md section 7).
+    #[arg(long)]
+    energy: bool,
     #[arg(long)]
     json: bool,
 }
@@ -89,6 +93,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         seed: 0,
         prefetch: 3,
     };
+    if args.energy {
+        store.energy = Some(EnergyLog::default());
+    }
     let start = Instant::now();
     let (top1, top5) = evaluate(&ctx, &mut model, &mut store, &loader)?;
     let report = EvalReport {
@@ -98,6 +105,73 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         top5,
         images_per_second: loader.data.len() as f64 / start.elapsed().as_secs_f64(),
     };
+    if let Some(log) = &store.energy {
+        let layers = log.report(&ctx, report.images)?;
+        let binary_ops: f64 = layers
+            .iter()
+            .filter(|l| l.binary_weights)
+            .map(|l| l.macs)
+            .sum();
+        let float_ops: f64 = layers
+            .iter()
+            .filter(|l| !l.binary_weights)
+            .map(|l| l.macs)
+            .sum();
+        let size = param_counts(&cfg);
+        let (sops, macs, uj) = layers.iter().fold((0.0, 0.0, 0.0), |a, l| {
+            if l.spike_driven {
+                (a.0 + l.sops, a.1, a.2 + l.energy_uj)
+            } else {
+                (a.0, a.1 + l.macs, a.2 + l.energy_uj)
+            }
+        });
+        if args.json {
+            for l in &layers {
+                print_json(l)?;
+            }
+            print_json(
+                &serde_json::json!({"total_sops": sops, "total_float_macs": macs, "energy_uj": uj}),
+            )?;
+        } else {
+            println!(
+                "{:<36} {:>8} {:>14} {:>14} {:>10}",
+                "layer (per image)", "rate", "MACs", "SOPs", "energy uJ"
+            );
+            for l in &layers {
+                println!(
+                    "{:<36} {:>8} {:>14.0} {:>14} {:>10.3}",
+                    l.layer,
+                    if l.spike_driven {
+                        format!("{:.4}", l.firing_rate)
+                    } else {
+                        "real".into()
+                    },
+                    l.macs,
+                    if l.spike_driven {
+                        format!("{:.0}", l.sops)
+                    } else {
+                        "-".into()
+                    },
+                    l.energy_uj
+                );
+            }
+            println!(
+                "total: {:.3} M SOPs (0.9 pJ each), {:.3} M float MACs (4.6 pJ each), {:.3} uJ per image \
+                 (conv and linear layers; the attention products are not counted)",
+                sops / 1e6,
+                macs / 1e6,
+                uj
+            );
+            println!(
+                "operations per image: {:.3} M with 1-bit weights, {:.3} M with float weights; \
+                 model size {:.2} MB fp32, {:.2} MB packed",
+                binary_ops / 1e6,
+                float_ops / 1e6,
+                size.fp32_bytes as f64 / 1e6,
+                size.packed_bytes as f64 / 1e6
+            );
+        }
+    }
     if args.json {
         print_json(&report)?;
     } else {

@@ -49,6 +49,16 @@ impl Weight {
     /// `y = W x (+ b)`; binary when the store binarizes this weight (x must then be
     /// spikes {0,1}).
     pub fn forward(&self, ctx: &GpuContext, store: &ParamStore, x: &Tensor) -> Result<Tensor> {
+        if let Some(log) = &store.energy {
+            let w = store.param(ctx, &self.weight)?;
+            let (out, k) = (w.shape()[0], w.shape()[1]); // [C_out, 9 C_in] or [out, in]
+            let rows = match self.op {
+                WeightOp::Conv3x3 => x.len() / (k / 9).max(1),
+                WeightOp::Linear => x.len() / k.max(1),
+            };
+            let binary = store.binary(&self.weight).is_ok();
+            log.record(ctx, &self.weight, binary, x, (rows * k * out) as u64)?;
+        }
         let bias = match &self.bias {
             Some(b) => Some(store.param(ctx, b)?),
             None => None,

@@ -5,6 +5,7 @@ pub mod bestformer;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
+pub mod energy;
 pub mod layers;
 pub mod model;
 pub mod params;

@@ -40,6 +40,8 @@ pub struct ParamStore {
     /// `num_batches_tracked` by BN prefix, counted on the host.
     batches_tracked: HashMap<String, i64>,
     binary: HashMap<String, BinaryWeights>,
+    /// When set, every conv/linear layer records its input for the energy report.
+    pub energy: Option<super::energy::EnergyLog>,
 }
 
 /// The kernels' shape of a reference tensor.
@@ -169,6 +171,7 @@ impl ParamStore {
             running,
             batches_tracked,
             binary: HashMap::new(),
+            energy: None,
         };
         store.refresh_binary(ctx)?;
         // Exported bits are used as they are (binarizing the ±1 signs again would agree

@@ -526,7 +526,7 @@ struct CountParams {
 }
 
 /// The U32 `[2]` (lo, hi) count of non-zero elements of an f32 tensor.
-pub(crate) fn count_nonzero(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+pub fn count_nonzero(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
     const OP: &str = "count_nonzero";
     x.expect(OP, x.shape(), DType::F32)?;
     let count = ctx.zeros(&[2], DType::U32)?;

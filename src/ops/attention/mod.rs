@@ -35,7 +35,7 @@ pub use kernels::{pack_spike_rows, pack_transposed, unpack_bits};
 
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
-use kernels::count_nonzero;
+pub use kernels::count_nonzero;
 
 /// The sizes of one attention call, read from Q's shape `[T, B, heads, N, d]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
