@@ -340,14 +340,12 @@ struct PackParams {
     bit_stride: u32,
 }
 
-fn pack_spikes(ctx: &GpuContext, op: &'static str, x: &Tensor, transposed: bool) -> Result<Tensor> {
+fn pack_columns(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    let op = "pack_transposed";
     let (batch, r, c) = matrix_dims(op, x)?;
     x.expect(op, &[batch, r, c], DType::F32)?;
-    let (rows, bits, row_stride, bit_stride) = if transposed {
-        (c, r, 1, c)
-    } else {
-        (r, c, c, 1)
-    };
+    // Output row = input column, bits running down the input's rows.
+    let (rows, bits, row_stride, bit_stride) = (c, r, 1, c);
     let wpr = words_per_row(bits);
     let words = batch * rows * wpr;
     to_u32(op, "size", x.len().max(words))?;
@@ -372,16 +370,15 @@ fn pack_spikes(ctx: &GpuContext, op: &'static str, x: &Tensor, transposed: bool)
 }
 
 /// Spikes `x` f32 `[batch, R, C]` packed along C: `PackedBits [batch, R, C]`, bit =
-/// `x > 0`. The words `pack_bits(x, PackMode::Spikes)` writes, one invocation per word
-/// (several times faster than pack.wgsl's cooperative kernel on CPU drivers).
+/// `x > 0` (pack.wgsl; the strided kernel here serves the transposed packing).
 pub fn pack_spike_rows(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
-    pack_spikes(ctx, "pack_spike_rows", x, false)
+    crate::ops::pack_bits(ctx, x, crate::ops::PackMode::Spikes)
 }
 
 /// Spikes `x` f32 `[batch, R, C]` packed along R: `PackedBits [batch, C, R]`, bit =
 /// `x > 0` (the transposed operand of a binary matmul, e.g. V for `A V`).
 pub fn pack_transposed(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
-    pack_spikes(ctx, "pack_transposed", x, true)
+    pack_columns(ctx, x)
 }
 
 #[repr(C)]
