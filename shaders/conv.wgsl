@@ -9,8 +9,8 @@
 // Every entry works on a chunk of images starting at `first_image`: the columns
 // and column gradients hold only the chunk's rows; the images are the whole tensor.
 //   im2col:      images f32 -> columns f32 [chunk * H * W, 9 C]
-//   im2col_bits: images f32 spikes {0,1} -> columns PackedBits [chunk * H * W, 9 C]
-//                (bit = x > 0, rows padded to 128-bit groups as pack.wgsl does)
+//   im2col_bits: packed pixel spikes PackedBits [images * H * W, C] -> columns
+//                PackedBits [chunk * H * W, 9 C] (rows padded to 128-bit groups)
 //   col2im:      column gradients [chunk * H * W, 9 C] -> image gradient (the chunk's
 //                images), as a gather: each input pixel sums its 9 contributions, so
 //                no atomics and a deterministic order.
@@ -21,7 +21,8 @@ struct Params {
     c: u32,
     first_image: u32,
     total: u32,         // elements (im2col, col2im) or words (im2col_bits) to produce
-    words_per_row: u32, // im2col_bits only
+    words_per_row: u32,    // im2col_bits only: words per column row
+    in_words_per_row: u32, // im2col_bits only: words per packed input pixel
 }
 
 const WG: u32 = 256u;
@@ -73,9 +74,11 @@ fn im2col(@builtin(workgroup_id) wid: vec3<u32>,
     cols[i] = v;
 }
 
-// One invocation per word of the packed columns, looping over its 32 taps (as
-// pack.wgsl: no workgroup atomics or barriers).
-@group(0) @binding(0) var<storage, read> spikes: array<f32>;        // [images, H, W, C]
+// One invocation per word of the packed columns. The input is the images' spikes
+// already packed per pixel (`PackedBits [images * H * W, C]`), so a column word is a
+// few bit ranges of at most 32 / C + 1 input words (one when C is a multiple of 32)
+// instead of 32 scattered f32 loads.
+@group(0) @binding(0) var<storage, read> pixel_bits: array<u32>;    // [images * H * W, in_words_per_row]
 @group(0) @binding(1) var<storage, read_write> bits: array<u32>;    // [chunk * H * W, words_per_row]
 // (binding 2 is `p`)
 
@@ -89,14 +92,22 @@ fn im2col_bits(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let row = word / p.words_per_row;
     let col = (word % p.words_per_row) * 32u;
-    let k = 9u * p.c;
-    let n = select(0u, min(32u, k - col), col < k);
+    let end = min(col + 32u, 9u * p.c);
     var w = 0u;
-    for (var b = 0u; b < n; b++) {
-        let t = tap(row, col + b);
-        if (t.ok && spikes[t.index] > 0.0) {
-            w |= 1u << b;
+    var s = col;
+    while (s < end) {
+        // The bit range [s, s + n) lies in one tap and one input word.
+        let t = tap(row, s);
+        let c = s % p.c;
+        let shift = c % 32u;
+        let n = min(min(end - s, p.c - c), 32u - shift);
+        if (t.ok) {
+            let pixel = t.index / p.c;
+            let v = pixel_bits[pixel * p.in_words_per_row + c / 32u] >> shift;
+            let mask = select((1u << n) - 1u, 0xffffffffu, n == 32u);
+            w |= (v & mask) << (s - col);
         }
+        s += n;
     }
     bits[word] = w;
 }

@@ -14,7 +14,9 @@
 //! [`Conv3x3::max_cols_bytes`] (and the device's binding limit); parameter gradients
 //! accumulate over the chunks.
 
-use super::{binary_matmul, matmul, matmul_into, to_u32, BinaryForm, MatmulForm};
+use super::{
+    binary_matmul, matmul, matmul_into, pack_bits, to_u32, BinaryForm, MatmulForm, PackMode,
+};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
 
@@ -45,6 +47,7 @@ struct Params {
     first_image: u32,
     total: u32,
     words_per_row: u32,
+    in_words_per_row: u32,
 }
 
 /// PyTorch's conv weight `[C_out, C_in, 3, 3]` as bitspike's `[C_out, 9 * C_in]`
@@ -179,6 +182,7 @@ impl Conv3x3 {
             first_image: to_u32(OP, "first image", ch.first)?,
             total: to_u32(OP, "columns", total)?,
             words_per_row: 0,
+            in_words_per_row: 0,
         };
         to_u32(OP, "images", x.len())?;
         ctx.dispatch(
@@ -191,8 +195,16 @@ impl Conv3x3 {
         Ok(cols)
     }
 
-    /// The spike columns packed along `9 C_in`: `PackedBits [count * H * W, 9 C_in]`.
-    fn im2col_bits(&self, ctx: &GpuContext, x: &Tensor, g: &Geometry, ch: Chunk) -> Result<Tensor> {
+    /// The spike columns packed along `9 C_in`: `PackedBits [count * H * W, 9 C_in]`, from
+    /// the images' spikes packed per pixel (`pixel_bits`, `PackedBits [images * H * W,
+    /// C_in]`).
+    fn im2col_bits(
+        &self,
+        ctx: &GpuContext,
+        pixel_bits: &Tensor,
+        g: &Geometry,
+        ch: Chunk,
+    ) -> Result<Tensor> {
         const OP: &str = "im2col_bits";
         let rows = ch.count * g.pixels();
         let bits = ctx.empty(&[rows, g.k()], DType::PackedBits)?;
@@ -205,12 +217,13 @@ impl Conv3x3 {
             first_image: to_u32(OP, "first image", ch.first)?,
             total: to_u32(OP, "words", words)?,
             words_per_row: to_u32(OP, "words per row", wpr)?,
+            in_words_per_row: to_u32(OP, "input words per pixel", words_per_row(g.c_in))?,
         };
-        to_u32(OP, "images", x.len())?;
+        to_u32(OP, "input words", pixel_bits.len())?;
         ctx.dispatch(
             IM2COL_BITS,
             &[],
-            &[x, &bits],
+            &[pixel_bits, &bits],
             &params,
             grid_1d(ctx, words.div_ceil(256) as u64)?,
         )?;
@@ -235,6 +248,7 @@ impl Conv3x3 {
             first_image: to_u32(OP, "first image", ch.first)?,
             total: to_u32(OP, "elements", total)?,
             words_per_row: 0,
+            in_words_per_row: 0,
         };
         to_u32(OP, "images", dx.len())?;
         ctx.dispatch(
@@ -290,8 +304,14 @@ impl Conv3x3 {
     /// weights (straight-through).
     pub fn forward_binary(&self, ctx: &GpuContext, x: &Tensor, w_bits: &Tensor) -> Result<Tensor> {
         let g = geometry("conv3x3_binary", x, w_bits, DType::PackedBits)?;
+        // Packing each pixel once reads every spike once; the columns then copy bit ranges.
+        let pixel_bits = pack_bits(
+            ctx,
+            &x.reshape(&[g.images * g.pixels(), g.c_in])?,
+            PackMode::Spikes,
+        )?;
         self.forward_chunks(ctx, &g, 4 * words_per_row(g.k()), |ch| {
-            let bits = self.im2col_bits(ctx, x, &g, ch)?;
+            let bits = self.im2col_bits(ctx, &pixel_bits, &g, ch)?;
             binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)
         })
     }

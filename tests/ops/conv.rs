@@ -262,6 +262,11 @@ fn binary_conv_equals_f32_conv_with_sign_weights() {
         }
         // 9 C_in = 45 * 9 = 405 bits: rows of several words and 128-bit groups.
         binary_conv_case(ctx, dims(2, 3, 5, 45, 7), &mut rng);
+        // Column words that are whole input words (C_in = 32, 64), and bit ranges that
+        // straddle input words (C_in = 33, 70).
+        for c_in in [32, 64, 33, 70] {
+            binary_conv_case(ctx, dims(2, 3, 4, c_in, 5), &mut rng);
+        }
     }
 }
 
