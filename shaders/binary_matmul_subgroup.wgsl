@@ -28,7 +28,9 @@ struct Params {
 
 const ROWS: u32 = 16u;
 const COLS: u32 = 4u;
-const WG: u32 = 32u;
+// Invocations per workgroup (8, 16 or 32): fewer for narrow outputs, whose column tile
+// would otherwise be mostly padding.
+override WG: u32 = 32u;
 
 fn combine(x: vec4<u32>, y: vec4<u32>) -> vec4<u32> {
     if (MODE == 1u) {
@@ -194,7 +196,7 @@ fn dot_row(counts: vec4<u32>, ones: u32, s: vec4<f32>) -> vec4<f32> {
     return c * s;
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG)
 fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
@@ -230,7 +232,7 @@ fn store_row4(base4: u32, row: u32, col: u32, v: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG)
 fn binary_matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32,
                       @builtin(subgroup_invocation_id) lane: u32) {
@@ -309,7 +311,7 @@ fn accumulate(acc: Acc, r: Rows, sg: Signs) -> Acc {
                step_real(acc.a14, r.r14, sg), step_real(acc.a15, r.r15, sg));
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG)
 fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(subgroup_invocation_id) lane: u32) {

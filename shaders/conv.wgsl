@@ -14,6 +14,7 @@
 //   col2im:      column gradients [chunk * H * W, 9 C] -> image gradient (the chunk's
 //                images), as a gather: each input pixel sums its 9 contributions, so
 //                no atomics and a deterministic order.
+//   im2col_vec4, col2im_vec4: the same, 4 channels per invocation (C a multiple of 4).
 
 struct Params {
     h: u32,
@@ -112,6 +113,19 @@ fn im2col_bits(@builtin(workgroup_id) wid: vec3<u32>,
     bits[word] = w;
 }
 
+// The chunk row (output pixel) whose tap (ky, kx) reads the chunk's input pixel `pix`:
+// output pixel (y + 1 - ky, x + 1 - kx); `ok` is false when that lies outside the image.
+fn tap_row(pix: u32, ky: u32, kx: u32) -> Tap {
+    let x = pix % p.w;
+    let y = (pix / p.w) % p.h;
+    let image = pix / (p.w * p.h);
+    // y + 1 - ky and x + 1 - kx, kept unsigned.
+    let oy = y + 1u;
+    let ox = x + 1u;
+    let ok = oy >= ky && oy - ky < p.h && ox >= kx && ox - kx < p.w;
+    return Tap((image * p.h + oy - ky) * p.w + ox - kx, ok);
+}
+
 @group(0) @binding(0) var<storage, read> dcols: array<f32>;         // [chunk * H * W, 9 C]
 @group(0) @binding(1) var<storage, read_write> dimages: array<f32>; // [images, H, W, C]
 // (binding 2 is `p`)
@@ -127,25 +141,60 @@ fn col2im(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let c = i % p.c;
     let pix = i / p.c;
-    let x = pix % p.w;
-    let y = (pix / p.w) % p.h;
-    let image = pix / (p.w * p.h); // within the chunk
     let k = 9u * p.c;
     var acc = 0.0;
-    // Input pixel (y, x) is tap (ky, kx) of output pixel (y + 1 - ky, x + 1 - kx).
-    for (var ky = 0u; ky < 3u; ky++) {
-        let oy = y + 1u; // + 1 - ky below, kept unsigned
-        if (oy < ky || oy - ky >= p.h) {
-            continue;
-        }
-        for (var kx = 0u; kx < 3u; kx++) {
-            let ox = x + 1u;
-            if (ox < kx || ox - kx >= p.w) {
-                continue;
-            }
-            let row = (image * p.h + oy - ky) * p.w + ox - kx;
-            acc += dcols[row * k + (ky * 3u + kx) * p.c + c];
+    for (var t = 0u; t < 9u; t++) {
+        let r = tap_row(pix, t / 3u, t % 3u);
+        if (r.ok) {
+            acc += dcols[r.index * k + t * p.c + c];
         }
     }
     dimages[p.first_image * p.h * p.w * p.c + i] = acc;
+}
+
+// The same two layouts moved 4 channels at a time when C is a multiple of 4 (`total`
+// then counts vec4s): a quarter of the loads and stores, which bound these kernels.
+@group(0) @binding(0) var<storage, read> images4: array<vec4<f32>>;     // [images, H, W, C / 4]
+@group(0) @binding(1) var<storage, read_write> cols4: array<vec4<f32>>; // [chunk * H * W, 9 C / 4]
+// (binding 2 is `p`)
+
+@compute @workgroup_size(256)
+fn im2col_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let k4 = 9u * p.c / 4u;
+    let t = tap(i / k4, (i % k4) * 4u);
+    var v = vec4<f32>(0.0);
+    if (t.ok) {
+        v = images4[t.index / 4u];
+    }
+    cols4[i] = v;
+}
+
+@group(0) @binding(0) var<storage, read> dcols4: array<vec4<f32>>;         // [chunk * H * W, 9 C / 4]
+@group(0) @binding(1) var<storage, read_write> dimages4: array<vec4<f32>>; // [images, H, W, C / 4]
+// (binding 2 is `p`)
+
+@compute @workgroup_size(256)
+fn col2im_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c4 = p.c / 4u;
+    let pix = i / c4;
+    var acc = vec4<f32>(0.0);
+    for (var t = 0u; t < 9u; t++) {
+        let r = tap_row(pix, t / 3u, t % 3u);
+        if (r.ok) {
+            acc += dcols4[(r.index * 9u + t) * c4 + i % c4];
+        }
+    }
+    dimages4[p.first_image * p.h * p.w * c4 + i] = acc;
 }

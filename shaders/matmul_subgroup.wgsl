@@ -30,7 +30,9 @@ struct Params {
 
 const ROWS: u32 = 16u; // rows of C per workgroup (and per invocation)
 const COLS: u32 = 4u;  // columns of C per invocation
-const WG: u32 = 32u;
+// Invocations per workgroup (8, 16 or 32): fewer for narrow outputs, whose column tile
+// would otherwise be mostly padding.
+override WG: u32 = 32u;
 
 // Four vec4s, one per k of a step of 4 (kN), or one per row of a 4-row group.
 struct Block {
@@ -116,7 +118,7 @@ fn step(acc: vec4<f32>, row: vec4<f32>, bt: Block) -> vec4<f32> {
     return acc + row.x * bt.k0 + row.y * bt.k1 + row.z * bt.k2 + row.w * bt.k3;
 }
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(WG)
 fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(local_invocation_index) lid: u32,
           @builtin(subgroup_invocation_id) lane: u32) {

@@ -36,11 +36,35 @@ const MATMUL_F32_BITS: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
-/// A kernel with the C rows x columns one of its workgroups computes.
+/// A kernel with the C rows x columns one of its workgroups computes, and its
+/// workgroup size (subgroup kernels only).
 struct Launch {
     kernel: Kernel,
     tile_rows: usize,
     tile_cols: usize,
+    lanes: Option<usize>,
+}
+
+impl Launch {
+    /// A subgroup kernel's launch for `n` output columns.
+    fn subgroup(kernel: Kernel, n: usize) -> Self {
+        let lanes = super::subgroup_tile_lanes(n);
+        Self {
+            kernel,
+            tile_rows: 16,
+            tile_cols: 4 * lanes,
+            lanes: Some(lanes),
+        }
+    }
+
+    fn portable(kernel: Kernel) -> Self {
+        Self {
+            kernel,
+            tile_rows: 64,
+            tile_cols: 64,
+            lanes: None,
+        }
+    }
 }
 
 /// Which values the two packed operands hold.
@@ -157,6 +181,9 @@ fn run(
     let scale_or_unused = ops.scale.unwrap_or(&unused);
     let mut constants = constants.to_vec();
     constants.push(("HAS_SCALE", if ops.scale.is_some() { 1.0 } else { 0.0 }));
+    if let Some(lanes) = launch.lanes {
+        constants.push(("WG", lanes as f64));
+    }
     ctx.dispatch(
         launch.kernel,
         &constants,
@@ -193,22 +220,15 @@ pub fn binary_matmul(
     let plan = plan(OP, a, b, scale)?;
     let a_batch_stride = plan.a.rows * words_per_row(plan.a.cols);
     let launch = if ctx.subgroup_kernels {
-        Launch {
-            // Whole rows of vec4s: store each row's 4 outputs at once.
-            kernel: if plan.n % 4 == 0 {
-                BINARY_MATMUL_SUBGROUP_VEC4
-            } else {
-                BINARY_MATMUL_SUBGROUP
-            },
-            tile_rows: 16,
-            tile_cols: 128,
-        }
+        // Whole rows of vec4s: store each row's 4 outputs at once.
+        let kernel = if plan.n % 4 == 0 {
+            BINARY_MATMUL_SUBGROUP_VEC4
+        } else {
+            BINARY_MATMUL_SUBGROUP
+        };
+        Launch::subgroup(kernel, plan.n)
     } else {
-        Launch {
-            kernel: BINARY_MATMUL,
-            tile_rows: 64,
-            tile_cols: 64,
-        }
+        Launch::portable(BINARY_MATMUL)
     };
     let operands = Operands {
         a,
@@ -239,19 +259,10 @@ pub fn matmul_f32_bits(
     let plan = plan(OP, x, b, scale)?;
     let (launch, x) = if ctx.subgroup_kernels {
         // The subgroup kernel reads rows of X as vec4s: pad them to a multiple of 4.
-        let launch = Launch {
-            kernel: MATMUL_F32_BITS_SUBGROUP,
-            tile_rows: 16,
-            tile_cols: 128,
-        };
+        let launch = Launch::subgroup(MATMUL_F32_BITS_SUBGROUP, plan.n);
         (launch, super::copy::pad_last_dim(ctx, x, 4)?)
     } else {
-        let launch = Launch {
-            kernel: MATMUL_F32_BITS,
-            tile_rows: 64,
-            tile_cols: 64,
-        };
-        (launch, x.clone())
+        (Launch::portable(MATMUL_F32_BITS), x.clone())
     };
     let a_batch_stride = plan.a.rows * x.shape()[x.shape().len() - 1];
     let operands = Operands {

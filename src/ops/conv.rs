@@ -38,6 +38,28 @@ const COL2IM: Kernel = Kernel {
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
+const IM2COL_VEC4: Kernel = Kernel {
+    shader: Shader::Conv,
+    entry: "im2col_vec4",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+const COL2IM_VEC4: Kernel = Kernel {
+    shader: Shader::Conv,
+    entry: "col2im_vec4",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+/// The scalar kernel, or its 4-channel form when C is a multiple of 4, and the elements
+/// each of its invocations moves.
+fn by_channels(c: usize, scalar: Kernel, vec4: Kernel) -> (Kernel, usize) {
+    if c.is_multiple_of(4) {
+        (vec4, 4)
+    } else {
+        (scalar, 1)
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -174,7 +196,8 @@ impl Conv3x3 {
         const OP: &str = "im2col";
         let rows = ch.count * g.pixels();
         let cols = ctx.empty(&[rows, g.k()], DType::F32)?;
-        let total = rows * g.k();
+        let (kernel, width) = by_channels(g.c_in, IM2COL, IM2COL_VEC4);
+        let total = rows * g.k() / width;
         let params = Params {
             h: to_u32(OP, "H", g.h)?,
             w: to_u32(OP, "W", g.w)?,
@@ -186,7 +209,7 @@ impl Conv3x3 {
         };
         to_u32(OP, "images", x.len())?;
         ctx.dispatch(
-            IM2COL,
+            kernel,
             &[],
             &[x, &cols],
             &params,
@@ -240,7 +263,8 @@ impl Conv3x3 {
         ch: Chunk,
     ) -> Result<()> {
         const OP: &str = "col2im";
-        let total = ch.count * g.pixels() * g.c_in;
+        let (kernel, width) = by_channels(g.c_in, COL2IM, COL2IM_VEC4);
+        let total = ch.count * g.pixels() * g.c_in / width;
         let params = Params {
             h: to_u32(OP, "H", g.h)?,
             w: to_u32(OP, "W", g.w)?,
@@ -252,7 +276,7 @@ impl Conv3x3 {
         };
         to_u32(OP, "images", dx.len())?;
         ctx.dispatch(
-            COL2IM,
+            kernel,
             &[],
             &[dcols, dx],
             &params,

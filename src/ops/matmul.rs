@@ -17,12 +17,14 @@ const MATMUL_SUBGROUP: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
-/// The kernel for this adapter and the C rows x columns one of its workgroups computes.
-fn kernel_and_tile(ctx: &GpuContext) -> (Kernel, usize, usize) {
+/// The kernel for this adapter, the C rows x columns one of its workgroups computes for
+/// `n` output columns, and its workgroup size (subgroup kernel only).
+fn kernel_and_tile(ctx: &GpuContext, n: usize) -> (Kernel, usize, usize, Option<usize>) {
     if ctx.subgroup_kernels {
-        (MATMUL_SUBGROUP, 16, 128)
+        let lanes = super::subgroup_tile_lanes(n);
+        (MATMUL_SUBGROUP, 16, 4 * lanes, Some(lanes))
     } else {
-        (MATMUL, 64, 32)
+        (MATMUL, 64, 32, None)
     }
 }
 
@@ -107,7 +109,7 @@ fn split_k_chunks(
     k: usize,
     batch: usize,
 ) -> usize {
-    let (_, tile_rows, tile_cols) = kernel_and_tile(ctx);
+    let (_, tile_rows, tile_cols, _) = kernel_and_tile(ctx, n);
     let tiles = batch * m.div_ceil(tile_rows) * n.div_ceil(tile_cols);
     if form != MatmulForm::AtB || batch != 1 || tiles >= 64 || k < 2048 {
         return 1;
@@ -179,14 +181,18 @@ pub fn matmul_into(
         },
     };
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let (kernel, tile_rows, tile_cols) = kernel_and_tile(ctx);
+    let (kernel, tile_rows, tile_cols, lanes) = kernel_and_tile(ctx, n);
+    let mut constants = vec![
+        ("TRANS_A", flag(form == MatmulForm::AtB)),
+        ("TRANS_B", flag(form == MatmulForm::ABt)),
+        ("ACCUMULATE", flag(accumulate)),
+    ];
+    if let Some(lanes) = lanes {
+        constants.push(("WG", lanes as f64));
+    }
     ctx.dispatch(
         kernel,
-        &[
-            ("TRANS_A", flag(form == MatmulForm::AtB)),
-            ("TRANS_B", flag(form == MatmulForm::ABt)),
-            ("ACCUMULATE", flag(accumulate)),
-        ],
+        &constants,
         &[&a, &b, c],
         &params,
         [

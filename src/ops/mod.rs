@@ -85,6 +85,17 @@ impl MatrixShape {
 }
 
 /// Sizes go to shaders as u32: refuse anything larger rather than wrap.
+/// Invocations per workgroup (8, 16 or 32) of the subgroup matmul kernels, whose
+/// invocations compute 4 columns each: the fewest padded columns for `n` outputs, and the
+/// widest workgroup among equals (narrow outputs such as conv channels 8..72 would
+/// otherwise leave most of a 128-column tile idle).
+pub(crate) fn subgroup_tile_lanes(n: usize) -> usize {
+    [32, 16, 8]
+        .into_iter()
+        .min_by_key(|lanes| n.div_ceil(4 * lanes) * 4 * lanes)
+        .expect("three candidates")
+}
+
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
         Error::InvalidArgument(format!(
