@@ -77,6 +77,21 @@ const BN_BACKWARD_DX: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
+const CHANNEL_PARTIALS_VEC4: Kernel = Kernel {
+    entry: "channel_partials_vec4",
+    ..CHANNEL_PARTIALS
+};
+
+const BN_APPLY_VEC4: Kernel = Kernel {
+    entry: "bn_apply_vec4",
+    ..BN_APPLY
+};
+
+const BN_BACKWARD_DX_VEC4: Kernel = Kernel {
+    entry: "bn_backward_dx_vec4",
+    ..BN_BACKWARD_DX
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -102,11 +117,14 @@ enum Sums {
 }
 
 /// Rows and channels of `x [.., C]`, and the launch of the two-pass reduction: each
-/// workgroup of 256 invocations covers `cw` channels with `256 / cw` row lanes over
-/// `rows_per_group` rows, so that at most 256 row groups feed the finishing pass.
+/// workgroup of 256 invocations covers `cw` channel groups with `256 / cw` row lanes over
+/// `rows_per_group` rows, so that at most 256 row groups feed the finishing pass. The
+/// per-element kernels take `width` (4 when C is a multiple of 4: their vec4 forms)
+/// channels per invocation, and so do the partial sums (`cw` then counts vec4s).
 struct Plan {
     rows: usize,
     c: usize,
+    width: usize,
     cw: usize,
     rows_per_group: usize,
     groups: usize,
@@ -123,13 +141,15 @@ impl Plan {
             });
         };
         let rows = x.len().checked_div(c).unwrap_or(0);
-        let cw = c.clamp(1, 64);
+        let width = if c.is_multiple_of(4) { 4 } else { 1 };
+        let cw = (c / width).clamp(1, 64);
         let lanes = 256 / cw;
         let rows_per_group = (lanes * 8).max(rows.div_ceil(256));
         let groups = rows.div_ceil(rows_per_group).max(1);
         Ok(Plan {
             rows,
             c,
+            width,
             cw,
             rows_per_group,
             groups,
@@ -143,7 +163,7 @@ impl Plan {
             groups: self.groups as u32,
             rows_per_group: to_u32(op, "rows per group", self.rows_per_group)?,
             cw: self.cw as u32,
-            total: to_u32(op, "elements", self.rows * self.c)?,
+            total: to_u32(op, "elements", self.rows * self.c / self.width)?,
             eps,
             momentum,
         })
@@ -154,9 +174,18 @@ impl Plan {
         grid_1d(ctx, self.c.div_ceil(256) as u64)
     }
 
-    /// One invocation per element.
+    /// One invocation per `width` elements.
     fn per_element(&self, ctx: &GpuContext) -> Result<[u32; 3]> {
-        grid_1d(ctx, (self.rows * self.c).div_ceil(256) as u64)
+        grid_1d(ctx, (self.rows * self.c / self.width).div_ceil(256) as u64)
+    }
+
+    /// The scalar kernel or its vec4 form, as `width` says.
+    fn pick(&self, scalar: Kernel, vec4: Kernel) -> Kernel {
+        if self.width == 4 {
+            vec4
+        } else {
+            scalar
+        }
     }
 
     /// The first pass: `[groups, 2, C]` partial sums of `a` (and `b`, `stats`).
@@ -171,11 +200,15 @@ impl Plan {
     ) -> Result<Tensor> {
         let out = ctx.empty(&[self.groups, 2, self.c], DType::F32)?;
         ctx.dispatch(
-            CHANNEL_PARTIALS,
+            self.pick(CHANNEL_PARTIALS, CHANNEL_PARTIALS_VEC4),
             &[("MODE", sums as u32 as f64)],
             &[a, b, stats, &out],
             params,
-            [self.c.div_ceil(self.cw) as u32, self.groups as u32, 1],
+            [
+                (self.c / self.width).div_ceil(self.cw) as u32,
+                self.groups as u32,
+                1,
+            ],
         )?;
         Ok(out)
     }
@@ -247,7 +280,7 @@ impl<'a> BatchNorm<'a> {
         Ok(())
     }
 
-    /// `y = x * coef.scale + coef.shift` with `coef [C, 2]`.
+    /// `y = x * coef.scale + coef.shift` with `coef [2, C]`.
     fn apply(
         &self,
         ctx: &GpuContext,
@@ -258,7 +291,7 @@ impl<'a> BatchNorm<'a> {
     ) -> Result<Tensor> {
         let y = ctx.empty(x.shape(), DType::F32)?;
         ctx.dispatch(
-            BN_APPLY,
+            plan.pick(BN_APPLY, BN_APPLY_VEC4),
             &[],
             &[x, coef, &y],
             params,
@@ -290,7 +323,7 @@ impl<'a> BatchNorm<'a> {
             &params,
             plan.per_channel(ctx)?,
         )?;
-        let coef = ctx.empty(&[plan.c, 2], DType::F32)?;
+        let coef = ctx.empty(&[2, plan.c], DType::F32)?;
         ctx.dispatch(
             BN_AFFINE,
             &[("EVAL", 0.0)],
@@ -307,7 +340,7 @@ impl<'a> BatchNorm<'a> {
         let plan = Plan::of(OP, x)?;
         self.check(OP, plan.c)?;
         let params = plan.params(OP, self.eps, self.momentum)?;
-        let coef = ctx.empty(&[plan.c, 2], DType::F32)?;
+        let coef = ctx.empty(&[2, plan.c], DType::F32)?;
         ctx.dispatch(
             BN_AFFINE,
             &[("EVAL", 1.0)],
@@ -350,7 +383,7 @@ impl<'a> BatchNorm<'a> {
         }
         let params = plan.params(OP, self.eps, self.momentum)?;
         let partial = plan.partials(ctx, &params, Sums::BnBackward, x, dy, stats)?;
-        let coef = ctx.empty(&[plan.c, 4], DType::F32)?;
+        let coef = ctx.empty(&[4, plan.c], DType::F32)?;
         ctx.dispatch(
             BN_BACKWARD_FINISH,
             &[],
@@ -360,7 +393,7 @@ impl<'a> BatchNorm<'a> {
         )?;
         let dx = ctx.empty(x.shape(), DType::F32)?;
         ctx.dispatch(
-            BN_BACKWARD_DX,
+            plan.pick(BN_BACKWARD_DX, BN_BACKWARD_DX_VEC4),
             &[],
             &[x, dy, &coef, &dx],
             &params,

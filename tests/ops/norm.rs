@@ -14,6 +14,10 @@ const CASES: &[(usize, usize, f32)] = &[
     (2, 1, 0.0),
     (3000, 5, 100.0),
     (513, 130, -3.0),
+    // C a multiple of 4 (the vec4 kernels), with more than 64 vec4 channels in the last.
+    (999, 8, 0.0),
+    (4001, 4, 50.0),
+    (301, 300, 1.0),
 ];
 
 #[test]
