@@ -10,6 +10,9 @@
 
 override MODE: u32 = 0u;
 override HAS_SCALE: bool = false;
+// Row tiles per workgroup: CPU drivers pay a fixed cost per workgroup that outweighs a
+// short K's work.
+override ROW_TILES: u32 = 1u;
 
 struct Params {
     m: u32,
@@ -200,26 +203,31 @@ fn dot_row(counts: vec4<u32>, ones: u32, s: vec4<f32>) -> vec4<f32> {
 fn binary_matmul(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32,
                  @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * ROWS;
     let col = (wid.x * WG + lid) * COLS;
-    let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
     let base = wid.z * p.m * p.n;
-    store_row(base, row0, col, d.d0);
-    store_row(base, row0 + 1u, col, d.d1);
-    store_row(base, row0 + 2u, col, d.d2);
-    store_row(base, row0 + 3u, col, d.d3);
-    store_row(base, row0 + 4u, col, d.d4);
-    store_row(base, row0 + 5u, col, d.d5);
-    store_row(base, row0 + 6u, col, d.d6);
-    store_row(base, row0 + 7u, col, d.d7);
-    store_row(base, row0 + 8u, col, d.d8);
-    store_row(base, row0 + 9u, col, d.d9);
-    store_row(base, row0 + 10u, col, d.d10);
-    store_row(base, row0 + 11u, col, d.d11);
-    store_row(base, row0 + 12u, col, d.d12);
-    store_row(base, row0 + 13u, col, d.d13);
-    store_row(base, row0 + 14u, col, d.d14);
-    store_row(base, row0 + 15u, col, d.d15);
+    for (var rt = 0u; rt < ROW_TILES; rt++) {
+        let row0 = (wid.y * ROW_TILES + rt) * ROWS;
+        if (row0 >= p.m) {
+            return;
+        }
+        let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
+        store_row(base, row0, col, d.d0);
+        store_row(base, row0 + 1u, col, d.d1);
+        store_row(base, row0 + 2u, col, d.d2);
+        store_row(base, row0 + 3u, col, d.d3);
+        store_row(base, row0 + 4u, col, d.d4);
+        store_row(base, row0 + 5u, col, d.d5);
+        store_row(base, row0 + 6u, col, d.d6);
+        store_row(base, row0 + 7u, col, d.d7);
+        store_row(base, row0 + 8u, col, d.d8);
+        store_row(base, row0 + 9u, col, d.d9);
+        store_row(base, row0 + 10u, col, d.d10);
+        store_row(base, row0 + 11u, col, d.d11);
+        store_row(base, row0 + 12u, col, d.d12);
+        store_row(base, row0 + 13u, col, d.d13);
+        store_row(base, row0 + 14u, col, d.d14);
+        store_row(base, row0 + 15u, col, d.d15);
+    }
 }
 
 // The same with N a multiple of 4: each row's 4 outputs go out as one vec4 store, which
@@ -236,26 +244,31 @@ fn store_row4(base4: u32, row: u32, col: u32, v: vec4<f32>) {
 fn binary_matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32,
                       @builtin(subgroup_invocation_id) lane: u32) {
-    let row0 = wid.y * ROWS;
     let col = (wid.x * WG + lid) * COLS;
-    let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
     let base4 = wid.z * p.m * p.n / 4u;
-    store_row4(base4, row0, col, d.d0);
-    store_row4(base4, row0 + 1u, col, d.d1);
-    store_row4(base4, row0 + 2u, col, d.d2);
-    store_row4(base4, row0 + 3u, col, d.d3);
-    store_row4(base4, row0 + 4u, col, d.d4);
-    store_row4(base4, row0 + 5u, col, d.d5);
-    store_row4(base4, row0 + 6u, col, d.d6);
-    store_row4(base4, row0 + 7u, col, d.d7);
-    store_row4(base4, row0 + 8u, col, d.d8);
-    store_row4(base4, row0 + 9u, col, d.d9);
-    store_row4(base4, row0 + 10u, col, d.d10);
-    store_row4(base4, row0 + 11u, col, d.d11);
-    store_row4(base4, row0 + 12u, col, d.d12);
-    store_row4(base4, row0 + 13u, col, d.d13);
-    store_row4(base4, row0 + 14u, col, d.d14);
-    store_row4(base4, row0 + 15u, col, d.d15);
+    for (var rt = 0u; rt < ROW_TILES; rt++) {
+        let row0 = (wid.y * ROW_TILES + rt) * ROWS;
+        if (row0 >= p.m) {
+            return;
+        }
+        let d = dots(count_tile(wid.z, row0, col, lane), column_scales(col));
+        store_row4(base4, row0, col, d.d0);
+        store_row4(base4, row0 + 1u, col, d.d1);
+        store_row4(base4, row0 + 2u, col, d.d2);
+        store_row4(base4, row0 + 3u, col, d.d3);
+        store_row4(base4, row0 + 4u, col, d.d4);
+        store_row4(base4, row0 + 5u, col, d.d5);
+        store_row4(base4, row0 + 6u, col, d.d6);
+        store_row4(base4, row0 + 7u, col, d.d7);
+        store_row4(base4, row0 + 8u, col, d.d8);
+        store_row4(base4, row0 + 9u, col, d.d9);
+        store_row4(base4, row0 + 10u, col, d.d10);
+        store_row4(base4, row0 + 11u, col, d.d11);
+        store_row4(base4, row0 + 12u, col, d.d12);
+        store_row4(base4, row0 + 13u, col, d.d13);
+        store_row4(base4, row0 + 14u, col, d.d14);
+        store_row4(base4, row0 + 15u, col, d.d15);
+    }
 }
 
 fn store_row(base: u32, row: u32, col: u32, v: vec4<f32>) {
@@ -316,51 +329,56 @@ fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32,
                    @builtin(subgroup_invocation_id) lane: u32) {
     let batch = wid.z;
-    let row0 = wid.y * ROWS;
     let col = (wid.x * WG + lid) * COLS;
-    let lda4 = (p.k + 3u) / 4u;
-    let x_base = batch * p.a_batch_stride / 4u;
-    let b_base = batch * p.b_batch_stride / 4u;
-    let q = lane % 8u;
-    let x_lo = x_base + min(row0 + q, p.m - 1u) * lda4;
-    let x_hi = x_base + min(row0 + q + 8u, p.m - 1u) * lda4;
+    for (var rt = 0u; rt < ROW_TILES; rt++) {
+        let row0 = (wid.y * ROW_TILES + rt) * ROWS;
+        if (row0 >= p.m) {
+            return;
+        }
+        let lda4 = (p.k + 3u) / 4u;
+        let x_base = batch * p.a_batch_stride / 4u;
+        let b_base = batch * p.b_batch_stride / 4u;
+        let q = lane % 8u;
+        let x_lo = x_base + min(row0 + q, p.m - 1u) * lda4;
+        let x_hi = x_base + min(row0 + q + 8u, p.m - 1u) * lda4;
 
-    let z = vec4<f32>(0.0);
-    var acc = Acc(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
-    for (var k4 = 0u; k4 < p.kw / 4u; k4++) {
-        let words = load_b(b_base, k4, col);
-        for (var w = 0u; w < 4u; w++) {
-            let word = select(select(words.w0, words.w1, w == 1u),
-                              select(words.w2, words.w3, w == 3u), w >= 2u);
-            for (var bit = 0u; bit < 32u; bit += 4u) {
-                let k = k4 * 128u + w * 32u + bit;
-                if (k >= p.k) {
-                    break;
+        let z = vec4<f32>(0.0);
+        var acc = Acc(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+        for (var k4 = 0u; k4 < p.kw / 4u; k4++) {
+            let words = load_b(b_base, k4, col);
+            for (var w = 0u; w < 4u; w++) {
+                let word = select(select(words.w0, words.w1, w == 1u),
+                                  select(words.w2, words.w3, w == 3u), w >= 2u);
+                for (var bit = 0u; bit < 32u; bit += 4u) {
+                    let k = k4 * 128u + w * 32u + bit;
+                    if (k >= p.k) {
+                        break;
+                    }
+                    let sg = Signs(signs_at(word, bit), signs_at(word, bit + 1u),
+                                   signs_at(word, bit + 2u), signs_at(word, bit + 3u));
+                    let r = broadcast_rows(a[x_lo + k / 4u], a[x_hi + k / 4u]);
+                    acc = accumulate(acc, r, sg);
                 }
-                let sg = Signs(signs_at(word, bit), signs_at(word, bit + 1u),
-                               signs_at(word, bit + 2u), signs_at(word, bit + 3u));
-                let r = broadcast_rows(a[x_lo + k / 4u], a[x_hi + k / 4u]);
-                acc = accumulate(acc, r, sg);
             }
         }
-    }
 
-    let s = column_scales(col);
-    let base = batch * p.m * p.n;
-    store_row(base, row0, col, acc.a0 * s);
-    store_row(base, row0 + 1u, col, acc.a1 * s);
-    store_row(base, row0 + 2u, col, acc.a2 * s);
-    store_row(base, row0 + 3u, col, acc.a3 * s);
-    store_row(base, row0 + 4u, col, acc.a4 * s);
-    store_row(base, row0 + 5u, col, acc.a5 * s);
-    store_row(base, row0 + 6u, col, acc.a6 * s);
-    store_row(base, row0 + 7u, col, acc.a7 * s);
-    store_row(base, row0 + 8u, col, acc.a8 * s);
-    store_row(base, row0 + 9u, col, acc.a9 * s);
-    store_row(base, row0 + 10u, col, acc.a10 * s);
-    store_row(base, row0 + 11u, col, acc.a11 * s);
-    store_row(base, row0 + 12u, col, acc.a12 * s);
-    store_row(base, row0 + 13u, col, acc.a13 * s);
-    store_row(base, row0 + 14u, col, acc.a14 * s);
-    store_row(base, row0 + 15u, col, acc.a15 * s);
+        let s = column_scales(col);
+        let base = batch * p.m * p.n;
+        store_row(base, row0, col, acc.a0 * s);
+        store_row(base, row0 + 1u, col, acc.a1 * s);
+        store_row(base, row0 + 2u, col, acc.a2 * s);
+        store_row(base, row0 + 3u, col, acc.a3 * s);
+        store_row(base, row0 + 4u, col, acc.a4 * s);
+        store_row(base, row0 + 5u, col, acc.a5 * s);
+        store_row(base, row0 + 6u, col, acc.a6 * s);
+        store_row(base, row0 + 7u, col, acc.a7 * s);
+        store_row(base, row0 + 8u, col, acc.a8 * s);
+        store_row(base, row0 + 9u, col, acc.a9 * s);
+        store_row(base, row0 + 10u, col, acc.a10 * s);
+        store_row(base, row0 + 11u, col, acc.a11 * s);
+        store_row(base, row0 + 12u, col, acc.a12 * s);
+        store_row(base, row0 + 13u, col, acc.a13 * s);
+        store_row(base, row0 + 14u, col, acc.a14 * s);
+        store_row(base, row0 + 15u, col, acc.a15 * s);
+    }
 }

@@ -12,6 +12,8 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override ACCUMULATE: bool = false;
+// Row tiles per workgroup (see `matmul`).
+override ROW_TILES: u32 = 1u;
 
 struct Params {
     m: u32,
@@ -118,13 +120,15 @@ fn step(acc: vec4<f32>, row: vec4<f32>, bt: Block) -> vec4<f32> {
     return acc + row.x * bt.k0 + row.y * bt.k1 + row.z * bt.k2 + row.w * bt.k3;
 }
 
-@compute @workgroup_size(WG)
-fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32,
-          @builtin(subgroup_invocation_id) lane: u32) {
-    let batch = wid.z;
-    let row0 = wid.y * ROWS;
-    let col = (wid.x * WG + lid) * COLS;
+// The 16 rows x 4 columns this invocation computes (row i = field ai).
+struct Tile {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+    a4: vec4<f32>, a5: vec4<f32>, a6: vec4<f32>, a7: vec4<f32>,
+    a8: vec4<f32>, a9: vec4<f32>, a10: vec4<f32>, a11: vec4<f32>,
+    a12: vec4<f32>, a13: vec4<f32>, a14: vec4<f32>, a15: vec4<f32>,
+}
+
+fn tile(batch: u32, row0: u32, col: u32, lane: u32) -> Tile {
     let a_base = batch * p.a_batch_stride4;
     let b_base = batch * p.b_batch_stride4;
     let q = lane % 8u;
@@ -166,24 +170,88 @@ fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
         acc14 = step(acc14, r.r14, bt);
         acc15 = step(acc15, r.r15, bt);
     }
+    return Tile(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7,
+                acc8, acc9, acc10, acc11, acc12, acc13, acc14, acc15);
+}
 
-    let base = batch * p.m * p.n;
-    store_row(base, row0, col, acc0);
-    store_row(base, row0 + 1u, col, acc1);
-    store_row(base, row0 + 2u, col, acc2);
-    store_row(base, row0 + 3u, col, acc3);
-    store_row(base, row0 + 4u, col, acc4);
-    store_row(base, row0 + 5u, col, acc5);
-    store_row(base, row0 + 6u, col, acc6);
-    store_row(base, row0 + 7u, col, acc7);
-    store_row(base, row0 + 8u, col, acc8);
-    store_row(base, row0 + 9u, col, acc9);
-    store_row(base, row0 + 10u, col, acc10);
-    store_row(base, row0 + 11u, col, acc11);
-    store_row(base, row0 + 12u, col, acc12);
-    store_row(base, row0 + 13u, col, acc13);
-    store_row(base, row0 + 14u, col, acc14);
-    store_row(base, row0 + 15u, col, acc15);
+// Each workgroup computes ROW_TILES tiles down the rows: CPU drivers pay a fixed cost per
+// workgroup that outweighs a short K's work.
+@compute @workgroup_size(WG)
+fn matmul(@builtin(workgroup_id) wid: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32,
+          @builtin(subgroup_invocation_id) lane: u32) {
+    let col = (wid.x * WG + lid) * COLS;
+    let base = wid.z * p.m * p.n;
+    for (var rt = 0u; rt < ROW_TILES; rt++) {
+        let row0 = (wid.y * ROW_TILES + rt) * ROWS;
+        if (row0 >= p.m) {
+            return;
+        }
+        let t = tile(wid.z, row0, col, lane);
+        store_row(base, row0, col, t.a0);
+        store_row(base, row0 + 1u, col, t.a1);
+        store_row(base, row0 + 2u, col, t.a2);
+        store_row(base, row0 + 3u, col, t.a3);
+        store_row(base, row0 + 4u, col, t.a4);
+        store_row(base, row0 + 5u, col, t.a5);
+        store_row(base, row0 + 6u, col, t.a6);
+        store_row(base, row0 + 7u, col, t.a7);
+        store_row(base, row0 + 8u, col, t.a8);
+        store_row(base, row0 + 9u, col, t.a9);
+        store_row(base, row0 + 10u, col, t.a10);
+        store_row(base, row0 + 11u, col, t.a11);
+        store_row(base, row0 + 12u, col, t.a12);
+        store_row(base, row0 + 13u, col, t.a13);
+        store_row(base, row0 + 14u, col, t.a14);
+        store_row(base, row0 + 15u, col, t.a15);
+    }
+}
+
+// The same with N a multiple of 4: each row's 4 outputs go out as one vec4 store, which
+// costs CPU drivers about a quarter of four scalar stores.
+@group(0) @binding(2) var<storage, read_write> c4: array<vec4<f32>>; // [batch, M, N / 4]
+
+fn store_row4(base4: u32, row: u32, col: u32, v: vec4<f32>) {
+    if (row >= p.m || col >= p.n) {
+        return;
+    }
+    let i = base4 + (row * p.n + col) / 4u;
+    if (ACCUMULATE) {
+        c4[i] += v;
+    } else {
+        c4[i] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn matmul_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32,
+               @builtin(subgroup_invocation_id) lane: u32) {
+    let col = (wid.x * WG + lid) * COLS;
+    let base4 = wid.z * p.m * p.n / 4u;
+    for (var rt = 0u; rt < ROW_TILES; rt++) {
+        let row0 = (wid.y * ROW_TILES + rt) * ROWS;
+        if (row0 >= p.m) {
+            return;
+        }
+        let t = tile(wid.z, row0, col, lane);
+        store_row4(base4, row0, col, t.a0);
+        store_row4(base4, row0 + 1u, col, t.a1);
+        store_row4(base4, row0 + 2u, col, t.a2);
+        store_row4(base4, row0 + 3u, col, t.a3);
+        store_row4(base4, row0 + 4u, col, t.a4);
+        store_row4(base4, row0 + 5u, col, t.a5);
+        store_row4(base4, row0 + 6u, col, t.a6);
+        store_row4(base4, row0 + 7u, col, t.a7);
+        store_row4(base4, row0 + 8u, col, t.a8);
+        store_row4(base4, row0 + 9u, col, t.a9);
+        store_row4(base4, row0 + 10u, col, t.a10);
+        store_row4(base4, row0 + 11u, col, t.a11);
+        store_row4(base4, row0 + 12u, col, t.a12);
+        store_row4(base4, row0 + 13u, col, t.a13);
+        store_row4(base4, row0 + 14u, col, t.a14);
+        store_row4(base4, row0 + 15u, col, t.a15);
+    }
 }
 
 fn store_one(i: u32, v: f32) {

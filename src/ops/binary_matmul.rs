@@ -181,8 +181,13 @@ fn run(
     let scale_or_unused = ops.scale.unwrap_or(&unused);
     let mut constants = constants.to_vec();
     constants.push(("HAS_SCALE", if ops.scale.is_some() { 1.0 } else { 0.0 }));
+    let mut row_tiles = ma.rows.div_ceil(launch.tile_rows);
     if let Some(lanes) = launch.lanes {
+        let grouped =
+            super::subgroup_row_tiles(row_tiles * n.div_ceil(launch.tile_cols) * ma.batch);
+        row_tiles = row_tiles.div_ceil(grouped);
         constants.push(("WG", lanes as f64));
+        constants.push(("ROW_TILES", grouped as f64));
     }
     ctx.dispatch(
         launch.kernel,
@@ -191,7 +196,7 @@ fn run(
         &params,
         [
             to_u32(op, "column tiles", n.div_ceil(launch.tile_cols))?,
-            to_u32(op, "row tiles", ma.rows.div_ceil(launch.tile_rows))?,
+            to_u32(op, "row tiles", row_tiles)?,
             to_u32(op, "batch", ma.batch)?,
         ],
     )?;

@@ -17,12 +17,23 @@ const MATMUL_SUBGROUP: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
+/// The subgroup kernel storing whole vec4 rows (N a multiple of 4).
+const MATMUL_SUBGROUP_VEC4: Kernel = Kernel {
+    entry: "matmul_vec4",
+    ..MATMUL_SUBGROUP
+};
+
 /// The kernel for this adapter, the C rows x columns one of its workgroups computes for
 /// `n` output columns, and its workgroup size (subgroup kernel only).
 fn kernel_and_tile(ctx: &GpuContext, n: usize) -> (Kernel, usize, usize, Option<usize>) {
     if ctx.subgroup_kernels {
         let lanes = super::subgroup_tile_lanes(n);
-        (MATMUL_SUBGROUP, 16, 4 * lanes, Some(lanes))
+        let kernel = if n.is_multiple_of(4) {
+            MATMUL_SUBGROUP_VEC4
+        } else {
+            MATMUL_SUBGROUP
+        };
+        (kernel, 16, 4 * lanes, Some(lanes))
     } else {
         (MATMUL, 64, 32, None)
     }
@@ -187,8 +198,12 @@ pub fn matmul_into(
         ("TRANS_B", flag(form == MatmulForm::ABt)),
         ("ACCUMULATE", flag(accumulate)),
     ];
+    let mut row_tiles = m.div_ceil(tile_rows);
     if let Some(lanes) = lanes {
+        let grouped = super::subgroup_row_tiles(row_tiles * n.div_ceil(tile_cols) * batch);
+        row_tiles = row_tiles.div_ceil(grouped);
         constants.push(("WG", lanes as f64));
+        constants.push(("ROW_TILES", grouped as f64));
     }
     ctx.dispatch(
         kernel,
@@ -197,7 +212,7 @@ pub fn matmul_into(
         &params,
         [
             to_u32(OP, "column tiles", n.div_ceil(tile_cols))?,
-            to_u32(OP, "row tiles", m.div_ceil(tile_rows))?,
+            to_u32(OP, "row tiles", row_tiles)?,
             to_u32(OP, "batch", batch)?,
         ],
     )

@@ -96,6 +96,16 @@ pub(crate) fn subgroup_tile_lanes(n: usize) -> usize {
         .expect("three candidates")
 }
 
+/// Row tiles per workgroup (1, 2, 4 or 8) of the subgroup matmul kernels for `workgroups`
+/// one-tile workgroups: CPU drivers pay a fixed cost per workgroup that outweighs a short
+/// K's work, so large launches group tiles while keeping at least 1024 workgroups.
+pub(crate) fn subgroup_row_tiles(workgroups: usize) -> usize {
+    [8, 4, 2]
+        .into_iter()
+        .find(|tiles| workgroups / tiles >= 1024)
+        .unwrap_or(1)
+}
+
 pub(crate) fn to_u32(op: &'static str, what: &str, v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| {
         Error::InvalidArgument(format!(
