@@ -9,6 +9,14 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (5, 1000, 3),
     (70, 65, 300),
     (64, 64, 256),
+    // Enough row tiles that workgroups take 2, 4 and 8 of them (a ragged last group),
+    // with N a multiple of 4 (vec4 stores) and not.
+    (40_001, 8, 5),
+    (40_001, 7, 5),
+    (130_003, 12, 3),
+    (130_003, 3, 3),
+    (300_007, 4, 2),
+    (300_007, 5, 2),
 ];
 
 fn values(rng: &mut Rng, n: usize, mode: PackMode) -> Vec<f32> {

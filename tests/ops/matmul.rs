@@ -9,6 +9,14 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (5, 1000, 3),
     (64, 64, 64),
     (130, 70, 33),
+    // Enough row tiles that workgroups take 2, 4 and 8 of them (a ragged last group),
+    // with N a multiple of 4 (vec4 stores) and not.
+    (40_001, 8, 5),
+    (40_001, 7, 5),
+    (130_003, 12, 3),
+    (130_003, 3, 3),
+    (300_007, 4, 2),
+    (300_007, 5, 2),
 ];
 
 fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
@@ -82,18 +90,20 @@ fn matmul_batched_with_shared_and_per_batch_b() {
 fn matmul_accumulates_into_output() {
     for ctx in contexts() {
         let mut rng = Rng::new(9);
-        let (m, n, k) = (33, 17, 65);
-        let a = rng.vec(k * m, -1.0, 1.0);
-        let b = rng.vec(k * n, -1.0, 1.0);
-        let c0 = rng.vec(m * n, -1.0, 1.0);
-        let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
-        let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
-        let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
-        matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
-        let got = ctx.download_f32(&tc).unwrap();
-        let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
-        let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
-        assert_close("accumulate", &got, &want, 1e-4);
+        // N = 16: the vec4 store path, N = 17: the scalar one.
+        for (m, n, k) in [(33, 17, 65), (33, 16, 65)] {
+            let a = rng.vec(k * m, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let c0 = rng.vec(m * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
+            let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
+            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+            matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
+            let got = ctx.download_f32(&tc).unwrap();
+            let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
+            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+            assert_close("accumulate", &got, &want, 1e-4);
+        }
     }
 }
 
