@@ -367,9 +367,18 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         rows.iter().filter(|r| r.get("layer").is_some()).collect();
     assert_eq!(
         layers.len(),
-        5 + 2 * 6,
-        "tokenizer convs and 6 layers a block: {rows:?}"
+        5 + 2 * 8,
+        "tokenizer convs, then 6 layers and 2 attention products a block: {rows:?}"
     );
+    let av = layers
+        .iter()
+        .find(|l| l["layer"] == "block.0.attn.av_product")
+        .expect("the attention map's product is counted");
+    let map_rate = av["firing_rate"].as_f64().unwrap();
+    assert!(av["spike_driven"].as_bool().unwrap() && (0.0..=1.0).contains(&map_rate));
+    assert!(layers
+        .iter()
+        .any(|l| l["layer"] == "block.0.attn.qk_product"));
     assert_eq!(layers[0]["layer"], "patch_embed.block0_conv.weight");
     assert_eq!(
         layers[0]["spike_driven"], false,
