@@ -142,10 +142,8 @@ fn every_combination_matches_the_cpu_reference() {
                 let want = reference(&cfg, &ref_params(&sd), &xs, batch, &mut Tape::default());
                 assert_close(&format!("{what} train"), &got, &to32(&want), 2e-3);
                 let got = download_heads(ctx, &model.forward(ctx, &mut store, &xt, false).unwrap());
-                let mut tape = Tape {
-                    eval: true,
-                    ..Tape::default()
-                };
+                let mut tape = Tape::default();
+                tape.eval = true;
                 let params = ref_params(&store.to_state_dict(ctx).unwrap());
                 let want = reference(&cfg, &params, &xs, batch, &mut tape);
                 assert_close(&format!("{what} eval"), &got, &to32(&want), 2e-3);
