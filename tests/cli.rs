@@ -477,3 +477,28 @@ fn train_rejects_mismatched_data_and_missing_model() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
 }
+
+/// `info --model P --attention F --weight-mode M` prints each combination's counts.
+#[test]
+fn info_counts_every_attention_form_and_weight_mode() {
+    let info = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["info", "--model", "spikformer-4-384", "--json"];
+        all.extend_from_slice(args);
+        let out = bitspike(&all, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let base = info(&[]);
+    assert_eq!(base["params"]["binary"], 0);
+    let bin = info(&["--attention", "ssa-bin", "--weight-mode", "binary"]);
+    assert_eq!(bin["config"]["attention"], "ssa-bin");
+    assert_eq!(bin["config"]["weights"], "binary");
+    assert_eq!(bin["params"]["total"], base["params"]["total"]);
+    assert!(bin["params"]["binary"].as_u64().unwrap() > 9_200_000);
+    // The binary map adds lambda [T, 1, heads, 1, 1] to each of the 4 blocks.
+    let lambda = info(&["--attention", "binary"]);
+    assert_eq!(
+        lambda["params"]["total"].as_u64().unwrap(),
+        base["params"]["total"].as_u64().unwrap() + 4 * 4 * 12
+    );
+}

@@ -432,3 +432,35 @@ fn ssa_bin_statistics_are_checkpoint_state() {
         assert!(err.contains(&names[0]), "{err}");
     }
 }
+
+/// Patch-16 models (a max-pool in every tokenizer stage): the binary map in the d x d
+/// order in Spikformer, and the other forms in BESTformer, vs the CPU reference.
+#[test]
+fn patch_16_forms_match_the_cpu_reference() {
+    let ctx = ctx();
+    let batch = 2;
+    let cases = [
+        ("spikformer-2-64", AttentionForm::Binary, WeightMode::Binary),
+        ("bestformer-2-64", AttentionForm::SsaBin, WeightMode::Float),
+        ("bestformer-2-64", AttentionForm::A2os2a, WeightMode::Binary),
+    ];
+    for (preset, form, mode) in cases {
+        let mut cfg = config(preset, form, mode);
+        cfg.image_size = 32;
+        cfg.patch_size = 16;
+        let sd = init_state(&cfg, 71);
+        let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+        let mut model = Model::new(&cfg, batch).unwrap();
+        let x = images(&cfg, batch, 72);
+        let xt = upload(ctx, &cfg, &x, batch);
+        let xs: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let got = download_heads(ctx, &model.forward(ctx, &mut store, &xt, true).unwrap());
+        let want = reference(&cfg, &ref_params(&sd), &xs, batch, &mut Tape::default());
+        assert_close(
+            &format!("{preset} {form:?} {mode:?}"),
+            &got,
+            &to32(&want),
+            2e-3,
+        );
+    }
+}
