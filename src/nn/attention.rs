@@ -189,7 +189,6 @@ impl Attention {
     /// attention LIF's spikes `[T, B, N, D]` (proj's input). SSA_Bin reads `frozen`
     /// statistics when given (a reversible block recomputed in backward), else the
     /// store's, which a [`Mode::Train`] forward updates.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         ctx: &GpuContext,

@@ -143,7 +143,6 @@ impl Bestformer {
 
     /// `frozen`: SSA_Bin's statistics to read instead of the store's (a block recomputed
     /// in backward).
-    #[allow(clippy::too_many_arguments)]
     fn attn_forward(
         &self,
         ctx: &GpuContext,
