@@ -4,6 +4,8 @@
 //   axpy:         y += alpha x (gradient accumulation on residual paths)
 //   add_bias:     y[r, c] += bias[c] over rows of a channel-last [rows, C] tensor
 //   copy_range:   dst[dst_offset + i] = src[src_offset + i], i < len (chunked layers)
+//   relu:         y = max(x, 0) (A2OS2A's non-negative K)
+//   relu_backward: dx = dy where x > 0, else 0
 // One invocation per element; the linear index is `wid.x + wid.y * nwg.x` workgroups.
 
 const WG: u32 = 256u;
@@ -108,5 +110,40 @@ fn copy_range(@builtin(workgroup_id) wid: vec3<u32>,
     let i = linear_index(wid, nwg, lid);
     if (i < cr.len) {
         cr_dst[cr.dst_offset + i] = cr_src[cr.src_offset + i];
+    }
+}
+
+// ---- relu, relu_backward -------------------------------------------------------------
+
+struct ReluParams {
+    len: u32,
+}
+
+@group(0) @binding(0) var<storage, read> relu_x: array<f32>;        // [len]
+@group(0) @binding(1) var<storage, read_write> relu_y: array<f32>;  // [len]
+@group(0) @binding(2) var<uniform> rp: ReluParams;
+
+@compute @workgroup_size(256)
+fn relu(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < rp.len) {
+        relu_y[i] = max(relu_x[i], 0.0);
+    }
+}
+
+@group(0) @binding(0) var<storage, read> rb_dy: array<f32>;        // [len]
+@group(0) @binding(1) var<storage, read> rb_x: array<f32>;         // [len] the forward's input
+@group(0) @binding(2) var<storage, read_write> rb_dx: array<f32>;  // [len]
+@group(0) @binding(3) var<uniform> rbp: ReluParams;
+
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < rbp.len) {
+        rb_dx[i] = select(0.0, rb_dy[i], rb_x[i] > 0.0);
     }
 }

@@ -367,9 +367,18 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         rows.iter().filter(|r| r.get("layer").is_some()).collect();
     assert_eq!(
         layers.len(),
-        5 + 2 * 6,
-        "tokenizer convs and 6 layers a block: {rows:?}"
+        5 + 2 * 8,
+        "tokenizer convs, then 6 layers and 2 attention products a block: {rows:?}"
     );
+    let av = layers
+        .iter()
+        .find(|l| l["layer"] == "block.0.attn.av_product")
+        .expect("the attention map's product is counted");
+    let map_rate = av["firing_rate"].as_f64().unwrap();
+    assert!(av["spike_driven"].as_bool().unwrap() && (0.0..=1.0).contains(&map_rate));
+    assert!(layers
+        .iter()
+        .any(|l| l["layer"] == "block.0.attn.qk_product"));
     assert_eq!(layers[0]["layer"], "patch_embed.block0_conv.weight");
     assert_eq!(
         layers[0]["spike_driven"], false,
@@ -467,4 +476,29 @@ fn train_rejects_mismatched_data_and_missing_model() {
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
+}
+
+/// `info --model P --attention F --weight-mode M` prints each combination's counts.
+#[test]
+fn info_counts_every_attention_form_and_weight_mode() {
+    let info = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["info", "--model", "spikformer-4-384", "--json"];
+        all.extend_from_slice(args);
+        let out = bitspike(&all, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    };
+    let base = info(&[]);
+    assert_eq!(base["params"]["binary"], 0);
+    let bin = info(&["--attention", "ssa-bin", "--weight-mode", "binary"]);
+    assert_eq!(bin["config"]["attention"], "ssa-bin");
+    assert_eq!(bin["config"]["weights"], "binary");
+    assert_eq!(bin["params"]["total"], base["params"]["total"]);
+    assert!(bin["params"]["binary"].as_u64().unwrap() > 9_200_000);
+    // The binary map adds lambda [T, 1, heads, 1, 1] to each of the 4 blocks.
+    let lambda = info(&["--attention", "binary"]);
+    assert_eq!(
+        lambda["params"]["total"].as_u64().unwrap(),
+        base["params"]["total"].as_u64().unwrap() + 4 * 4 * 12
+    );
 }

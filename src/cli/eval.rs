@@ -157,7 +157,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             }
             println!(
                 "total: {:.3} M SOPs (0.9 pJ each), {:.3} M float MACs (4.6 pJ each), {:.3} uJ per image \
-                 (conv and linear layers; the attention products are not counted)",
+                 (conv and linear layers and the attention products Q K^T, A V)",
                 sops / 1e6,
                 macs / 1e6,
                 uj

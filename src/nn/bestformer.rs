@@ -8,19 +8,24 @@
 //! binary 1x1 (4D -> D) -> BN. Reversible two-stream blocks: `x2 = attn(x1) + (x0 + x1) /
 //! 2` (`+ x1` in the first block, which has no x0), `x3 = mlp(x2) + (x1 + x2) / 2`; heads
 //! `out0 = head(mean x2)`, `out1 = head2(mean x3)`, logits `(out0 + out1) / 2`.
+//! Any attention form replaces the binary map (see `nn::attention`); float weights keep
+//! every layer in f32.
 //!
 //! Training keeps only the tokenizer's activations and the last block's outputs: backward
 //! rebuilds each block's inputs from its outputs (`x1 = 2 (x3 - mlp(x2)) - x2`,
 //! `x0 = 2 (x2 - attn(x1)) - x1`), recomputing each sub-block forward (batch statistics,
-//! running statistics untouched) to get the activations its backward reads.
+//! running statistics untouched) to get the activations its backward reads. SSA_Bin's
+//! running threshold and shift, which a training forward updates, are kept as they were
+//! before it so that the recomputed blocks see the same maps.
 
-use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
+use super::attention::{Attention, AttentionSaved, Branches};
+use super::config::{Arch, AttentionForm, ModelConfig};
 use super::layers::{self, bn_backward, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
 use super::params::param_specs;
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::attention::{self, BinaryAttentionConfig, MapOrder};
+use crate::ops::attention::SsaBinState;
 use crate::ops::{self, LifConfig};
 
 /// LIF -> weight -> BN: BESTformer's unit.
@@ -30,12 +35,8 @@ struct PreUnit {
 }
 
 struct AttnActs {
-    h: Tensor, // [T, B, N, D] proj_lif membrane
-    q: UnitSaved,
-    k: UnitSaved,
-    v: UnitSaved,
-    attn: attention::BinaryAttentionSaved,
-    y_h: Tensor, // [T, B, heads, N, d] attn_lif membrane
+    h: Tensor, // [T, B, N, D] membrane of the LIF in front of q/k/v
+    attn: AttentionSaved,
     proj: UnitSaved,
 }
 
@@ -61,6 +62,8 @@ struct Acts {
     tokenizer: TokenizerActs,
     /// The last block's outputs `(x2, x3)` `[T, B, N, D]`; earlier blocks are rebuilt.
     out: (Tensor, Tensor),
+    /// SSA_Bin: each block's running statistics as the forward read them.
+    ssa_bin: Vec<SsaBinState>,
     pooled: (Tensor, Tensor), // [B, D] each
 }
 
@@ -69,8 +72,7 @@ pub struct Bestformer {
     pub config: ModelConfig,
     pub batch: usize,
     lif: LifConfig,
-    attn_lif: LifConfig,
-    attn: BinaryAttentionConfig,
+    attention: Attention,
     acts: Option<Acts>,
     /// Both heads' logits of the last forward.
     pub heads: Option<(Tensor, Tensor)>,
@@ -79,36 +81,27 @@ pub struct Bestformer {
 impl Bestformer {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
-        if config.arch != Arch::Bestformer
-            || config.attention != AttentionForm::Binary
-            || config.weights != WeightMode::Binary
-        {
+        if config.arch != Arch::Bestformer {
             return Err(Error::InvalidArgument(format!(
-                "BESTformer implements binary attention with binary weights, not {:?} \
-                 attention with {:?} weights ({:?})",
-                config.attention, config.weights, config.arch
+                "a {:?} config is not a BESTformer",
+                config.arch
             )));
         }
         if batch == 0 {
             return Err(Error::InvalidArgument("batch size must be positive".into()));
         }
-        let order = if config.patch_size == 16 {
-            MapOrder::Features
-        } else {
-            MapOrder::Tokens
-        };
         Ok(Self {
             config: config.clone(),
             batch,
             lif: LifConfig::default(),
-            attn_lif: LifConfig {
-                v_th: 0.5,
-                ..LifConfig::default()
-            },
-            attn: BinaryAttentionConfig {
-                order,
-                ..BinaryAttentionConfig::default()
-            },
+            attention: Attention::new(
+                config,
+                Branches {
+                    suffix: "_conv",
+                    bias: false,
+                    spike_input: true,
+                },
+            ),
             acts: None,
             heads: None,
         })
@@ -148,22 +141,8 @@ impl Bestformer {
         layers::lif_backward(ctx, &ds, &a.h, self.config.time_steps, &self.lif)
     }
 
-    fn lambda(
-        &self,
-        ctx: &GpuContext,
-        store: &ParamStore,
-        blk: usize,
-        grad: bool,
-    ) -> Result<Tensor> {
-        let name = format!("block.{blk}.attn.lambda_attn");
-        let t = if grad {
-            store.grad(ctx, &name)?
-        } else {
-            store.param(ctx, &name)?
-        };
-        t.reshape(&[self.config.time_steps, self.config.heads])
-    }
-
+    /// `frozen`: SSA_Bin's statistics to read instead of the store's (a block recomputed
+    /// in backward).
     fn attn_forward(
         &self,
         ctx: &GpuContext,
@@ -171,41 +150,15 @@ impl Bestformer {
         blk: usize,
         x: &Tensor,
         mode: Mode,
+        frozen: Option<&SsaBinState>,
     ) -> Result<(Tensor, AttnActs)> {
         let p = format!("block.{blk}.attn");
-        let t = self.config.time_steps;
-        let lif = Some((&self.lif, t));
-        let (s, h) = layers::lif_forward(ctx, x, t, &self.lif)?;
-        let mut qkv = Vec::new();
-        let mut saved = Vec::new();
-        for name in ["q", "k", "v"] {
-            let w = Weight::linear(&format!("{p}.{name}_conv"), false);
-            let bn = format!("{p}.{name}_bn");
-            let (sp, u) = unit_forward_with(ctx, store, &w, &bn, lif, &s, mode)?;
-            qkv.push(ops::split_heads(ctx, &sp, self.config.heads)?);
-            saved.push(u);
-        }
-        let lambda = self.lambda(ctx, store, blk, false)?;
-        let (y, attn) = attention::binary_attention_forward(
-            ctx, &qkv[0], &qkv[1], &qkv[2], &lambda, &self.attn,
-        )?;
-        let (ys, y_h) = layers::lif_forward(ctx, &y, t, &self.attn_lif)?;
-        let ys = ops::merge_heads(ctx, &ys)?;
+        let (s, h) = layers::lif_forward(ctx, x, self.config.time_steps, &self.lif)?;
+        let (ys, attn) = self.attention.forward(ctx, store, blk, &s, mode, frozen)?;
         let w = Weight::linear(&format!("{p}.proj_conv"), false);
         let (out, proj) =
             unit_forward_with(ctx, store, &w, &format!("{p}.proj_bn"), None, &ys, mode)?;
-        let mut saved = saved.into_iter();
-        let mut next = || saved.next().expect("three units");
-        let acts = AttnActs {
-            h,
-            q: next(),
-            k: next(),
-            v: next(),
-            attn,
-            y_h,
-            proj,
-        };
-        Ok((out, acts))
+        Ok((out, AttnActs { h, attn, proj }))
     }
 
     fn attn_backward(
@@ -217,8 +170,6 @@ impl Bestformer {
         dout: &Tensor,
     ) -> Result<Tensor> {
         let p = format!("block.{blk}.attn");
-        let t = self.config.time_steps;
-        let lif = Some((&self.lif, t));
         let w = Weight::linear(&format!("{p}.proj_conv"), false);
         let dys = unit_backward(
             ctx,
@@ -231,21 +182,8 @@ impl Bestformer {
             true,
         )?
         .expect("asked for dx");
-        let dys = ops::split_heads(ctx, &dys, self.config.heads)?;
-        let dy = layers::lif_backward(ctx, &dys, &a.y_h, t, &self.attn_lif)?;
-        let g = attention::binary_attention_backward(ctx, &dy, &a.attn)?;
-        ops::axpy_into(ctx, &self.lambda(ctx, store, blk, true)?, &g.dlambda, 1.0)?;
-        let ds = layers::qkv_backward(
-            ctx,
-            store,
-            &p,
-            "_conv",
-            false,
-            lif,
-            [&a.q, &a.k, &a.v],
-            [&g.dq, &g.dk, &g.dv],
-        )?;
-        layers::lif_backward(ctx, &ds, &a.h, t, &self.lif)
+        let ds = self.attention.backward(ctx, store, blk, &a.attn, &dys)?;
+        layers::lif_backward(ctx, &ds, &a.h, self.config.time_steps, &self.lif)
     }
 
     fn mlp_forward(
@@ -289,7 +227,7 @@ impl Bestformer {
         x1: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, Tensor)> {
-        let (a, _) = self.attn_forward(ctx, store, blk, x1, mode)?;
+        let (a, _) = self.attn_forward(ctx, store, blk, x1, mode, None)?;
         let x2 = match x0 {
             Some(x0) => ops::add_avg(ctx, &a, x0, x1)?,
             None => ops::add(ctx, &a, x1)?,
@@ -315,7 +253,7 @@ impl Bestformer {
         if first {
             return Ok((None, x1));
         }
-        let (a, _) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute)?;
+        let (a, _) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute, None)?;
         let x0 = ops::weighted_sum(ctx, &[(2.0, x2), (-2.0, &a), (-1.0, &x1)])?;
         Ok((Some(x0), x1))
     }
@@ -356,7 +294,15 @@ impl Bestformer {
         }
         let mut x1 = y.reshape(&self.tokens())?;
         let mut x0: Option<Tensor> = None;
+        let mut ssa_bin = Vec::new();
         for blk in 0..cfg.depth {
+            if train && cfg.attention == AttentionForm::SsaBin {
+                let state = self.attention.ssa_bin_state(store, blk)?;
+                ssa_bin.push(SsaBinState {
+                    delta: ops::copy(ctx, &state.delta)?,
+                    mean: ops::copy(ctx, &state.mean)?,
+                });
+            }
             let (x2, x3) = self.block_forward(ctx, store, blk, x0.as_ref(), &x1, mode)?;
             x0 = Some(x2);
             x1 = x3;
@@ -386,6 +332,7 @@ impl Bestformer {
         self.acts = train.then_some(Acts {
             tokenizer: TokenizerActs { block0, blocks },
             out: (x2, x1),
+            ssa_bin,
             pooled: (p0, p1),
         });
         Ok(logits)
@@ -433,7 +380,8 @@ impl Bestformer {
             // d x2 total = dx2 + mlp'(dx3) + dx3 / 2; d x1 = dx3 / 2 (+ more below)
             let dx2t = ops::weighted_sum(ctx, &[(1.0, &dx2), (1.0, &dm), (0.5, &dx3)])?;
             // x2 = attn(x1) + (x0 + x1) / 2, or + x1 in the first block
-            let (a, attn) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute)?;
+            let frozen = acts.ssa_bin.get(blk);
+            let (a, attn) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute, frozen)?;
             let da = self.attn_backward(ctx, store, blk, &attn, &dx2t)?;
             drop(attn);
             let c = if first { 1.0 } else { 0.5 };
@@ -494,6 +442,9 @@ impl Bestformer {
             total += pool.as_ref().map_or(0, |(arg, _)| arg.byte_len());
         }
         total += a.out.0.byte_len() + a.out.1.byte_len();
+        for s in &a.ssa_bin {
+            total += s.delta.byte_len() + s.mean.byte_len();
+        }
         total + a.pooled.0.byte_len() + a.pooled.1.byte_len()
     }
 }

@@ -2,8 +2,10 @@
 //! layer, the firing rate of its input, its multiply-accumulates, and the synaptic
 //! operations (SOPs = rate x MACs, T included) of the layers fed by spikes; energy at
 //! 0.9 pJ per accumulate for spike-driven layers and 4.6 pJ per MAC for the others (the
-//! first conv, layers fed by real values). Counting runs on the GPU; nothing is read back
-//! until `report`.
+//! first conv, layers fed by real values). The attention products (`Q K^T`, `A V`) count
+//! as spike-driven layers too: the first at the firing rate of Q, the second at the
+//! firing rate of the map A that the attention op reports. Counting runs on the GPU;
+//! nothing is read back until `report`.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -11,6 +13,7 @@ use std::collections::BTreeMap;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops;
+use crate::ops::attention::MapRate;
 
 /// pJ per accumulate of a spike-driven layer.
 pub const PJ_PER_AC: f64 = 0.9;
@@ -21,11 +24,22 @@ struct Record {
     name: String,
     binary_weights: bool,
     macs: u64,
-    elements: u64,
-    /// u64 (two u32 words) count of the input's non-zero elements.
-    nonzero: Tensor,
-    /// f32 [1]: the input's sum (equal to the non-zero count exactly for {0,1} spikes).
-    sum: Tensor,
+    input: Input,
+}
+
+/// What drives a recorded layer.
+enum Input {
+    /// A layer's input tensor.
+    Tensor {
+        elements: u64,
+        /// u64 (two u32 words) count of the input's non-zero elements.
+        nonzero: Tensor,
+        /// f32 [1]: the input's sum (equal to the non-zero count exactly for {0,1}
+        /// spikes).
+        sum: Tensor,
+    },
+    /// An attention map, spike-driven at its firing rate.
+    Map(MapRate),
 }
 
 /// Per-layer inputs recorded during forwards.
@@ -64,11 +78,24 @@ impl EnergyLog {
             name: name.to_string(),
             binary_weights,
             macs,
-            elements: x.len() as u64,
-            nonzero,
-            sum,
+            input: Input::Tensor {
+                elements: x.len() as u64,
+                nonzero,
+                sum,
+            },
         });
         Ok(())
+    }
+
+    /// Record an attention product `name` of `macs` multiply-accumulates driven by the
+    /// attention map whose firing rate is `rate`.
+    pub fn record_map(&self, name: &str, rate: &MapRate, macs: u64) {
+        self.records.borrow_mut().push(Record {
+            name: name.to_string(),
+            binary_weights: false,
+            macs,
+            input: Input::Map(rate.clone()),
+        });
     }
 
     /// Per-layer figures per image (`images` = images the recorded forwards saw), in the
@@ -77,15 +104,29 @@ impl EnergyLog {
         let mut order: Vec<(String, bool)> = Vec::new();
         let mut acc: BTreeMap<String, (f64, f64, f64, f64)> = BTreeMap::new();
         for r in self.records.borrow().iter() {
-            let w: Vec<u32> = ctx.download_words(&r.nonzero)?;
-            let nonzero = ((w[1] as u64) << 32 | w[0] as u64) as f64;
-            let sum = ctx.download_f32(&r.sum)?[0] as f64;
+            let (elements, nonzero, sum) = match &r.input {
+                Input::Tensor {
+                    elements,
+                    nonzero,
+                    sum,
+                } => {
+                    let w: Vec<u32> = ctx.download_words(nonzero)?;
+                    let nonzero = ((w[1] as u64) << 32 | w[0] as u64) as f64;
+                    (*elements as f64, nonzero, ctx.download_f32(sum)?[0] as f64)
+                }
+                Input::Map(rate) => {
+                    // Spike-driven by definition: its "sum" is its non-zero count.
+                    let elements = rate.elements() as f64;
+                    let nonzero = (rate.read(ctx)? * elements).round();
+                    (elements, nonzero, nonzero)
+                }
+            };
             if !acc.contains_key(&r.name) {
                 order.push((r.name.clone(), r.binary_weights));
             }
             let e = acc.entry(r.name.clone()).or_default();
             e.0 += r.macs as f64;
-            e.1 += r.elements as f64;
+            e.1 += elements;
             e.2 += nonzero;
             e.3 += sum;
         }

@@ -27,6 +27,9 @@ pub struct Weight {
     pub op: WeightOp,
     pub weight: String,
     pub bias: Option<String>,
+    /// The input is spikes {0,1}, so a binary weight can run on packed bits; a binary
+    /// layer fed real values (Spikformer's residual stream) multiplies by its f32 signs.
+    pub spike_input: bool,
 }
 
 impl Weight {
@@ -35,6 +38,7 @@ impl Weight {
             op: WeightOp::Conv3x3,
             weight,
             bias: None,
+            spike_input: true,
         }
     }
 
@@ -43,6 +47,15 @@ impl Weight {
             op: WeightOp::Linear,
             weight: format!("{prefix}.weight"),
             bias: bias.then(|| format!("{prefix}.bias")),
+            spike_input: true,
+        }
+    }
+
+    /// The same layer fed real values instead of spikes.
+    pub fn real_input(self) -> Self {
+        Self {
+            spike_input: false,
+            ..self
         }
     }
 
@@ -63,16 +76,22 @@ impl Weight {
             Some(b) => Some(store.param(ctx, b)?),
             None => None,
         };
-        match (self.op, store.binary(&self.weight)) {
-            (WeightOp::Conv3x3, Ok(bw)) => ops::conv3x3_binary(ctx, x, &bw.bits),
-            (WeightOp::Conv3x3, Err(_)) => ops::conv3x3(ctx, x, &store.param(ctx, &self.weight)?),
-            (WeightOp::Linear, Ok(bw)) => {
-                let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
-                ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+        let w = match store.binary(&self.weight) {
+            Ok(bw) if self.spike_input => {
+                return match self.op {
+                    WeightOp::Conv3x3 => ops::conv3x3_binary(ctx, x, &bw.bits),
+                    WeightOp::Linear => {
+                        let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
+                        ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+                    }
+                };
             }
-            (WeightOp::Linear, Err(_)) => {
-                ops::linear(ctx, x, &store.param(ctx, &self.weight)?, bias.as_ref())
-            }
+            Ok(bw) => bw.signs.clone(),
+            Err(_) => store.param(ctx, &self.weight)?,
+        };
+        match self.op {
+            WeightOp::Conv3x3 => ops::conv3x3(ctx, x, &w),
+            WeightOp::Linear => ops::linear(ctx, x, &w, bias.as_ref()),
         }
     }
 
@@ -329,33 +348,4 @@ pub fn unit_backward(
     };
     let dz = bn_backward(ctx, store, bn, &saved.z, saved.stats.as_ref(), &dy)?;
     weight.backward(ctx, store, &saved.x, &dz, need_dx)
-}
-
-/// Backward of the three q/k/v branches (conv or linear `{prefix}.{q,k,v}{suffix}`, BN
-/// `{prefix}.{q,k,v}_bn`, LIF) that read one input: their input gradients summed. The
-/// per-branch gradients come in heads-first `[T, B, heads, N, d]`.
-#[allow(clippy::too_many_arguments)]
-pub fn qkv_backward(
-    ctx: &GpuContext,
-    store: &ParamStore,
-    prefix: &str,
-    suffix: &str,
-    bias: bool,
-    lif: Option<(&LifConfig, usize)>,
-    saved: [&UnitSaved; 3],
-    grads: [&Tensor; 3],
-) -> Result<Tensor> {
-    let mut dx: Option<Tensor> = None;
-    for ((name, unit), d) in ["q", "k", "v"].into_iter().zip(saved).zip(grads) {
-        let d_tokens = ops::merge_heads(ctx, d)?;
-        let w = Weight::linear(&format!("{prefix}.{name}{suffix}"), bias);
-        let bn = format!("{prefix}.{name}_bn");
-        let d =
-            unit_backward(ctx, store, &w, &bn, lif, unit, &d_tokens, true)?.expect("asked for dx");
-        match &dx {
-            Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,
-            None => dx = Some(d),
-        }
-    }
-    Ok(dx.expect("three branches"))
 }

@@ -1,6 +1,7 @@
 //! Layers and models: configurations and presets, the parameter inventory with the
 //! reference implementations' names.
 
+pub mod attention;
 pub mod bestformer;
 pub mod checkpoint;
 pub mod classifier;

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::config::{Arch, ModelConfig, WeightMode};
+use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
 use crate::gpu::words_per_row;
 
 /// What a state_dict entry holds.
@@ -16,6 +16,9 @@ pub enum ParamRole {
     RunningStat,
     /// BatchNorm's `num_batches_tracked`, an int64 scalar.
     BatchCount,
+    /// Another running statistic kept with the model (SSA_Bin's threshold and shift):
+    /// saved, updated by training forwards, never trained.
+    Buffer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,6 +39,12 @@ impl ParamSpec {
         self.len() == 0
     }
 }
+
+/// SSA_Bin's running threshold Delta per head, `block.{i}.attn.<this>` (the published
+/// models give no name: ours).
+pub const SSA_BIN_DELTA: &str = "attn_delta";
+/// SSA_Bin's running attention shift (the mean of `B V`) per head and feature.
+pub const SSA_BIN_SHIFT: &str = "attn_shift";
 
 struct Inventory {
     specs: Vec<ParamSpec>,
@@ -60,6 +69,36 @@ impl Inventory {
 
     fn bias(&mut self, name: String, n: usize) {
         self.push(name, vec![n], ParamRole::Trainable, false);
+    }
+
+    /// What the attention form adds to block `b`'s attention (both families):
+    /// BESTformer's learnable `lambda_attn [T, 1, heads, 1, 1]` for the binary map,
+    /// SSA_Bin's running threshold `[heads]` and shift `[heads, d]`.
+    fn attention_form(&mut self, cfg: &ModelConfig, b: usize) {
+        let p = format!("block.{b}.attn");
+        match cfg.attention {
+            AttentionForm::Binary => self.push(
+                format!("{p}.lambda_attn"),
+                vec![cfg.time_steps, 1, cfg.heads, 1, 1],
+                ParamRole::Trainable,
+                false,
+            ),
+            AttentionForm::SsaBin => {
+                self.push(
+                    format!("{p}.{SSA_BIN_DELTA}"),
+                    vec![cfg.heads],
+                    ParamRole::Buffer,
+                    false,
+                );
+                self.push(
+                    format!("{p}.{SSA_BIN_SHIFT}"),
+                    vec![cfg.heads, cfg.head_dim()],
+                    ParamRole::Buffer,
+                    false,
+                );
+            }
+            AttentionForm::Ssa | AttentionForm::A2os2a => {}
+        }
     }
 
     /// BatchNorm `prefix.{weight,bias,running_mean,running_var,num_batches_tracked}`.
@@ -135,6 +174,7 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
                 );
                 inv.bias(format!("block.{b}.attn.proj_linear.bias"), d);
                 inv.batch_norm(&format!("block.{b}.attn.proj_bn"), d);
+                inv.attention_form(cfg, b);
                 inv.weight(format!("block.{b}.mlp.fc1_linear.weight"), vec![h, d], true);
                 inv.bias(format!("block.{b}.mlp.fc1_linear.bias"), h);
                 inv.batch_norm(&format!("block.{b}.mlp.fc1_bn"), h);
@@ -171,12 +211,7 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
                     true,
                 );
                 inv.batch_norm(&format!("block.{b}.attn.proj_bn"), d);
-                inv.push(
-                    format!("block.{b}.attn.lambda_attn"),
-                    vec![cfg.time_steps, 1, cfg.heads, 1, 1],
-                    ParamRole::Trainable,
-                    false,
-                );
+                inv.attention_form(cfg, b);
                 inv.weight(
                     format!("block.{b}.mlp.mlp1_conv.weight"),
                     vec![h, d, 1, 1],

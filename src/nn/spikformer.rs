@@ -4,17 +4,18 @@
 //! `x_feat` their output, `x = LIF(BN(rpe_conv(x_feat))) + x_feat` as tokens
 //! `[T, B, N, D]`. Blocks: `x = x + SSA(x)`, `x = x + MLP(x)`; SSA: `q, k, v =
 //! LIF(BN(Linear(x)))`, `y = LIF_0.5((q k^T) v * 0.125)`, `out = LIF(BN(proj(y)))`; MLP:
-//! `LIF(BN(fc2(LIF(BN(fc1(x))))))`. Head: `Linear(mean_{N,T} x)`.
+//! `LIF(BN(fc2(LIF(BN(fc1(x))))))`. Head: `Linear(mean_{N,T} x)`. Any attention form
+//! replaces SSA's core (see `nn::attention`); binary weights binarize every conv and
+//! linear but the first conv and the head (the q/k/v and fc1 layers read the real
+//! residual stream, so they multiply by their f32 signs).
 
-use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
-use super::layers::{self, unit_backward, unit_forward, UnitSaved, Weight};
+use super::attention::{Attention, AttentionSaved, Branches};
+use super::config::{Arch, ModelConfig};
+use super::layers::{unit_backward, unit_forward, Mode, UnitSaved, Weight};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{self, attention, LifConfig};
-
-/// SSA's fixed scale.
-pub const SSA_SCALE: f32 = 0.125;
+use crate::ops::{self, LifConfig};
 
 /// One SPS stage: conv -> BN -> LIF (-> max-pool).
 struct StageActs {
@@ -24,12 +25,8 @@ struct StageActs {
 }
 
 struct SsaActs {
-    q: UnitSaved, // x [T, B, N, D] (the block input), z [T, B, N, D]
-    k: UnitSaved,
-    v: UnitSaved,
-    attn: attention::SsaSaved, // q, k, v spikes [T, B, heads, N, d], scores
-    attn_h: Tensor,            // [T, B, heads, N, d] membrane of attn_lif
-    proj: UnitSaved,           // x [T, B, N, D] spikes of attn_lif
+    attn: AttentionSaved, // q/k/v branches on the block input [T, B, N, D], the core
+    proj: UnitSaved,      // x [T, B, N, D] spikes of the attention LIF
 }
 
 struct MlpActs {
@@ -56,7 +53,7 @@ pub struct Spikformer {
     pub config: ModelConfig,
     pub batch: usize,
     lif: LifConfig,
-    attn_lif: LifConfig,
+    attention: Attention,
     acts: Option<Acts>,
 }
 
@@ -67,14 +64,10 @@ fn stage_name(i: usize) -> &'static str {
 impl Spikformer {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
-        if config.arch != Arch::Spikformer
-            || config.attention != AttentionForm::Ssa
-            || config.weights != WeightMode::Float
-        {
+        if config.arch != Arch::Spikformer {
             return Err(Error::InvalidArgument(format!(
-                "Spikformer implements the SSA attention with float weights, not {:?} \
-                 attention with {:?} weights ({:?})",
-                config.attention, config.weights, config.arch
+                "a {:?} config is not a Spikformer",
+                config.arch
             )));
         }
         if batch == 0 {
@@ -84,10 +77,14 @@ impl Spikformer {
             config: config.clone(),
             batch,
             lif: LifConfig::default(),
-            attn_lif: LifConfig {
-                v_th: 0.5,
-                ..LifConfig::default()
-            },
+            attention: Attention::new(
+                config,
+                Branches {
+                    suffix: "_linear",
+                    bias: true,
+                    spike_input: false,
+                },
+            ),
             acts: None,
         })
     }
@@ -177,39 +174,18 @@ impl Spikformer {
         train: bool,
     ) -> Result<(Tensor, SsaActs)> {
         let p = format!("block.{blk}.attn");
-        let t = self.config.time_steps;
-        let lif = Some((&self.lif, t));
-        let heads = self.config.heads;
-        let mut qkv = Vec::new();
-        let mut saved = Vec::new();
-        for name in ["q", "k", "v"] {
-            let w = Weight::linear(&format!("{p}.{name}_linear"), true);
-            let (s, u) = unit_forward(ctx, store, &w, &format!("{p}.{name}_bn"), lif, x, train)?;
-            qkv.push(ops::split_heads(ctx, &s, heads)?);
-            saved.push(u);
+        let lif = Some((&self.lif, self.config.time_steps));
+        let (ys, attn) = self
+            .attention
+            .forward(ctx, store, blk, x, Mode::of(train), None)?;
+        if train {
+            for name in ["q", "k", "v"] {
+                store.count_batch(&format!("{p}.{name}_bn"));
+            }
         }
-        let (y, attn) = attention::ssa_forward(
-            ctx,
-            &qkv[0],
-            &qkv[1],
-            &qkv[2],
-            SSA_SCALE,
-            attention::SsaPath::Binary,
-        )?;
-        let (ys, attn_h) = layers::lif_forward(ctx, &y, t, &self.attn_lif)?;
-        let ys = ops::merge_heads(ctx, &ys)?;
         let w = Weight::linear(&format!("{p}.proj_linear"), true);
         let (out, proj) = unit_forward(ctx, store, &w, &format!("{p}.proj_bn"), lif, &ys, train)?;
-        let mut saved = saved.into_iter();
-        let mut next = || saved.next().expect("three units");
-        let acts = SsaActs {
-            q: next(),
-            k: next(),
-            v: next(),
-            attn,
-            attn_h,
-            proj,
-        };
+        let acts = SsaActs { attn, proj };
         Ok((out, acts))
     }
 
@@ -223,7 +199,7 @@ impl Spikformer {
     ) -> Result<(Tensor, MlpActs)> {
         let p = format!("block.{blk}.mlp");
         let lif = Some((&self.lif, self.config.time_steps));
-        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true);
+        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true).real_input();
         let (h, fc1) = unit_forward(ctx, store, &w1, &format!("{p}.fc1_bn"), lif, x, train)?;
         let w2 = Weight::linear(&format!("{p}.fc2_linear"), true);
         let (out, fc2) = unit_forward(ctx, store, &w2, &format!("{p}.fc2_bn"), lif, &h, train)?;
@@ -297,7 +273,6 @@ impl Spikformer {
         let p = format!("block.{blk}.attn");
         let t = self.config.time_steps;
         let lif = Some((&self.lif, t));
-        let heads = self.config.heads;
         let w = Weight::linear(&format!("{p}.proj_linear"), true);
         let dys = unit_backward(
             ctx,
@@ -310,19 +285,7 @@ impl Spikformer {
             true,
         )?
         .expect("asked for dx");
-        let dys = ops::split_heads(ctx, &dys, heads)?;
-        let dy = layers::lif_backward(ctx, &dys, &a.attn_h, t, &self.attn_lif)?;
-        let g = attention::ssa_backward(ctx, &dy, &a.attn)?;
-        layers::qkv_backward(
-            ctx,
-            store,
-            &p,
-            "_linear",
-            true,
-            lif,
-            [&a.q, &a.k, &a.v],
-            [&g.dq, &g.dk, &g.dv],
-        )
+        self.attention.backward(ctx, store, blk, &a.attn, &dys)
     }
 
     fn mlp_backward(
@@ -347,7 +310,7 @@ impl Spikformer {
             true,
         )?
         .expect("asked for dx");
-        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true);
+        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true).real_input();
         Ok(unit_backward(
             ctx,
             store,
@@ -370,9 +333,7 @@ impl Spikformer {
         }
         for blk in &a.blocks {
             let s = &blk.attn;
-            total += s.q.bytes() + s.k.bytes() + s.v.bytes() + s.proj.bytes();
-            total += s.attn.q.byte_len() + s.attn.k.byte_len() + s.attn.v.byte_len();
-            total += s.attn.scores.byte_len() + s.attn_h.byte_len();
+            total += s.attn.bytes() + s.proj.bytes();
             total += blk.mlp.fc1.bytes() + blk.mlp.fc2.bytes();
         }
         total

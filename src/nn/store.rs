@@ -39,6 +39,9 @@ pub struct ParamStore {
     running: HashMap<String, (Tensor, Tensor)>,
     /// `num_batches_tracked` by BN prefix, counted on the host.
     batches_tracked: HashMap<String, i64>,
+    /// Other running statistics (SSA_Bin's threshold and shift) by name, updated in place
+    /// by training forwards.
+    buffers: HashMap<String, Tensor>,
     binary: HashMap<String, BinaryWeights>,
     /// When set, every conv/linear layer records its input for the energy report.
     pub energy: Option<super::energy::EnergyLog>,
@@ -162,6 +165,21 @@ impl ParamStore {
             running.insert(prefix.clone(), (mean, var));
             batches_tracked.insert(prefix, count);
         }
+        let mut buffers = HashMap::new();
+        for spec in specs.iter().filter(|s| s.role == ParamRole::Buffer) {
+            let t = state.tensors.get(&spec.name).ok_or_else(|| {
+                Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
+            })?;
+            if t.data.len() != spec.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "tensor '{}' has {} values, the model needs {:?}",
+                    spec.name,
+                    t.data.len(),
+                    spec.shape
+                )));
+            }
+            buffers.insert(spec.name.clone(), ctx.upload_f32(&t.data, &spec.shape)?);
+        }
         let mut store = Self {
             config: config.clone(),
             params,
@@ -170,6 +188,7 @@ impl ParamStore {
             slots,
             running,
             batches_tracked,
+            buffers,
             binary: HashMap::new(),
             energy: None,
         };
@@ -227,6 +246,13 @@ impl ParamStore {
             .ok_or_else(|| Error::InvalidArgument(format!("the model has no BatchNorm '{prefix}'")))
     }
 
+    /// A running-statistics buffer (`ParamRole::Buffer`), updated in place by its layer.
+    pub fn buffer(&self, name: &str) -> Result<&Tensor> {
+        self.buffers
+            .get(name)
+            .ok_or_else(|| Error::InvalidArgument(format!("the model has no buffer '{name}'")))
+    }
+
     /// Count one training forward of the BatchNorm `prefix`.
     pub fn count_batch(&mut self, prefix: &str) {
         *self.batches_tracked.entry(prefix.to_string()).or_default() += 1;
@@ -280,6 +306,9 @@ impl ParamStore {
                 get(&format!("{prefix}.num_batches_tracked")).map_or(0, |t| t.data[0] as i64);
             self.batches_tracked.insert(prefix.clone(), count);
         }
+        for (name, t) in &self.buffers {
+            ctx.write_words(t, &get(name)?.data)?;
+        }
         self.refresh_binary(ctx)
     }
 
@@ -328,6 +357,15 @@ impl ParamStore {
                 HostTensor {
                     shape: vec![],
                     data: vec![self.batches_tracked.get(prefix).copied().unwrap_or(0) as f32],
+                },
+            );
+        }
+        for (name, t) in &self.buffers {
+            sd.tensors.insert(
+                name.clone(),
+                HostTensor {
+                    shape: t.shape().to_vec(),
+                    data: ctx.download_f32(t)?,
                 },
             );
         }

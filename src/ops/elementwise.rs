@@ -1,5 +1,6 @@
 //! Elementwise helpers between the big kernels (shaders/elementwise.wgsl): residual adds,
-//! the reversible blocks' scaled adds, gradient accumulation, bias rows, range copies.
+//! the reversible blocks' scaled adds, gradient accumulation, bias rows, range copies,
+//! ReLU.
 //!
 //! Backward passes: `y = a + b` gives `da = db = dy`; `y = a + (b + c) / 2` gives
 //! `da = dy`, `db = dc = dy / 2` ([`add_avg_backward`]); where a gradient meets another
@@ -25,6 +26,18 @@ const ADD_BIAS: Kernel = Kernel {
     shader: Shader::Elementwise,
     entry: "add_bias",
     bindings: &[Access::Read, Access::ReadWrite],
+};
+
+const RELU: Kernel = Kernel {
+    shader: Shader::Elementwise,
+    entry: "relu",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+const RELU_BACKWARD: Kernel = Kernel {
+    shader: Shader::Elementwise,
+    entry: "relu_backward",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
 const COPY_RANGE: Kernel = Kernel {
@@ -54,6 +67,12 @@ struct AxpyParams {
 struct BiasParams {
     len: u32,
     channels: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReluParams {
+    len: u32,
 }
 
 #[repr(C)]
@@ -156,6 +175,37 @@ pub fn add_bias_into(ctx: &GpuContext, y: &Tensor, bias: &Tensor) -> Result<()> 
         channels: to_u32(OP, "channels", channels.max(1))?,
     };
     ctx.dispatch(ADD_BIAS, &[], &[bias, y], &params, elements(ctx, y.len())?)
+}
+
+/// `max(x, 0)` into a new tensor.
+pub fn relu(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "relu";
+    x.expect(OP, x.shape(), DType::F32)?;
+    let out = ctx.empty(x.shape(), DType::F32)?;
+    let params = ReluParams {
+        len: to_u32(OP, "len", x.len())?,
+    };
+    ctx.dispatch(RELU, &[], &[x, &out], &params, elements(ctx, x.len())?)?;
+    Ok(out)
+}
+
+/// Backward of [`relu`] at its input `x`: `dy` where `x > 0`, else 0.
+pub fn relu_backward(ctx: &GpuContext, dy: &Tensor, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "relu_backward";
+    x.expect(OP, x.shape(), DType::F32)?;
+    dy.expect(OP, x.shape(), DType::F32)?;
+    let dx = ctx.empty(x.shape(), DType::F32)?;
+    let params = ReluParams {
+        len: to_u32(OP, "len", x.len())?,
+    };
+    ctx.dispatch(
+        RELU_BACKWARD,
+        &[],
+        &[dy, x, &dx],
+        &params,
+        elements(ctx, x.len())?,
+    )?;
+    Ok(dx)
 }
 
 /// `dst[dst_offset .. + len] = src[src_offset .. + len]` (f32 elements, flat indices).

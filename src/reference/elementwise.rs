@@ -15,3 +15,16 @@ pub fn add_bias(y: &[f64], bias: &[f64]) -> Vec<f64> {
         .map(|(i, v)| v + bias[i % bias.len()])
         .collect()
 }
+
+/// `max(x, 0)`.
+pub fn relu(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| v.max(0.0)).collect()
+}
+
+/// Backward of [`relu`] at its input `x`.
+pub fn relu_backward(dy: &[f64], x: &[f64]) -> Vec<f64> {
+    dy.iter()
+        .zip(x)
+        .map(|(g, v)| if *v > 0.0 { *g } else { 0.0 })
+        .collect()
+}

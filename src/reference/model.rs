@@ -10,15 +10,19 @@
 
 use std::collections::HashMap;
 
-use super::attention::{binary_forward, binary_forward_surrogate, BinaryRef};
+use super::attention::{
+    binary_forward, binary_forward_surrogate, ssa_bin_forward, ssa_bin_forward_surrogate,
+    BinaryRef, SsaBinRef,
+};
 use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
 use super::layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
 use super::linear::linear;
 use super::norm::{batch_norm_eval, batch_norm_train};
 use super::pool::{max_pool2d, mean_tokens};
-use crate::nn::{Arch, ModelConfig, StateDict};
-use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder};
+use crate::nn::params::{SSA_BIN_DELTA, SSA_BIN_SHIFT};
+use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, WeightMode};
+use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder, SsaBinConfig};
 use crate::ops::{BN_EPS, BN_MOMENTUM};
 
 /// The Sigmoid surrogate's alpha of every LIF.
@@ -58,6 +62,8 @@ pub struct Tape {
     binary: HashMap<String, (Vec<f64>, Vec<f64>)>,
     attention: Vec<BinaryRef>,
     attention_pos: usize,
+    ssa_bin: Vec<SsaBinRef>,
+    ssa_bin_pos: usize,
 }
 
 impl Tape {
@@ -67,6 +73,7 @@ impl Tape {
         self.pos = 0;
         self.pool_pos = 0;
         self.attention_pos = 0;
+        self.ssa_bin_pos = 0;
     }
 
     /// The binarized weight `name` `[c_out, k]` of `params`; replaying, the
@@ -105,6 +112,30 @@ impl Tape {
         binary_forward_surrogate(q, k, v, lambda, s, cfg, base)
     }
 
+    /// SSA_Bin with the running statistics `delta [heads]`, `mean [heads, d]` (as they
+    /// were before the step); replaying, its surrogate forward around the recorded call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ssa_bin(
+        &mut self,
+        q: &[f64],
+        k: &[f64],
+        v: &[f64],
+        delta: &[f64],
+        mean: &[f64],
+        s: &AttnShape,
+        cfg: &SsaBinConfig,
+    ) -> Vec<f64> {
+        if !self.replay {
+            let r = ssa_bin_forward(q, k, v, delta, mean, s, cfg);
+            let y = r.y.clone();
+            self.ssa_bin.push(r);
+            return y;
+        }
+        let base = &self.ssa_bin[self.ssa_bin_pos];
+        self.ssa_bin_pos += 1;
+        ssa_bin_forward_surrogate(q, k, v, mean, s, cfg, base)
+    }
+
     /// MaxPool2d(3, 2, 1) of `x [images, side, side, c]`; replaying, it gathers at the
     /// recorded argmax (the routing the backward uses) instead of comparing.
     pub fn max_pool(&mut self, x: &[f64], images: usize, side: usize, c: usize) -> Vec<f64> {
@@ -132,6 +163,17 @@ impl Tape {
     /// LIF over `x [T, ...]`: tau 2, decay_input, hard reset to 0 (`soft`: `V -= v_th S`),
     /// detach_reset.
     pub fn lif(&mut self, x: &[f64], t: usize, v_th: f64, soft: bool) -> Vec<f64> {
+        self.neuron(x, t, v_th, soft, false)
+    }
+
+    /// The ternary neuron over `x [T, ...]` (v_th 1, hard reset on a spike of either
+    /// sign); replaying, `S = S0 + sig(H - v_th) - sig(H0 - v_th) - (sig(-H - v_th) -
+    /// sig(-H0 - v_th))`, whose derivative is the sum of the two steps' surrogates.
+    pub fn ternary(&mut self, x: &[f64], t: usize) -> Vec<f64> {
+        self.neuron(x, t, 1.0, false, true)
+    }
+
+    fn neuron(&mut self, x: &[f64], t: usize, v_th: f64, soft: bool, ternary: bool) -> Vec<f64> {
         let n = x.len() / t;
         let sig = |z: f64| 1.0 / (1.0 + (-ALPHA * z).exp());
         let mut v = vec![0.0; n];
@@ -142,14 +184,24 @@ impl Tape {
             for (i, vi) in v.iter_mut().enumerate() {
                 let j = step * n + i;
                 let h = *vi + (x[j] - *vi) / 2.0;
-                let (s, s0) = match &base {
-                    None => {
-                        let s = if h >= v_th { 1.0 } else { 0.0 };
-                        (s, s)
-                    }
-                    Some((h0, s0)) => (s0[j] + sig(h - v_th) - sig(h0[j] - v_th), s0[j]),
+                let fire = |h: f64| {
+                    let up = if h >= v_th { 1.0 } else { 0.0 };
+                    let down = if ternary && h <= -v_th { 1.0 } else { 0.0 };
+                    up - down
                 };
-                *vi = if soft { h - v_th * s0 } else { h * (1.0 - s0) };
+                let smooth = |h: f64| {
+                    let down = if ternary { sig(-h - v_th) } else { 0.0 };
+                    sig(h - v_th) - down
+                };
+                let (s, s0) = match &base {
+                    None => (fire(h), fire(h)),
+                    Some((h0, s0)) => (s0[j] + smooth(h) - smooth(h0[j]), s0[j]),
+                };
+                *vi = if soft {
+                    h - v_th * s0
+                } else {
+                    h * (1.0 - s0.abs())
+                };
                 out[j] = s;
                 hs[j] = h;
             }
@@ -244,11 +296,15 @@ pub fn spikformer_forward(
             c_in: widths[i],
             c_out: widths[i + 1],
         };
-        let z = conv3x3(
-            &x,
-            p(params, &format!("patch_embed.proj_conv{suffix}.weight")),
-            dims,
+        let w = weight(
+            cfg,
+            params,
+            tape,
+            &format!("patch_embed.proj_conv{suffix}.weight"),
+            widths[i + 1],
+            i > 0,
         );
+        let z = conv3x3(&x, &w, dims);
         let y = bn(
             tape,
             params,
@@ -270,7 +326,8 @@ pub fn spikformer_forward(
         c_in: d,
         c_out: d,
     };
-    let z = conv3x3(&x, p(params, "patch_embed.rpe_conv.weight"), dims);
+    let w = weight(cfg, params, tape, "patch_embed.rpe_conv.weight", d, true);
+    let z = conv3x3(&x, &w, dims);
     let r = tape.lif(
         &bn(tape, params, "patch_embed.rpe_bn", &z, d),
         t,
@@ -279,30 +336,11 @@ pub fn spikformer_forward(
     );
     let mut x = add(&r, &x);
     let n = side * side;
-    let (h, hd, hid) = (cfg.heads, cfg.head_dim(), cfg.hidden());
-    let shape = AttnShape {
-        t,
-        b: batch,
-        heads: h,
-        n,
-        d: hd,
-    };
+    let hid = cfg.hidden();
     for blk in 0..cfg.depth {
         let a = format!("block.{blk}.attn");
-        let mut qkv = Vec::new();
-        for name in ["q", "k", "v"] {
-            let z = lin(params, &format!("{a}.{name}_linear"), &x, d, d, true);
-            let s = tape.lif(
-                &bn(tape, params, &format!("{a}.{name}_bn"), &z, d),
-                t,
-                1.0,
-                false,
-            );
-            qkv.push(heads(&s, tb, n, h, hd, false));
-        }
-        let y = super::attention::ssa_forward(&qkv[0], &qkv[1], &qkv[2], &shape, 0.125).y;
-        let ys = heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true);
-        let z = lin(params, &format!("{a}.proj_linear"), &ys, d, d, true);
+        let ys = attention_core(cfg, params, tape, blk, &x, batch, "_linear", true);
+        let z = spik_lin(cfg, params, tape, &format!("{a}.proj_linear"), &ys, d, d);
         let o = tape.lif(
             &bn(tape, params, &format!("{a}.proj_bn"), &z, d),
             t,
@@ -311,14 +349,14 @@ pub fn spikformer_forward(
         );
         x = add(&x, &o);
         let m = format!("block.{blk}.mlp");
-        let z = lin(params, &format!("{m}.fc1_linear"), &x, d, hid, true);
+        let z = spik_lin(cfg, params, tape, &format!("{m}.fc1_linear"), &x, d, hid);
         let s = tape.lif(
             &bn(tape, params, &format!("{m}.fc1_bn"), &z, hid),
             t,
             1.0,
             false,
         );
-        let z = lin(params, &format!("{m}.fc2_linear"), &s, hid, d, true);
+        let z = spik_lin(cfg, params, tape, &format!("{m}.fc2_linear"), &s, hid, d);
         let o = tape.lif(
             &bn(tape, params, &format!("{m}.fc2_bn"), &z, d),
             t,
@@ -331,8 +369,26 @@ pub fn spikformer_forward(
     lin(params, "head", &pooled, d, cfg.classes, true)
 }
 
-/// A binary 1x1 layer (no bias) on rows of `x [rows, k]`.
+/// The conv/linear weight `name` `[c_out, k]`: binarized (through the tape) when the
+/// model's weights are binary and the layer is `binarizable`.
+fn weight(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    tape: &mut Tape,
+    name: &str,
+    c_out: usize,
+    binarizable: bool,
+) -> Vec<f64> {
+    if binarizable && cfg.weights == WeightMode::Binary {
+        tape.binary_weight(params, name, c_out)
+    } else {
+        p(params, name).to_vec()
+    }
+}
+
+/// A binarizable 1x1 layer (no bias) on rows of `x [rows, k]`: BESTformer's.
 fn bin_lin(
+    cfg: &ModelConfig,
     params: &RefParams,
     tape: &mut Tape,
     name: &str,
@@ -340,8 +396,93 @@ fn bin_lin(
     k: usize,
     out: usize,
 ) -> Vec<f64> {
-    let w = tape.binary_weight(params, &format!("{name}.weight"), out);
+    let w = weight(cfg, params, tape, &format!("{name}.weight"), out, true);
     linear(x, &w, None, k, out)
+}
+
+/// A binarizable linear layer with bias on rows of `x [rows, k]`: Spikformer's.
+fn spik_lin(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    tape: &mut Tape,
+    name: &str,
+    x: &[f64],
+    k: usize,
+    out: usize,
+) -> Vec<f64> {
+    let w = weight(cfg, params, tape, &format!("{name}.weight"), out, true);
+    linear(x, &w, Some(p(params, &format!("{name}.bias"))), k, out)
+}
+
+/// The attention core of block `blk` on the q/k/v layers' input `x [T, B, N, D]` (see
+/// `nn::attention`): q/k/v `{suffix}` layers -> BN -> neuron (A2OS2A: ReLU K, ternary
+/// V), the form's attention, the attention LIF (v_th 0.5); returns its spikes
+/// `[T, B, N, D]`.
+#[allow(clippy::too_many_arguments)]
+fn attention_core(
+    cfg: &ModelConfig,
+    params: &RefParams,
+    tape: &mut Tape,
+    blk: usize,
+    x: &[f64],
+    batch: usize,
+    suffix: &str,
+    bias: bool,
+) -> Vec<f64> {
+    let (t, d, h, hd) = (cfg.time_steps, cfg.dim, cfg.heads, cfg.head_dim());
+    let n = cfg.tokens();
+    let tb = t * batch;
+    let a = format!("block.{blk}.attn");
+    let mut qkv = Vec::new();
+    for (i, name) in ["q", "k", "v"].into_iter().enumerate() {
+        let layer = format!("{a}.{name}{suffix}");
+        let z = if bias {
+            spik_lin(cfg, params, tape, &layer, x, d, d)
+        } else {
+            bin_lin(cfg, params, tape, &layer, x, d, d)
+        };
+        let y = bn(tape, params, &format!("{a}.{name}_bn"), &z, d);
+        let out = match (cfg.attention, i) {
+            (AttentionForm::A2os2a, 1) => y.iter().map(|v| v.max(0.0)).collect(),
+            (AttentionForm::A2os2a, 2) => tape.ternary(&y, t),
+            _ => tape.lif(&y, t, 1.0, false),
+        };
+        qkv.push(heads(&out, tb, n, h, hd, false));
+    }
+    let (q, k, v) = (&qkv[0], &qkv[1], &qkv[2]);
+    let shape = AttnShape {
+        t,
+        b: batch,
+        heads: h,
+        n,
+        d: hd,
+    };
+    let y = match cfg.attention {
+        AttentionForm::Ssa => super::attention::ssa_forward(q, k, v, &shape, 0.125).y,
+        AttentionForm::Binary => {
+            let attn_cfg = BinaryAttentionConfig {
+                order: if cfg.patch_size == 16 {
+                    MapOrder::Features
+                } else {
+                    MapOrder::Tokens
+                },
+                ..BinaryAttentionConfig::default()
+            };
+            let lambda = p(params, &format!("{a}.lambda_attn")).to_vec();
+            tape.binary_attention(q, k, v, &lambda, &shape, &attn_cfg)
+        }
+        AttentionForm::SsaBin => {
+            let delta = p(params, &format!("{a}.{SSA_BIN_DELTA}")).to_vec();
+            let mean = p(params, &format!("{a}.{SSA_BIN_SHIFT}")).to_vec();
+            let config = SsaBinConfig {
+                training: !tape.eval,
+                ..SsaBinConfig::default()
+            };
+            tape.ssa_bin(q, k, v, &delta, &mean, &shape, &config)
+        }
+        AttentionForm::A2os2a => super::attention::a2os2a_forward(q, k, v, &shape).y,
+    };
+    heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true)
 }
 
 /// BESTformer's attention sub-block on tokens `x [T, B, N, D]`.
@@ -353,41 +494,11 @@ fn best_attn(
     x: &[f64],
     batch: usize,
 ) -> Vec<f64> {
-    let (t, d, h, hd) = (cfg.time_steps, cfg.dim, cfg.heads, cfg.head_dim());
-    let n = cfg.tokens();
-    let tb = t * batch;
+    let d = cfg.dim;
     let a = format!("block.{blk}.attn");
-    let s = tape.lif(x, t, 1.0, false);
-    let mut qkv = Vec::new();
-    for name in ["q", "k", "v"] {
-        let z = bin_lin(params, tape, &format!("{a}.{name}_conv"), &s, d, d);
-        let sp = tape.lif(
-            &bn(tape, params, &format!("{a}.{name}_bn"), &z, d),
-            t,
-            1.0,
-            false,
-        );
-        qkv.push(heads(&sp, tb, n, h, hd, false));
-    }
-    let shape = AttnShape {
-        t,
-        b: batch,
-        heads: h,
-        n,
-        d: hd,
-    };
-    let attn_cfg = BinaryAttentionConfig {
-        order: if cfg.patch_size == 16 {
-            MapOrder::Features
-        } else {
-            MapOrder::Tokens
-        },
-        ..BinaryAttentionConfig::default()
-    };
-    let lambda = p(params, &format!("{a}.lambda_attn")).to_vec();
-    let y = tape.binary_attention(&qkv[0], &qkv[1], &qkv[2], &lambda, &shape, &attn_cfg);
-    let ys = heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true);
-    let z = bin_lin(params, tape, &format!("{a}.proj_conv"), &ys, d, d);
+    let s = tape.lif(x, cfg.time_steps, 1.0, false);
+    let ys = attention_core(cfg, params, tape, blk, &s, batch, "_conv", false);
+    let z = bin_lin(cfg, params, tape, &format!("{a}.proj_conv"), &ys, d, d);
     bn(tape, params, &format!("{a}.proj_bn"), &z, d)
 }
 
@@ -402,10 +513,10 @@ fn best_mlp(
     let (t, d, hid) = (cfg.time_steps, cfg.dim, cfg.hidden());
     let m = format!("block.{blk}.mlp");
     let s = tape.lif(x, t, 1.0, false);
-    let z = bin_lin(params, tape, &format!("{m}.mlp1_conv"), &s, d, hid);
+    let z = bin_lin(cfg, params, tape, &format!("{m}.mlp1_conv"), &s, d, hid);
     let y = bn(tape, params, &format!("{m}.mlp1_bn"), &z, hid);
     let s = tape.lif(&y, t, 1.0, false);
-    let z = bin_lin(params, tape, &format!("{m}.mlp2_conv"), &s, hid, d);
+    let z = bin_lin(cfg, params, tape, &format!("{m}.mlp2_conv"), &s, hid, d);
     bn(tape, params, &format!("{m}.mlp2_bn"), &z, d)
 }
 
@@ -444,10 +555,13 @@ pub fn bestformer_forward(
             s = tape.max_pool(&s, tb, side, widths[i]);
             side = (side - 1) / 2 + 1;
         }
-        let wb = tape.binary_weight(
+        let wb = weight(
+            cfg,
             params,
+            tape,
             &format!("patch_embed.block{i}_conv.weight"),
             widths[i + 1],
+            true,
         );
         let z = conv3x3(&s, &wb, dims(side, i));
         y = bn(

@@ -1,6 +1,6 @@
 use bitspike::ops::{
-    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, scale,
-    weighted_sum,
+    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, relu,
+    relu_backward, scale, weighted_sum,
 };
 use bitspike::reference::elementwise as rew;
 use bitspike::DType;
@@ -118,4 +118,32 @@ fn elementwise_ops_reject_bad_arguments() {
     assert!(add_bias_into(ctx, &a, &b).is_err());
     assert!(copy_range(ctx, &a, 2, &b, 0, 3).is_err());
     assert!(copy_range(ctx, &a, 0, &a, 1, 2).is_err());
+}
+
+#[test]
+fn relu_and_its_backward_match_reference() {
+    for ctx in contexts() {
+        let mut rng = Rng::new(57);
+        for &len in LENS {
+            let x = rng.vec(len, -1.0, 1.0);
+            let dy = rng.vec(len, -1.0, 1.0);
+            let tx = ctx.upload_f32(&x, &[len]).unwrap();
+            let tdy = ctx.upload_f32(&dy, &[len]).unwrap();
+            let y = relu(ctx, &tx).unwrap();
+            assert_close64(
+                &format!("relu {len}"),
+                &ctx.download_f32(&y).unwrap(),
+                &rew::relu(&to64(&x)),
+                0.0,
+            );
+            let dx = relu_backward(ctx, &tdy, &tx).unwrap();
+            assert_close64(
+                &format!("relu_backward {len}"),
+                &ctx.download_f32(&dx).unwrap(),
+                &rew::relu_backward(&to64(&dy), &to64(&x)),
+                0.0,
+            );
+            assert!(relu_backward(ctx, &tdy, &y.reshape(&[1, len]).unwrap()).is_err());
+        }
+    }
 }
