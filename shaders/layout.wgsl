@@ -37,3 +37,37 @@ fn swap_axes(@builtin(workgroup_id) wid: vec3<u32>,
     let a = rest / sw.y;
     sw_out[o] = sw_in[((a * sw.x + i) * sw.y + j) * sw.z + zz];
 }
+
+// transpose4: out[a, j, i] = x[a, i, j] for x [A, X, Y] with X and Y multiples of 4, one
+// invocation per 4 x 4 block: 4 vec4 loads and 4 vec4 stores for 16 elements, where
+// swap_axes makes a strided scalar load and a store per element (CPU drivers run each
+// as a per-lane gather). `sw.z` is unused.
+@group(0) @binding(0) var<storage, read> t4_in: array<vec4<f32>>;        // [A, X, Y / 4]
+@group(0) @binding(1) var<storage, read_write> t4_out: array<vec4<f32>>; // [A, Y, X / 4]
+// (binding 2 is `sw`)
+
+@compute @workgroup_size(256)
+fn transpose4(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let block = (wid.x + wid.y * nwg.x) * WG + lid;
+    let x4 = sw.x / 4u;
+    let y4 = sw.y / 4u;
+    if (block >= sw.a * x4 * y4) {
+        return;
+    }
+    // Blocks run along Y fastest, so neighbouring invocations read neighbouring vec4s.
+    let by = block % y4;
+    let bx = (block / y4) % x4;
+    let a = block / (x4 * y4);
+    let src = (a * sw.x + 4u * bx) * y4 + by;
+    let r0 = t4_in[src];
+    let r1 = t4_in[src + y4];
+    let r2 = t4_in[src + 2u * y4];
+    let r3 = t4_in[src + 3u * y4];
+    let dst = (a * sw.y + 4u * by) * x4 + bx;
+    t4_out[dst] = vec4(r0.x, r1.x, r2.x, r3.x);
+    t4_out[dst + x4] = vec4(r0.y, r1.y, r2.y, r3.y);
+    t4_out[dst + 2u * x4] = vec4(r0.z, r1.z, r2.z, r3.z);
+    t4_out[dst + 3u * x4] = vec4(r0.w, r1.w, r2.w, r3.w);
+}

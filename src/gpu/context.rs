@@ -164,6 +164,9 @@ pub struct GpuContext {
     /// Per-kernel (dispatches, seconds) when BITSPIKE_PROFILE is set: each dispatch then
     /// runs alone and is waited for, so the figures locate time, at the cost of speed.
     pub(crate) profile: Option<Mutex<std::collections::HashMap<String, (u64, f64)>>>,
+    /// BITSPIKE_PROFILE=detail: the profile also tells launches apart by their override
+    /// constants, grid and uniform parameters (e.g. a matmul's M, N, K).
+    pub(crate) profile_detail: bool,
 }
 
 impl GpuContext {
@@ -227,6 +230,7 @@ impl GpuContext {
             kernels: Default::default(),
             pool: Default::default(),
             profile: std::env::var_os("BITSPIKE_PROFILE").map(|_| Mutex::default()),
+            profile_detail: std::env::var_os("BITSPIKE_PROFILE").is_some_and(|v| v == "detail"),
         })
     }
 
@@ -267,6 +271,12 @@ impl GpuContext {
                 message: e.to_string(),
             })?;
         self.check_errors("GPU work")
+    }
+
+    /// Whether the adapter is a CPU driver (lavapipe, SwiftShader, WARP): some kernels
+    /// and operand layouts are chosen for its caches rather than for a GPU's.
+    pub fn is_cpu_adapter(&self) -> bool {
+        self.adapter.device_type == "Cpu"
     }
 
     /// Kernel profile (name, dispatches, seconds), slowest first, when BITSPIKE_PROFILE is

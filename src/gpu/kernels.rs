@@ -344,7 +344,11 @@ impl GpuContext {
         });
         if let (Some(profile), Some(started)) = (&self.profile, started) {
             self.sync()?;
-            let name = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+            let mut name = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+            if self.profile_detail {
+                let words: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(params));
+                name += &format!(" {constants:?} grid {workgroups:?} params {words:?}");
+            }
             let mut map = profile.lock().unwrap_or_else(|e| e.into_inner());
             let entry = map.entry(name).or_default();
             entry.0 += 1;

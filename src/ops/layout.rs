@@ -13,6 +13,11 @@ const SWAP_AXES: Kernel = Kernel {
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
+const TRANSPOSE4: Kernel = Kernel {
+    entry: "transpose4",
+    ..SWAP_AXES
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct SwapParams {
@@ -78,6 +83,39 @@ pub fn nchw_to_nhwc_repeat(ctx: &GpuContext, x: &Tensor, t_steps: usize) -> Resu
         t_steps,
         &[t_steps * b, h, w, c],
     )
+}
+
+/// `[batch, rows, cols]` to `[batch, cols, rows]` (4 x 4 blocks at a time when both
+/// are multiples of 4).
+pub fn transpose_matrices(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "transpose_matrices";
+    let [batch, rows, cols] = *x.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "[batch, rows, cols]".into(),
+            got: format!("{:?}", x.shape()),
+        });
+    };
+    if !rows.is_multiple_of(4) || !cols.is_multiple_of(4) || x.dtype() != DType::F32 {
+        return swap_axes(ctx, OP, x, [batch, rows, cols, 1], 1, &[batch, cols, rows]);
+    }
+    let out = ctx.empty(&[batch, cols, rows], DType::F32)?;
+    let blocks = to_u32(OP, "elements", x.len())? / 16;
+    let params = SwapParams {
+        a: to_u32(OP, "batch", batch)?,
+        x: to_u32(OP, "rows", rows)?,
+        y: to_u32(OP, "columns", cols)?,
+        z: 1,
+        reps: 1,
+    };
+    ctx.dispatch(
+        TRANSPOSE4,
+        &[],
+        &[x, &out],
+        &params,
+        grid_1d(ctx, (blocks as u64).div_ceil(256))?,
+    )?;
+    Ok(out)
 }
 
 /// Tokens `[T, B, N, heads * d]` to `[T, B, heads, N, d]`.

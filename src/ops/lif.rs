@@ -345,7 +345,7 @@ pub enum PackKernel {
 impl PackKernel {
     /// `PerWord` on CPU adapters (lavapipe, llvmpipe, SwiftShader), `Cooperative` else.
     pub fn for_adapter(ctx: &GpuContext) -> Self {
-        if ctx.adapter.device_type == "Cpu" {
+        if ctx.is_cpu_adapter() {
             PackKernel::PerWord
         } else {
             PackKernel::Cooperative

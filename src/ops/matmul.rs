@@ -1,7 +1,7 @@
 //! Tiled f32 matmul with the transposed forms backward passes need
 //! (shaders/matmul.wgsl).
 
-use super::{to_u32, MatrixShape};
+use super::{layout, to_u32, MatrixShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, DType, GpuContext, Kernel, Shader, Tensor};
 
@@ -48,6 +48,19 @@ pub enum MatmulForm {
     AtB,
     /// `A B^T` with `A [M, K]`, `B [N, K]` (linear layers: Y = X W^T).
     ABt,
+    /// `A^T B^T` with `A [K, M]`, `B [N, K]` (weight gradients from transposed columns:
+    /// B's rows run along K, which CPU drivers read several times faster than `[K, N]`).
+    AtBt,
+}
+
+impl MatmulForm {
+    fn trans_a(self) -> bool {
+        matches!(self, MatmulForm::AtB | MatmulForm::AtBt)
+    }
+
+    fn trans_b(self) -> bool {
+        matches!(self, MatmulForm::ABt | MatmulForm::AtBt)
+    }
 }
 
 #[repr(C)]
@@ -77,13 +90,15 @@ fn dims(a: &Tensor, b: &Tensor, form: MatmulForm) -> Result<(usize, usize, usize
     }
     let ma = MatrixShape::of(OP, a.shape())?;
     let mb = MatrixShape::of(OP, b.shape())?;
-    let (m, ka) = match form {
-        MatmulForm::AtB => (ma.cols, ma.rows),
-        _ => (ma.rows, ma.cols),
+    let (m, ka) = if form.trans_a() {
+        (ma.cols, ma.rows)
+    } else {
+        (ma.rows, ma.cols)
     };
-    let (n, kb) = match form {
-        MatmulForm::ABt => (mb.rows, mb.cols),
-        _ => (mb.cols, mb.rows),
+    let (n, kb) = if form.trans_b() {
+        (mb.rows, mb.cols)
+    } else {
+        (mb.cols, mb.rows)
     };
     let batch_ok = !mb.batched || (ma.batched && mb.batch == ma.batch);
     if ka != kb || !batch_ok {
@@ -148,16 +163,23 @@ pub fn matmul_into(
     };
     c.expect(OP, &want, DType::F32)?;
     let chunks = split_k_chunks(ctx, form, m, n, k, batch);
-    if chunks > 1 {
+    // CPU drivers read an operand several times faster along its stored rows than down
+    // its columns (4x on lavapipe for weight-gradient shapes): a long-K A^T B runs on
+    // transposed copies as A' B'^T.
+    let k_rows = form == MatmulForm::AtB && batch == 1 && k >= 2048 && ctx.is_cpu_adapter();
+    if chunks > 1 || k_rows {
         // A [K, M] and B [K, N] are contiguous in K: a batch of [K / chunks, M] x
         // [K / chunks, N] products, summed over the batch into C.
         let kc = k / chunks;
-        let parts = matmul(
-            ctx,
-            &a.reshape(&[chunks, kc, m])?,
-            &b.reshape(&[chunks, kc, n])?,
-            MatmulForm::AtB,
-        )?;
+        let a = a.reshape(&[chunks, kc, m])?;
+        let b = b.reshape(&[chunks, kc, n])?;
+        let parts = if k_rows {
+            let at = layout::transpose_matrices(ctx, &a)?;
+            let bt = layout::transpose_matrices(ctx, &b)?;
+            matmul(ctx, &at, &bt, MatmulForm::ABt)?
+        } else {
+            matmul(ctx, &a, &b, MatmulForm::AtB)?
+        };
         return super::channel_sum_into(
             ctx,
             &parts.reshape(&[chunks, m * n])?,
@@ -170,14 +192,10 @@ pub fn matmul_into(
     // The kernel reads vec4s along each operand's stored rows.
     let a = super::copy::pad_last_dim(ctx, a, 4)?;
     let b = super::copy::pad_last_dim(ctx, b, 4)?;
-    let (a_rows, lda) = match form {
-        MatmulForm::AtB => (k, a.shape()[a.shape().len() - 1]),
-        _ => (m, a.shape()[a.shape().len() - 1]),
-    };
-    let (b_rows, ldb) = match form {
-        MatmulForm::ABt => (n, b.shape()[b.shape().len() - 1]),
-        _ => (k, b.shape()[b.shape().len() - 1]),
-    };
+    let lda = a.shape()[a.shape().len() - 1];
+    let a_rows = if form.trans_a() { k } else { m };
+    let ldb = b.shape()[b.shape().len() - 1];
+    let b_rows = if form.trans_b() { n } else { k };
     let params = Params {
         m: to_u32(OP, "M", m)?,
         n: to_u32(OP, "N", n)?,
@@ -194,8 +212,8 @@ pub fn matmul_into(
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let (kernel, tile_rows, tile_cols, lanes) = kernel_and_tile(ctx, n);
     let mut constants = vec![
-        ("TRANS_A", flag(form == MatmulForm::AtB)),
-        ("TRANS_B", flag(form == MatmulForm::ABt)),
+        ("TRANS_A", flag(form.trans_a())),
+        ("TRANS_B", flag(form.trans_b())),
         ("ACCUMULATE", flag(accumulate)),
     ];
     let mut row_tiles = m.div_ceil(tile_rows);

@@ -5,11 +5,11 @@ use crate::ops::MatmulForm;
 /// `op(a) op(b)` for one matrix pair; `m, n, k` are the sizes of the product.
 pub fn matmul(a: &[f32], b: &[f32], m: usize, n: usize, k: usize, form: MatmulForm) -> Vec<f32> {
     let a_at = |i: usize, kk: usize| match form {
-        MatmulForm::AtB => a[kk * m + i],
+        MatmulForm::AtB | MatmulForm::AtBt => a[kk * m + i],
         _ => a[i * k + kk],
     };
     let b_at = |kk: usize, j: usize| match form {
-        MatmulForm::ABt => b[j * k + kk],
+        MatmulForm::ABt | MatmulForm::AtBt => b[j * k + kk],
         _ => b[kk * n + j],
     };
     let mut c = vec![0f32; m * n];

@@ -1,4 +1,4 @@
-use bitspike::ops::{matmul, matmul_into, MatmulForm};
+use bitspike::ops::{matmul, matmul_into, transpose_matrices, MatmulForm};
 use bitspike::reference;
 
 use crate::common::{assert_close, contexts, ctx, Rng};
@@ -24,6 +24,7 @@ fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<
         MatmulForm::AB => (vec![m, k], vec![k, n]),
         MatmulForm::AtB => (vec![k, m], vec![k, n]),
         MatmulForm::ABt => (vec![m, k], vec![n, k]),
+        MatmulForm::AtBt => (vec![k, m], vec![n, k]),
     }
 }
 
@@ -31,7 +32,12 @@ fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<
 fn matmul_forms_match_reference_on_odd_shapes() {
     for ctx in contexts() {
         let mut rng = Rng::new(7);
-        for form in [MatmulForm::AB, MatmulForm::AtB, MatmulForm::ABt] {
+        for form in [
+            MatmulForm::AB,
+            MatmulForm::AtB,
+            MatmulForm::ABt,
+            MatmulForm::AtBt,
+        ] {
             for &(m, n, k) in SHAPES {
                 let (sa, sb) = operands(form, m, n, k);
                 let a = rng.vec(m * k, -1.0, 1.0);
@@ -122,31 +128,57 @@ fn matmul_rejects_mismatched_shapes() {
 #[test]
 fn weight_gradient_shapes_split_k_and_still_match() {
     // A^T B with a long K and a small output (a first-layer weight gradient) runs as
-    // split-K partial products plus a sum; K = 3 * 2^13 + 0 divides into chunks.
+    // split-K partial products plus a sum; K = 3 * 2^13 + 0 divides into chunks. On CPU
+    // adapters the operands are transposed first (4 x 4 blocks when M and N allow).
     for ctx in contexts() {
         let mut rng = Rng::new(10);
-        let (m, n, k) = (6, 27, 24576);
-        let a = rng.vec(k * m, -1.0, 1.0);
-        let b = rng.vec(k * n, -1.0, 1.0);
-        let c0 = rng.vec(m * n, -1.0, 1.0);
-        let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
-        let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
-        let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
-        matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
-        let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
-        let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
-        assert_close(
-            "split-K AtB accumulate",
-            &ctx.download_f32(&tc).unwrap(),
-            &want,
-            1e-3,
-        );
-        let fresh = matmul(ctx, &ta, &tb, MatmulForm::AtB).unwrap();
-        assert_close(
-            "split-K AtB",
-            &ctx.download_f32(&fresh).unwrap(),
-            &prod,
-            1e-3,
-        );
+        for (m, n, k) in [(6, 27, 24576), (8, 36, 24576)] {
+            let a = rng.vec(k * m, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let c0 = rng.vec(m * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
+            let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
+            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+            matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
+            let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
+            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+            assert_close(
+                "split-K AtB accumulate",
+                &ctx.download_f32(&tc).unwrap(),
+                &want,
+                1e-3,
+            );
+            let fresh = matmul(ctx, &ta, &tb, MatmulForm::AtB).unwrap();
+            assert_close(
+                "split-K AtB",
+                &ctx.download_f32(&fresh).unwrap(),
+                &prod,
+                1e-3,
+            );
+        }
+    }
+}
+
+#[test]
+fn transpose_matrices_swaps_the_last_two_axes() {
+    // [3, 5, 7]: the element-wise kernel; [2, 8, 12]: 4 x 4 blocks.
+    for ctx in contexts() {
+        let mut rng = Rng::new(12);
+        for [batch, rows, cols] in [[3, 5, 7], [2, 8, 12]] {
+            let x = rng.vec(batch * rows * cols, -1.0, 1.0);
+            let tx = ctx.upload_f32(&x, &[batch, rows, cols]).unwrap();
+            let t = transpose_matrices(ctx, &tx).unwrap();
+            assert_eq!(t.shape(), &[batch, cols, rows]);
+            let got = ctx.download_f32(&t).unwrap();
+            let mut want = vec![0.0; x.len()];
+            for b in 0..batch {
+                for r in 0..rows {
+                    for c in 0..cols {
+                        want[(b * cols + c) * rows + r] = x[(b * rows + r) * cols + c];
+                    }
+                }
+            }
+            assert_eq!(got, want, "transpose of [{batch}, {rows}, {cols}]");
+        }
     }
 }
