@@ -169,6 +169,38 @@ const WORDS_PER_GROUP: u32 = 32u; // WG / 8 invocations per word
 const T_CHUNK: u32 = 8u;          // 4-bit nibbles per u32 train
 var<workgroup> trains: array<u32, 256>; // [WORDS_PER_GROUP, 8 invocations]
 
+// `forward` on 4 neurons per invocation (neurons a multiple of 4): vec4 loads and
+// stores, a quarter of the memory instructions that bound it on CPU drivers.
+@group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;            // [T, neurons / 4]
+@group(0) @binding(1) var<storage, read_write> spikes4: array<vec4<f32>>; // [T, neurons / 4]
+@group(0) @binding(2) var<storage, read_write> h_out4: array<vec4<f32>>;  // [T, neurons / 4]
+// (bindings 3 and 4 are `packed`, unused here, and `p`)
+
+@compute @workgroup_size(256)
+fn forward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let c = p;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let n4 = c.neurons / 4u;
+    if (i >= n4) {
+        return;
+    }
+    var v = vec4<f32>(v_initial(c));
+    for (var t = 0u; t < c.t_steps; t++) {
+        let at = t * n4 + i;
+        let h = charge4(c, v, x4[at]);
+        let s = fire4(c, h);
+        if (WRITE_SPIKES) {
+            spikes4[at] = s;
+        }
+        if (WRITE_H) {
+            h_out4[at] = h;
+        }
+        v = reset4(c, h, s);
+    }
+}
+
 @compute @workgroup_size(256)
 fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,

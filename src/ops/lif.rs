@@ -27,6 +27,11 @@ const FORWARD: Kernel = Kernel {
     ],
 };
 
+const FORWARD_VEC4: Kernel = Kernel {
+    entry: "forward_vec4",
+    ..FORWARD
+};
+
 const FORWARD_PACKED: Kernel = Kernel {
     shader: Shader::Lif,
     entry: "forward_packed",
@@ -493,8 +498,9 @@ fn forward(
         )));
     }
     let params = spec.params(op, &shape)?;
-    let spikes = ctx.empty(if outputs.spikes { x.shape() } else { &[1] }, DType::F32)?;
-    let h = ctx.empty(if write_h { x.shape() } else { &[1] }, DType::F32)?;
+    // Unwritten outputs bind a dummy of one vec4 (what the vec4 kernel's binding needs).
+    let spikes = ctx.empty(if outputs.spikes { x.shape() } else { &[4] }, DType::F32)?;
+    let h = ctx.empty(if write_h { x.shape() } else { &[4] }, DType::F32)?;
     let packed = ctx.empty(
         if outputs.packed { x.shape() } else { &[1] },
         if outputs.packed {
@@ -511,7 +517,9 @@ fn forward(
         ("WRITE_H", Spec::flag(write_h)),
     ];
     let words = shape.rows * words_per_row(shape.features);
-    let (kernel, groups) = if !outputs.packed {
+    let (kernel, groups) = if !outputs.packed && shape.neurons.is_multiple_of(4) {
+        (FORWARD_VEC4, (shape.neurons / 4).div_ceil(WG))
+    } else if !outputs.packed {
         (FORWARD, shape.neurons.div_ceil(WG))
     } else if pack == PackKernel::PerWord {
         (FORWARD_PACKED_WORDS, words.div_ceil(WG))
