@@ -186,8 +186,9 @@ fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
 // score_lif_backward: BPTT of score_lif_map per element with the Sigmoid surrogate,
 // detached soft reset (dV/dH = 1), no gradient into the state sequence:
 //   sg = sigmoid(alpha (H_t - v_th)),  g_s = alpha sg (1 - sg)
-//   grad_h = grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
-// H_t is recomputed from the packed operands in a forward sweep and parked in grad_S
+//   grad_h = s_t grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
+// where s_t = scale * factor[t, h] is the output scale of the map's product, folded in
+// here so that backward never scales dY in a pass of its own. H_t is recomputed from the packed operands in a forward sweep and parked in grad_S
 // until the backward sweep overwrites it. One workgroup per (map, column, block of 64
 // rows), so the column operand is uniform.
 
@@ -198,14 +199,17 @@ struct ScoreLifBackParams {
     cols: u32,
     chunks: u32,
     row_blocks: u32,
+    heads: u32,
+    scale: f32,
     tau: f32,
     v_th: f32,
     alpha: f32,
 }
 
-@group(0) @binding(2) var<storage, read> slb_ga: array<f32>;       // [T, maps, rows, cols] dL/dA
-@group(0) @binding(3) var<storage, read_write> slb_gs: array<f32>; // [T, maps, rows, cols] dL/dS
-@group(0) @binding(4) var<uniform> slbp: ScoreLifBackParams;
+@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;   // [T, heads]
+@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;       // [T, maps, rows, cols] dL/dA / s_t
+@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>; // [T, maps, rows, cols] dL/dS
+@group(0) @binding(5) var<uniform> slbp: ScoreLifBackParams;
 
 @compute @workgroup_size(64)
 fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
@@ -238,7 +242,8 @@ fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
     for (var t = slbp.steps; t > 0u; t--) {
         let i = (t - 1u) * len + e;
         let sg = 1.0 / (1.0 + exp(-slbp.alpha * (slb_gs[i] - slbp.v_th)));
-        gh = slb_ga[i] * slbp.alpha * sg * (1.0 - sg) + gh * keep;
+        let s_t = slbp.scale * slb_factor[(t - 1u) * slbp.heads + at.map % slbp.heads];
+        gh = s_t * slb_ga[i] * slbp.alpha * sg * (1.0 - sg) + gh * keep;
         slb_gs[i] = gh / slbp.tau;
     }
 }
@@ -540,17 +545,26 @@ fn pack_spikes(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]. One invocation per word.
+// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]; with HAS_FACTOR, the ones
+// become scale * factor[t, h] for the rows of map (t, b, h) (a binary map with the
+// output scale of its product). One invocation per word.
+
+override HAS_FACTOR: bool = false;
 
 struct UnpackParams {
     rows: u32,
     cols: u32,
     wpr: u32,
+    rows_per_map: u32,
+    maps_per_step: u32, // B * heads
+    heads: u32,
+    scale: f32,
 }
 
 @group(0) @binding(0) var<storage, read> up_bits: array<u32>;      // [rows, wpr]
-@group(0) @binding(1) var<storage, read_write> up_out: array<f32>; // [rows, cols]
-@group(0) @binding(2) var<uniform> upp: UnpackParams;
+@group(0) @binding(1) var<storage, read> up_factor: array<f32>;    // [T, heads]
+@group(0) @binding(2) var<storage, read_write> up_out: array<f32>; // [rows, cols]
+@group(0) @binding(3) var<uniform> upp: UnpackParams;
 
 @compute @workgroup_size(256)
 fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
@@ -568,16 +582,19 @@ fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
     let word = up_bits[i];
     let base = r * upp.cols + c0;
     let n = min(32u, upp.cols - c0);
+    var one = 1.0;
+    if (HAS_FACTOR) {
+        let map = r / upp.rows_per_map;
+        one = upp.scale * up_factor[(map / upp.maps_per_step) * upp.heads + map % upp.heads];
+    }
     for (var j = 0u; j < n; j++) {
-        up_out[base + j] = f32((word >> j) & 1u);
+        up_out[base + j] = select(0.0, one, ((word >> j) & 1u) != 0u);
     }
 }
 
 // ------------------------------------------------------------------------------------
 // scale_heads: y = x * scale * factor[t, h] over x [T, B, heads, inner] (HAS_FACTOR);
 // without a factor, y = x * scale.
-
-override HAS_FACTOR: bool = false;
 
 struct ScaleParams {
     len: u32,

@@ -13,8 +13,8 @@
 //! operands), the products linear (straight through the spikes).
 
 use super::kernels::{
-    bits_product_scaled, lambda_grad, pack_spike_rows, pack_transposed, scale_heads,
-    score_lif_backward, score_lif_map, unpack_bits,
+    bits_product_scaled, lambda_grad, pack_spike_rows, pack_transposed, score_lif_backward,
+    score_lif_map, unpack_scaled,
 };
 use super::{AttnShape, MapLif, MapRate};
 use crate::error::Result;
@@ -146,33 +146,34 @@ pub fn binary_attention_backward(
     let s = AttnShape::of(OP, &saved.q)?;
     s.expect_all(OP, &[dy])?;
     let config = &saved.config;
-    let dys = scale_heads(ctx, dy, config.scale, Some(&saved.lambda))?;
     let dlambda = lambda_grad(ctx, dy, &saved.product, config.scale)?;
     let (q, k, v) = (
         s.batched(&saved.q)?,
         s.batched(&saved.k)?,
         s.batched(&saved.v)?,
     );
-    let dys = s.batched(&dys)?;
+    let dy = s.batched(dy)?;
+    // The output scale 0.125 * lambda[t, h] is folded into the map LIF's backward and
+    // into the unpacked map rather than applied to dY in a pass of its own.
+    let out_scale = (&saved.lambda, config.scale);
+    let (x, y) = &saved.score_operands;
     let (dq, dk, dv) = match config.order {
         MapOrder::Tokens => {
-            let da = matmul(ctx, &dys, &v, MatmulForm::ABt)?; // [TBH, N, N]
-            let (qb, kb) = &saved.score_operands;
-            let dx = score_lif_backward(ctx, qb, kb, &da, s.t, &config.lif)?;
+            let da = matmul(ctx, &dy, &v, MatmulForm::ABt)?; // [TBH, N, N], unscaled
+            let dx = score_lif_backward(ctx, x, y, &da, out_scale, &config.lif)?;
             let dq = matmul(ctx, &dx, &k, MatmulForm::AB)?;
             let dk = matmul(ctx, &dx, &q, MatmulForm::AtB)?;
-            let a = unpack_bits(ctx, &saved.map)?;
-            let dv = matmul(ctx, &a, &dys, MatmulForm::AtB)?;
+            let a = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
+            let dv = matmul(ctx, &a, &dy, MatmulForm::AtB)?;
             (dq, dk, dv)
         }
         MapOrder::Features => {
-            let dat = matmul(ctx, &dys, &q, MatmulForm::AtB)?; // [TBH, d(c), d(a)]
-            let (vt, kt) = &saved.score_operands;
-            let dxt = score_lif_backward(ctx, vt, kt, &dat, s.t, &config.lif)?;
+            let dat = matmul(ctx, &dy, &q, MatmulForm::AtB)?; // [TBH, d(c), d(a)], unscaled
+            let dxt = score_lif_backward(ctx, x, y, &dat, out_scale, &config.lif)?;
             let dk = matmul(ctx, &v, &dxt, MatmulForm::AB)?;
             let dv = matmul(ctx, &k, &dxt, MatmulForm::ABt)?;
-            let at = unpack_bits(ctx, &saved.map)?;
-            let dq = matmul(ctx, &dys, &at, MatmulForm::AB)?;
+            let at = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
+            let dq = matmul(ctx, &dy, &at, MatmulForm::AB)?;
             (dq, dk, dv)
         }
     };

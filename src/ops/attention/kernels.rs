@@ -20,14 +20,14 @@ const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
 use Access::{Read as R, ReadWrite as W};
 
 const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
-const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, W]);
+const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
 const BITS_PRODUCT_SCALED: Kernel = kernel("bits_product_scaled", &[R, R, R, W, W]);
 const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
-const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, W]);
+const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
 const SCALE_HEADS: Kernel = kernel("scale_heads", &[R, R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
@@ -150,29 +150,29 @@ struct ScoreLifBackParams {
     cols: u32,
     chunks: u32,
     row_blocks: u32,
+    heads: u32,
+    scale: f32,
     tau: f32,
     v_th: f32,
     alpha: f32,
 }
 
 /// BPTT of [`score_lif_map`]: `dL/dS` f32 `[T * maps, rows, cols]` from the same packed
-/// operands (the scores are recomputed) and `grad_a = dL/dA` of that shape.
+/// operands (the scores are recomputed) and `grad_a` of that shape, `dL/dA` up to the
+/// output scale of the map's product: `dL/dA = scale * factor[t, h] * grad_a` with
+/// `factor` f32 `[T, heads]`.
 pub(crate) fn score_lif_backward(
     ctx: &GpuContext,
     x: &Tensor,
     y: &Tensor,
     grad_a: &Tensor,
-    steps: usize,
+    (factor, scale): (&Tensor, f32),
     lif: &MapLif,
 ) -> Result<Tensor> {
     const OP: &str = "score_lif_backward";
     let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
-    if steps == 0 || !batch.is_multiple_of(steps) {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: {batch} maps do not split into T = {steps} steps"
-        )));
-    }
+    let (steps, heads) = factor_dims(OP, factor, batch)?;
     let maps = batch / steps;
     let row_blocks = rows.div_ceil(MAP_WG);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
@@ -183,6 +183,8 @@ pub(crate) fn score_lif_backward(
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
         row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        heads: to_u32(OP, "heads", heads)?,
+        scale,
         tau: lif.tau,
         v_th: lif.v_th,
         alpha: lif.alpha,
@@ -190,7 +192,7 @@ pub(crate) fn score_lif_backward(
     ctx.dispatch(
         SCORE_LIF_BACKWARD,
         &[],
-        &[x, y, grad_a, &gs],
+        &[x, y, factor, grad_a, &gs],
         &params,
         grid_1d(ctx, (maps * cols * row_blocks) as u64)?,
     )?;
@@ -356,18 +358,8 @@ pub(crate) fn bits_product_scaled(
     scale: f32,
 ) -> Result<(Tensor, Tensor)> {
     const OP: &str = "bits_product_scaled";
-    let (steps, heads) = match *factor.shape() {
-        [t, h] => (t, h),
-        _ => (0, 0),
-    };
-    factor.expect(OP, &[steps, heads], DType::F32)?;
+    let (steps, heads) = factor_dims(OP, factor, x.shape().first().copied().unwrap_or(0))?;
     let (mut params, dims) = product_params(OP, x, y_bits, heads, scale)?;
-    if steps == 0 || !dims[0].is_multiple_of(steps) {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: {} maps do not split into T = {steps} steps",
-            dims[0]
-        )));
-    }
     params.maps_per_step = to_u32(OP, "maps per step", dims[0] / steps)?;
     let out = ctx.empty(&dims, DType::F32)?;
     let product = ctx.empty(&dims, DType::F32)?;
@@ -503,29 +495,81 @@ struct UnpackParams {
     rows: u32,
     cols: u32,
     wpr: u32,
+    rows_per_map: u32,
+    maps_per_step: u32,
+    heads: u32,
+    scale: f32,
 }
 
 /// `PackedBits [..., C]` to the {0,1} f32 tensor `[..., C]` it stands for.
 pub fn unpack_bits(ctx: &GpuContext, bits: &Tensor) -> Result<Tensor> {
+    unpack(ctx, bits, None)
+}
+
+/// A packed binary map `PackedBits [T * B * heads, R, C]` to f32 with its ones as
+/// `scale * factor[t, h]` (`factor` f32 `[T, heads]`): the map with the output scale of
+/// its product folded in.
+pub(crate) fn unpack_scaled(
+    ctx: &GpuContext,
+    bits: &Tensor,
+    factor: &Tensor,
+    scale: f32,
+) -> Result<Tensor> {
+    unpack(ctx, bits, Some((factor, scale)))
+}
+
+fn unpack(ctx: &GpuContext, bits: &Tensor, factor: Option<(&Tensor, f32)>) -> Result<Tensor> {
     const OP: &str = "unpack_bits";
     bits.expect(OP, bits.shape(), DType::PackedBits)?;
     let cols = bits.shape().last().copied().unwrap_or(1).max(1);
     let rows = bits.len() / cols;
     to_u32(OP, "size", bits.len().max(rows * words_per_row(cols)))?;
+    let unused;
+    let (factor_tensor, rows_per_map, maps_per_step, heads, scale) = match factor {
+        Some((f, scale)) => {
+            let (maps, rows_per_map, _) = matrix_dims(OP, bits)?;
+            let (steps, heads) = factor_dims(OP, f, maps)?;
+            (f, rows_per_map, maps / steps, heads, scale)
+        }
+        None => {
+            // A binding must exist even when the kernel does not read it.
+            unused = ctx.empty(&[1], DType::F32)?;
+            (&unused, 1, 1, 1, 1.0)
+        }
+    };
     let out = ctx.empty(bits.shape(), DType::F32)?;
     let params = UnpackParams {
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         wpr: to_u32(OP, "words per row", words_per_row(cols))?,
+        rows_per_map: to_u32(OP, "rows per map", rows_per_map.max(1))?,
+        maps_per_step: to_u32(OP, "maps per step", maps_per_step.max(1))?,
+        heads: to_u32(OP, "heads", heads)?,
+        scale,
     };
     ctx.dispatch(
         UNPACK_BITS,
-        &[],
-        &[bits, &out],
+        &[("HAS_FACTOR", flag(factor.is_some()))],
+        &[bits, factor_tensor, &out],
         &params,
         grid_1d(ctx, (rows * words_per_row(cols)).div_ceil(256) as u64)?,
     )?;
     Ok(out)
+}
+
+/// `(T, heads)` of a per-(t, head) factor f32 `[T, heads]` for `maps` (t, b, h) maps.
+fn factor_dims(op: &'static str, factor: &Tensor, maps: usize) -> Result<(usize, usize)> {
+    let (steps, heads) = match *factor.shape() {
+        [t, h] => (t, h),
+        _ => (0, 0),
+    };
+    factor.expect(op, &[steps, heads], DType::F32)?;
+    if steps == 0 || heads == 0 || !maps.is_multiple_of(steps * heads) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: {maps} maps do not split into T = {steps} steps of {heads} heads"
+        )));
+    }
+    Ok((steps, heads))
 }
 
 #[repr(C)]
