@@ -10,7 +10,7 @@
 //   running_update           running statistics: state = mu state + (1 - mu) factor sum
 //   pack_spikes              f32 [batch, R, C] -> bits along C or (transposed) along R
 //   unpack_bits              bits [rows, C] -> f32 {0,1} [rows, C]
-//   scale_heads              y = x * s * factor[t, h]
+//   scale_all                y = x * s
 //   lambda_grad              d lambda[t, h] = s * sum_{b, i, e} dy * prod
 //   count_nonzero            count of non-zero elements (map density, on demand)
 // Packed rows follow pack.wgsl: bits along the last axis, LSB first, each row padded to
@@ -593,37 +593,26 @@ fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// scale_heads: y = x * scale * factor[t, h] over x [T, B, heads, inner] (HAS_FACTOR);
-// without a factor, y = x * scale.
+// scale_all: y = x * scale.
 
 struct ScaleParams {
     len: u32,
-    inner: u32,     // elements per (t, b, h)
-    heads: u32,
-    step_len: u32,  // elements per t (B * heads * inner)
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> sc_x: array<f32>;        // [T, B, heads, inner]
-@group(0) @binding(1) var<storage, read> sc_factor: array<f32>;   // [T, heads]
-@group(0) @binding(2) var<storage, read_write> sc_y: array<f32>;  // [T, B, heads, inner]
-@group(0) @binding(3) var<uniform> scp: ScaleParams;
+@group(0) @binding(0) var<storage, read> sc_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sc_y: array<f32>;
+@group(0) @binding(2) var<uniform> scp: ScaleParams;
 
 @compute @workgroup_size(256)
-fn scale_heads(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn scale_all(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= scp.len) {
         return;
     }
-    var s = scp.scale;
-    if (HAS_FACTOR) {
-        let t = i / scp.step_len;
-        let h = (i / scp.inner) % scp.heads;
-        s *= sc_factor[t * scp.heads + h];
-    }
-    sc_y[i] = sc_x[i] * s;
+    sc_y[i] = sc_x[i] * scp.scale;
 }
 
 // ------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! Host side of shaders/attention.wgsl: shape checks, outputs, workgroup counts of the
 //! maps built from packed scores (the map LIF and its backward, SSA_Bin's threshold and
 //! surrogate), the packed map x spikes products, the running statistics, spike packing
-//! along either axis, unpacking, per-head scaling and its gradient, and the non-zero
+//! along either axis, unpacking, scaling, the per-head scale's gradient, and the non-zero
 //! count.
 
 use super::MapLif;
@@ -28,7 +28,7 @@ const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
-const SCALE_HEADS: Kernel = kernel("scale_heads", &[R, R, W]);
+const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
 
@@ -576,52 +576,22 @@ fn factor_dims(op: &'static str, factor: &Tensor, maps: usize) -> Result<(usize,
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ScaleParams {
     len: u32,
-    inner: u32,
-    heads: u32,
-    step_len: u32,
     scale: f32,
 }
 
-/// `y = x * scale * factor[t, h]` for `x` f32 `[T, B, heads, ...]` and `factor` f32
-/// `[T, heads]`, or `y = x * scale` without a factor. `y` has `x`'s shape.
-pub(crate) fn scale_heads(
-    ctx: &GpuContext,
-    x: &Tensor,
-    scale: f32,
-    factor: Option<&Tensor>,
-) -> Result<Tensor> {
-    const OP: &str = "scale_heads";
+/// `y = x * scale` for an f32 `x`; `y` has `x`'s shape.
+pub(crate) fn scale_all(ctx: &GpuContext, x: &Tensor, scale: f32) -> Result<Tensor> {
+    const OP: &str = "scale_all";
     x.expect(OP, x.shape(), DType::F32)?;
-    let s = x.shape();
-    if s.len() < 3 {
-        return Err(Error::Shape {
-            op: OP,
-            expected: "[T, B, heads, ...]".into(),
-            got: format!("{s:?}"),
-        });
-    }
-    let (t, b, heads) = (s[0], s[1], s[2]);
-    if let Some(f) = factor {
-        f.expect(OP, &[t, heads], DType::F32)?;
-    }
-    let inner: usize = s[3..].iter().product();
-    to_u32(OP, "size", x.len())?;
-    let y = ctx.empty(s, DType::F32)?;
-    let has_factor = factor.is_some();
-    // A binding must exist even when the kernel does not read it.
-    let unused = ctx.empty(&[1], DType::F32)?;
-    let factor = factor.unwrap_or(&unused);
+    let y = ctx.empty(x.shape(), DType::F32)?;
     let params = ScaleParams {
         len: to_u32(OP, "len", x.len())?,
-        inner: to_u32(OP, "inner", inner.max(1))?,
-        heads: to_u32(OP, "heads", heads.max(1))?,
-        step_len: to_u32(OP, "step", (b * heads * inner).max(1))?,
         scale,
     };
     ctx.dispatch(
-        SCALE_HEADS,
-        &[("HAS_FACTOR", flag(has_factor))],
-        &[x, factor, &y],
+        SCALE_ALL,
+        &[],
+        &[x, &y],
         &params,
         grid_1d(ctx, x.len().div_ceil(256) as u64)?,
     )?;

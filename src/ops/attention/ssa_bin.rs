@@ -21,7 +21,7 @@
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
 use super::kernels::{
-    bits_product_shifted, pack_spike_rows, pack_transposed, running_update, scale_heads,
+    bits_product_shifted, pack_spike_rows, pack_transposed, running_update, scale_all,
     score_softmax_surrogate, score_threshold_map, unpack_bits,
 };
 use super::{AttnShape, MapRate};
@@ -166,7 +166,7 @@ pub fn ssa_bin_backward(
     let dos = if saved.kappa == 1.0 {
         dout.clone()
     } else {
-        scale_heads(ctx, dout, saved.kappa, None)?
+        scale_all(ctx, dout, saved.kappa)?
     };
     let (q, k, v) = (
         s.batched(&saved.q)?,
