@@ -1,65 +1,73 @@
-// Spiking self-attention: the elementwise and fused parts around the (binary) matmuls of
-// the attention forms (SSA, BESTformer binary attention, SSA_Bin, A2OS2A). The products
-// themselves run on matmul.wgsl / binary_matmul.wgsl; this file holds
-//   lif_map            LIF over T of every attention-map element, map packed to bits
-//   lif_map_backward   its BPTT with the Sigmoid surrogate
-//   threshold_map      SSA_Bin's B(x) = x > Delta[h], map packed to bits
-//   shift_mean         SSA_Bin's out = kappa * BV - mean[h, e]
-//   running_update     running statistics: state = mu state + (1 - mu) factor sum
-//   softmax_surrogate  SSA_Bin's dB/dx = p (1 - p), p = softmax over the key axis
-//   pack_spikes        f32 [batch, R, C] -> bits along C or (transposed) along R
-//   unpack_bits        bits [rows, C] -> f32 {0,1} [rows, C]
-//   scale_heads        y = x * s * factor[t, h]
-//   lambda_grad        d lambda[t, h] = s * sum_{b, i, e} dy * prod
-//   count_nonzero      count of non-zero elements (map density, on demand)
+// Spiking self-attention: the fused and elementwise parts of the attention forms (SSA,
+// BESTformer binary attention, SSA_Bin, A2OS2A). The f32 products run on matmul.wgsl;
+// the binary maps are built here straight from packed spikes:
+//   score_lif_map            A = LIF over T of X Y^T (AND-popcount), packed
+//   score_lif_backward       its BPTT with the Sigmoid surrogate
+//   score_threshold_map      SSA_Bin's B = X Y^T > Delta[h], packed
+//   score_softmax_surrogate  SSA_Bin's dB/dS = p (1 - p), p = softmax over the key axis
+//   bits_product_scaled      y = s * factor[t, h] * (A V) from packed A and V^T
+//   bits_product_shifted     SSA_Bin's out = kappa * B V - mean[h, e]
+//   running_update           running statistics: state = mu state + (1 - mu) factor sum
+//   pack_spikes              f32 [batch, R, C] -> bits along C or (transposed) along R
+//   unpack_bits              bits [rows, C] -> f32 {0,1} [rows, C]
+//   scale_all                y = x * s
+//   lambda_grad              d lambda[t, h] = s * sum_{b, i, e} dy * prod
+//   count_nonzero            count of non-zero elements (map density, on demand)
 // Packed rows follow pack.wgsl: bits along the last axis, LSB first, each row padded to
 // `wpr` words (a multiple of 4) with zero bits. Counts of ones and sums of integers are
 // kept exactly as 64-bit (lo, hi) pairs of u32 atomics: the add that wraps `lo` carries
 // into `hi`. Every 1-D grid rebuilds its linear index as wid.x + wid.y * nwg.x.
 
 // ------------------------------------------------------------------------------------
-// lif_map: for every map element, over t = 0 .. T-1 (state V from 0):
-//   H = V + (X - V) / tau   (decay_input)
-//   S = H >= v_th
-//   V = H - v_th S          (soft reset)
-// Each invocation owns one packed word (32 consecutive columns of one row) for every t,
-// so its 32 membrane potentials live in 8 vec4 registers across the time loop. A
-// workgroup covers 64 words of one map; padding words are written as zero.
+// Scores on packed bits. The binary attention maps are built from S = X Y^T with both
+// operands spikes packed along the contracted axis: X [maps, rows, chunks] and
+// Y [maps, cols, chunks] in vec4 words (a packed row is a multiple of 4 words), so
+// S[r, c] = popcount(X[r] & Y[c]), exact. The map kernels below compute each score where
+// they consume it: the f32 score matrix never reaches memory, and the backward kernels
+// recompute the scores from the same packed operands instead of reading them back.
+//
+// Layout for CPU drivers: the invocations of a workgroup are the rows of one map (or
+// the columns, for the products), so the operand row that all of them read next has a
+// workgroup-uniform address: the driver loads it once for the whole SIMD vector instead
+// of gathering it lane by lane. Each lane gathers only its own row, once per step.
 
-struct LifParams {
-    steps: u32,          // T
-    maps: u32,           // maps per time step (B * heads)
-    rows: u32,           // rows of a map
-    cols: u32,           // columns of a map (bits per packed row)
-    wpr: u32,            // words per packed row
-    groups_per_map: u32, // ceil(rows * wpr / 64)
-    tau: f32,
-    v_th: f32,
+@group(0) @binding(0) var<storage, read> sx: array<vec4<u32>>; // [maps, rows, chunks]
+@group(0) @binding(1) var<storage, read> sy: array<vec4<u32>>; // [maps, cols, chunks]
+
+// The per-lane counts of chunks 1 .. chunks-1 of X[xa ..] & Y[ya ..]; the callers keep
+// chunk 0 of their own operand in a register (for d <= 128 it is the only one).
+fn tail_counts(xa: u32, ya: u32, chunks: u32) -> vec4<u32> {
+    var acc = vec4<u32>(0u);
+    for (var c = 1u; c < chunks; c++) {
+        acc += countOneBits(sx[xa + c] & sy[ya + c]);
+    }
+    return acc;
 }
 
-@group(0) @binding(0) var<storage, read> lif_x: array<f32>;                // [T, maps, rows, cols]
-@group(0) @binding(1) var<storage, read_write> lif_bits: array<u32>;       // [T, maps, rows, wpr]
-@group(0) @binding(2) var<storage, read_write> lif_ones: array<atomic<u32>>; // [2] (lo, hi)
-@group(0) @binding(3) var<uniform> lp: LifParams;
-
-const MAP_WG: u32 = 64u;
-var<workgroup> wg_count: atomic<u32>;
-var<workgroup> wg_sum: atomic<u32>;
-
-// x[base + j .. base + j + 4], zero past column n of the word.
-fn lif_load4(base: u32, j: u32, n: u32) -> vec4<f32> {
-    let last = base + n - 1u;
-    return vec4<f32>(select(0.0, lif_x[min(base + j, last)], j < n),
-                     select(0.0, lif_x[min(base + j + 1u, last)], j + 1u < n),
-                     select(0.0, lif_x[min(base + j + 2u, last)], j + 2u < n),
-                     select(0.0, lif_x[min(base + j + 3u, last)], j + 3u < n));
+fn hsum(v: vec4<u32>) -> u32 {
+    return v.x + v.y + v.z + v.w;
 }
 
-// One LIF step of 4 elements; returns their spikes as the low 4 bits.
-fn lif_step4(v: ptr<function, vec4<f32>>, x: vec4<f32>) -> u32 {
-    let h = *v + (x - *v) / lp.tau;
-    let s = h >= vec4<f32>(lp.v_th);
-    *v = h - select(vec4<f32>(0.0), vec4<f32>(lp.v_th), s);
+// S[r, c] for the row whose chunk 0 is x0 (at xa) and the column at ya.
+fn score_with_row(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32) -> u32 {
+    return hsum(countOneBits(x0 & sy[ya]) + tail_counts(xa, ya, chunks));
+}
+
+// The scores of columns j .. j+3 of a word (column stride `chunks`); columns at or past
+// n repeat column n-1 (their bits are masked off by the caller).
+fn scores4(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32, j: u32, n: u32) -> vec4<f32> {
+    let last = n - 1u;
+    return vec4<f32>(f32(score_with_row(x0, xa, ya + min(j, last) * chunks, chunks)),
+                     f32(score_with_row(x0, xa, ya + min(j + 1u, last) * chunks, chunks)),
+                     f32(score_with_row(x0, xa, ya + min(j + 2u, last) * chunks, chunks)),
+                     f32(score_with_row(x0, xa, ya + min(j + 3u, last) * chunks, chunks)));
+}
+
+// One LIF step of 4 elements (decay_input, soft reset); their spikes as the low 4 bits.
+fn lif_step4(v: ptr<function, vec4<f32>>, x: vec4<f32>, tau: f32, v_th: f32) -> u32 {
+    let h = *v + (x - *v) / tau;
+    let s = h >= vec4<f32>(v_th);
+    *v = h - select(vec4<f32>(0.0), vec4<f32>(v_th), s);
     return select(0u, 1u, s.x) | select(0u, 2u, s.y) | select(0u, 4u, s.z) | select(0u, 8u, s.w);
 }
 
@@ -67,56 +75,99 @@ fn low_bits(n: u32) -> u32 {
     return select((1u << n) - 1u, 0xffffffffu, n >= 32u);
 }
 
+const MAP_WG: u32 = 64u;
+var<workgroup> wg_count: atomic<u32>;
+var<workgroup> wg_sum: atomic<u32>;
+
+// The workgroup grid of the map kernels: one workgroup per (map, packed word of 32
+// columns, block of 64 rows), its invocations the rows of the block.
+struct MapBlock {
+    map: u32,
+    word: u32,
+    row: u32, // this invocation's row
+}
+
+fn map_block(g: u32, words: u32, row_blocks: u32, lid: u32) -> MapBlock {
+    let rest = g % (words * row_blocks);
+    return MapBlock(g / (words * row_blocks), rest / row_blocks,
+                    (rest % row_blocks) * MAP_WG + lid);
+}
+
+// ------------------------------------------------------------------------------------
+// score_lif_map: the binary map A = LIF over T of S = X Y^T, packed. For every map
+// element, over t = 0 .. T-1 (state V from 0):
+//   H = V + (S_t - V) / tau   (decay_input)
+//   A_t = H >= v_th
+//   V = H - v_th A_t          (soft reset)
+// Each invocation owns one packed word (32 consecutive columns of one row) for every t.
+// The invocation of a row's last word also zeroes the row's padding words. The operands are
+// [T * maps, ...] with T leading, as is the map.
+
+struct ScoreLifParams {
+    steps: u32,      // T
+    maps: u32,       // maps per time step (B * heads)
+    rows: u32,       // rows of a map
+    cols: u32,       // columns of a map (bits per packed row)
+    chunks: u32,     // vec4 words per operand row
+    wpr: u32,        // words per packed map row
+    words: u32,      // words holding columns: ceil(cols / 32)
+    row_blocks: u32, // ceil(rows / 64)
+    tau: f32,
+    v_th: f32,
+}
+
+@group(0) @binding(2) var<storage, read_write> sl_bits: array<u32>;         // [T, maps, rows, wpr]
+@group(0) @binding(3) var<storage, read_write> sl_ones: array<atomic<u32>>; // [2] (lo, hi)
+@group(0) @binding(4) var<uniform> slp: ScoreLifParams;
+
 @compute @workgroup_size(64)
-fn lif_map(@builtin(workgroup_id) wid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
+fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
     let g = wid.x + wid.y * nwg.x;
-    if (g >= lp.maps * lp.groups_per_map) {
+    if (g >= slp.maps * slp.words * slp.row_blocks) {
         return;
     }
     if (lid == 0u) {
         atomicStore(&wg_count, 0u);
     }
     workgroupBarrier();
-    let map = g / lp.groups_per_map;
-    let w = (g % lp.groups_per_map) * MAP_WG + lid; // word within the map
-    let map_words = lp.rows * lp.wpr;
+    let at = map_block(g, slp.words, slp.row_blocks, lid);
     var ones = 0u;
-    if (w < map_words) {
-        let row = w / lp.wpr;
-        let col0 = (w % lp.wpr) * 32u;
-        let out0 = map * map_words + w;
-        let step_words = lp.maps * map_words;
-        if (col0 >= lp.cols) {
-            for (var t = 0u; t < lp.steps; t++) {
-                lif_bits[t * step_words + out0] = 0u;
+    if (at.row < slp.rows) {
+        let col0 = at.word * 32u;
+        let n = min(32u, slp.cols - col0);
+        let out0 = (at.map * slp.rows + at.row) * slp.wpr + at.word;
+        let step_words = slp.maps * slp.rows * slp.wpr;
+        let ch = slp.chunks;
+        let tau = slp.tau;
+        let v_th = slp.v_th;
+        let valid = low_bits(n);
+        // Columns in groups of 4, each group's potentials carried over T in one vec4;
+        // the word of every t is assembled in place (this invocation owns it). Keeping
+        // all 32 potentials live across T instead spills them on CPU drivers.
+        for (var j = 0u; j < n; j += 4u) {
+            var v = vec4<f32>(0.0);
+            for (var t = 0u; t < slp.steps; t++) {
+                let m = t * slp.maps + at.map;
+                let xa = (m * slp.rows + at.row) * ch; // this lane's row
+                let ya = (m * slp.cols + col0) * ch;   // uniform over the workgroup
+                let spikes = lif_step4(&v, scores4(sx[xa], xa, ya, ch, j, n), tau, v_th);
+                let bits = (spikes << j) & valid;
+                ones += countOneBits(bits);
+                let o = t * step_words + out0;
+                if (j == 0u) {
+                    sl_bits[o] = bits;
+                } else {
+                    sl_bits[o] |= bits;
+                }
             }
-        } else {
-            let n = min(32u, lp.cols - col0);
-            let in0 = (map * lp.rows + row) * lp.cols + col0;
-            let step_elems = lp.maps * lp.rows * lp.cols;
-            var v0 = vec4<f32>(0.0);
-            var v1 = vec4<f32>(0.0);
-            var v2 = vec4<f32>(0.0);
-            var v3 = vec4<f32>(0.0);
-            var v4 = vec4<f32>(0.0);
-            var v5 = vec4<f32>(0.0);
-            var v6 = vec4<f32>(0.0);
-            var v7 = vec4<f32>(0.0);
-            for (var t = 0u; t < lp.steps; t++) {
-                let base = t * step_elems + in0;
-                var word = lif_step4(&v0, lif_load4(base, 0u, n));
-                if (n > 4u) { word |= lif_step4(&v1, lif_load4(base, 4u, n)) << 4u; }
-                if (n > 8u) { word |= lif_step4(&v2, lif_load4(base, 8u, n)) << 8u; }
-                if (n > 12u) { word |= lif_step4(&v3, lif_load4(base, 12u, n)) << 12u; }
-                if (n > 16u) { word |= lif_step4(&v4, lif_load4(base, 16u, n)) << 16u; }
-                if (n > 20u) { word |= lif_step4(&v5, lif_load4(base, 20u, n)) << 20u; }
-                if (n > 24u) { word |= lif_step4(&v6, lif_load4(base, 24u, n)) << 24u; }
-                if (n > 28u) { word |= lif_step4(&v7, lif_load4(base, 28u, n)) << 28u; }
-                word &= low_bits(n);
-                ones += countOneBits(word);
-                lif_bits[t * step_words + out0] = word;
+        }
+        if (at.word + 1u == slp.words) {
+            for (var t = 0u; t < slp.steps; t++) {
+                for (var p = 1u; at.word + p < slp.wpr; p++) {
+                    sl_bits[t * step_words + out0 + p] = 0u;
+                }
             }
         }
     }
@@ -124,89 +175,110 @@ fn lif_map(@builtin(workgroup_id) wid: vec3<u32>,
     workgroupBarrier();
     if (lid == 0u) {
         let c = atomicLoad(&wg_count);
-        let old = atomicAdd(&lif_ones[0], c);
+        let old = atomicAdd(&sl_ones[0], c);
         if (old + c < old) {
-            atomicAdd(&lif_ones[1], 1u);
+            atomicAdd(&sl_ones[1], 1u);
         }
     }
 }
 
 // ------------------------------------------------------------------------------------
-// lif_map_backward: BPTT of lif_map per element with the Sigmoid surrogate, detached
-// soft reset (dV/dH = 1), no gradient into the state sequence:
+// score_lif_backward: BPTT of score_lif_map per element with the Sigmoid surrogate,
+// detached soft reset (dV/dH = 1), no gradient into the state sequence:
 //   sg = sigmoid(alpha (H_t - v_th)),  g_s = alpha sg (1 - sg)
-//   grad_h = grad_S[t] g_s + grad_h (1 - 1/tau),  grad_X[t] = grad_h / tau
-// H_t is recomputed from X in a forward sweep and parked in grad_X until the backward
-// sweep overwrites it.
+//   grad_h = s_t grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
+// where s_t = scale * factor[t, h] is the output scale of the map's product, folded in
+// here so that backward never scales dY in a pass of its own. H_t is recomputed from the packed operands in a forward sweep and parked in grad_S
+// until the backward sweep overwrites it. One workgroup per (map, column, block of 64
+// rows), so the column operand is uniform.
 
-struct LifBackParams {
+struct ScoreLifBackParams {
     steps: u32, // T
-    len: u32,   // elements per time step
+    maps: u32,  // maps per time step
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    row_blocks: u32,
+    heads: u32,
+    scale: f32,
     tau: f32,
     v_th: f32,
     alpha: f32,
 }
 
-@group(0) @binding(0) var<storage, read> lb_x: array<f32>;        // [T, len]
-@group(0) @binding(1) var<storage, read> lb_gs: array<f32>;       // [T, len] dL/dS
-@group(0) @binding(2) var<storage, read_write> lb_gx: array<f32>; // [T, len] dL/dX
-@group(0) @binding(3) var<uniform> lbp: LifBackParams;
+@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;   // [T, heads]
+@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;       // [T, maps, rows, cols] dL/dA / s_t
+@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>; // [T, maps, rows, cols] dL/dS
+@group(0) @binding(5) var<uniform> slbp: ScoreLifBackParams;
 
-@compute @workgroup_size(256)
-fn lif_map_backward(@builtin(workgroup_id) wid: vec3<u32>,
-                    @builtin(num_workgroups) nwg: vec3<u32>,
-                    @builtin(local_invocation_index) lid: u32) {
-    let e = (wid.x + wid.y * nwg.x) * 256u + lid;
-    if (e >= lbp.len) {
+@compute @workgroup_size(64)
+fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= slbp.maps * slbp.cols * slbp.row_blocks) {
         return;
     }
-    var v = 0.0;
-    for (var t = 0u; t < lbp.steps; t++) {
-        let i = t * lbp.len + e;
-        let h = v + (lb_x[i] - v) / lbp.tau;
-        lb_gx[i] = h;
-        v = h - select(0.0, lbp.v_th, h >= lbp.v_th);
+    let at = map_block(g, slbp.cols, slbp.row_blocks, lid); // `word` is the column here
+    if (at.row >= slbp.rows) {
+        return;
     }
-    let keep = 1.0 - 1.0 / lbp.tau;
+    let c = at.word;
+    let len = slbp.maps * slbp.rows * slbp.cols; // elements per time step
+    let e = (at.map * slbp.rows + at.row) * slbp.cols + c;
+    let ch = slbp.chunks;
+    var v = 0.0;
+    for (var t = 0u; t < slbp.steps; t++) {
+        let m = t * slbp.maps + at.map;
+        let xa = (m * slbp.rows + at.row) * ch;
+        let ya = (m * slbp.cols + c) * ch;
+        let s = f32(score_with_row(sx[xa], xa, ya, ch));
+        let h = v + (s - v) / slbp.tau;
+        slb_gs[t * len + e] = h;
+        v = h - select(0.0, slbp.v_th, h >= slbp.v_th);
+    }
+    let keep = 1.0 - 1.0 / slbp.tau;
     var gh = 0.0;
-    for (var t = lbp.steps; t > 0u; t--) {
-        let i = (t - 1u) * lbp.len + e;
-        let sg = 1.0 / (1.0 + exp(-lbp.alpha * (lb_gx[i] - lbp.v_th)));
-        gh = lb_gs[i] * lbp.alpha * sg * (1.0 - sg) + gh * keep;
-        lb_gx[i] = gh / lbp.tau;
+    for (var t = slbp.steps; t > 0u; t--) {
+        let i = (t - 1u) * len + e;
+        let sg = 1.0 / (1.0 + exp(-slbp.alpha * (slb_gs[i] - slbp.v_th)));
+        let s_t = slbp.scale * slb_factor[(t - 1u) * slbp.heads + at.map % slbp.heads];
+        gh = s_t * slb_ga[i] * slbp.alpha * sg * (1.0 - sg) + gh * keep;
+        slb_gs[i] = gh / slbp.tau;
     }
 }
 
 // ------------------------------------------------------------------------------------
-// threshold_map (SSA_Bin): bit = x > delta[h] for the scores x = Q K^T of map
-// (t, b, h), h = map % heads. Counts the ones; with TRAINING also sums the (integer)
-// scores per head for the running threshold. One invocation per packed word, a
-// workgroup within one map, so one atomic pair per workgroup and statistic.
+// score_threshold_map (SSA_Bin): bit = S > delta[h] for S = X Y^T of map (t, b, h),
+// h = map % heads. Counts the ones; with TRAINING also sums the (integer) scores per
+// head for the running threshold. The grid of score_lif_map (one invocation per row
+// and packed word), so one atomic pair per workgroup and statistic.
 
 override TRAINING: bool = false;
 
-struct ThresholdParams {
+struct ScoreThresholdParams {
     maps: u32, // T * B * heads
     heads: u32,
     rows: u32,
     cols: u32,
+    chunks: u32,
     wpr: u32,
-    groups_per_map: u32,
+    words: u32,
+    row_blocks: u32,
 }
 
-@group(0) @binding(0) var<storage, read> th_x: array<f32>;                 // [maps, rows, cols]
-@group(0) @binding(1) var<storage, read> th_delta: array<f32>;             // [heads]
-@group(0) @binding(2) var<storage, read_write> th_bits: array<u32>;        // [maps, rows, wpr]
-@group(0) @binding(3) var<storage, read_write> th_ones: array<atomic<u32>>; // [2]
-@group(0) @binding(4) var<storage, read_write> th_sums: array<atomic<u32>>; // [heads, 2]
-@group(0) @binding(5) var<uniform> tp: ThresholdParams;
+@group(0) @binding(2) var<storage, read> st_delta: array<f32>;             // [heads]
+@group(0) @binding(3) var<storage, read_write> st_bits: array<u32>;        // [maps, rows, wpr]
+@group(0) @binding(4) var<storage, read_write> st_ones: array<atomic<u32>>; // [2]
+@group(0) @binding(5) var<storage, read_write> st_sums: array<atomic<u32>>; // [heads, 2]
+@group(0) @binding(6) var<uniform> stp: ScoreThresholdParams;
 
 @compute @workgroup_size(64)
-fn threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
-                 @builtin(num_workgroups) nwg: vec3<u32>,
-                 @builtin(local_invocation_index) lid: u32) {
+fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
     let g = wid.x + wid.y * nwg.x;
-    if (g >= tp.maps * tp.groups_per_map) {
+    if (g >= stp.maps * stp.words * stp.row_blocks) {
         return;
     }
     if (lid == 0u) {
@@ -214,28 +286,32 @@ fn threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
         atomicStore(&wg_sum, 0u);
     }
     workgroupBarrier();
-    let map = g / tp.groups_per_map;
-    let head = map % tp.heads;
-    let w = (g % tp.groups_per_map) * MAP_WG + lid;
-    let map_words = tp.rows * tp.wpr;
+    let at = map_block(g, stp.words, stp.row_blocks, lid);
+    let head = at.map % stp.heads;
     var ones = 0u;
     var sum = 0u;
-    if (w < map_words) {
-        let row = w / tp.wpr;
-        let col0 = (w % tp.wpr) * 32u;
+    if (at.row < stp.rows) {
+        let col0 = at.word * 32u;
+        let n = min(32u, stp.cols - col0);
+        let ch = stp.chunks;
+        let xa = (at.map * stp.rows + at.row) * ch;
+        let ya = (at.map * stp.cols + col0) * ch;
+        let x0 = sx[xa];
+        let delta = st_delta[head];
         var word = 0u;
-        if (col0 < tp.cols) {
-            let n = min(32u, tp.cols - col0);
-            let base = (map * tp.rows + row) * tp.cols + col0;
-            let delta = th_delta[head];
-            for (var j = 0u; j < n; j++) {
-                let x = th_x[base + j];
-                word |= select(0u, 1u << j, x > delta);
-                sum += u32(max(x, 0.0) + 0.5);
-            }
+        for (var j = 0u; j < n; j++) {
+            let s = score_with_row(x0, xa, ya + j * ch, ch);
+            word |= select(0u, 1u << j, f32(s) > delta);
+            sum += s;
         }
         ones = countOneBits(word);
-        th_bits[map * map_words + w] = word;
+        let o = (at.map * stp.rows + at.row) * stp.wpr + at.word;
+        st_bits[o] = word;
+        if (at.word + 1u == stp.words) {
+            for (var p = 1u; at.word + p < stp.wpr; p++) {
+                st_bits[o + p] = 0u;
+            }
+        }
     }
     atomicAdd(&wg_count, ones);
     if (TRAINING) {
@@ -244,63 +320,157 @@ fn threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
     workgroupBarrier();
     if (lid == 0u) {
         let c = atomicLoad(&wg_count);
-        let old = atomicAdd(&th_ones[0], c);
+        let old = atomicAdd(&st_ones[0], c);
         if (old + c < old) {
-            atomicAdd(&th_ones[1], 1u);
+            atomicAdd(&st_ones[1], 1u);
         }
         if (TRAINING) {
             let s = atomicLoad(&wg_sum);
-            let old_s = atomicAdd(&th_sums[2u * head], s);
+            let old_s = atomicAdd(&st_sums[2u * head], s);
             if (old_s + s < old_s) {
-                atomicAdd(&th_sums[2u * head + 1u], 1u);
+                atomicAdd(&st_sums[2u * head + 1u], 1u);
             }
         }
     }
 }
 
 // ------------------------------------------------------------------------------------
-// shift_mean (SSA_Bin): out = kappa * bv - mean[h, e] for bv = B V (integer counts) of
-// map (t, b, h); with TRAINING also sums bv per (h, e) for the running mean. One
-// workgroup per map; invocation e walks the rows of column e.
+// score_softmax_surrogate (SSA_Bin backward): grad_S = grad_B * p (1 - p) with
+// p = softmax(S) along each row (the key axis), S = X Y^T recomputed from the packed
+// operands in each of the three sweeps (cheaper than storing it). One invocation per
+// row, a workgroup per (map, block of 64 rows).
 
-struct ShiftParams {
-    maps: u32, // T * B * heads
-    heads: u32,
-    rows: u32, // N
-    cols: u32, // d
-    kappa: f32,
+struct ScoreSoftmaxParams {
+    maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    row_blocks: u32,
 }
 
-@group(0) @binding(0) var<storage, read> sh_bv: array<f32>;                 // [maps, rows, cols]
-@group(0) @binding(1) var<storage, read> sh_mean: array<f32>;               // [heads, cols]
-@group(0) @binding(2) var<storage, read_write> sh_out: array<f32>;          // [maps, rows, cols]
-@group(0) @binding(3) var<storage, read_write> sh_sums: array<atomic<u32>>; // [heads, cols, 2]
-@group(0) @binding(4) var<uniform> shp: ShiftParams;
+@group(0) @binding(2) var<storage, read> ss_gb: array<f32>;       // [maps, rows, cols] dL/dB
+@group(0) @binding(3) var<storage, read_write> ss_gs: array<f32>; // [maps, rows, cols] dL/dS
+@group(0) @binding(4) var<uniform> ssp: ScoreSoftmaxParams;
 
 @compute @workgroup_size(64)
-fn shift_mean(@builtin(workgroup_id) wid: vec3<u32>,
-              @builtin(num_workgroups) nwg: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let map = wid.x + wid.y * nwg.x;
-    if (map >= shp.maps) {
+fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= ssp.maps * ssp.row_blocks) {
         return;
     }
-    let head = map % shp.heads;
-    for (var e = lid; e < shp.cols; e += MAP_WG) {
-        let m = sh_mean[head * shp.cols + e];
-        var sum = 0u;
-        for (var i = 0u; i < shp.rows; i++) {
-            let k = (map * shp.rows + i) * shp.cols + e;
-            let x = sh_bv[k];
-            sh_out[k] = shp.kappa * x - m;
-            sum += u32(max(x, 0.0) + 0.5);
-        }
-        if (TRAINING) {
-            let s = 2u * (head * shp.cols + e);
-            let old = atomicAdd(&sh_sums[s], sum);
-            if (old + sum < old) {
-                atomicAdd(&sh_sums[s + 1u], 1u);
-            }
+    let at = map_block(g, 1u, ssp.row_blocks, lid);
+    if (at.row >= ssp.rows) {
+        return;
+    }
+    let ch = ssp.chunks;
+    let row = at.map * ssp.rows + at.row;
+    let xa = row * ch;
+    let x0 = sx[xa];
+    let ya0 = at.map * ssp.cols * ch;
+    var m = 0.0; // scores are counts, never negative
+    for (var j = 0u; j < ssp.cols; j++) {
+        m = max(m, f32(score_with_row(x0, xa, ya0 + j * ch, ch)));
+    }
+    var z = 0.0;
+    for (var j = 0u; j < ssp.cols; j++) {
+        z += exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m);
+    }
+    let inv = 1.0 / z;
+    let base = row * ssp.cols;
+    for (var j = 0u; j < ssp.cols; j++) {
+        let p = exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m) * inv;
+        ss_gs[base + j] = ss_gb[base + j] * p * (1.0 - p);
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// The product of a binary map with spikes, both packed: P[r, c] = popcount(X[r] & Y[c])
+// (A V with X = A, Y = V^T packed along N; Q A with X = Q, Y = A^T), written straight
+// into each form's output. One workgroup per (map, block of 64 columns), one invocation
+// per column: it keeps Y[c]'s chunk 0 in a register and walks the rows, whose X row is
+// uniform over the workgroup.
+//   bits_product_scaled:  y = scale * factor[t, h] * P, and P itself (BESTformer)
+//   bits_product_shifted: y = kappa * P - mean[h, c]; with TRAINING also the sums of P
+//                         per (h, c) for the running mean (SSA_Bin)
+
+struct ProductParams {
+    maps: u32,          // T * B * heads
+    maps_per_step: u32, // B * heads
+    heads: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    col_blocks: u32,    // ceil(cols / 64)
+    scale: f32,         // scale (scaled) or kappa (shifted)
+}
+
+@group(0) @binding(2) var<storage, read> bp_coef: array<f32>;          // factor [T, heads] / mean [heads, cols]
+@group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;       // [maps, rows, cols]
+@group(0) @binding(4) var<storage, read_write> bp_product: array<f32>; // [maps, rows, cols]
+@group(0) @binding(4) var<storage, read_write> bp_sums: array<atomic<u32>>; // [heads, cols, 2]
+@group(0) @binding(5) var<uniform> bpp: ProductParams;
+
+@compute @workgroup_size(64)
+fn bits_product_scaled(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= bpp.maps * bpp.col_blocks) {
+        return;
+    }
+    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
+    if (at.row >= bpp.cols) {
+        return;
+    }
+    let c = at.row;
+    let t = at.map / bpp.maps_per_step;
+    let s = bpp.scale * bp_coef[t * bpp.heads + at.map % bpp.heads];
+    let ch = bpp.chunks;
+    let ya = (at.map * bpp.cols + c) * ch;
+    let y0 = sy[ya];
+    for (var r = 0u; r < bpp.rows; r++) {
+        let row = at.map * bpp.rows + r;
+        let xa = row * ch;
+        let p = f32(hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch)));
+        let o = row * bpp.cols + c;
+        bp_product[o] = p;
+        bp_y[o] = s * p;
+    }
+}
+
+@compute @workgroup_size(64)
+fn bits_product_shifted(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= bpp.maps * bpp.col_blocks) {
+        return;
+    }
+    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
+    if (at.row >= bpp.cols) {
+        return;
+    }
+    let c = at.row;
+    let head = at.map % bpp.heads;
+    let mean = bp_coef[head * bpp.cols + c];
+    let ch = bpp.chunks;
+    let ya = (at.map * bpp.cols + c) * ch;
+    let y0 = sy[ya];
+    var sum = 0u;
+    for (var r = 0u; r < bpp.rows; r++) {
+        let row = at.map * bpp.rows + r;
+        let xa = row * ch;
+        let p = hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch));
+        bp_y[row * bpp.cols + c] = bpp.scale * f32(p) - mean;
+        sum += p;
+    }
+    if (TRAINING) {
+        let k = 2u * (head * bpp.cols + c);
+        let old = atomicAdd(&bp_sums[k], sum);
+        if (old + sum < old) {
+            atomicAdd(&bp_sums[k + 1u], 1u);
         }
     }
 }
@@ -326,44 +496,6 @@ fn running_update(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let sum = f32(ru_sums[2u * i + 1u]) * 4294967296.0 + f32(ru_sums[2u * i]);
     ru_state[i] = rup.momentum * ru_state[i] + (1.0 - rup.momentum) * rup.factor * sum;
-}
-
-// ------------------------------------------------------------------------------------
-// softmax_surrogate (SSA_Bin backward): grad_x = grad_b * p (1 - p) with
-// p = softmax(x) along each row (the key axis). One invocation per row.
-
-struct SurrogateParams {
-    rows: u32,
-    cols: u32,
-}
-
-@group(0) @binding(0) var<storage, read> ss_x: array<f32>;        // [rows, cols] scores
-@group(0) @binding(1) var<storage, read> ss_gb: array<f32>;       // [rows, cols] dL/dB
-@group(0) @binding(2) var<storage, read_write> ss_gx: array<f32>; // [rows, cols] dL/dx
-@group(0) @binding(3) var<uniform> ssp: SurrogateParams;
-
-@compute @workgroup_size(64)
-fn softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
-                     @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) lid: u32) {
-    let row = (wid.x + wid.y * nwg.x) * 64u + lid;
-    if (row >= ssp.rows) {
-        return;
-    }
-    let base = row * ssp.cols;
-    var m = ss_x[base];
-    for (var j = 1u; j < ssp.cols; j++) {
-        m = max(m, ss_x[base + j]);
-    }
-    var z = 0.0;
-    for (var j = 0u; j < ssp.cols; j++) {
-        z += exp(ss_x[base + j] - m);
-    }
-    let inv = 1.0 / z;
-    for (var j = 0u; j < ssp.cols; j++) {
-        let p = exp(ss_x[base + j] - m) * inv;
-        ss_gx[base + j] = ss_gb[base + j] * p * (1.0 - p);
-    }
 }
 
 // ------------------------------------------------------------------------------------
@@ -413,17 +545,26 @@ fn pack_spikes(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]. One invocation per word.
+// unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]; with HAS_FACTOR, the ones
+// become scale * factor[t, h] for the rows of map (t, b, h) (a binary map with the
+// output scale of its product). One invocation per word.
+
+override HAS_FACTOR: bool = false;
 
 struct UnpackParams {
     rows: u32,
     cols: u32,
     wpr: u32,
+    rows_per_map: u32,
+    maps_per_step: u32, // B * heads
+    heads: u32,
+    scale: f32,
 }
 
 @group(0) @binding(0) var<storage, read> up_bits: array<u32>;      // [rows, wpr]
-@group(0) @binding(1) var<storage, read_write> up_out: array<f32>; // [rows, cols]
-@group(0) @binding(2) var<uniform> upp: UnpackParams;
+@group(0) @binding(1) var<storage, read> up_factor: array<f32>;    // [T, heads]
+@group(0) @binding(2) var<storage, read_write> up_out: array<f32>; // [rows, cols]
+@group(0) @binding(3) var<uniform> upp: UnpackParams;
 
 @compute @workgroup_size(256)
 fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
@@ -441,45 +582,37 @@ fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
     let word = up_bits[i];
     let base = r * upp.cols + c0;
     let n = min(32u, upp.cols - c0);
+    var one = 1.0;
+    if (HAS_FACTOR) {
+        let map = r / upp.rows_per_map;
+        one = upp.scale * up_factor[(map / upp.maps_per_step) * upp.heads + map % upp.heads];
+    }
     for (var j = 0u; j < n; j++) {
-        up_out[base + j] = f32((word >> j) & 1u);
+        up_out[base + j] = select(0.0, one, ((word >> j) & 1u) != 0u);
     }
 }
 
 // ------------------------------------------------------------------------------------
-// scale_heads: y = x * scale * factor[t, h] over x [T, B, heads, inner] (HAS_FACTOR);
-// without a factor, y = x * scale.
-
-override HAS_FACTOR: bool = false;
+// scale_all: y = x * scale.
 
 struct ScaleParams {
     len: u32,
-    inner: u32,     // elements per (t, b, h)
-    heads: u32,
-    step_len: u32,  // elements per t (B * heads * inner)
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> sc_x: array<f32>;        // [T, B, heads, inner]
-@group(0) @binding(1) var<storage, read> sc_factor: array<f32>;   // [T, heads]
-@group(0) @binding(2) var<storage, read_write> sc_y: array<f32>;  // [T, B, heads, inner]
-@group(0) @binding(3) var<uniform> scp: ScaleParams;
+@group(0) @binding(0) var<storage, read> sc_x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> sc_y: array<f32>;
+@group(0) @binding(2) var<uniform> scp: ScaleParams;
 
 @compute @workgroup_size(256)
-fn scale_heads(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+fn scale_all(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= scp.len) {
         return;
     }
-    var s = scp.scale;
-    if (HAS_FACTOR) {
-        let t = i / scp.step_len;
-        let h = (i / scp.inner) % scp.heads;
-        s *= sc_factor[t * scp.heads + h];
-    }
-    sc_y[i] = sc_x[i] * s;
+    sc_y[i] = sc_x[i] * scp.scale;
 }
 
 // ------------------------------------------------------------------------------------

@@ -176,6 +176,47 @@ impl AttentionWorkload {
         (s.maps() * per_map * passes) as f64
     }
 
+    /// The firing rate of the form's attention map on these operands (one forward,
+    /// waited for).
+    pub fn firing_rate(&self, ctx: &GpuContext) -> Result<f64> {
+        let (q, k, v) = (&self.q, &self.k, &self.v);
+        let rate = match self.kernel {
+            AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
+                let path = if self.kernel == AttentionKernel::Ssa {
+                    SsaPath::Binary
+                } else {
+                    SsaPath::F32
+                };
+                ssa_forward(ctx, q, k, v, 0.125, path)?.1.rate
+            }
+            AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
+                binary_attention_forward(ctx, q, k, v, &self.lambda, &self.binary_config())?
+                    .1
+                    .rate
+            }
+            AttentionKernel::SsaBin => {
+                let eval = SsaBinConfig {
+                    training: false,
+                    ..Default::default()
+                };
+                ssa_bin_forward(ctx, q, k, v, &self.state, &eval)?.1.rate
+            }
+            AttentionKernel::A2os2a => a2os2a_forward(ctx, q, k, v)?.1.rate,
+        };
+        rate.read(ctx)
+    }
+
+    fn binary_config(&self) -> BinaryAttentionConfig {
+        BinaryAttentionConfig {
+            order: if self.kernel == AttentionKernel::BinaryTokens {
+                MapOrder::Tokens
+            } else {
+                MapOrder::Features
+            },
+            ..Default::default()
+        }
+    }
+
     /// Record one iteration (outputs go back to the pool when dropped).
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
         let backward = self.pass == AttentionPass::ForwardBackward;
@@ -193,14 +234,7 @@ impl AttentionWorkload {
                 }
             }
             AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
-                let config = BinaryAttentionConfig {
-                    order: if self.kernel == AttentionKernel::BinaryTokens {
-                        MapOrder::Tokens
-                    } else {
-                        MapOrder::Features
-                    },
-                    ..Default::default()
-                };
+                let config = self.binary_config();
                 let (_, saved) = binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?;
                 if backward {
                     binary_attention_backward(ctx, dy, &saved)?;

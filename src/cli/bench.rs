@@ -238,37 +238,65 @@ fn bench_attention(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
             b /= 2;
         }
         for pass in AttentionPass::ALL {
-            let mut f32_seconds = None;
+            let mut works = Vec::new();
             for kernel in AttentionKernel::ALL {
-                let work = match AttentionWorkload::new(ctx, kernel, pass, (t, b, h, n, d)) {
-                    Ok(w) => w,
+                match AttentionWorkload::new(ctx, kernel, pass, (t, b, h, n, d)) {
+                    Ok(w) => works.push(w),
                     Err(e @ bitspike::Error::BufferTooLarge { .. }) => {
                         eprintln!("skipping {}/{}: {e}", kernel.name(), pass.name());
-                        continue;
                     }
                     Err(e) => return Err(e.into()),
-                };
-                let seconds = time_iterations(ctx, min_time, 3, || work.run(ctx))?;
+                }
+            }
+            // Interleaved rounds: the ratios compare forms timed under the same conditions.
+            let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
+                .iter()
+                .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
+                .collect();
+            let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
+                .iter_mut()
+                .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
+                .collect();
+            let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+            let f32_seconds = works
+                .iter()
+                .zip(&seconds)
+                .find(|(w, _)| w.kernel == AttentionKernel::SsaF32)
+                .map(|(_, &s)| s);
+            for (work, &secs) in works.iter().zip(&seconds) {
                 // Speed-up over f32 SSA in time (the d x d order counts other MACs).
-                let ratio = match kernel {
-                    AttentionKernel::SsaF32 => {
-                        f32_seconds = Some(seconds);
-                        None
-                    }
-                    _ => f32_seconds.map(|f| f / seconds),
-                };
+                let ratio = f32_seconds.filter(|_| work.kernel != AttentionKernel::SsaF32);
+                let ratio = ratio.map(|f| f / secs);
                 report(
                     &Measurement {
                         kernel: work.name(),
                         shape: work.shape_name(),
-                        seconds,
-                        rate: work.macs() / seconds / 1e9,
+                        seconds: secs,
+                        rate: work.macs() / secs / 1e9,
                         unit: "GMAC/s",
                         ratio,
                         ratio_to: ratio.map(|_| format!("ssa_f32/{} (time)", pass.name())),
                     },
                     args.json,
                 )?;
+            }
+            if pass == AttentionPass::Forward {
+                // The attention maps' firing rates (fraction of ones, or of non-zero
+                // scores for the real-valued maps), for the energy estimates.
+                for work in &works {
+                    report(
+                        &Measurement {
+                            kernel: format!("{}/firing_rate", work.kernel.name()),
+                            shape: work.shape_name(),
+                            seconds: 0.0,
+                            rate: work.firing_rate(ctx)?,
+                            unit: "fraction",
+                            ratio: None,
+                            ratio_to: None,
+                        },
+                        args.json,
+                    )?;
+                }
             }
         }
     }

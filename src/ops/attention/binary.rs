@@ -5,18 +5,21 @@
 //! learnable lambda `[T, heads]`. The d x d order for large N computes
 //! `A = LIF(K^T V)` (`[d, d]` per (t, b, h)) and `Y = Q A * 0.125 * lambda`.
 //!
-//! Q, K and V are spikes: every product runs on packed bits (AND-popcount), exactly.
-//! Backward: Sigmoid(alpha) surrogate with BPTT over T for the map LIF, the products
-//! linear (straight through the spikes).
+//! Q, K and V are spikes: every product runs on packed bits (AND-popcount), exactly. The
+//! map kernel computes the scores from the packed operands and runs the LIF on them in
+//! registers, so the f32 scores are never stored; the output kernel multiplies the packed
+//! map with the packed spikes and applies `0.125 * lambda`. Backward: Sigmoid(alpha)
+//! surrogate with BPTT over T for the map LIF (the scores recomputed from the packed
+//! operands), the products linear (straight through the spikes).
 
 use super::kernels::{
-    lambda_grad, lif_map, lif_map_backward, pack_spike_rows, pack_transposed, scale_heads,
-    unpack_bits,
+    bits_product_scaled, lambda_grad, pack_spike_rows, pack_transposed, score_lif_backward,
+    score_lif_map, unpack_scaled,
 };
 use super::{AttnShape, MapLif, MapRate};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
+use crate::ops::{matmul, MatmulForm};
 
 /// Which map is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +55,11 @@ pub struct BinaryAttentionSaved {
     pub k: Tensor,      // [T, B, heads, N, d]
     pub v: Tensor,      // [T, B, heads, N, d]
     pub lambda: Tensor, // [T, heads]
-    /// The map LIF's input (integer counts), f32. Tokens: `Q K^T`
-    /// `[T * B * heads, N, N]`; Features: `(K^T V)^T = V^T K` `[T * B * heads, d, d]`.
-    pub scores: Tensor,
+    /// The packed operands of the map LIF's input `S = X Y^T` (integer counts), which
+    /// backward recomputes. Tokens: `X = Q`, `Y = K`, `PackedBits [T * B * heads, N, d]`
+    /// (`S = Q K^T`); Features: `X = V^T`, `Y = K^T`, `PackedBits [T * B * heads, d, N]`
+    /// (`S = (K^T V)^T`).
+    pub score_operands: (Tensor, Tensor),
     /// The spike map, packed along its last axis. Tokens: `A` `PackedBits
     /// [T * B * heads, N, N]` (bits along the key axis j); Features: `A^T` `PackedBits
     /// [T * B * heads, d, d]` (row = output feature c, bits along a).
@@ -89,41 +94,42 @@ pub fn binary_attention_forward(
     let s = AttnShape::of(OP, q)?;
     s.expect_all(OP, &[k, v])?;
     lambda.expect(OP, &[s.t, s.heads], DType::F32)?;
-    let spikes = BinaryForm::SpikesSpikes;
-    let (scores, map, ones, product) = match config.order {
+    let (xb, yb) = match config.order {
+        MapOrder::Tokens => (
+            pack_spike_rows(ctx, &s.batched(q)?)?, // Q [TBH, N, d]
+            pack_spike_rows(ctx, &s.batched(k)?)?, // K [TBH, N, d]
+        ),
+        MapOrder::Features => (
+            pack_transposed(ctx, &s.batched(v)?)?, // V^T [TBH, d(c), N]
+            pack_transposed(ctx, &s.batched(k)?)?, // K^T [TBH, d(a), N]
+        ),
+    };
+    let (map, ones) = score_lif_map(ctx, &xb, &yb, s.t, &config.lif)?;
+    let (y, product) = match config.order {
         MapOrder::Tokens => {
-            let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
-            let kb = pack_spike_rows(ctx, &s.batched(k)?)?;
-            let scores = binary_matmul(ctx, &qb, &kb, None, spikes)?; // [TBH, N, N]
-            let (map, ones) = lif_map(ctx, &scores, s.t, &config.lif)?;
+            // A V: the rows of A against the rows of V^T.
             let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
-            let av = binary_matmul(ctx, &map, &vt, None, spikes)?; // [TBH, N, d]
-            (scores, map, ones, av)
+            bits_product_scaled(ctx, &map, &vt, lambda, config.scale)?
         }
         MapOrder::Features => {
-            let kt = pack_transposed(ctx, &s.batched(k)?)?; // [TBH, d, N]
-            let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
-            let scores = binary_matmul(ctx, &vt, &kt, None, spikes)?; // [TBH, d(c), d(a)]
-            let (map, ones) = lif_map(ctx, &scores, s.t, &config.lif)?;
-            let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
-            let qa = binary_matmul(ctx, &qb, &map, None, spikes)?; // [TBH, N, d]
-            (scores, map, ones, qa)
+            // Q A: the rows of Q against the rows of A^T.
+            let qb = pack_spike_rows(ctx, &s.batched(q)?)?; // [TBH, N, d]
+            bits_product_scaled(ctx, &qb, &map, lambda, config.scale)?
         }
     };
-    let product = product.reshape(&s.dims())?;
-    let y = scale_heads(ctx, &product, config.scale, Some(lambda))?;
+    let elements = map.len();
     let saved = BinaryAttentionSaved {
         q: q.clone(),
         k: k.clone(),
         v: v.clone(),
         lambda: lambda.clone(),
-        rate: MapRate::counted(ones, scores.len()),
-        scores,
+        rate: MapRate::counted(ones, elements),
+        score_operands: (xb, yb),
         map,
-        product,
+        product: product.reshape(&s.dims())?,
         config: *config,
     };
-    Ok((y, saved))
+    Ok((y.reshape(&s.dims())?, saved))
 }
 
 /// Gradients for the upstream gradient `dy` `[T, B, heads, N, d]`. With
@@ -140,31 +146,34 @@ pub fn binary_attention_backward(
     let s = AttnShape::of(OP, &saved.q)?;
     s.expect_all(OP, &[dy])?;
     let config = &saved.config;
-    let dys = scale_heads(ctx, dy, config.scale, Some(&saved.lambda))?;
     let dlambda = lambda_grad(ctx, dy, &saved.product, config.scale)?;
     let (q, k, v) = (
         s.batched(&saved.q)?,
         s.batched(&saved.k)?,
         s.batched(&saved.v)?,
     );
-    let dys = s.batched(&dys)?;
+    let dy = s.batched(dy)?;
+    // The output scale 0.125 * lambda[t, h] is folded into the map LIF's backward and
+    // into the unpacked map rather than applied to dY in a pass of its own.
+    let out_scale = (&saved.lambda, config.scale);
+    let (x, y) = &saved.score_operands;
     let (dq, dk, dv) = match config.order {
         MapOrder::Tokens => {
-            let da = matmul(ctx, &dys, &v, MatmulForm::ABt)?; // [TBH, N, N]
-            let dx = lif_map_backward(ctx, &saved.scores, &da, s.t, &config.lif)?;
+            let da = matmul(ctx, &dy, &v, MatmulForm::ABt)?; // [TBH, N, N], unscaled
+            let dx = score_lif_backward(ctx, x, y, &da, out_scale, &config.lif)?;
             let dq = matmul(ctx, &dx, &k, MatmulForm::AB)?;
             let dk = matmul(ctx, &dx, &q, MatmulForm::AtB)?;
-            let a = unpack_bits(ctx, &saved.map)?;
-            let dv = matmul(ctx, &a, &dys, MatmulForm::AtB)?;
+            let a = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
+            let dv = matmul(ctx, &a, &dy, MatmulForm::AtB)?;
             (dq, dk, dv)
         }
         MapOrder::Features => {
-            let dat = matmul(ctx, &dys, &q, MatmulForm::AtB)?; // [TBH, d(c), d(a)]
-            let dxt = lif_map_backward(ctx, &saved.scores, &dat, s.t, &config.lif)?;
+            let dat = matmul(ctx, &dy, &q, MatmulForm::AtB)?; // [TBH, d(c), d(a)], unscaled
+            let dxt = score_lif_backward(ctx, x, y, &dat, out_scale, &config.lif)?;
             let dk = matmul(ctx, &v, &dxt, MatmulForm::AB)?;
             let dv = matmul(ctx, &k, &dxt, MatmulForm::ABt)?;
-            let at = unpack_bits(ctx, &saved.map)?;
-            let dq = matmul(ctx, &dys, &at, MatmulForm::AB)?;
+            let at = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
+            let dq = matmul(ctx, &dy, &at, MatmulForm::AB)?;
             (dq, dk, dv)
         }
     };

@@ -1,7 +1,8 @@
 //! Host side of shaders/attention.wgsl: shape checks, outputs, workgroup counts of the
-//! map LIF, the SSA_Bin threshold / shift / running statistics / surrogate, spike
-//! packing along either axis, unpacking, per-head scaling and its gradient, and the
-//! non-zero count.
+//! maps built from packed scores (the map LIF and its backward, SSA_Bin's threshold and
+//! surrogate), the packed map x spikes products, the running statistics, spike packing
+//! along either axis, unpacking, scaling, the per-head scale's gradient, and the non-zero
+//! count.
 
 use super::MapLif;
 use crate::error::{Error, Result};
@@ -18,20 +19,31 @@ const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
 
 use Access::{Read as R, ReadWrite as W};
 
-const LIF_MAP: Kernel = kernel("lif_map", &[R, W, W]);
-const LIF_MAP_BACKWARD: Kernel = kernel("lif_map_backward", &[R, R, W]);
-const THRESHOLD_MAP: Kernel = kernel("threshold_map", &[R, R, W, W, W]);
-const SHIFT_MEAN: Kernel = kernel("shift_mean", &[R, R, W, W]);
+const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
+const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
+const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
+const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
+const BITS_PRODUCT_SCALED: Kernel = kernel("bits_product_scaled", &[R, R, R, W, W]);
+const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
-const SOFTMAX_SURROGATE: Kernel = kernel("softmax_surrogate", &[R, R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
-const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, W]);
-const SCALE_HEADS: Kernel = kernel("scale_heads", &[R, R, W]);
+const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
+const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
 
-/// Invocations (packed words) per workgroup of the map kernels.
+/// Invocations (rows, or columns for the products) per workgroup of the map kernels.
 const MAP_WG: usize = 64;
+
+/// The grid of the map kernels for `[rows, cols]` maps: words per packed row, words
+/// holding columns, blocks of `MAP_WG` rows.
+fn map_grid(rows: usize, cols: usize) -> (usize, usize, usize) {
+    (
+        words_per_row(cols),
+        cols.div_ceil(32),
+        rows.div_ceil(MAP_WG),
+    )
+}
 
 fn flag(on: bool) -> f64 {
     if on {
@@ -53,123 +65,156 @@ fn matrix_dims(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     }
 }
 
+/// The sizes of the scores `S = X Y^T` of packed operands `x` `PackedBits [maps, rows, k]`
+/// and `y` `PackedBits [maps, cols, k]`: `(maps, rows, cols, vec4 chunks per row)`.
+fn score_dims(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize, usize, usize)> {
+    let (maps, rows, k) = matrix_dims(op, x)?;
+    x.expect(op, &[maps, rows, k], DType::PackedBits)?;
+    let (_, cols, _) = matrix_dims(op, y)?;
+    y.expect(op, &[maps, cols, k], DType::PackedBits)?;
+    if maps == 0 || rows == 0 || cols == 0 || k == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: empty scores [{maps}, {rows}, {cols}] over {k} bits"
+        )));
+    }
+    to_u32(op, "operand size", maps * rows.max(cols) * words_per_row(k))?;
+    to_u32(op, "map size", maps * rows * cols.max(words_per_row(cols)))?;
+    Ok((maps, rows, cols, words_per_row(k) / 4))
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LifParams {
+struct ScoreLifParams {
     steps: u32,
     maps: u32,
     rows: u32,
     cols: u32,
+    chunks: u32,
     wpr: u32,
-    groups_per_map: u32,
+    words: u32,
+    row_blocks: u32,
     tau: f32,
     v_th: f32,
 }
 
-/// The map LIF over T: `x` f32 `[T * maps, rows, cols]` (time first) to the packed spike
-/// map `PackedBits [T * maps, rows, cols]`, and the U32 `[2]` count of its ones.
-pub(crate) fn lif_map(
+/// The binary map `A = LIF over T of X Y^T` for spikes packed along the contracted axis,
+/// `x` `PackedBits [T * maps, rows, k]` and `y` `PackedBits [T * maps, cols, k]` (time
+/// first): the packed map `PackedBits [T * maps, rows, cols]` and the U32 `[2]` count of
+/// its ones. The scores are computed in the kernel and never stored.
+pub(crate) fn score_lif_map(
     ctx: &GpuContext,
     x: &Tensor,
+    y: &Tensor,
     steps: usize,
     lif: &MapLif,
 ) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "lif_map";
-    let (batch, rows, cols) = matrix_dims(OP, x)?;
-    x.expect(OP, &[batch, rows, cols], DType::F32)?;
+    const OP: &str = "score_lif_map";
+    let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
     if steps == 0 || !batch.is_multiple_of(steps) {
         return Err(Error::InvalidArgument(format!(
             "{OP}: {batch} maps do not split into T = {steps} steps"
         )));
     }
     let maps = batch / steps;
-    let wpr = words_per_row(cols);
-    let groups_per_map = (rows * wpr).div_ceil(MAP_WG);
+    let (wpr, words, row_blocks) = map_grid(rows, cols);
     let bits = ctx.empty(&[batch, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
-    to_u32(OP, "map size", x.len().max(batch * rows * wpr))?;
-    let params = LifParams {
+    let params = ScoreLifParams {
         steps: to_u32(OP, "T", steps)?,
         maps: to_u32(OP, "maps", maps)?,
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
-        groups_per_map: to_u32(OP, "groups per map", groups_per_map)?,
+        words: to_u32(OP, "words", words)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
         tau: lif.tau,
         v_th: lif.v_th,
     };
     ctx.dispatch(
-        LIF_MAP,
+        SCORE_LIF_MAP,
         &[],
-        &[x, &bits, &ones],
+        &[x, y, &bits, &ones],
         &params,
-        grid_1d(ctx, (maps * groups_per_map) as u64)?,
+        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
     )?;
     Ok((bits, ones))
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LifBackParams {
+struct ScoreLifBackParams {
     steps: u32,
-    len: u32,
+    maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    row_blocks: u32,
+    heads: u32,
+    scale: f32,
     tau: f32,
     v_th: f32,
     alpha: f32,
 }
 
-/// BPTT of [`lif_map`]: `dL/dX` from the saved inputs `x` and `grad_s = dL/dS`, both f32
-/// of one shape with T leading (as `[T * maps, rows, cols]`).
-pub(crate) fn lif_map_backward(
+/// BPTT of [`score_lif_map`]: `dL/dS` f32 `[T * maps, rows, cols]` from the same packed
+/// operands (the scores are recomputed) and `grad_a` of that shape, `dL/dA` up to the
+/// output scale of the map's product: `dL/dA = scale * factor[t, h] * grad_a` with
+/// `factor` f32 `[T, heads]`.
+pub(crate) fn score_lif_backward(
     ctx: &GpuContext,
     x: &Tensor,
-    grad_s: &Tensor,
-    steps: usize,
+    y: &Tensor,
+    grad_a: &Tensor,
+    (factor, scale): (&Tensor, f32),
     lif: &MapLif,
 ) -> Result<Tensor> {
-    const OP: &str = "lif_map_backward";
-    x.expect(OP, x.shape(), DType::F32)?;
-    grad_s.expect(OP, x.shape(), DType::F32)?;
-    if steps == 0 || !x.len().is_multiple_of(steps) {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: {} elements do not split into T = {steps} steps",
-            x.len()
-        )));
-    }
-    let len = x.len() / steps;
-    to_u32(OP, "size", x.len())?;
-    let gx = ctx.empty(x.shape(), DType::F32)?;
-    let params = LifBackParams {
+    const OP: &str = "score_lif_backward";
+    let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
+    grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
+    let (steps, heads) = factor_dims(OP, factor, batch)?;
+    let maps = batch / steps;
+    let row_blocks = rows.div_ceil(MAP_WG);
+    let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
+    let params = ScoreLifBackParams {
         steps: to_u32(OP, "T", steps)?,
-        len: to_u32(OP, "len", len)?,
+        maps: to_u32(OP, "maps", maps)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        heads: to_u32(OP, "heads", heads)?,
+        scale,
         tau: lif.tau,
         v_th: lif.v_th,
         alpha: lif.alpha,
     };
     ctx.dispatch(
-        LIF_MAP_BACKWARD,
+        SCORE_LIF_BACKWARD,
         &[],
-        &[x, grad_s, &gx],
+        &[x, y, factor, grad_a, &gs],
         &params,
-        grid_1d(ctx, len.div_ceil(256) as u64)?,
+        grid_1d(ctx, (maps * cols * row_blocks) as u64)?,
     )?;
-    Ok(gx)
+    Ok(gs)
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ThresholdParams {
+struct ScoreThresholdParams {
     maps: u32,
     heads: u32,
     rows: u32,
     cols: u32,
+    chunks: u32,
     wpr: u32,
-    groups_per_map: u32,
+    words: u32,
+    row_blocks: u32,
 }
 
-/// What [`threshold_map`] produces.
+/// What [`score_threshold_map`] produces.
 pub(crate) struct Thresholded {
-    /// `PackedBits [maps, rows, cols]`: `x > delta[h]`.
+    /// `PackedBits [maps, rows, cols]`: `X Y^T > delta[h]`.
     pub bits: Tensor,
     /// U32 `[2]`: the number of ones.
     pub ones: Tensor,
@@ -177,39 +222,40 @@ pub(crate) struct Thresholded {
     pub sums: Option<Tensor>,
 }
 
-/// SSA_Bin's map: `x > delta[h]` for scores `x` f32 `[maps, rows, cols]` with
-/// `h = map % heads`; when `training`, also the per-head sums of the scores.
-pub(crate) fn threshold_map(
+/// SSA_Bin's map: `X Y^T > delta[h]` for packed operands `x` `PackedBits [maps, rows, k]`
+/// and `y` `PackedBits [maps, cols, k]` with `h = map % heads`; when `training`, also
+/// the per-head sums of the scores. The scores are computed in the kernel.
+pub(crate) fn score_threshold_map(
     ctx: &GpuContext,
     x: &Tensor,
+    y: &Tensor,
     delta: &Tensor,
     heads: usize,
     training: bool,
 ) -> Result<Thresholded> {
-    const OP: &str = "threshold_map";
-    let (maps, rows, cols) = matrix_dims(OP, x)?;
-    x.expect(OP, &[maps, rows, cols], DType::F32)?;
+    const OP: &str = "score_threshold_map";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     delta.expect(OP, &[heads], DType::F32)?;
-    let wpr = words_per_row(cols);
-    let groups_per_map = (rows * wpr).div_ceil(MAP_WG);
-    to_u32(OP, "map size", x.len().max(maps * rows * wpr))?;
+    let (wpr, words, row_blocks) = map_grid(rows, cols);
     let bits = ctx.empty(&[maps, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let sums = ctx.zeros(&[if training { heads } else { 1 }, 2], DType::U32)?;
-    let params = ThresholdParams {
+    let params = ScoreThresholdParams {
         maps: to_u32(OP, "maps", maps)?,
         heads: to_u32(OP, "heads", heads)?,
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
-        groups_per_map: to_u32(OP, "groups per map", groups_per_map)?,
+        words: to_u32(OP, "words", words)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
     };
     ctx.dispatch(
-        THRESHOLD_MAP,
+        SCORE_THRESHOLD_MAP,
         &[("TRAINING", flag(training))],
-        &[x, delta, &bits, &ones, &sums],
+        &[x, y, delta, &bits, &ones, &sums],
         &params,
-        grid_1d(ctx, (maps * groups_per_map) as u64)?,
+        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
     )?;
     Ok(Thresholded {
         bits,
@@ -220,45 +266,137 @@ pub(crate) fn threshold_map(
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ShiftParams {
+struct ScoreSoftmaxParams {
     maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    row_blocks: u32,
+}
+
+/// SSA_Bin's surrogate: `grad_s = grad_b * p (1 - p)`, `p = softmax(X Y^T)` along the
+/// key axis, for the packed operands of the scores and `grad_b` f32
+/// `[maps, rows, cols]`.
+pub(crate) fn score_softmax_surrogate(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y: &Tensor,
+    grad_b: &Tensor,
+) -> Result<Tensor> {
+    const OP: &str = "score_softmax_surrogate";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
+    grad_b.expect(OP, &[maps, rows, cols], DType::F32)?;
+    let gs = ctx.empty(&[maps, rows, cols], DType::F32)?;
+    let row_blocks = rows.div_ceil(MAP_WG);
+    let params = ScoreSoftmaxParams {
+        maps: to_u32(OP, "maps", maps)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+    };
+    ctx.dispatch(
+        SCORE_SOFTMAX_SURROGATE,
+        &[],
+        &[x, y, grad_b, &gs],
+        &params,
+        grid_1d(ctx, (maps * row_blocks) as u64)?,
+    )?;
+    Ok(gs)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ProductParams {
+    maps: u32,
+    maps_per_step: u32,
     heads: u32,
     rows: u32,
     cols: u32,
-    kappa: f32,
+    chunks: u32,
+    col_blocks: u32,
+    scale: f32,
 }
 
-/// SSA_Bin's shift: `out = kappa * bv - mean[h, e]` for `bv` f32 `[maps, rows, cols]`
-/// (integer counts) and `mean` f32 `[heads, cols]`; when `training`, also the U32
-/// `[heads, cols, 2]` sums of `bv` per (h, e).
-pub(crate) fn shift_mean(
-    ctx: &GpuContext,
-    bv: &Tensor,
-    mean: &Tensor,
+/// The grid and parameters of a packed product `P = X Y^T` over `[maps, rows, cols]`
+/// with `maps = T * maps_per_step` and `h = map % heads`.
+fn product_params(
+    op: &'static str,
+    x: &Tensor,
+    y: &Tensor,
     heads: usize,
+    scale: f32,
+) -> Result<(ProductParams, [usize; 3])> {
+    let (maps, rows, cols, chunks) = score_dims(op, x, y)?;
+    if heads == 0 || !maps.is_multiple_of(heads) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: {maps} maps do not split into {heads} heads"
+        )));
+    }
+    let params = ProductParams {
+        maps: to_u32(op, "maps", maps)?,
+        maps_per_step: 0,
+        heads: to_u32(op, "heads", heads)?,
+        rows: to_u32(op, "rows", rows)?,
+        cols: to_u32(op, "cols", cols)?,
+        chunks: to_u32(op, "chunks", chunks)?,
+        col_blocks: to_u32(op, "column blocks", cols.div_ceil(MAP_WG))?,
+        scale,
+    };
+    Ok((params, [maps, rows, cols]))
+}
+
+/// BESTformer's output from the packed map: `P = X Y^T` (A V or Q A) and
+/// `y = scale * factor[t, h] * P` for `x` `PackedBits [T * maps, rows, k]`, `y_bits`
+/// `PackedBits [T * maps, cols, k]` and `factor` f32 `[T, heads]`. Returns `(y, P)`, f32
+/// `[T * maps, rows, cols]`.
+pub(crate) fn bits_product_scaled(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y_bits: &Tensor,
+    factor: &Tensor,
+    scale: f32,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "bits_product_scaled";
+    let (steps, heads) = factor_dims(OP, factor, x.shape().first().copied().unwrap_or(0))?;
+    let (mut params, dims) = product_params(OP, x, y_bits, heads, scale)?;
+    params.maps_per_step = to_u32(OP, "maps per step", dims[0] / steps)?;
+    let out = ctx.empty(&dims, DType::F32)?;
+    let product = ctx.empty(&dims, DType::F32)?;
+    ctx.dispatch(
+        BITS_PRODUCT_SCALED,
+        &[],
+        &[x, y_bits, factor, &out, &product],
+        &params,
+        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
+    )?;
+    Ok((out, product))
+}
+
+/// SSA_Bin's output from the packed map: `out = kappa * X Y^T - mean[h, c]` (B V) for
+/// `x` `PackedBits [maps, rows, k]`, `y_bits` `PackedBits [maps, cols, k]` and `mean`
+/// f32 `[heads, cols]`; when `training`, also the U32 `[heads, cols, 2]` sums of
+/// `X Y^T` per (h, c).
+pub(crate) fn bits_product_shifted(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y_bits: &Tensor,
+    mean: &Tensor,
     kappa: f32,
     training: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    const OP: &str = "shift_mean";
-    let (maps, rows, cols) = matrix_dims(OP, bv)?;
-    bv.expect(OP, &[maps, rows, cols], DType::F32)?;
-    mean.expect(OP, &[heads, cols], DType::F32)?;
-    to_u32(OP, "size", bv.len())?;
-    let out = ctx.empty(bv.shape(), DType::F32)?;
-    let sums = ctx.zeros(&[if training { heads * cols } else { 1 }, 2], DType::U32)?;
-    let params = ShiftParams {
-        maps: to_u32(OP, "maps", maps)?,
-        heads: to_u32(OP, "heads", heads)?,
-        rows: to_u32(OP, "rows", rows)?,
-        cols: to_u32(OP, "cols", cols)?,
-        kappa,
-    };
+    const OP: &str = "bits_product_shifted";
+    let heads = mean.shape().first().copied().unwrap_or(0);
+    let (params, dims) = product_params(OP, x, y_bits, heads, kappa)?;
+    mean.expect(OP, &[heads, dims[2]], DType::F32)?;
+    let out = ctx.empty(&dims, DType::F32)?;
+    let sums = ctx.zeros(&[if training { heads * dims[2] } else { 1 }, 2], DType::U32)?;
     ctx.dispatch(
-        SHIFT_MEAN,
+        BITS_PRODUCT_SHIFTED,
         &[("TRAINING", flag(training))],
-        &[bv, mean, &out, &sums],
+        &[x, y_bits, mean, &out, &sums],
         &params,
-        grid_1d(ctx, maps as u64)?,
+        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
     )?;
     Ok((out, training.then_some(sums)))
 }
@@ -296,36 +434,6 @@ pub(crate) fn running_update(
         &params,
         [to_u32(OP, "groups", len.div_ceil(64))?, 1, 1],
     )
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SurrogateParams {
-    rows: u32,
-    cols: u32,
-}
-
-/// `grad_x = grad_b * p (1 - p)`, `p = softmax(x)` along the last axis.
-pub(crate) fn softmax_surrogate(ctx: &GpuContext, x: &Tensor, grad_b: &Tensor) -> Result<Tensor> {
-    const OP: &str = "softmax_surrogate";
-    x.expect(OP, x.shape(), DType::F32)?;
-    grad_b.expect(OP, x.shape(), DType::F32)?;
-    let cols = x.shape().last().copied().unwrap_or(1).max(1);
-    let rows = x.len() / cols;
-    to_u32(OP, "size", x.len())?;
-    let gx = ctx.empty(x.shape(), DType::F32)?;
-    let params = SurrogateParams {
-        rows: to_u32(OP, "rows", rows)?,
-        cols: to_u32(OP, "cols", cols)?,
-    };
-    ctx.dispatch(
-        SOFTMAX_SURROGATE,
-        &[],
-        &[x, grad_b, &gx],
-        &params,
-        grid_1d(ctx, rows.div_ceil(64) as u64)?,
-    )?;
-    Ok(gx)
 }
 
 #[repr(C)]
@@ -387,81 +495,103 @@ struct UnpackParams {
     rows: u32,
     cols: u32,
     wpr: u32,
+    rows_per_map: u32,
+    maps_per_step: u32,
+    heads: u32,
+    scale: f32,
 }
 
 /// `PackedBits [..., C]` to the {0,1} f32 tensor `[..., C]` it stands for.
 pub fn unpack_bits(ctx: &GpuContext, bits: &Tensor) -> Result<Tensor> {
+    unpack(ctx, bits, None)
+}
+
+/// A packed binary map `PackedBits [T * B * heads, R, C]` to f32 with its ones as
+/// `scale * factor[t, h]` (`factor` f32 `[T, heads]`): the map with the output scale of
+/// its product folded in.
+pub(crate) fn unpack_scaled(
+    ctx: &GpuContext,
+    bits: &Tensor,
+    factor: &Tensor,
+    scale: f32,
+) -> Result<Tensor> {
+    unpack(ctx, bits, Some((factor, scale)))
+}
+
+fn unpack(ctx: &GpuContext, bits: &Tensor, factor: Option<(&Tensor, f32)>) -> Result<Tensor> {
     const OP: &str = "unpack_bits";
     bits.expect(OP, bits.shape(), DType::PackedBits)?;
     let cols = bits.shape().last().copied().unwrap_or(1).max(1);
     let rows = bits.len() / cols;
     to_u32(OP, "size", bits.len().max(rows * words_per_row(cols)))?;
+    let unused;
+    let (factor_tensor, rows_per_map, maps_per_step, heads, scale) = match factor {
+        Some((f, scale)) => {
+            let (maps, rows_per_map, _) = matrix_dims(OP, bits)?;
+            let (steps, heads) = factor_dims(OP, f, maps)?;
+            (f, rows_per_map, maps / steps, heads, scale)
+        }
+        None => {
+            // A binding must exist even when the kernel does not read it.
+            unused = ctx.empty(&[1], DType::F32)?;
+            (&unused, 1, 1, 1, 1.0)
+        }
+    };
     let out = ctx.empty(bits.shape(), DType::F32)?;
     let params = UnpackParams {
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         wpr: to_u32(OP, "words per row", words_per_row(cols))?,
+        rows_per_map: to_u32(OP, "rows per map", rows_per_map.max(1))?,
+        maps_per_step: to_u32(OP, "maps per step", maps_per_step.max(1))?,
+        heads: to_u32(OP, "heads", heads)?,
+        scale,
     };
     ctx.dispatch(
         UNPACK_BITS,
-        &[],
-        &[bits, &out],
+        &[("HAS_FACTOR", flag(factor.is_some()))],
+        &[bits, factor_tensor, &out],
         &params,
         grid_1d(ctx, (rows * words_per_row(cols)).div_ceil(256) as u64)?,
     )?;
     Ok(out)
 }
 
+/// `(T, heads)` of a per-(t, head) factor f32 `[T, heads]` for `maps` (t, b, h) maps.
+fn factor_dims(op: &'static str, factor: &Tensor, maps: usize) -> Result<(usize, usize)> {
+    let (steps, heads) = match *factor.shape() {
+        [t, h] => (t, h),
+        _ => (0, 0),
+    };
+    factor.expect(op, &[steps, heads], DType::F32)?;
+    if steps == 0 || heads == 0 || !maps.is_multiple_of(steps * heads) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: {maps} maps do not split into T = {steps} steps of {heads} heads"
+        )));
+    }
+    Ok((steps, heads))
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ScaleParams {
     len: u32,
-    inner: u32,
-    heads: u32,
-    step_len: u32,
     scale: f32,
 }
 
-/// `y = x * scale * factor[t, h]` for `x` f32 `[T, B, heads, ...]` and `factor` f32
-/// `[T, heads]`, or `y = x * scale` without a factor. `y` has `x`'s shape.
-pub(crate) fn scale_heads(
-    ctx: &GpuContext,
-    x: &Tensor,
-    scale: f32,
-    factor: Option<&Tensor>,
-) -> Result<Tensor> {
-    const OP: &str = "scale_heads";
+/// `y = x * scale` for an f32 `x`; `y` has `x`'s shape.
+pub(crate) fn scale_all(ctx: &GpuContext, x: &Tensor, scale: f32) -> Result<Tensor> {
+    const OP: &str = "scale_all";
     x.expect(OP, x.shape(), DType::F32)?;
-    let s = x.shape();
-    if s.len() < 3 {
-        return Err(Error::Shape {
-            op: OP,
-            expected: "[T, B, heads, ...]".into(),
-            got: format!("{s:?}"),
-        });
-    }
-    let (t, b, heads) = (s[0], s[1], s[2]);
-    if let Some(f) = factor {
-        f.expect(OP, &[t, heads], DType::F32)?;
-    }
-    let inner: usize = s[3..].iter().product();
-    to_u32(OP, "size", x.len())?;
-    let y = ctx.empty(s, DType::F32)?;
-    let has_factor = factor.is_some();
-    // A binding must exist even when the kernel does not read it.
-    let unused = ctx.empty(&[1], DType::F32)?;
-    let factor = factor.unwrap_or(&unused);
+    let y = ctx.empty(x.shape(), DType::F32)?;
     let params = ScaleParams {
         len: to_u32(OP, "len", x.len())?,
-        inner: to_u32(OP, "inner", inner.max(1))?,
-        heads: to_u32(OP, "heads", heads.max(1))?,
-        step_len: to_u32(OP, "step", (b * heads * inner).max(1))?,
         scale,
     };
     ctx.dispatch(
-        SCALE_HEADS,
-        &[("HAS_FACTOR", flag(has_factor))],
-        &[x, factor, &y],
+        SCALE_ALL,
+        &[],
+        &[x, &y],
         &params,
         grid_1d(ctx, x.len().div_ceil(256) as u64)?,
     )?;

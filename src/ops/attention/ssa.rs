@@ -3,7 +3,7 @@
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
 
-use super::kernels::{pack_spike_rows, scale_heads};
+use super::kernels::{pack_spike_rows, scale_all};
 use super::{AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
@@ -65,7 +65,7 @@ pub fn ssa_forward(
             let qs = if scale == 1.0 {
                 q.clone()
             } else {
-                scale_heads(ctx, q, scale, None)?
+                scale_all(ctx, q, scale)?
             };
             matmul(ctx, &s.batched(&qs)?, &s.batched(k)?, MatmulForm::ABt)?
         }
@@ -113,7 +113,7 @@ pub(super) fn product_backward(
     let dys = if scale == 1.0 {
         dy.clone()
     } else {
-        scale_heads(ctx, dy, scale, None)?
+        scale_all(ctx, dy, scale)?
     };
     let (q, k, v) = (s.batched(q)?, s.batched(k)?, s.batched(v)?);
     let dys = s.batched(&dys)?;

@@ -9,7 +9,10 @@
 //! - `mean` `[heads, d]`: per head and feature, the running mean of the product,
 //!   `mean[h, e] = mu mean[h, e] + (1 - mu) mean_{t, b, i} (kappa B V)[t, b, h, i, e]`.
 //!
-//! The kernels that consume a statistic also accumulate this step's sums, so a training
+//! The map kernel computes the scores `Q K^T` from packed Q and K and thresholds them in
+//! registers (the f32 scores are never stored; backward recomputes them from the packed
+//! operands), and the output kernel multiplies the packed map with packed V and applies
+//! the shift. The kernels that consume a statistic also accumulate this step's sums, so a training
 //! step uses the statistics as they were before it and the update takes effect from the
 //! next step (with mu = 0.99 a one-step lag changes nothing material, and it saves a pass
 //! over the N x N scores). Both statistics are buffers, not parameters: no gradient flows
@@ -18,13 +21,13 @@
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
 use super::kernels::{
-    pack_spike_rows, pack_transposed, running_update, scale_heads, shift_mean, softmax_surrogate,
-    threshold_map, unpack_bits,
+    bits_product_shifted, pack_spike_rows, pack_transposed, running_update, scale_all,
+    score_softmax_surrogate, score_threshold_map, unpack_bits,
 };
 use super::{AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
+use crate::ops::{matmul, MatmulForm};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SsaBinConfig {
@@ -72,8 +75,9 @@ pub struct SsaBinSaved {
     pub q: Tensor, // [T, B, heads, N, d]
     pub k: Tensor, // [T, B, heads, N, d]
     pub v: Tensor, // [T, B, heads, N, d]
-    /// `Q K^T` (integer counts), f32 `[T * B * heads, N, N]`.
-    pub scores: Tensor,
+    /// Q and K packed along d, `PackedBits [T * B * heads, N, d]`: the operands of the
+    /// scores `Q K^T`, which backward recomputes.
+    pub score_operands: (Tensor, Tensor),
     /// `B = scores > Delta[h]`, `PackedBits [T * B * heads, N, N]` (bits along the key
     /// axis).
     pub map: Tensor,
@@ -106,18 +110,15 @@ pub fn ssa_bin_forward(
     s.expect_all(OP, &[k, v])?;
     state.delta.expect(OP, &[s.heads], DType::F32)?;
     state.mean.expect(OP, &[s.heads, s.d], DType::F32)?;
-    let spikes = BinaryForm::SpikesSpikes;
-    let qb = pack_spike_rows(ctx, &s.batched(q)?)?;
+    let qb = pack_spike_rows(ctx, &s.batched(q)?)?; // [TBH, N, d]
     let kb = pack_spike_rows(ctx, &s.batched(k)?)?;
-    let scores = binary_matmul(ctx, &qb, &kb, None, spikes)?; // [TBH, N, N]
-    let map = threshold_map(ctx, &scores, &state.delta, s.heads, config.training)?;
+    let map = score_threshold_map(ctx, &qb, &kb, &state.delta, s.heads, config.training)?;
     let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
-    let bv = binary_matmul(ctx, &map.bits, &vt, None, spikes)?; // [TBH, N, d]
-    let (out, mean_sums) = shift_mean(
+    let (out, mean_sums) = bits_product_shifted(
         ctx,
-        &bv,
+        &map.bits,
+        &vt,
         &state.mean,
-        s.heads,
         config.kappa,
         config.training,
     )?;
@@ -143,8 +144,8 @@ pub fn ssa_bin_forward(
         q: q.clone(),
         k: k.clone(),
         v: v.clone(),
-        rate: MapRate::counted(map.ones, scores.len()),
-        scores,
+        rate: MapRate::counted(map.ones, map.bits.len()),
+        score_operands: (qb, kb),
         map: map.bits,
         kappa: config.kappa,
     };
@@ -165,7 +166,7 @@ pub fn ssa_bin_backward(
     let dos = if saved.kappa == 1.0 {
         dout.clone()
     } else {
-        scale_heads(ctx, dout, saved.kappa, None)?
+        scale_all(ctx, dout, saved.kappa)?
     };
     let (q, k, v) = (
         s.batched(&saved.q)?,
@@ -174,7 +175,8 @@ pub fn ssa_bin_backward(
     );
     let dos = s.batched(&dos)?;
     let db = matmul(ctx, &dos, &v, MatmulForm::ABt)?; // [TBH, N, N]
-    let dx = softmax_surrogate(ctx, &saved.scores, &db)?;
+    let (qb, kb) = &saved.score_operands;
+    let dx = score_softmax_surrogate(ctx, qb, kb, &db)?;
     let dq = matmul(ctx, &dx, &k, MatmulForm::AB)?;
     let dk = matmul(ctx, &dx, &q, MatmulForm::AtB)?;
     let b = unpack_bits(ctx, &saved.map)?;
