@@ -79,8 +79,14 @@ impl CoreSaved {
     fn bytes(&self) -> u64 {
         let all: Vec<&Tensor> = match self {
             CoreSaved::Ssa(s) => vec![&s.q, &s.k, &s.v, &s.scores],
-            CoreSaved::Binary(s) => vec![&s.q, &s.k, &s.v, &s.scores, &s.map, &s.product],
-            CoreSaved::SsaBin(s) => vec![&s.q, &s.k, &s.v, &s.scores, &s.map],
+            CoreSaved::Binary(s) => {
+                let (x, y) = &s.score_operands;
+                vec![&s.q, &s.k, &s.v, x, y, &s.map, &s.product]
+            }
+            CoreSaved::SsaBin(s) => {
+                let (x, y) = &s.score_operands;
+                vec![&s.q, &s.k, &s.v, x, y, &s.map]
+            }
             CoreSaved::A2os2a(s) => vec![&s.q, &s.k, &s.v, &s.scores],
         };
         all.into_iter().map(Tensor::byte_len).sum()
