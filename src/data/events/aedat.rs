@@ -65,7 +65,7 @@ fn chip(lines: &[String]) -> String {
 
 fn parse_v2(path: &Path, bytes: &[u8], lines: &[String], start: usize) -> Result<Events> {
     let body = &bytes[start..];
-    if body.len() % 8 != 0 {
+    if !body.len().is_multiple_of(8) {
         let whole = start + body.len() / 8 * 8;
         return Err(corrupt(
             path,
@@ -170,7 +170,7 @@ fn parse_v3(path: &Path, bytes: &[u8], lines: &[String], start: usize) -> Result
             ));
         }
         let body = pos + PACKET_HEADER;
-        let len = size.checked_mul(capacity).unwrap_or(usize::MAX);
+        let len = size.saturating_mul(capacity);
         if len > bytes.len() - body {
             return Err(corrupt(
                 path,

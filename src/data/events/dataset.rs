@@ -67,8 +67,11 @@ fn name_of(p: &Path) -> String {
         .into_owned()
 }
 
+/// Class names with their files.
+type ClassFiles = Vec<(String, Vec<PathBuf>)>;
+
 /// `dir/<class>/<event files>`: the class folders and their files, if any holds events.
-fn class_folders(dir: &Path) -> Result<Option<Vec<(String, Vec<PathBuf>)>>> {
+fn class_folders(dir: &Path) -> Result<Option<ClassFiles>> {
     let mut out = Vec::new();
     for d in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
         let files: Vec<PathBuf> = sorted_entries(&d)?

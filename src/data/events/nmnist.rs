@@ -10,7 +10,7 @@ use crate::error::Result;
 pub const EVENT_BYTES: usize = 5;
 
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
-    if bytes.len() % EVENT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(EVENT_BYTES) {
         let whole = bytes.len() / EVENT_BYTES * EVENT_BYTES;
         return Err(corrupt(
             path,

@@ -112,8 +112,7 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
         .map_err(|_| bad("shape"))?;
     let descr = value_of("descr").ok_or_else(|| bad("no descr"))?;
     let mut fields = Vec::new();
-    let record;
-    if descr.starts_with('[') {
+    let record = if descr.starts_with('[') {
         // [('x', '<i8'), ('y', '<i8'), ...]
         let list = &descr[1..descr.find(']').ok_or_else(|| bad("descr"))?];
         let mut offset = 0;
@@ -135,13 +134,13 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
             fields.push((name.to_string(), s, offset));
             offset += s.bytes;
         }
-        record = offset;
+        offset
     } else {
         let end = descr[1..].find('\'').ok_or_else(|| bad("descr"))? + 1;
         let s = Scalar::parse(&descr[1..end]).ok_or_else(|| bad("dtype"))?;
         fields.push((String::new(), s, 0));
-        record = s.bytes;
-    }
+        s.bytes
+    };
     let data_offset = start + len;
     let count: usize = shape.iter().product();
     let need = count.saturating_mul(record);
