@@ -90,24 +90,21 @@ fn parse_v2(path: &Path, bytes: &[u8], lines: &[String], start: usize) -> Result
     for (i, e) in body.chunks_exact(8).enumerate() {
         let addr = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
         let t = i32::from_be_bytes([e[4], e[5], e[6], e[7]]) as i64;
-        let (x, y, p) = if davis {
+        // Raw sensor coordinates; jAER shows them mirrored.
+        let (x, y, p, mirror_y) = if davis {
             if addr >> 31 != 0 {
                 continue; // an APS (frame) or IMU sample, not a polarity event
             }
             let x = ((addr >> 12) & 0x3FF) as usize;
             let y = ((addr >> 22) & 0x1FF) as usize;
-            (
-                w - 1 - x.min(w - 1),
-                h - 1 - y.min(h - 1),
-                ((addr >> 11) & 1) as u8,
-            )
+            (x, y, ((addr >> 11) & 1) as u8, true)
         } else {
             if addr & 0x8000 != 0 {
                 continue; // an external (special) event
             }
             let x = ((addr >> 1) & 0x7F) as usize;
             let y = ((addr >> 8) & 0x7F) as usize;
-            (w - 1 - x, y, (addr & 1) as u8)
+            (x, y, (addr & 1) as u8, false)
         };
         if x >= w || y >= h {
             return Err(corrupt(
@@ -116,6 +113,7 @@ fn parse_v2(path: &Path, bytes: &[u8], lines: &[String], start: usize) -> Result
                 format!("event at ({x}, {y}) outside the {w}x{h} sensor"),
             ));
         }
+        let (x, y) = (w - 1 - x, if mirror_y { h - 1 - y } else { y });
         ev.push(x as u16, y as u16, t, p);
     }
     ev.sort_by_time();

@@ -77,12 +77,12 @@ impl Events {
 }
 
 /// The event-file extensions the readers recognise.
-pub const EXTENSIONS: [&str; 7] = ["bin", "bs2", "aedat", "aedat4", "npy", "npz", "dat"];
+pub const EXTENSIONS: [&str; 6] = ["bin", "bs2", "aedat", "aedat4", "npy", "npz"];
 
 pub fn is_event_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| EXTENSIONS[..6].contains(&e.to_ascii_lowercase().as_str()))
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Read an event file, recognising its format by its first bytes (AEDAT, numpy, zip) or
