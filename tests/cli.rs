@@ -502,3 +502,137 @@ fn info_counts_every_attention_form_and_weight_mode() {
         base["params"]["total"].as_u64().unwrap() + 4 * 4 * 12
     );
 }
+
+#[test]
+fn train_eval_and_infer_on_event_recordings() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/nmnist-small");
+    let list = std::fs::read_to_string(shared.join("train1K.txt")).unwrap();
+    // N-MNIST layout: Train/<digit>/<id>.bin, Test/<digit>/<id>.bin.
+    let data = dir.path().join("events");
+    let mut files = Vec::new();
+    // The first 8 recordings also serve as the test split: every test class is trained.
+    for (i, line) in list.lines().skip(1).take(16).enumerate() {
+        let (id, label) = line.split_once('\t').unwrap();
+        let splits: &[&str] = if i < 8 {
+            &["Train", "Test"]
+        } else {
+            &["Train"]
+        };
+        for split in splits {
+            let class_dir = data.join(split).join(label.trim());
+            std::fs::create_dir_all(&class_dir).unwrap();
+            let file = class_dir.join(format!("{id}.bin"));
+            std::fs::copy(shared.join(format!("samples/{id}.bs2")), &file).unwrap();
+            files.push(file);
+        }
+    }
+    let run = dir.path().join("run");
+    let cache = dir.path().join("cache");
+    let common = [
+        "--time-steps",
+        "4",
+        "--in-channels",
+        "2",
+        "--image-size",
+        "8",
+        "--frame-size",
+        "8",
+    ];
+    let mut args = vec![
+        "train",
+        "--model",
+        "bestformer-2-64",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--json",
+        "--out",
+        run.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--split-by",
+        "time",
+        "--hflip",
+    ];
+    args.extend(common);
+    let out = bitspike(&args, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(report["epoch"], 1);
+    assert!(report["train_loss"].as_f64().unwrap().is_finite());
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "the frames were cached"
+    );
+    // The checkpoint carries the frame settings: eval and infer bin events the same way.
+    let best = run.join("best.safetensors");
+    let sd = bitspike::nn::StateDict::read(&best).unwrap();
+    let frames: serde_json::Value = serde_json::from_str(&sd.metadata["data.frames"]).unwrap();
+    assert_eq!(frames["split_by"], "Time");
+    assert_eq!(frames["size"], 8);
+    let out = bitspike(
+        &[
+            "eval",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+            "--no-cache",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let eval: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+    assert_eq!(eval["images"], 8);
+    assert_eq!(
+        eval["top1"].as_f64().unwrap(),
+        report["test_accuracy"].as_f64().unwrap()
+    );
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--json",
+            "--topk",
+            "2",
+            files[0].to_str().unwrap(),
+            files[9].to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["path"], files[9].to_str().unwrap());
+    assert_eq!(lines[0]["topk"].as_array().unwrap().len(), 2);
+    // An image is not an input for a model trained on events.
+    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples");
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            png.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("takes event files"),
+        "{}",
+        stderr(&out)
+    );
+}

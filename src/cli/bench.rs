@@ -34,6 +34,14 @@ pub struct BenchArgs {
     /// attention (default: the real models' shapes).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
+    /// Event dataset for `bench events`.
+    #[arg(long, default_value = "../shared/data/nmnist-small")]
+    data: std::path::PathBuf,
+    /// Frames per sample for `bench events`.
+    #[arg(long = "time-steps", default_value_t = 16)]
+    time_steps: usize,
+    #[command(flatten)]
+    events: super::EventArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -46,6 +54,8 @@ enum What {
     Attention,
     /// Whole models: forward and training-step throughput, activation memory.
     Model,
+    /// Reading and binning an event dataset into frames (no cache), on the CPU.
+    Events,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -67,6 +77,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         What::Lif => bench_lif(&ctx, &args),
         What::Attention => bench_attention(&ctx, &args),
         What::Model => bench_model(&ctx, &args),
+        What::Events => bench_events(&args),
     }?;
     // With BITSPIKE_PROFILE set: where the time went, kernel by kernel.
     for (name, count, seconds) in ctx.profile_report() {
@@ -349,4 +360,56 @@ fn bench_model(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct EventsFigure {
+    data: String,
+    samples: usize,
+    events: usize,
+    frames: String,
+    seconds: f64,
+    samples_per_second: f64,
+}
+
+/// Read and bin every sample of an event dataset, uncached, the way training loads it.
+fn bench_events(args: &BenchArgs) -> anyhow::Result<()> {
+    let options = bitspike::data::events::dataset::EventOptions {
+        cache_dir: None,
+        ..args.events.options(args.time_steps, None)?
+    };
+    let start = std::time::Instant::now();
+    let splits = bitspike::data::open_with(&args.data, &options)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let samples = splits.train.len() + splits.test.len();
+    let f = splits
+        .frames
+        .ok_or_else(|| anyhow::anyhow!("{} holds no event data", args.data.display()))?;
+    let events: u64 = splits
+        .train
+        .images
+        .iter()
+        .chain(&splits.test.images)
+        .map(|&v| v as u64)
+        .sum();
+    let figure = EventsFigure {
+        data: args.data.display().to_string(),
+        samples,
+        events: events as usize,
+        frames: format!(
+            "{}x2x{}x{} ({:?})",
+            f.time_steps, f.size, f.size, f.split_by
+        ),
+        seconds,
+        samples_per_second: samples as f64 / seconds,
+    };
+    if args.json {
+        print_json(&figure)
+    } else {
+        println!(
+            "read and binned {} samples ({} events in frames {}) from {} in {:.3} s: {:.0} samples/s",
+            figure.samples, figure.events, figure.frames, figure.data, figure.seconds, figure.samples_per_second
+        );
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use super::{print_json, GpuArgs, ModelArgs};
+use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader, Normalization};
 use bitspike::nn::energy::EnergyLog;
 use bitspike::nn::{param_counts, Model, ParamStore, StateDict};
@@ -24,6 +24,8 @@ pub struct EvalArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    events: EventArgs,
     /// Dataset directory (its test split is evaluated).
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
@@ -45,6 +47,20 @@ struct EvalReport {
     images_per_second: f64,
 }
 
+/// The frame settings a model trained on event data was trained with.
+pub fn stored_frames(
+    sd: &StateDict,
+    path: &std::path::Path,
+) -> anyhow::Result<Option<bitspike::data::events::FrameSettings>> {
+    sd.metadata
+        .get(FRAMES_KEY)
+        .map(|json| {
+            serde_json::from_str(json)
+                .with_context(|| format!("{}: bad {FRAMES_KEY}", path.display()))
+        })
+        .transpose()
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let sd = StateDict::read(&args.checkpoint)?;
     let cfg = match args.model.config()? {
@@ -57,7 +73,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         })?,
     };
     sd.check(&cfg, &args.checkpoint)?;
-    let splits = data::open(&args.data)?;
+    let stored = stored_frames(&sd, &args.checkpoint)?;
+    let splits = data::open_with(
+        &args.data,
+        &args.events.options(cfg.time_steps, stored.as_ref())?,
+    )?;
     let test = splits.test;
     if test.is_empty() {
         anyhow::bail!("{}: the test split is empty", args.data.display());

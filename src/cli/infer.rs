@@ -1,11 +1,13 @@
-//! `bitspike infer`: run a checkpoint on image files and print each image's top-k classes.
+//! `bitspike infer`: run a checkpoint on image files, or on event recordings with a model
+//! trained on event data, and print each input's top-k classes.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 
-use super::{print_json, GpuArgs, ModelArgs};
+use super::{print_json, EventArgs, GpuArgs, ModelArgs};
+use bitspike::data::events::{self, FrameSettings};
 use bitspike::data::Normalization;
 use bitspike::nn::{combine_heads, Classifier, Model, ModelConfig, ParamStore, StateDict};
 
@@ -18,7 +20,10 @@ pub struct InferArgs {
     checkpoint: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Image files (PNG, JPEG, BMP, GIF, WebP), or directories of them.
+    #[command(flatten)]
+    events: EventArgs,
+    /// Image files (PNG, JPEG, BMP, GIF, WebP) or event files (N-MNIST .bin/.bs2, AEDAT,
+    /// .npy/.npz) for a model trained on events, or directories of them.
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Classes to print per image.
@@ -63,6 +68,25 @@ fn load_image(path: &Path, cfg: &ModelConfig, norm: &Normalization) -> anyhow::R
     Ok(out)
 }
 
+/// An event recording as the model's input: frames `[T, 2, S, S]`, normalized.
+fn load_events(
+    path: &Path,
+    frames: &FrameSettings,
+    norm: &Normalization,
+) -> anyhow::Result<Vec<f32>> {
+    let ev = events::read(path)?;
+    let plane = frames.size * frames.size;
+    Ok(events::frames::integrate_u8(&ev, frames)
+        .chunks(plane)
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let c = i % events::frames::POLARITIES;
+            let (m, s) = (norm.mean[c], norm.std[c]);
+            p.iter().map(move |&v| (v as f32 / 255.0 - m) / s)
+        })
+        .collect())
+}
+
 fn softmax(z: &[f32]) -> Vec<f32> {
     let m = z.iter().copied().fold(f32::MIN, f32::max);
     let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
@@ -100,6 +124,27 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     if norm.mean.len() != cfg.in_channels || norm.std.len() != cfg.in_channels {
         anyhow::bail!("--mean and --std need {} values each", cfg.in_channels);
     }
+    // A model trained on events bins event files as it was trained.
+    let frames = match super::eval::stored_frames(&sd, &args.checkpoint)? {
+        Some(stored) => {
+            let o = args.events.options(cfg.time_steps, Some(&stored))?;
+            let settings = FrameSettings {
+                time_steps: cfg.time_steps,
+                split_by: o.split_by,
+                sensor: o.sensor.unwrap_or(stored.sensor),
+                size: o.size.unwrap_or(stored.size),
+            };
+            if settings.size != cfg.image_size {
+                anyhow::bail!(
+                    "--frame-size {} does not match the model's input size {}",
+                    settings.size,
+                    cfg.image_size
+                );
+            }
+            Some(settings)
+        }
+        None => None,
+    };
     let classes: Vec<String> = sd
         .metadata
         .get("data.classes")
@@ -114,10 +159,11 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{}: cannot list", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
-                            .contains(&e.to_ascii_lowercase().as_str())
-                    })
+                    events::is_event_file(p)
+                        || p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                            ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+                                .contains(&e.to_ascii_lowercase().as_str())
+                        })
                 })
                 .collect();
             if found.is_empty() {
@@ -133,7 +179,15 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
     for path in &paths {
-        match load_image(path, &cfg, &norm) {
+        let input = match &frames {
+            Some(f) if events::is_event_file(path) => load_events(path, f, &norm),
+            Some(_) => Err(anyhow::anyhow!(
+                "{}: the model was trained on event data and takes event files",
+                path.display()
+            )),
+            None => load_image(path, &cfg, &norm),
+        };
+        match input {
             Ok(x) => inputs.push((path.clone(), x)),
             Err(e) => failures.push(format!("{e:#}")),
         }
@@ -144,8 +198,25 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         let mut model = Model::new(&cfg, args.batch_size.max(1))?;
         let s = cfg.image_size;
         for chunk in inputs.chunks(args.batch_size.max(1)) {
-            let flat: Vec<f32> = chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
-            let images = ctx.upload_f32(&flat, &[chunk.len(), cfg.in_channels, s, s])?;
+            let images = match &frames {
+                // Frames [T, B, C, S, S]: step t of every input, then the next step.
+                Some(f) => {
+                    let step = cfg.in_channels * s * s;
+                    let flat: Vec<f32> = (0..f.time_steps)
+                        .flat_map(|t| {
+                            chunk
+                                .iter()
+                                .flat_map(move |(_, x)| x[t * step..(t + 1) * step].iter().copied())
+                        })
+                        .collect();
+                    ctx.upload_f32(&flat, &[f.time_steps, chunk.len(), cfg.in_channels, s, s])?
+                }
+                None => {
+                    let flat: Vec<f32> =
+                        chunk.iter().flat_map(|(_, x)| x.iter().copied()).collect();
+                    ctx.upload_f32(&flat, &[chunk.len(), cfg.in_channels, s, s])?
+                }
+            };
             let logits = combine_heads(&ctx, &model.forward(&ctx, &mut store, &images, false)?)?;
             let values = ctx.download_f32(&logits)?;
             for ((path, _), row) in chunk.iter().zip(values.chunks(cfg.classes)) {

@@ -124,6 +124,74 @@ impl ModelArgs {
     }
 }
 
+/// How event recordings become frames (datasets of event files, `infer` on them).
+#[derive(Args, Clone, Debug, Default)]
+pub struct EventArgs {
+    /// Split each recording into its T frames by equal event counts or equal time spans
+    /// (SpikingJelly's split_by; default number, or the checkpoint's).
+    #[arg(long = "split-by", value_parser = ["number", "time"])]
+    pub split_by: Option<String>,
+    /// Side of the square frames: events are scaled from the sensor to it (e.g. 128 -> 64
+    /// or 48; 34 -> 32 for N-MNIST). Default: the sensor's, or the checkpoint's.
+    #[arg(long = "frame-size")]
+    pub frame_size: Option<usize>,
+    /// Sensor size WxH (default: from the file headers, else the events' extent).
+    #[arg(long)]
+    pub sensor: Option<String>,
+    /// Directory caching binned frames (default: $BITSPIKE_CACHE, $XDG_CACHE_HOME/bitspike
+    /// or ~/.cache/bitspike).
+    #[arg(long = "cache-dir")]
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Bin the events again instead of using (and writing) the cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+}
+
+impl EventArgs {
+    /// The options for `time_steps` frames; `stored` (a checkpoint's frame settings)
+    /// fills in what the arguments leave open.
+    pub fn options(
+        &self,
+        time_steps: usize,
+        stored: Option<&bitspike::data::events::FrameSettings>,
+    ) -> anyhow::Result<bitspike::data::events::dataset::EventOptions> {
+        use bitspike::data::events::{dataset::EventOptions, SplitBy};
+        let sensor = match &self.sensor {
+            Some(s) => {
+                let (w, h) = s
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.trim().parse().ok()?, h.trim().parse().ok()?)))
+                    .filter(|&(w, h): &(usize, usize)| w > 0 && h > 0)
+                    .ok_or_else(|| anyhow::anyhow!("--sensor '{s}' is not WxH"))?;
+                Some((w, h))
+            }
+            None => stored.map(|s| s.sensor),
+        };
+        let split_by = match (&self.split_by, stored) {
+            (Some(s), _) => s.parse()?,
+            (None, Some(s)) => s.split_by,
+            (None, None) => SplitBy::Number,
+        };
+        Ok(EventOptions {
+            time_steps,
+            split_by,
+            size: self.frame_size.or(stored.map(|s| s.size)),
+            sensor,
+            cache_dir: if self.no_cache {
+                None
+            } else {
+                self.cache_dir
+                    .clone()
+                    .or_else(bitspike::data::events::cache::default_dir)
+            },
+            ..EventOptions::default()
+        })
+    }
+}
+
+/// The metadata key of the frame settings of a model trained on event data.
+pub const FRAMES_KEY: &str = "data.frames";
+
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {

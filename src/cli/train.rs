@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::{print_json, GpuArgs, ModelArgs};
+use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader};
 use bitspike::nn::checkpoint::write_atomic;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, StateDict};
@@ -23,8 +23,11 @@ pub struct TrainArgs {
     gpu: GpuArgs,
     #[command(flatten)]
     model: ModelArgs,
-    /// Dataset directory (MNIST-style IDX, CIFAR binary, or train/ and test/ image
-    /// folders).
+    #[command(flatten)]
+    events: EventArgs,
+    /// Dataset directory (MNIST-style IDX, CIFAR binary, train/ and test/ image folders,
+    /// or event recordings: Train/ and Test/ class folders, samples/ with label files, or
+    /// class folders).
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
     #[arg(long, default_value_t = 1)]
@@ -96,12 +99,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let cfg = args.model.config()?.context(
         "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
     )?;
-    let splits = data::open(&args.data)?;
+    let splits = data::open_with(&args.data, &args.events.options(cfg.time_steps, None)?)?;
     let (c, s) = (splits.train.channels, splits.train.height);
     if c != cfg.in_channels || s != cfg.image_size || splits.train.width != s {
         anyhow::bail!(
             "{} holds {c}x{s}x{} images but {} expects {}x{}x{}: pass --in-channels and \
-             --image-size to match the data",
+             --image-size to match the data (event data: 2 channels, --frame-size)",
             args.data.display(),
             splits.train.width,
             args.model.model.as_deref().unwrap_or("the model"),
@@ -127,6 +130,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 
     let ctx = args.gpu.open()?;
     let norm = splits.train.normalization();
+    let splits_frames = splits.frames;
     let loader = BatchLoader {
         data: Arc::new(splits.train),
         batch_size: args.batch_size,
@@ -292,6 +296,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .insert("train.best_accuracy".into(), best.to_string());
         sd.metadata
             .insert("data.normalization".into(), serde_json::to_string(&norm)?);
+        if let Some(frames) = &splits_frames {
+            sd.metadata
+                .insert(FRAMES_KEY.into(), serde_json::to_string(frames)?);
+        }
         sd.metadata.insert(
             "data.classes".into(),
             serde_json::to_string(&trainer.loader.data.classes)?,

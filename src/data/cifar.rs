@@ -52,6 +52,7 @@ fn empty(classes: Vec<String>) -> ImageDataset {
         channels: 3,
         height: 32,
         width: 32,
+        time_steps: 1,
         classes,
     }
 }
@@ -77,6 +78,7 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
                 train,
                 test,
                 format: "CIFAR-10 binary",
+                frames: None,
             }));
         }
         if d.join("train.bin").is_file() && d.join("test.bin").is_file() {
@@ -88,6 +90,7 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
                 train,
                 test,
                 format: "CIFAR-100 binary",
+                frames: None,
             }));
         }
     }

@@ -120,6 +120,7 @@ fn load(
         channels,
         height,
         width,
+        time_steps: 1,
         classes: classes.to_vec(),
     })
 }
@@ -162,5 +163,6 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
         train: load(&train_files, channels, height, width, &classes)?,
         test: load(&test_files, channels, height, width, &classes)?,
         format: "image folders",
+        frames: None,
     }))
 }

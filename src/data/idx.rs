@@ -120,6 +120,7 @@ fn read_split(dir: &Path, prefix: &str) -> Result<Option<ImageDataset>> {
         channels: 1,
         height: rows,
         width: cols,
+        time_steps: 1,
         classes: (0..classes).map(|c| c.to_string()).collect(),
     }))
 }
@@ -139,5 +140,6 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
         train,
         test,
         format: "IDX (MNIST-style)",
+        frames: None,
     }))
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::{Augment, ImageDataset, Normalization};
 use crate::rng::Rng;
 
-/// One batch: images f32 `[B, C, H, W]`, normalized, and their labels.
+/// One batch: images f32 `[B, C, H, W]` (or, for frame data, `[T, B, C, H, W]`: the
+/// input of each time step), normalized, and their labels.
 #[derive(Debug, Clone)]
 pub struct Batch {
     pub images: Vec<f32>,
@@ -62,27 +63,34 @@ impl BatchLoader {
         rx
     }
 
-    /// Build the batch of the given dataset indices.
+    /// Build the batch of the given dataset indices. Augmentation crops and flips all of
+    /// a sample's frames alike.
     pub fn make_batch(&self, indices: &[usize], rng: &mut Rng) -> Batch {
         let d = &self.data;
-        let (c, h, w) = (d.channels, d.height, d.width);
-        let n = d.image_len();
-        let mut images = Vec::with_capacity(indices.len() * n);
-        let mut scratch = vec![0u8; n];
-        for &i in indices {
+        let (t_steps, c, h, w) = (d.time_steps, d.channels, d.height, d.width);
+        let (plane, b) = (h * w, indices.len());
+        let mut images = vec![0f32; b * d.image_len()];
+        let mut scratch = vec![0u8; d.image_len()];
+        for (k, &i) in indices.iter().enumerate() {
             let src = if self.augment.is_identity() {
                 d.image(i)
             } else {
-                self.augment.apply(d.image(i), c, h, w, rng, &mut scratch);
+                self.augment
+                    .apply(d.image(i), t_steps * c, h, w, rng, &mut scratch);
                 &scratch[..]
             };
-            for ch in 0..c {
-                let (m, s) = (self.norm.mean[ch], self.norm.std[ch]);
-                images.extend(
-                    src[ch * h * w..(ch + 1) * h * w]
-                        .iter()
-                        .map(|&v| (v as f32 / 255.0 - m) / s),
-                );
+            for t in 0..t_steps {
+                for ch in 0..c {
+                    let (m, s) = (self.norm.mean[ch], self.norm.std[ch]);
+                    let from = (t * c + ch) * plane;
+                    let to = ((t * b + k) * c + ch) * plane;
+                    for (o, &v) in images[to..to + plane]
+                        .iter_mut()
+                        .zip(&src[from..from + plane])
+                    {
+                        *o = (v as f32 / 255.0 - m) / s;
+                    }
+                }
             }
         }
         Batch {

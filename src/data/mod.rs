@@ -1,8 +1,10 @@
-//! Datasets and loaders: MNIST-style IDX files, CIFAR-10/100 binary batches, and image
-//! folders, all read into one in-memory form, and a prefetching batch loader.
+//! Datasets and loaders: MNIST-style IDX files, CIFAR-10/100 binary batches, image
+//! folders and event-camera recordings (binned into frames), all read into one in-memory
+//! form, and a prefetching batch loader.
 
 pub mod augment;
 pub mod cifar;
+pub mod events;
 pub mod folder;
 pub mod idx;
 pub mod loader;
@@ -14,7 +16,8 @@ use crate::error::{Error, Result};
 pub use augment::Augment;
 pub use loader::{Batch, BatchLoader};
 
-/// Images in memory as u8, channel-planar `[N, C, H, W]`, with their labels.
+/// Images in memory as u8, channel-planar `[N, C, H, W]`, with their labels; or, for
+/// event data, T frames per sample `[N, T, C, H, W]` (event counts saturated at 255).
 #[derive(Debug, Clone)]
 pub struct ImageDataset {
     pub images: Vec<u8>,
@@ -22,6 +25,8 @@ pub struct ImageDataset {
     pub channels: usize,
     pub height: usize,
     pub width: usize,
+    /// Frames per sample: 1 for still images (the model repeats them over its T).
+    pub time_steps: usize,
     pub classes: Vec<String>,
 }
 
@@ -34,8 +39,9 @@ impl ImageDataset {
         self.labels.is_empty()
     }
 
+    /// Values per sample (all its frames).
     pub fn image_len(&self) -> usize {
-        self.channels * self.height * self.width
+        self.time_steps * self.channels * self.height * self.width
     }
 
     pub fn image(&self, i: usize) -> &[u8] {
@@ -51,11 +57,14 @@ impl ImageDataset {
         for c in 0..self.channels {
             let (mut s, mut s2, mut n) = (0f64, 0f64, 0f64);
             for i in 0..self.len() {
-                for &v in &self.image(i)[c * plane..(c + 1) * plane] {
-                    let x = v as f64 / 255.0;
-                    s += x;
-                    s2 += x * x;
-                    n += 1.0;
+                for t in 0..self.time_steps {
+                    let at = (t * self.channels + c) * plane;
+                    for &v in &self.image(i)[at..at + plane] {
+                        let x = v as f64 / 255.0;
+                        s += x;
+                        s2 += x * x;
+                        n += 1.0;
+                    }
                 }
             }
             let m = s / n.max(1.0);
@@ -80,6 +89,8 @@ pub struct Splits {
     pub test: ImageDataset,
     /// What was found at the path, for messages.
     pub format: &'static str,
+    /// How event data was binned into frames; None for still images.
+    pub frames: Option<events::FrameSettings>,
 }
 
 /// Open a dataset directory, recognising its layout:
@@ -87,8 +98,14 @@ pub struct Splits {
 ///   `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST);
 /// - CIFAR-10 binary: `data_batch_{1..5}.bin` + `test_batch.bin` (also inside
 ///   `cifar-10-batches-bin/`); CIFAR-100 binary: `train.bin` + `test.bin`;
-/// - image folders: `train/<class>/*.png|jpg|bmp` and `test/<class>/...`.
+/// - image folders: `train/<class>/*.png|jpg|bmp` and `test/<class>/...`;
+/// - event recordings in the layouts of [`events::dataset`], binned with default options.
 pub fn open(path: &Path) -> Result<Splits> {
+    open_with(path, &events::dataset::EventOptions::default())
+}
+
+/// [`open`], binning event data as `events` says.
+pub fn open_with(path: &Path, events: &events::dataset::EventOptions) -> Result<Splits> {
     if !path.is_dir() {
         return Err(Error::data(path, "is not a dataset directory"));
     }
@@ -98,12 +115,16 @@ pub fn open(path: &Path) -> Result<Splits> {
     if let Some(s) = cifar::open_dir(path)? {
         return Ok(s);
     }
+    if let Some(s) = events::dataset::open_dir(path, events)? {
+        return Ok(s);
+    }
     if let Some(s) = folder::open_dir(path)? {
         return Ok(s);
     }
     Err(Error::data(
         path,
-        "no dataset found: expected MNIST-style IDX files, CIFAR binary batches, or \
-         train/ and test/ folders with one subfolder per class",
+        "no dataset found: expected MNIST-style IDX files, CIFAR binary batches, \
+         train/ and test/ folders with one subfolder per class, or event recordings \
+         (Train/ and Test/ class folders, samples/ with label files, or class folders)",
     ))
 }

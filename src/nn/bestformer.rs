@@ -24,7 +24,7 @@ use super::layers::{self, bn_backward, unit_backward, unit_forward_with, Mode, U
 use super::params::param_specs;
 use super::store::ParamStore;
 use crate::error::{Error, Result};
-use crate::gpu::{DType, GpuContext, Tensor};
+use crate::gpu::{GpuContext, Tensor};
 use crate::ops::attention::SsaBinState;
 use crate::ops::{self, LifConfig};
 
@@ -258,7 +258,8 @@ impl Bestformer {
         Ok((Some(x0), x1))
     }
 
-    /// Logits `[B, classes]` = the mean of both heads, for images f32 `[B, C, H, W]`;
+    /// Logits `[B, classes]` = the mean of both heads, for images f32 `[B, C, H, W]` or
+    /// frames `[T, B, C, H, W]`;
     /// both heads' logits are left in `self.heads`.
     pub fn forward(
         &mut self,
@@ -269,10 +270,9 @@ impl Bestformer {
     ) -> Result<Tensor> {
         let cfg = self.config.clone();
         let (t, b, s) = (cfg.time_steps, self.batch, cfg.image_size);
-        images.expect("bestformer", &[b, cfg.in_channels, s, s], DType::F32)?;
         let mode = Mode::of(train);
         // Tokenizer
-        let x = ops::nchw_to_nhwc_repeat(ctx, images, t)?;
+        let x = ops::time_step_inputs(ctx, images, t, [b, cfg.in_channels, s, s])?;
         let w0 = Weight::conv("patch_embed.block0_conv.weight".into());
         let (mut y, block0) =
             unit_forward_with(ctx, store, &w0, "patch_embed.block0_bn", None, &x, mode)?;

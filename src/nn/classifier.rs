@@ -6,7 +6,8 @@ use crate::gpu::{GpuContext, Tensor};
 use super::ParamStore;
 
 pub trait Classifier {
-    /// Logits `[B, classes]` of each head for images `[B, C, H, W]` (normalized f32).
+    /// Logits `[B, classes]` of each head for images `[B, C, H, W]` (normalized f32),
+    /// or frames `[T, B, C, H, W]` giving the input of each time step.
     /// Training mode uses batch statistics, updates BatchNorm running statistics and
     /// keeps what `backward` needs; evaluation mode uses the running statistics.
     fn forward(

@@ -49,7 +49,10 @@ impl Classifier for Model {
         train: bool,
     ) -> Result<Vec<Tensor>> {
         // A batch of another size (an epoch's last) gets a model sized for it.
-        let n = images.shape().first().copied().unwrap_or(0);
+        let n = match images.shape() {
+            [_, b, _, _, _] => *b, // frames [T, B, C, H, W]
+            shape => shape.first().copied().unwrap_or(0),
+        };
         if n != self.batch() && n > 0 {
             *self = Model::new(&self.config().clone(), n)?;
         }

@@ -89,7 +89,8 @@ impl Spikformer {
         })
     }
 
-    /// Logits `[B, classes]` of images f32 `[B, C, H, W]` (NCHW); `train` uses batch
+    /// Logits `[B, classes]` of images f32 `[B, C, H, W]` (NCHW) or frames
+    /// `[T, B, C, H, W]` (one input per time step); `train` uses batch
     /// statistics (and updates the running ones) and keeps the activations for backward.
     pub fn forward(
         &mut self,
@@ -101,10 +102,9 @@ impl Spikformer {
         let cfg = &self.config;
         let (t, b) = (cfg.time_steps, self.batch);
         let s = cfg.image_size;
-        images.expect("spikformer", &[b, cfg.in_channels, s, s], crate::DType::F32)?;
         let lif = Some((&self.lif, t));
         // SPS
-        let mut x = ops::nchw_to_nhwc_repeat(ctx, images, t)?; // [T*B, H, W, C_in]
+        let mut x = ops::time_step_inputs(ctx, images, t, [b, cfg.in_channels, s, s])?; // [T*B, H, W, C_in]
         let mut stages = Vec::new();
         for i in 0..4 {
             let w = Weight::conv(format!("patch_embed.proj_conv{}.weight", stage_name(i)));

@@ -118,6 +118,31 @@ pub fn transpose_matrices(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
+/// A model's per-time-step input `[T * B, H, W, C]` (NHWC, image `t * B + b`) from
+/// images `[B, C, H, W]`, repeated over the T steps, or from frames `[T, B, C, H, W]`,
+/// frame t being the input at step t (event data).
+pub fn time_step_inputs(
+    ctx: &GpuContext,
+    x: &Tensor,
+    t_steps: usize,
+    [b, c, h, w]: [usize; 4],
+) -> Result<Tensor> {
+    let shape = x.shape();
+    if shape == [b, c, h, w] {
+        return nchw_to_nhwc_repeat(ctx, x, t_steps);
+    }
+    if shape != [t_steps, b, c, h, w] || x.dtype() != crate::DType::F32 {
+        return Err(Error::Shape {
+            op: "time_step_inputs",
+            expected: format!(
+                "images [{b}, {c}, {h}, {w}] or frames [{t_steps}, {b}, {c}, {h}, {w}] (f32)"
+            ),
+            got: format!("{shape:?} {:?}", x.dtype()),
+        });
+    }
+    nchw_to_nhwc_repeat(ctx, &x.reshape(&[t_steps * b, c, h, w])?, 1)
+}
+
 /// Tokens `[T, B, N, heads * d]` to `[T, B, heads, N, d]`.
 pub fn split_heads(ctx: &GpuContext, x: &Tensor, heads: usize) -> Result<Tensor> {
     const OP: &str = "split_heads";

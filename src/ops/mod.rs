@@ -36,7 +36,9 @@ pub use elementwise::{
     add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, relu,
     relu_backward, scale, weighted_sum,
 };
-pub use layout::{merge_heads, nchw_to_nhwc_repeat, split_heads, transpose_matrices};
+pub use layout::{
+    merge_heads, nchw_to_nhwc_repeat, split_heads, time_step_inputs, transpose_matrices,
+};
 pub use lif::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
     ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,

@@ -8,6 +8,7 @@ pub mod binarize;
 pub mod binary_matmul;
 pub mod conv;
 pub mod elementwise;
+pub mod events;
 pub mod layout;
 pub mod lif;
 pub mod linear;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{Batch, BatchLoader};
+use crate::data::{Batch, BatchLoader, ImageDataset};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::nn::{combine_heads, Classifier, ParamStore};
@@ -79,15 +79,16 @@ pub struct Trainer<'a> {
 /// Per-step results waiting on the GPU: (per-row losses of head 0, predictions, labels).
 type Pending = Vec<(Tensor, Tensor, Vec<u32>)>;
 
-fn upload_batch(
-    ctx: &GpuContext,
-    batch: &Batch,
-    c: usize,
-    h: usize,
-    w: usize,
-) -> Result<(Tensor, Tensor)> {
+/// The batch on the GPU: images `[B, C, H, W]`, or frames `[T, B, C, H, W]` when the data
+/// has several frames per sample, and labels.
+fn upload_batch(ctx: &GpuContext, batch: &Batch, data: &ImageDataset) -> Result<(Tensor, Tensor)> {
     let n = batch.len();
-    let images = ctx.upload_f32(&batch.images, &[n, c, h, w])?;
+    let (c, h, w) = (data.channels, data.height, data.width);
+    let images = if data.time_steps > 1 {
+        ctx.upload_f32(&batch.images, &[data.time_steps, n, c, h, w])?
+    } else {
+        ctx.upload_f32(&batch.images, &[n, c, h, w])?
+    };
     let labels = ctx.upload_words(&batch.labels, &[n], DType::U32)?;
     Ok((images, labels))
 }
@@ -160,8 +161,6 @@ impl Trainer<'_> {
         mut on_progress: impl FnMut(&StepProgress),
     ) -> Result<EpochOutcome> {
         let ctx = self.ctx;
-        let d = &self.loader.data;
-        let (c, h, w) = (d.channels, d.height, d.width);
         let steps = self.loader.batches();
         let start = Instant::now();
         let mut pending: Pending = Vec::new();
@@ -173,7 +172,7 @@ impl Trainer<'_> {
                 break;
             }
             let global_step = epoch * steps + i;
-            let (images, labels) = upload_batch(ctx, &batch, c, h, w)?;
+            let (images, labels) = upload_batch(ctx, &batch, &self.loader.data)?;
             let heads = model.forward(ctx, store, &images, true)?;
             let teacher_logits = match teacher.as_deref_mut() {
                 Some(t) => {
@@ -238,11 +237,9 @@ pub fn evaluate(
     store: &mut ParamStore,
     loader: &BatchLoader,
 ) -> Result<(f64, f64)> {
-    let d = &loader.data;
-    let (c, h, w) = (d.channels, d.height, d.width);
     let (mut top1, mut top5, mut seen) = (0usize, 0usize, 0usize);
     for batch in loader.epoch(0).iter() {
-        let (images, _) = upload_batch(ctx, &batch, c, h, w)?;
+        let (images, _) = upload_batch(ctx, &batch, &loader.data)?;
         let logits = combine_heads(ctx, &model.forward(ctx, store, &images, false)?)?;
         let classes = logits.shape()[1];
         let values = ctx.download_f32(&logits)?;
