@@ -27,6 +27,9 @@ pub struct Weight {
     pub op: WeightOp,
     pub weight: String,
     pub bias: Option<String>,
+    /// The input is real-valued (images, pooled features), not spikes: a b-bit layer then
+    /// runs on its dequantized f32 weights (conv) or f32 x sign planes (linear).
+    pub real_input: bool,
 }
 
 impl Weight {
@@ -35,7 +38,14 @@ impl Weight {
             op: WeightOp::Conv3x3,
             weight,
             bias: None,
+            real_input: false,
         }
+    }
+
+    /// The same layer reading real-valued input.
+    pub fn on_real_input(mut self) -> Self {
+        self.real_input = true;
+        self
     }
 
     pub fn linear(prefix: &str, bias: bool) -> Self {
@@ -43,6 +53,7 @@ impl Weight {
             op: WeightOp::Linear,
             weight: format!("{prefix}.weight"),
             bias: bias.then(|| format!("{prefix}.bias")),
+            real_input: false,
         }
     }
 
@@ -63,7 +74,25 @@ impl Weight {
             Some(b) => Some(store.param(ctx, b)?),
             None => None,
         };
-        match (self.op, store.binary(&self.weight)) {
+        if let Some(q) = store.quant(&self.weight) {
+            return match (self.op, self.real_input) {
+                (WeightOp::Conv3x3, true) => ops::conv3x3(ctx, x, &q.q),
+                (WeightOp::Conv3x3, false) => ops::conv3x3_quant(ctx, x, q),
+                (WeightOp::Linear, real) => {
+                    let x = if real {
+                        x.clone()
+                    } else {
+                        ops::pack_bits(ctx, x, PackMode::Spikes)?
+                    };
+                    let y = ops::linear_quant(ctx, &x, q)?;
+                    if let Some(b) = &bias {
+                        ops::add_bias_into(ctx, &y, b)?;
+                    }
+                    Ok(y)
+                }
+            };
+        }
+        let y = match (self.op, store.binary(&self.weight)) {
             (WeightOp::Conv3x3, Ok(bw)) => ops::conv3x3_binary(ctx, x, &bw.bits),
             (WeightOp::Conv3x3, Err(_)) => ops::conv3x3(ctx, x, &store.param(ctx, &self.weight)?),
             (WeightOp::Linear, Ok(bw)) => {
@@ -73,6 +102,11 @@ impl Weight {
             (WeightOp::Linear, Err(_)) => {
                 ops::linear(ctx, x, &store.param(ctx, &self.weight)?, bias.as_ref())
             }
+        }?;
+        // Q-SNN's binary layers: y = s_o (x . sign(w_hat)), one scale per output channel.
+        match store.binary_scale(&self.weight) {
+            Some(scale) => ops::sum_planes(ctx, &y, scale, 1),
+            None => Ok(y),
         }
     }
 
@@ -89,10 +123,18 @@ impl Weight {
         let latent = store.param(ctx, &self.weight)?;
         let dlatent = store.grad(ctx, &self.weight)?;
         let binary = store.binary(&self.weight).ok();
-        // Binary: the op's weight is the f32 signs, its gradient a scratch buffer.
-        let (w, dw) = match binary {
-            Some(bw) => (bw.signs.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
-            None => (latent.clone(), dlatent.clone()),
+        let quant = store.quant(&self.weight);
+        // Binary and b-bit: the op's weight is the f32 signs or the dequantized weights,
+        // its gradient a scratch buffer.
+        let (w, dw) = match (binary, quant) {
+            (Some(bw), _) => (bw.signs.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
+            (None, Some(q)) => (q.q.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
+            (None, None) => (latent.clone(), dlatent.clone()),
+        };
+        // Q-SNN's scale is a constant per output channel: scale dy by it.
+        let dy = &match store.binary_scale(&self.weight) {
+            Some(scale) => ops::sum_planes(ctx, dy, scale, 1)?,
+            None => dy.clone(),
         };
         let dx = match self.op {
             WeightOp::Conv3x3 => {
@@ -115,6 +157,8 @@ impl Weight {
         };
         if let Some(bw) = binary {
             ops::binarize_weights_backward(ctx, &latent, &bw.stats, &dw, &dlatent)?;
+        } else if let Some(q) = quant {
+            ops::rescaw_backward(ctx, &latent, &q.gamma, &dw, &dlatent)?;
         }
         Ok(dx)
     }

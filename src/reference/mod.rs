@@ -18,3 +18,4 @@ pub mod norm;
 pub mod optim;
 pub mod pack;
 pub mod pool;
+pub mod quant;
