@@ -1,9 +1,11 @@
 //! The layer pairs the models are built from, each a forward that returns its output and
 //! what its backward reads, and a backward that accumulates (`+=`) parameter gradients
 //! into the store and returns (overwrites) the input's gradient:
-//! - weight ops: a 3x3 conv or a linear (1x1 conv), float or binary by the store (a
-//!   binary layer's forward reads the packed signs, its backward goes through the f32
-//!   signs, straight-through, then `binarize_weights_backward` into the latent grad);
+//! - weight ops: a 3x3 conv or a linear (1x1 conv), float, binary or b-bit by the store
+//!   (a binary layer's forward reads the packed signs, its backward goes through the f32
+//!   signs, straight-through, then `binarize_weights_backward` into the latent grad; a
+//!   b-bit layer's forward runs on its bit-planes, its backward through the dequantized
+//!   weights, then `rescaw_backward`; Q-SNN's binary layers scale each output channel);
 //! - BatchNorm over every leading axis (T folded in);
 //! - the multi-step LIF over `[T, ...]`.
 
