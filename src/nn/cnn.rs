@@ -7,7 +7,7 @@
 //!   shortcut, or a 1x1 conv + BN where the width changes; max-pools after the convs
 //!   `pool_after` lists (the stem or a block's conv2).
 //!
-//! Images are encoded directly (repeated over T); the head is `Linear(mean_{T,H,W} s)`.
+//! Images are encoded directly (repeated over T); the head is `Linear(sum_{H,W} mean_T s)`.
 //! The neuron is the LIF (MODELS.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
 //! with its 8-bit membrane. Pruning (`nn::prune`) narrows the prunable convs: every VGG
 //! conv, and a ResNet block's conv1 (the only convs whose outputs feed no shortcut).
@@ -432,7 +432,10 @@ impl SpikingCnn {
             return Err(Error::InvalidArgument("CNN features must be NHWC".into()));
         };
         let last_shape = [t, b, h * w, c];
-        let pooled = ops::mean_tokens(ctx, &x.reshape(&last_shape)?)?;
+        // Spike counts summed over the map and averaged over T: the scale a flatten + FC
+        // classifier sees (a mean of sparse spikes leaves the logits nearly flat).
+        let mean = ops::mean_tokens(ctx, &x.reshape(&last_shape)?)?;
+        let pooled = ops::scale(ctx, &mean, (h * w) as f32)?;
         let logits = Weight::linear("head", true)
             .on_real_input()
             .forward(ctx, store, &pooled)?;
@@ -467,7 +470,8 @@ impl SpikingCnn {
         let dpooled = head
             .backward(ctx, store, &acts.pooled, dlogits, true)?
             .expect("asked for dx");
-        let dlast = ops::mean_tokens_backward(ctx, &dpooled, &acts.last_shape)?;
+        let dmean = ops::scale(ctx, &dpooled, acts.last_shape[2] as f32)?;
+        let dlast = ops::mean_tokens_backward(ctx, &dmean, &acts.last_shape)?;
         // The head's input is the last layer's output (pooled or not).
         let last_out: Vec<usize> = {
             let [t, b, _, c] = acts.last_shape;
