@@ -919,7 +919,7 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
         assert!(bitspike::nn::param_counts(&pcfg).total < bitspike::nn::param_counts(&cfg).total);
         let mut store = ParamStore::new(ctx, &pcfg, &psd).unwrap();
         let x = upload_images(ctx, &pcfg, &images(&pcfg, 3, 10), 3);
-        let got = prune::score_kernels(ctx, &pcfg, &mut store, &[x.clone()]).unwrap();
+        let got = prune::score_kernels(ctx, &pcfg, &mut store, std::slice::from_ref(&x)).unwrap();
         for ((_, l, _), s) in prune::prunable(&pcfg).iter().zip(&got) {
             assert_eq!(s.len(), l.c_out);
             assert!(s.iter().all(|v| (0.0..=16.0).contains(v)), "{s:?}");

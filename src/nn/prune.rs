@@ -38,10 +38,9 @@ pub fn singular_values(m: &[f64], rows: usize, cols: usize) -> Vec<f64> {
                 let t = zeta.signum() / (zeta.abs() + (1.0 + zeta * zeta).sqrt());
                 let c = 1.0 / (1.0 + t * t).sqrt();
                 let s = c * t;
-                for r in 0..rows {
-                    let (x, y) = (a[p][r], a[q][r]);
-                    a[p][r] = c * x - s * y;
-                    a[q][r] = s * x + c * y;
+                let (left, right) = a.split_at_mut(q);
+                for (x, y) in left[p].iter_mut().zip(right[0].iter_mut()) {
+                    (*x, *y) = (c * *x - s * *y, s * *x + c * *y);
                 }
             }
         }
