@@ -706,3 +706,231 @@ fn eval_forwards_match_the_cpu_reference() {
         assert_close(preset, &got, &want, 2e-3);
     }
 }
+
+// ---- Spiking CNNs (Q-SNN, QP-SNN): weight modes, training, rate regularizer, pruning ----
+
+use bitspike::nn::prune::{self, kept_kernels, matrix_rank, prune_state, singular_values};
+use bitspike::nn::{SpikingCnn, WeightMode};
+
+fn cnn(preset: &str, weights: WeightMode) -> ModelConfig {
+    let mut cfg = small(preset);
+    cfg.weights = weights;
+    cfg
+}
+
+/// 20 AdamW steps on one tiny batch of a spiking CNN: the loss goes down. Returns the
+/// firing rates of the last forward.
+fn cnn_train_smoke(cfg: &ModelConfig, rate_reg: f32) -> Vec<f32> {
+    let ctx = ctx();
+    let batch = 2;
+    let mut store = ParamStore::new(ctx, cfg, &init_state(cfg, 31)).unwrap();
+    let mut model = SpikingCnn::new(cfg, batch).unwrap();
+    model.rate_reg = rate_reg;
+    let x = upload_images(ctx, cfg, &images(cfg, batch, 32), batch);
+    let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
+    let len = store.params.len();
+    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
+    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
+    let opt = ops::optim::AdamW::default();
+    let mut losses = Vec::new();
+    for step in 1..=20u32 {
+        store.zero_grads(ctx);
+        let logits = model.forward(ctx, &mut store, &x, true).unwrap();
+        assert_eq!(logits.shape(), &[batch, cfg.classes]);
+        let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 0.5).unwrap();
+        model.backward(ctx, &mut store, &out.dlogits).unwrap();
+        let l = ctx.download_f32(&out.losses).unwrap();
+        losses.push(l.iter().sum::<f32>() / batch as f32);
+        ops::optim::adamw_step(
+            ctx,
+            &opt,
+            5e-3,
+            step,
+            store.decay_end,
+            &store.grads,
+            &store.params,
+            &m1,
+            &m2,
+        )
+        .unwrap();
+        store.refresh_binary(ctx).unwrap();
+    }
+    let first = losses[..3].iter().sum::<f32>() / 3.0;
+    let last = losses[17..].iter().sum::<f32>() / 3.0;
+    assert!(last < 0.8 * first, "{cfg:?}: loss {losses:?}");
+    model.rates.clone()
+}
+
+#[test]
+fn spiking_cnns_train_in_every_weight_mode() {
+    for preset in ["spiking-vgg-small", "spiking-resnet-small"] {
+        for mode in [WeightMode::Float, WeightMode::Quantized, WeightMode::Qsnn] {
+            cnn_train_smoke(&cnn(preset, mode), 0.0);
+        }
+    }
+}
+
+#[test]
+fn rate_regularizer_reports_every_layer_rate() {
+    let cfg = cnn("spiking-resnet-small", WeightMode::Qsnn);
+    let rates = cnn_train_smoke(&cfg, 5e-3);
+    assert_eq!(rates.len(), cfg.channels.len());
+    assert!(rates.iter().all(|r| (0.0..=1.0).contains(r)), "{rates:?}");
+}
+
+#[test]
+fn cnn_weight_modes_store_planes_signs_and_scales() {
+    let ctx = ctx();
+    let mut cfg = cnn("spiking-vgg-small", WeightMode::Quantized);
+    cfg.weight_bits = 3;
+    let store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 5)).unwrap();
+    for name in [
+        "features.0.conv.weight",
+        "features.1.conv.weight",
+        "head.weight",
+    ] {
+        let q = store.quant(name).expect("every layer is b-bit");
+        assert_eq!(q.bits, 3, "{name}");
+        assert_eq!(q.planes.shape()[0], 3 * q.q.shape()[0]);
+    }
+    let cfg = cnn("spiking-resnet-small", WeightMode::Qsnn);
+    let store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 5)).unwrap();
+    assert_eq!(store.quant("stem.conv.weight").unwrap().bits, 8);
+    assert_eq!(store.quant("head.weight").unwrap().bits, 8);
+    let inner = "blocks.1.conv1.weight";
+    assert!(store.binary(inner).is_ok() && store.quant(inner).is_none());
+    let scale = ctx
+        .download_f32(store.binary_scale(inner).unwrap())
+        .unwrap();
+    assert!(scale.iter().all(|s| s.log2().fract() == 0.0), "{scale:?}");
+    let sizes = bitspike::nn::param_counts(&cfg);
+    assert!(sizes.packed_bytes < sizes.fp32_bytes / 4);
+}
+
+#[test]
+fn singular_values_and_ranks_of_known_matrices() {
+    // diag(3, 2, 1) with its rows permuted.
+    let m = [0.0, 2.0, 0.0, 0.0, 0.0, 1.0, 3.0, 0.0, 0.0];
+    let sv = singular_values(&m, 3, 3);
+    for (got, want) in sv.iter().zip([3.0, 2.0, 1.0]) {
+        assert!((got - want).abs() < 1e-12, "{sv:?}");
+    }
+    let u = [1.0, -2.0, 0.5, 3.0, 0.25];
+    let v = [0.5, 1.0, -1.0, 2.0, 0.0, 0.75, 1.5];
+    let outer: Vec<f64> = u
+        .iter()
+        .flat_map(|a| v.iter().map(move |b| a * b))
+        .collect();
+    assert_eq!(matrix_rank(&outer, 5, 7), 1);
+    assert_eq!(matrix_rank(&[0.0; 12], 3, 4), 0);
+    // Two equal rows and a third independent: rank 2.
+    let m = [1.0, 0.5, 0.25, 1.0, 0.5, 0.25, 0.0, 0.75, 0.5];
+    assert_eq!(matrix_rank(&m, 3, 3), 2);
+    let mut rng = common::Rng::new(7);
+    let r: Vec<f64> = rng.vec(24, -1.0, 1.0).iter().map(|&x| x as f64).collect();
+    assert_eq!(matrix_rank(&r, 6, 4), 4);
+    assert_eq!(matrix_rank(&r, 4, 6), 4);
+}
+
+#[test]
+fn rank_scores_average_time_steps_per_image_and_channel() {
+    // T = 2, B = 1, 2 x 2 maps, 2 channels. Channel 0 fires on the diagonal at both steps
+    // (rank 2); channel 1 fires in the first row at t = 0 only (rank 1).
+    let (t, b, h, w, c) = (2, 1, 2, 2, 2);
+    let mut s = vec![0f32; t * b * h * w * c];
+    for ti in 0..t {
+        s[((ti * h) * w) * c] = 1.0; // (0, 0)
+        s[((ti * h + 1) * w + 1) * c] = 1.0; // (1, 1)
+    }
+    s[1] = 1.0; // t 0, (0, 0), channel 1
+    s[c + 1] = 1.0; // t 0, (0, 1), channel 1
+    let mut scores = vec![0.0; c];
+    prune::add_rank_scores(&s, [t, b, h, w, c], &mut scores).unwrap();
+    assert_eq!(scores, vec![2.0, 1.0]);
+    assert!(prune::add_rank_scores(&s, [t, b, h, w, 3], &mut scores).is_err());
+}
+
+#[test]
+fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
+    let ctx = ctx();
+    assert_eq!(kept_kernels(&[3.0, 1.0, 2.0, 1.0], 0.5), vec![0, 2]);
+    assert_eq!(kept_kernels(&[1.0, 1.0], 0.99), vec![1]);
+    for preset in ["spiking-vgg-small", "spiking-resnet-small"] {
+        let cfg = cnn(preset, WeightMode::Quantized);
+        let sd = init_state(&cfg, 9);
+        let layers = prune::prunable(&cfg);
+        // Scores that rank each layer's kernels by a pseudo-random order.
+        let scores: Vec<Vec<f64>> = layers
+            .iter()
+            .map(|(_, l, _)| {
+                (0..l.c_out)
+                    .map(|k| ((k * 7 + 3) % l.c_out) as f64)
+                    .collect()
+            })
+            .collect();
+        let (pcfg, psd) = prune_state(&cfg, &sd, &scores, 0.5).unwrap();
+        for ((i, layer, consumer), s) in layers.iter().zip(&scores) {
+            let keep = kept_kernels(s, 0.5);
+            assert_eq!(keep.len(), layer.c_out - layer.c_out / 2, "{preset} {i}");
+            assert_eq!(pcfg.channels[*i], keep.len());
+            // Every removed kernel scores below every kept one.
+            let min_kept = keep.iter().map(|&k| s[k]).fold(f64::MAX, f64::min);
+            for k in (0..layer.c_out).filter(|k| !keep.contains(k)) {
+                assert!(s[k] < min_kept, "{preset}: kernel {k} removed");
+            }
+            // Its rows are the kept kernels (over the inputs a pruned producer kept).
+            let (w0, w1) = (&sd.tensors[&layer.conv], &psd.tensors[&layer.conv]);
+            let inputs: Vec<usize> = layers
+                .iter()
+                .zip(&scores)
+                .find(|((_, _, c), _)| c == &layer.conv)
+                .map_or((0..layer.c_in).collect(), |(_, s)| kept_kernels(s, 0.5));
+            let per = w0.data.len() / layer.c_out;
+            let mut r1 = w1.data.chunks(inputs.len() * 9);
+            for &k in &keep {
+                let want: Vec<f32> = inputs
+                    .iter()
+                    .flat_map(|&c| w0.data[k * per + c * 9..k * per + c * 9 + 9].to_vec())
+                    .collect();
+                assert_eq!(r1.next().unwrap(), &want[..], "{}: kernel {k}", layer.conv);
+            }
+            let bn = format!("{}.running_var", layer.bn);
+            assert_eq!(psd.tensors[&bn].shape, vec![keep.len()]);
+            let (n0, n1) = (&sd.tensors[consumer], &psd.tensors[consumer]);
+            assert_eq!(n1.shape[1], keep.len(), "{consumer}");
+            let inner: usize = n0.shape[2..].iter().product();
+            // The consumer's first row, itself pruned when the consumer is a pruned conv.
+            let row = layers
+                .iter()
+                .zip(&scores)
+                .find(|((_, l, _), _)| &l.conv == consumer)
+                .map_or(0, |(_, s)| kept_kernels(s, 0.5)[0]);
+            let (cols0, cols1) = (n0.shape[1] * inner, n1.shape[1] * inner);
+            for (col, &k) in keep.iter().enumerate() {
+                assert_eq!(
+                    n1.data[col * inner..(col + 1) * inner],
+                    n0.data[row * cols0 + k * inner..row * cols0 + (k + 1) * inner],
+                    "{consumer}: input {k}"
+                );
+            }
+            assert_eq!(n1.data.len(), n1.shape[0] * cols1);
+        }
+        psd.check(&pcfg, std::path::Path::new("pruned")).unwrap();
+        assert!(bitspike::nn::param_counts(&pcfg).total < bitspike::nn::param_counts(&cfg).total);
+        let mut store = ParamStore::new(ctx, &pcfg, &psd).unwrap();
+        let x = upload_images(ctx, &pcfg, &images(&pcfg, 3, 10), 3);
+        let got = prune::score_kernels(ctx, &pcfg, &mut store, std::slice::from_ref(&x)).unwrap();
+        for ((_, l, _), s) in prune::prunable(&pcfg).iter().zip(&got) {
+            assert_eq!(s.len(), l.c_out);
+            assert!(s.iter().all(|v| (0.0..=16.0).contains(v)), "{s:?}");
+        }
+        let mut model = SpikingCnn::new(&pcfg, 3).unwrap();
+        let logits = model.forward(ctx, &mut store, &x, false).unwrap();
+        assert_eq!(logits.shape(), &[3, pcfg.classes]);
+        assert!(ctx
+            .download_f32(&logits)
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+}

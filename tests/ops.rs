@@ -33,3 +33,5 @@ mod optim;
 mod pack;
 #[path = "ops/pool.rs"]
 mod pool;
+#[path = "ops/quant.rs"]
+mod quant;

@@ -78,6 +78,7 @@ fn probe_store(ctx: &GpuContext) -> ParamStore {
         shape,
         role: ParamRole::Trainable,
         binary: false,
+        quant_bits: 0,
     };
     let specs = vec![
         spec("probe.weight", vec![10, 784]),

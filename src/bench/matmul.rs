@@ -1,5 +1,6 @@
 //! Matmul workloads: the f32 tiled matmul against the packed binary forms on the same
-//! (M, K, N), counted in multiply-accumulates (one MAC = one multiply-add).
+//! (M, K, N), counted in multiply-accumulates (one MAC = one multiply-add); b-bit weights
+//! count one MAC per weight, whatever b (the rate a b-bit layer delivers).
 
 use super::pseudo_random;
 use crate::error::Result;
@@ -17,6 +18,10 @@ pub enum MatmulKernel {
     SignsSigns,
     /// (c) f32 activations x packed binary weights.
     F32Bits,
+    /// Packed spikes x b-bit ReScaW weights: b spike x sign matmuls summed (bit-planes).
+    SpikesPlanes(u32),
+    /// f32 activations x b-bit ReScaW weights on bit-planes.
+    F32Planes(u32),
 }
 
 impl MatmulKernel {
@@ -27,12 +32,24 @@ impl MatmulKernel {
         MatmulKernel::F32Bits,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// The variants `bench matmul --bits b` compares: f32, 1-bit, and b-bit weights.
+    pub fn with_bits(bits: u32) -> [MatmulKernel; 4] {
+        [
+            MatmulKernel::F32,
+            MatmulKernel::SpikesSigns,
+            MatmulKernel::SpikesPlanes(bits),
+            MatmulKernel::F32Planes(bits),
+        ]
+    }
+
+    pub fn name(self) -> String {
         match self {
-            MatmulKernel::F32 => "matmul_f32",
-            MatmulKernel::SpikesSigns => "binary_spikes_x_signs",
-            MatmulKernel::SignsSigns => "binary_xnor",
-            MatmulKernel::F32Bits => "f32_x_packed_signs",
+            MatmulKernel::F32 => "matmul_f32".into(),
+            MatmulKernel::SpikesSigns => "binary_spikes_x_signs".into(),
+            MatmulKernel::SignsSigns => "binary_xnor".into(),
+            MatmulKernel::F32Bits => "f32_x_packed_signs".into(),
+            MatmulKernel::SpikesPlanes(b) => format!("spikes_x_{b}bit_planes"),
+            MatmulKernel::F32Planes(b) => format!("f32_x_{b}bit_planes"),
         }
     }
 }
@@ -51,6 +68,8 @@ pub struct MatmulWorkload {
     a: Tensor,
     b: Tensor,
     scale: Tensor,
+    /// The bit-planes of the b-bit variants.
+    quant: Option<ops::QuantWeights>,
 }
 
 impl MatmulWorkload {
@@ -64,8 +83,15 @@ impl MatmulWorkload {
         let a = ctx.upload_f32(&pseudo_random(m * k, 1, -0.5, 0.5), &[m, k])?;
         let b = ctx.upload_f32(&pseudo_random(n * k, 2, -0.5, 0.5), &[n, k])?;
         let scale = ctx.upload_f32(&vec![0.5; n], &[n])?;
+        let quant = match kernel {
+            MatmulKernel::SpikesPlanes(bits) | MatmulKernel::F32Planes(bits) => {
+                Some(ops::rescaw_quantize(ctx, &b, bits)?)
+            }
+            _ => None,
+        };
         let (a, b) = match kernel {
-            MatmulKernel::F32 => (a, b),
+            MatmulKernel::F32 | MatmulKernel::F32Planes(_) => (a, b),
+            MatmulKernel::SpikesPlanes(_) => (ops::pack_bits(ctx, &a, PackMode::Spikes)?, b),
             MatmulKernel::SpikesSigns => (
                 ops::pack_bits(ctx, &a, PackMode::Spikes)?,
                 ops::pack_bits(ctx, &b, PackMode::Signs)?,
@@ -85,6 +111,7 @@ impl MatmulWorkload {
             a,
             b,
             scale,
+            quant,
         })
     }
 
@@ -113,6 +140,10 @@ impl MatmulWorkload {
             }
             MatmulKernel::F32Bits => {
                 ops::matmul_f32_bits(ctx, &self.a, &self.b, Some(&self.scale)).map(drop)
+            }
+            MatmulKernel::SpikesPlanes(_) | MatmulKernel::F32Planes(_) => {
+                let q = self.quant.as_ref().expect("b-bit workloads quantize b");
+                ops::linear_quant(ctx, &self.a, q).map(drop)
             }
         }
     }

@@ -42,6 +42,9 @@ pub struct BenchArgs {
     time_steps: usize,
     #[command(flatten)]
     events: super::EventArgs,
+    /// `bench matmul`: compare b-bit weights on bit-planes (1..=8) with f32 and 1-bit.
+    #[arg(long)]
+    bits: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -141,7 +144,11 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
     let shapes = shapes_or(args, &MODEL_SHAPES)?;
     let min_time = Duration::from_secs_f64(args.min_time);
     for (m, k, n) in shapes {
-        let works = MatmulKernel::ALL
+        let kernels = match args.bits {
+            Some(b) => MatmulKernel::with_bits(b).to_vec(),
+            None => MatmulKernel::ALL.to_vec(),
+        };
+        let works = kernels
             .iter()
             .map(|&kernel| MatmulWorkload::new(ctx, kernel, m, k, n))
             .collect::<bitspike::Result<Vec<_>>>()?;
@@ -161,7 +168,7 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
             let ratio = (work.kernel != MatmulKernel::F32).then(|| rate / f32_rate);
             report(
                 &Measurement {
-                    kernel: work.kernel.name().into(),
+                    kernel: work.kernel.name(),
                     shape: work.shape(),
                     seconds: secs,
                     rate,

@@ -27,21 +27,39 @@ fn describe_model(cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
     }
     let m = |n: usize| format!("{:.2} M", n as f64 / 1e6);
     let mb = |b: usize| format!("{:.2} MB", b as f64 / 1e6);
-    println!(
-        "{:?}: {} blocks, D {}, {} heads, MLP {}, T {}, {}x{}x{} input, {} tokens, {} classes",
-        cfg.arch,
-        cfg.depth,
-        cfg.dim,
-        cfg.heads,
-        cfg.hidden(),
-        cfg.time_steps,
-        cfg.in_channels,
-        cfg.image_size,
-        cfg.image_size,
-        cfg.tokens(),
-        cfg.classes
-    );
-    println!("attention {:?}, weights {:?}", cfg.attention, cfg.weights);
+    if cfg.is_cnn() {
+        println!(
+            "{:?}: conv widths {:?}, max-pool after convs {:?}, T {}, {}x{}x{} input, {} classes",
+            cfg.arch,
+            cfg.channels,
+            cfg.pool_after,
+            cfg.time_steps,
+            cfg.in_channels,
+            cfg.image_size,
+            cfg.image_size,
+            cfg.classes
+        );
+        println!(
+            "weights {:?} ({} bits when quantized)",
+            cfg.weights, cfg.weight_bits
+        );
+    } else {
+        println!(
+            "{:?}: {} blocks, D {}, {} heads, MLP {}, T {}, {}x{}x{} input, {} tokens, {} classes",
+            cfg.arch,
+            cfg.depth,
+            cfg.dim,
+            cfg.heads,
+            cfg.hidden(),
+            cfg.time_steps,
+            cfg.in_channels,
+            cfg.image_size,
+            cfg.image_size,
+            cfg.tokens(),
+            cfg.classes
+        );
+        println!("attention {:?}, weights {:?}", cfg.attention, cfg.weights);
+    }
     println!(
         "parameters: {} total, {} binary, {} float ({} parameters)",
         m(counts.total),
@@ -50,7 +68,7 @@ fn describe_model(cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
         counts.total
     );
     println!(
-        "size: {} as fp32, {} packed (binary weights as bits)",
+        "size: {} as fp32, {} packed (binary and b-bit weights as bits)",
         mb(counts.fp32_bytes),
         mb(counts.packed_bytes)
     );

@@ -5,6 +5,7 @@ mod eval;
 mod export;
 mod infer;
 mod info;
+mod prune;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Infer(infer::InferArgs),
     /// Write a deploy checkpoint with binary weights stored as packed bits.
     Export(export::ExportArgs),
+    /// Remove the lowest-rank conv kernels of a spiking CNN checkpoint (QP-SNN).
+    Prune(prune::PruneArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -71,7 +74,8 @@ impl GpuArgs {
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Preset name (spikformer-4-384, bestformer-4-384, spikformer-8-512,
-    /// bestformer-8-512, spikformer-2-64, bestformer-2-64).
+    /// bestformer-8-512, spikformer-2-64, bestformer-2-64, spiking-vgg11,
+    /// spiking-resnet19, spiking-vgg-small, spiking-resnet-small).
     #[arg(long = "model")]
     pub model: Option<String>,
     /// Time steps T.
@@ -83,6 +87,9 @@ pub struct ModelArgs {
     pub attention: Option<AttentionForm>,
     #[arg(long = "weight-mode", value_enum)]
     pub weight_mode: Option<WeightMode>,
+    /// Bits of quantized weights (--weight-mode quantized), 1..=8.
+    #[arg(long = "weight-bits")]
+    pub weight_bits: Option<u32>,
     #[arg(long)]
     pub classes: Option<usize>,
     #[arg(long = "in-channels")]
@@ -109,6 +116,9 @@ impl ModelArgs {
         }
         if let Some(w) = self.weight_mode {
             cfg.weights = w;
+        }
+        if let Some(b) = self.weight_bits {
+            cfg.weight_bits = b;
         }
         if let Some(c) = self.classes {
             cfg.classes = c;
@@ -201,6 +211,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Export(args) => export::run(args),
+        Command::Prune(args) => prune::run(args),
     }
 }
 

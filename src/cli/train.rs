@@ -71,6 +71,10 @@ pub struct TrainArgs {
     /// Temperature of soft distillation.
     #[arg(long, default_value_t = 1.0)]
     tau: f32,
+    /// Q-SNN's firing-rate regularizer: adds lambda mean_layers (rate - 0.5)^2 to the
+    /// loss (spiking CNNs; the paper uses 5e-3).
+    #[arg(long, default_value_t = 0.0)]
+    rate_reg: f32,
     /// Run directory for checkpoints and the metrics log (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -95,8 +99,22 @@ fn load_weights(path: &Path, cfg: &ModelConfig) -> anyhow::Result<StateDict> {
     Ok(sd)
 }
 
+/// A spiking CNN's conv widths from the checkpoint `path` when it has been pruned (its
+/// config names the same architecture with other widths).
+fn pruned_widths(cfg: &mut ModelConfig, path: &Path) -> anyhow::Result<()> {
+    if !cfg.is_cnn() || !path.exists() {
+        return Ok(());
+    }
+    if let Some(saved) = StateDict::read(path)?.config(path)? {
+        if saved.arch == cfg.arch && saved.channels.len() == cfg.channels.len() {
+            cfg.channels = saved.channels;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let cfg = args.model.config()?.context(
+    let mut cfg = args.model.config()?.context(
         "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
     )?;
     let splits = data::open_with(&args.data, &args.events.options(cfg.time_steps, None)?)?;
@@ -126,6 +144,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let last_path = out.join("last.safetensors");
     let best_path = out.join("best.safetensors");
+    match (&args.weights, args.resume) {
+        (_, true) => pruned_widths(&mut cfg, &last_path)?,
+        (Some(w), false) => pruned_widths(&mut cfg, w)?,
+        (None, false) => {}
+    }
     let metrics_path = out.join("metrics.jsonl");
 
     let ctx = args.gpu.open()?;
@@ -175,6 +198,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .unwrap_or(0.0);
     }
     let mut model = Model::new(&cfg, args.batch_size)?;
+    model.set_rate_reg(args.rate_reg)?;
 
     let mut teacher_parts = match &args.teacher {
         Some(path) => {

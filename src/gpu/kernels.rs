@@ -29,6 +29,7 @@ pub enum Shader {
     Binarize,
     Attention,
     Layout,
+    Quant,
 }
 
 impl Shader {
@@ -49,6 +50,7 @@ impl Shader {
         Shader::Binarize,
         Shader::Attention,
         Shader::Layout,
+        Shader::Quant,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Shader {
             Shader::Binarize => "binarize.wgsl",
             Shader::Attention => "attention.wgsl",
             Shader::Layout => "layout.wgsl",
+            Shader::Quant => "quant.wgsl",
         }
     }
 
@@ -92,6 +95,7 @@ impl Shader {
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
             Shader::Layout => include_str!("../../shaders/layout.wgsl"),
+            Shader::Quant => include_str!("../../shaders/quant.wgsl"),
         }
     }
 }

@@ -14,6 +14,12 @@ pub enum Arch {
     /// BESTformer (CaoHLin/BESTFormer): BSPS tokenizer, LIF-first sub-blocks, reversible
     /// two-stream blocks, two heads.
     Bestformer,
+    /// A VGG-style spiking CNN (conv-BN-LIF stages with max-pools, as evaluated by Q-SNN
+    /// and QP-SNN), see `nn::cnn`.
+    SpikingVgg,
+    /// A ResNet-style spiking CNN (a stem, then basic blocks of two conv-BN with a
+    /// shortcut), see `nn::cnn`.
+    SpikingResnet,
 }
 
 /// The attention form of every block (MODELS.md sections 2-5).
@@ -30,12 +36,22 @@ pub enum AttentionForm {
     A2os2a,
 }
 
-/// Whether the binarizable layers keep float weights or use 1-bit weights.
+/// Whether the binarizable layers keep float weights or use 1-bit or b-bit weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightMode {
     Float,
+    /// BESTformer's sign weights (no scale); first conv and heads float.
     Binary,
+    /// QP-SNN's ReScaW `weight_bits`-bit weights in every conv and linear layer.
+    Quantized,
+    /// Q-SNN: sign weights with a power-of-two scale, 8-bit (ReScaW) first conv and head,
+    /// and the Q-SNN neuron with its 8-bit membrane. CNN presets only.
+    Qsnn,
+}
+
+fn default_weight_bits() -> u32 {
+    4
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +74,16 @@ pub struct ModelConfig {
     pub classes: usize,
     pub attention: AttentionForm,
     pub weights: WeightMode,
+    /// Bits of the quantized weights (`WeightMode::Quantized`), 1..=8.
+    #[serde(default = "default_weight_bits")]
+    pub weight_bits: u32,
+    /// A spiking CNN's conv widths, one per conv layer (empty: the preset's; pruning
+    /// narrows them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<usize>,
+    /// A spiking CNN's convs followed by a max-pool (3, 2, 1), by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pool_after: Vec<usize>,
 }
 
 /// Every preset name with a one-line description.
@@ -86,11 +112,30 @@ pub const PRESETS: &[(&str, &str)] = &[
         "bestformer-2-64",
         "small BESTformer, 2 blocks, D 64, 4 heads, T 4, 28x28 grey (MNIST)",
     ),
+    (
+        "spiking-vgg11",
+        "spiking VGG-11 (64..512 channels, 8 convs), T 4, 32x32 RGB (CIFAR)",
+    ),
+    (
+        "spiking-resnet19",
+        "spiking ResNet-19 (128..512 channels, 3 stages), T 4, 32x32 RGB (CIFAR)",
+    ),
+    (
+        "spiking-vgg-small",
+        "small spiking VGG (16-32-32 channels, 3 convs), T 4, 28x28 grey (MNIST)",
+    ),
+    (
+        "spiking-resnet-small",
+        "small spiking ResNet (16-16-32 channels, 2 blocks), T 4, 28x28 grey (MNIST)",
+    ),
 ];
 
 impl ModelConfig {
     /// The configuration a preset names.
     pub fn preset(name: &str) -> Result<Self> {
+        if let Some(cnn) = super::cnn::preset(name) {
+            return Ok(cnn);
+        }
         let (arch, depth, dim) = match name {
             "spikformer-4-384" => (Arch::Spikformer, 4, 384),
             "bestformer-4-384" => (Arch::Bestformer, 4, 384),
@@ -117,8 +162,8 @@ impl ModelConfig {
             _ => 8,
         };
         let (attention, weights) = match arch {
-            Arch::Spikformer => (AttentionForm::Ssa, WeightMode::Float),
             Arch::Bestformer => (AttentionForm::Binary, WeightMode::Binary),
+            _ => (AttentionForm::Ssa, WeightMode::Float),
         };
         Ok(Self {
             arch,
@@ -133,12 +178,33 @@ impl ModelConfig {
             classes,
             attention,
             weights,
+            weight_bits: default_weight_bits(),
+            channels: Vec::new(),
+            pool_after: Vec::new(),
         })
+    }
+
+    /// Whether the architecture is one of the spiking CNNs (`nn::cnn`).
+    pub fn is_cnn(&self) -> bool {
+        matches!(self.arch, Arch::SpikingVgg | Arch::SpikingResnet)
     }
 
     /// Check the sizes fit together.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(1..=crate::ops::MAX_WEIGHT_BITS).contains(&self.weight_bits) {
+            return bad(format!(
+                "weight bits {} must be in 1..={}",
+                self.weight_bits,
+                crate::ops::MAX_WEIGHT_BITS
+            ));
+        }
+        if self.is_cnn() {
+            return super::cnn::validate(self);
+        }
+        if self.weights == WeightMode::Qsnn {
+            return bad("Q-SNN weights are for the spiking CNN presets".into());
+        }
         if !self.dim.is_multiple_of(8) || self.dim == 0 {
             return bad(format!("dim {} must be a positive multiple of 8", self.dim));
         }

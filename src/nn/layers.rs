@@ -1,9 +1,11 @@
 //! The layer pairs the models are built from, each a forward that returns its output and
 //! what its backward reads, and a backward that accumulates (`+=`) parameter gradients
 //! into the store and returns (overwrites) the input's gradient:
-//! - weight ops: a 3x3 conv or a linear (1x1 conv), float or binary by the store (a
-//!   binary layer's forward reads the packed signs, its backward goes through the f32
-//!   signs, straight-through, then `binarize_weights_backward` into the latent grad);
+//! - weight ops: a 3x3 conv or a linear (1x1 conv), float, binary or b-bit by the store
+//!   (a binary layer's forward reads the packed signs, its backward goes through the f32
+//!   signs, straight-through, then `binarize_weights_backward` into the latent grad; a
+//!   b-bit layer's forward runs on its bit-planes, its backward through the dequantized
+//!   weights, then `rescaw_backward`; Q-SNN's binary layers scale each output channel);
 //! - BatchNorm over every leading axis (T folded in);
 //! - the multi-step LIF over `[T, ...]`.
 
@@ -76,22 +78,47 @@ impl Weight {
             Some(b) => Some(store.param(ctx, b)?),
             None => None,
         };
-        let w = match store.binary(&self.weight) {
-            Ok(bw) if self.spike_input => {
-                return match self.op {
-                    WeightOp::Conv3x3 => ops::conv3x3_binary(ctx, x, &bw.bits),
-                    WeightOp::Linear => {
-                        let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
-                        ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+        if let Some(q) = store.quant(&self.weight) {
+            return match (self.op, self.spike_input) {
+                (WeightOp::Conv3x3, false) => ops::conv3x3(ctx, x, &q.q),
+                (WeightOp::Conv3x3, true) => ops::conv3x3_quant(ctx, x, q),
+                (WeightOp::Linear, spikes) => {
+                    let x = if spikes {
+                        ops::pack_bits(ctx, x, PackMode::Spikes)?
+                    } else {
+                        x.clone()
+                    };
+                    let y = ops::linear_quant(ctx, &x, q)?;
+                    if let Some(b) = &bias {
+                        ops::add_bias_into(ctx, &y, b)?;
                     }
+                    Ok(y)
+                }
+            };
+        }
+        let y = match store.binary(&self.weight) {
+            Ok(bw) if self.spike_input => match self.op {
+                WeightOp::Conv3x3 => ops::conv3x3_binary(ctx, x, &bw.bits),
+                WeightOp::Linear => {
+                    let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
+                    ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+                }
+            },
+            binary => {
+                let w = match binary {
+                    Ok(bw) => bw.signs.clone(),
+                    Err(_) => store.param(ctx, &self.weight)?,
                 };
+                match self.op {
+                    WeightOp::Conv3x3 => ops::conv3x3(ctx, x, &w),
+                    WeightOp::Linear => ops::linear(ctx, x, &w, bias.as_ref()),
+                }
             }
-            Ok(bw) => bw.signs.clone(),
-            Err(_) => store.param(ctx, &self.weight)?,
-        };
-        match self.op {
-            WeightOp::Conv3x3 => ops::conv3x3(ctx, x, &w),
-            WeightOp::Linear => ops::linear(ctx, x, &w, bias.as_ref()),
+        }?;
+        // Q-SNN's binary layers: y = s_o (x . sign(w_hat)), one scale per output channel.
+        match store.binary_scale(&self.weight) {
+            Some(scale) => ops::sum_planes(ctx, &y, scale, 1),
+            None => Ok(y),
         }
     }
 
@@ -108,10 +135,18 @@ impl Weight {
         let latent = store.param(ctx, &self.weight)?;
         let dlatent = store.grad(ctx, &self.weight)?;
         let binary = store.binary(&self.weight).ok();
-        // Binary: the op's weight is the f32 signs, its gradient a scratch buffer.
-        let (w, dw) = match binary {
-            Some(bw) => (bw.signs.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
-            None => (latent.clone(), dlatent.clone()),
+        let quant = store.quant(&self.weight);
+        // Binary and b-bit: the op's weight is the f32 signs or the dequantized weights,
+        // its gradient a scratch buffer.
+        let (w, dw) = match (binary, quant) {
+            (Some(bw), _) => (bw.signs.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
+            (None, Some(q)) => (q.q.clone(), ctx.zeros(latent.shape(), latent.dtype())?),
+            (None, None) => (latent.clone(), dlatent.clone()),
+        };
+        // Q-SNN's scale is a constant per output channel: scale dy by it.
+        let dy = &match store.binary_scale(&self.weight) {
+            Some(scale) => ops::sum_planes(ctx, dy, scale, 1)?,
+            None => dy.clone(),
         };
         let dx = match self.op {
             WeightOp::Conv3x3 => {
@@ -134,6 +169,8 @@ impl Weight {
         };
         if let Some(bw) = binary {
             ops::binarize_weights_backward(ctx, &latent, &bw.stats, &dw, &dlatent)?;
+        } else if let Some(q) = quant {
+            ops::rescaw_backward(ctx, &latent, &q.gamma, &dw, &dlatent)?;
         }
         Ok(dx)
     }

@@ -1,12 +1,13 @@
 //! A model of any supported architecture, as the trainer, evaluation and inference see it.
 
-use super::{Arch, Bestformer, Classifier, ModelConfig, ParamStore, Spikformer};
+use super::{Arch, Bestformer, Classifier, ModelConfig, ParamStore, Spikformer, SpikingCnn};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 
 pub enum Model {
     Spikformer(Box<Spikformer>),
     Bestformer(Box<Bestformer>),
+    Cnn(Box<SpikingCnn>),
 }
 
 impl Model {
@@ -14,6 +15,9 @@ impl Model {
         Ok(match config.arch {
             Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),
             Arch::Bestformer => Model::Bestformer(Box::new(Bestformer::new(config, batch)?)),
+            Arch::SpikingVgg | Arch::SpikingResnet => {
+                Model::Cnn(Box::new(SpikingCnn::new(config, batch)?))
+            }
         })
     }
 
@@ -21,6 +25,7 @@ impl Model {
         match self {
             Model::Spikformer(m) => &m.config,
             Model::Bestformer(m) => &m.config,
+            Model::Cnn(m) => &m.config,
         }
     }
 
@@ -28,6 +33,7 @@ impl Model {
         match self {
             Model::Spikformer(m) => m.batch,
             Model::Bestformer(m) => m.batch,
+            Model::Cnn(m) => m.batch,
         }
     }
 
@@ -36,6 +42,22 @@ impl Model {
         match self {
             Model::Spikformer(m) => m.activation_bytes(),
             Model::Bestformer(m) => m.activation_bytes(),
+            Model::Cnn(m) => m.activation_bytes(),
+        }
+    }
+
+    /// Q-SNN's firing-rate regularizer `lambda mean_layers (rate - 0.5)^2` added to the
+    /// loss (spiking CNNs only).
+    pub fn set_rate_reg(&mut self, lambda: f32) -> Result<()> {
+        match self {
+            Model::Cnn(m) => {
+                m.rate_reg = lambda;
+                Ok(())
+            }
+            _ if lambda == 0.0 => Ok(()),
+            _ => Err(crate::Error::InvalidArgument(
+                "the firing-rate regularizer is implemented for the spiking CNNs".into(),
+            )),
         }
     }
 }
@@ -54,10 +76,16 @@ impl Classifier for Model {
             shape => shape.first().copied().unwrap_or(0),
         };
         if n != self.batch() && n > 0 {
+            let rate_reg = match self {
+                Model::Cnn(m) => m.rate_reg,
+                _ => 0.0,
+            };
             *self = Model::new(&self.config().clone(), n)?;
+            self.set_rate_reg(rate_reg)?;
         }
         match self {
             Model::Spikformer(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
+            Model::Cnn(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
             Model::Bestformer(m) => {
                 m.forward(ctx, store, images, train)?;
                 let (out0, out1) = m.heads.clone().expect("a forward leaves both heads");
@@ -74,6 +102,7 @@ impl Classifier for Model {
     ) -> Result<()> {
         match (self, dlogits) {
             (Model::Spikformer(m), [d]) => m.backward(ctx, store, d),
+            (Model::Cnn(m), [d]) => m.backward(ctx, store, d),
             (Model::Bestformer(m), [d0, d1]) => m.backward_heads(ctx, store, d0, d1),
             (_, d) => Err(crate::Error::InvalidArgument(format!(
                 "backward got {} head gradients for this model",

@@ -28,6 +28,8 @@ pub struct ParamSpec {
     pub role: ParamRole,
     /// Stored as 1-bit signs at inference (binarized conv/linear weights).
     pub binary: bool,
+    /// Bits of a ReScaW-quantized weight stored as bit-planes (0: not quantized).
+    pub quant_bits: u32,
 }
 
 impl ParamSpec {
@@ -46,10 +48,16 @@ pub const SSA_BIN_DELTA: &str = "attn_delta";
 /// SSA_Bin's running attention shift (the mean of `B V`) per head and feature.
 pub const SSA_BIN_SHIFT: &str = "attn_shift";
 
-struct Inventory {
+pub(crate) struct Inventory {
     specs: Vec<ParamSpec>,
-    binary_weights: bool,
+    mode: WeightMode,
+    bits: u32,
+    /// Whether b-bit mode quantizes the first conv and the head too (the CNNs do).
+    quantize_ends: bool,
 }
+
+/// Q-SNN's first conv and last FC: 8 bits.
+pub const QSNN_END_BITS: u32 = 8;
 
 impl Inventory {
     fn push(&mut self, name: String, shape: Vec<usize>, role: ParamRole, binary: bool) {
@@ -58,16 +66,26 @@ impl Inventory {
             shape,
             role,
             binary,
+            quant_bits: 0,
         });
     }
 
-    /// A conv/linear weight; `binarizable` layers are binary in binary weight mode.
-    fn weight(&mut self, name: String, shape: Vec<usize>, binarizable: bool) {
-        let binary = binarizable && self.binary_weights;
+    /// A conv/linear weight: `binarizable` layers (all but the first conv and the heads)
+    /// are binary in binary weight mode; the weight mode says how the others are stored.
+    pub(crate) fn weight(&mut self, name: String, shape: Vec<usize>, binarizable: bool) {
+        let (binary, quant_bits) = match self.mode {
+            WeightMode::Float => (false, 0),
+            WeightMode::Binary => (binarizable, 0),
+            WeightMode::Quantized if binarizable || self.quantize_ends => (false, self.bits),
+            WeightMode::Quantized => (false, 0),
+            WeightMode::Qsnn if binarizable => (true, 0),
+            WeightMode::Qsnn => (false, QSNN_END_BITS),
+        };
         self.push(name, shape, ParamRole::Trainable, binary);
+        self.specs.last_mut().expect("just pushed").quant_bits = quant_bits;
     }
 
-    fn bias(&mut self, name: String, n: usize) {
+    pub(crate) fn bias(&mut self, name: String, n: usize) {
         self.push(name, vec![n], ParamRole::Trainable, false);
     }
 
@@ -102,7 +120,7 @@ impl Inventory {
     }
 
     /// BatchNorm `prefix.{weight,bias,running_mean,running_var,num_batches_tracked}`.
-    fn batch_norm(&mut self, prefix: &str, c: usize) {
+    pub(crate) fn batch_norm(&mut self, prefix: &str, c: usize) {
         self.push(
             format!("{prefix}.weight"),
             vec![c],
@@ -140,7 +158,9 @@ impl Inventory {
 pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
     let mut inv = Inventory {
         specs: Vec::new(),
-        binary_weights: cfg.weights == WeightMode::Binary,
+        mode: cfg.weights,
+        bits: cfg.weight_bits,
+        quantize_ends: cfg.is_cnn(),
     };
     let w = cfg.tokenizer_widths();
     let (d, h) = (cfg.dim, cfg.hidden());
@@ -230,6 +250,7 @@ pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
                 inv.bias(format!("{head}.bias"), cfg.classes);
             }
         }
+        Arch::SpikingVgg | Arch::SpikingResnet => super::cnn::param_specs(cfg, &mut inv),
     }
     inv.specs
 }
@@ -243,8 +264,9 @@ pub struct ParamCounts {
     pub float: usize,
     /// Bytes of all state (parameters and BN statistics) as f32.
     pub fp32_bytes: usize,
-    /// Bytes with binary weights as packed bits (rows padded to 128 bits) and the rest
-    /// (float parameters and BN statistics) as f32.
+    /// Bytes with binary weights as packed bits (rows padded to 128 bits), b-bit weights
+    /// as b such bit-planes plus a scale per row, and the rest (float parameters and BN
+    /// statistics) as f32.
     pub packed_bytes: usize,
 }
 
@@ -257,9 +279,12 @@ pub fn param_counts(cfg: &ModelConfig) -> ParamCounts {
     let fp32_bytes = 4 * stored.clone().map(ParamSpec::len).sum::<usize>();
     let packed_bytes = stored
         .map(|s| {
+            let k = s.len() / s.shape.first().copied().unwrap_or(1).max(1);
             if s.binary {
-                let k = s.len() / s.shape[0];
                 4 * s.shape[0] * words_per_row(k)
+            } else if s.quant_bits > 0 {
+                // The bit-planes plus one f32 gamma per output channel.
+                4 * s.shape[0] * (s.quant_bits as usize * words_per_row(k) + 1)
             } else {
                 4 * s.len()
             }

@@ -10,11 +10,11 @@
 use std::collections::HashMap;
 
 use super::checkpoint::{HostTensor, PackedTensor, StateDict, CONFIG_KEY};
-use super::config::ModelConfig;
+use super::config::{ModelConfig, WeightMode};
 use super::params::{param_specs, ParamRole, ParamSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{self, BinaryWeights};
+use crate::ops::{self, BinaryWeights, QuantWeights};
 
 /// Where one trainable tensor lives in the flat buffers.
 #[derive(Debug, Clone)]
@@ -43,6 +43,10 @@ pub struct ParamStore {
     /// by training forwards.
     buffers: HashMap<String, Tensor>,
     binary: HashMap<String, BinaryWeights>,
+    /// Q-SNN's power-of-two scale `[C_out]` of each binary weight (Q-SNN weight mode only).
+    binary_scale: HashMap<String, Tensor>,
+    /// The bit-planes of each b-bit weight, rebuilt with the binary ones.
+    quant: HashMap<String, QuantWeights>,
     /// When set, every conv/linear layer records its input for the energy report.
     pub energy: Option<super::energy::EnergyLog>,
 }
@@ -190,6 +194,8 @@ impl ParamStore {
             batches_tracked,
             buffers,
             binary: HashMap::new(),
+            binary_scale: HashMap::new(),
+            quant: HashMap::new(),
             energy: None,
         };
         store.refresh_binary(ctx)?;
@@ -265,18 +271,38 @@ impl ParamStore {
             .ok_or_else(|| Error::InvalidArgument(format!("'{name}' is not a binary weight")))
     }
 
-    /// Rebuild every binary layer's signs and packed bits from the latent weights: once
-    /// after each optimizer step.
+    /// Q-SNN's power-of-two scale of a binary weight, when the model has one.
+    pub fn binary_scale(&self, name: &str) -> Option<&Tensor> {
+        self.binary_scale.get(name)
+    }
+
+    /// The bit-planes of a b-bit weight (rebuilt by `refresh_binary`).
+    pub fn quant(&self, name: &str) -> Option<&QuantWeights> {
+        self.quant.get(name)
+    }
+
+    /// Rebuild every binary layer's signs and packed bits (and Q-SNN scales) and every
+    /// b-bit layer's planes from the latent weights: once after each optimizer step.
     pub fn refresh_binary(&mut self, ctx: &GpuContext) -> Result<()> {
-        let names: Vec<String> = self
+        let specs: Vec<ParamSpec> = self
             .slots
             .values()
-            .filter(|s| s.spec.binary)
-            .map(|s| s.spec.name.clone())
+            .filter(|s| s.spec.binary || s.spec.quant_bits > 0)
+            .map(|s| s.spec.clone())
             .collect();
-        for name in names {
-            let w = self.param(ctx, &name)?;
-            self.binary.insert(name, ops::binarize_weights(ctx, &w)?);
+        for spec in specs {
+            let w = self.param(ctx, &spec.name)?;
+            if spec.quant_bits > 0 {
+                let q = ops::rescaw_quantize(ctx, &w, spec.quant_bits)?;
+                self.quant.insert(spec.name, q);
+                continue;
+            }
+            let b = ops::binarize_weights(ctx, &w)?;
+            if self.config.weights == WeightMode::Qsnn {
+                let scale = ops::pow2_scale(ctx, &w, &b.stats)?;
+                self.binary_scale.insert(spec.name.clone(), scale);
+            }
+            self.binary.insert(spec.name, b);
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ pub mod norm;
 pub mod optim;
 pub mod pack;
 pub mod pool;
+pub mod quant;
 
 pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
@@ -49,6 +50,10 @@ pub use matmul::{matmul, matmul_into, MatmulForm};
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool_out, mean_tokens, mean_tokens_backward};
+pub use quant::{
+    conv3x3_quant, linear_quant, pow2_scale, rescaw_backward, rescaw_quantize, sum_planes,
+    QuantWeights, MAX_WEIGHT_BITS,
+};
 
 use crate::error::{Error, Result};
 

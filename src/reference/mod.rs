@@ -19,3 +19,4 @@ pub mod norm;
 pub mod optim;
 pub mod pack;
 pub mod pool;
+pub mod quant;

@@ -1,0 +1,595 @@
+//! Spiking CNNs as Q-SNN and QP-SNN evaluate them, forward and backward on the GPU.
+//!
+//! - VGG-style: conv3x3-BN-neuron layers `features.{i}`, a max-pool (3, 2, 1) after the
+//!   layers `pool_after` lists;
+//! - ResNet-style: a stem conv-BN-neuron, then basic blocks
+//!   `s1 = N(BN1(conv1(x)))`, `out = N(BN2(conv2(s1)) + shortcut(x))` with the identity
+//!   shortcut, or a 1x1 conv + BN where the width changes; max-pools after the convs
+//!   `pool_after` lists (the stem or a block's conv2).
+//!
+//! Images are encoded directly (repeated over T); the head is `Linear(sum_{H,W} mean_T s)`.
+//! The neuron is the LIF (MODELS.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
+//! with its 8-bit membrane. Pruning (`nn::prune`) narrows the prunable convs: every VGG
+//! conv, and a ResNet block's conv1 (the only convs whose outputs feed no shortcut).
+
+use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
+use super::layers::{bn_backward, bn_forward, Weight};
+use super::params::Inventory;
+use super::store::ParamStore;
+use crate::error::{Error, Result};
+use crate::gpu::{DType, GpuContext, Tensor};
+use crate::ops::{self, LifConfig, LifOutputs, QsnnConfig};
+
+/// `(name, arch, channels, pool_after, in_channels, image_size, classes)` of each preset.
+type Preset = (
+    &'static str,
+    Arch,
+    &'static [usize],
+    &'static [usize],
+    usize,
+    usize,
+    usize,
+);
+
+const PRESETS: &[Preset] = &[
+    (
+        "spiking-vgg11",
+        Arch::SpikingVgg,
+        &[64, 128, 256, 256, 512, 512, 512, 512],
+        &[0, 1, 3, 5],
+        3,
+        32,
+        10,
+    ),
+    (
+        "spiking-resnet19",
+        Arch::SpikingResnet,
+        &[
+            128, 128, 128, 128, 128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512, 512, 512,
+        ],
+        &[6, 12],
+        3,
+        32,
+        10,
+    ),
+    (
+        "spiking-vgg-small",
+        Arch::SpikingVgg,
+        &[16, 32, 32],
+        &[1, 2],
+        1,
+        28,
+        10,
+    ),
+    (
+        "spiking-resnet-small",
+        Arch::SpikingResnet,
+        &[16, 16, 16, 32, 32],
+        &[2, 4],
+        1,
+        28,
+        10,
+    ),
+];
+
+/// The configuration of a CNN preset (None for other names).
+pub fn preset(name: &str) -> Option<ModelConfig> {
+    let &(_, arch, channels, pools, in_channels, image_size, classes) =
+        PRESETS.iter().find(|p| p.0 == name)?;
+    Some(ModelConfig {
+        arch,
+        depth: channels.len(),
+        dim: *channels.last().expect("presets have convs"),
+        heads: 1,
+        mlp_ratio: 1,
+        time_steps: 4,
+        in_channels,
+        image_size,
+        patch_size: 1,
+        classes,
+        attention: AttentionForm::Ssa,
+        weights: WeightMode::Float,
+        weight_bits: 4,
+        channels: channels.to_vec(),
+        pool_after: pools.to_vec(),
+    })
+}
+
+/// One conv of a spiking CNN, in forward order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvLayer {
+    /// The conv weight's name.
+    pub conv: String,
+    /// The BatchNorm's prefix.
+    pub bn: String,
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Max-pool after its neuron (a ResNet conv2: after the block's output neuron).
+    pub pool: bool,
+    /// Its output channels can be pruned (they feed only the next conv or the head).
+    pub prunable: bool,
+}
+
+/// The convs of `cfg` in forward order (a ResNet's: stem, then conv1, conv2 per block;
+/// shortcuts are not listed: see [`shortcut`]).
+pub fn conv_layers(cfg: &ModelConfig) -> Vec<ConvLayer> {
+    let c = &cfg.channels;
+    let pool = |i: usize| cfg.pool_after.contains(&i);
+    match cfg.arch {
+        Arch::SpikingResnet => {
+            let mut out = vec![ConvLayer {
+                conv: "stem.conv.weight".into(),
+                bn: "stem.bn".into(),
+                c_in: cfg.in_channels,
+                c_out: c[0],
+                pool: pool(0),
+                prunable: false,
+            }];
+            for j in 0..(c.len() - 1) / 2 {
+                let (i1, i2) = (1 + 2 * j, 2 + 2 * j);
+                let c_in = c[i1 - 1];
+                out.push(ConvLayer {
+                    conv: format!("blocks.{j}.conv1.weight"),
+                    bn: format!("blocks.{j}.bn1"),
+                    c_in,
+                    c_out: c[i1],
+                    pool: false,
+                    prunable: true,
+                });
+                out.push(ConvLayer {
+                    conv: format!("blocks.{j}.conv2.weight"),
+                    bn: format!("blocks.{j}.bn2"),
+                    c_in: c[i1],
+                    c_out: c[i2],
+                    pool: pool(i2),
+                    prunable: false,
+                });
+            }
+            out
+        }
+        _ => (0..c.len())
+            .map(|i| ConvLayer {
+                conv: format!("features.{i}.conv.weight"),
+                bn: format!("features.{i}.bn"),
+                c_in: if i == 0 { cfg.in_channels } else { c[i - 1] },
+                c_out: c[i],
+                pool: pool(i),
+                prunable: true,
+            })
+            .collect(),
+    }
+}
+
+/// Block j's 1x1 shortcut `(weight, bn, c_in, c_out)` when its width changes.
+pub fn shortcut(cfg: &ModelConfig, j: usize) -> Option<(String, String, usize, usize)> {
+    let c = &cfg.channels;
+    let (c_in, c_out) = (c[2 * j], c[2 + 2 * j]);
+    (c_in != c_out).then(|| {
+        (
+            format!("blocks.{j}.shortcut"),
+            format!("blocks.{j}.shortcut_bn"),
+            c_in,
+            c_out,
+        )
+    })
+}
+
+pub fn validate(cfg: &ModelConfig) -> Result<()> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    let c = &cfg.channels;
+    if c.is_empty() || c.contains(&0) {
+        return bad(format!("CNN channels {c:?} must be non-empty and positive"));
+    }
+    if cfg.arch == Arch::SpikingResnet && c.len() % 2 != 1 {
+        return bad(format!(
+            "ResNet channels {c:?}: a stem, then two convs per block (an odd count)"
+        ));
+    }
+    if cfg.pool_after.iter().any(|&i| i >= c.len())
+        || (cfg.arch == Arch::SpikingResnet && cfg.pool_after.iter().any(|i| i % 2 == 1))
+    {
+        return bad(format!(
+            "pool_after {:?} must name convs (a ResNet's stem or a block's conv2)",
+            cfg.pool_after
+        ));
+    }
+    let mut side = cfg.image_size;
+    for _ in &cfg.pool_after {
+        side = ops::max_pool_out(side);
+    }
+    if cfg.time_steps == 0 || cfg.classes == 0 || cfg.in_channels == 0 || side == 0 {
+        return bad("time steps, classes, input channels and image size must be positive".into());
+    }
+    if cfg.weights == WeightMode::Binary {
+        return bad("the CNNs take float, quantized or qsnn weights".into());
+    }
+    Ok(())
+}
+
+/// The state_dict entries of a CNN.
+pub(crate) fn param_specs(cfg: &ModelConfig, inv: &mut Inventory) {
+    for (i, l) in conv_layers(cfg).iter().enumerate() {
+        inv.weight(l.conv.clone(), vec![l.c_out, l.c_in, 3, 3], i > 0);
+        inv.batch_norm(&l.bn, l.c_out);
+        let block = i.checked_sub(2).map(|b| b / 2);
+        if let (Arch::SpikingResnet, Some(j), 0) = (cfg.arch, block, i % 2) {
+            if let Some((w, bn, c_in, c_out)) = shortcut(cfg, j) {
+                inv.weight(format!("{w}.weight"), vec![c_out, c_in, 1, 1], true);
+                inv.batch_norm(&bn, c_out);
+            }
+        }
+    }
+    let last = *cfg.channels.last().expect("validated");
+    inv.weight("head.weight".into(), vec![cfg.classes, last], false);
+    inv.bias("head.bias".into(), cfg.classes);
+}
+
+/// The spiking neuron of every layer.
+#[derive(Debug, Clone, Copy)]
+enum Neuron {
+    Lif(LifConfig),
+    Qsnn(QsnnConfig),
+}
+
+impl Neuron {
+    /// Spikes and the membrane H of `x [T * .., ..]`.
+    fn forward(&self, ctx: &GpuContext, x: &Tensor, t: usize) -> Result<(Tensor, Tensor)> {
+        let flat = x.reshape(&[t, x.len() / t])?;
+        let (s, h) = match self {
+            Neuron::Lif(cfg) => {
+                let out = ops::lif_forward(ctx, &flat, t, cfg, LifOutputs::TRAIN)?;
+                (
+                    out.spikes.expect("TRAIN asks for spikes"),
+                    out.h.expect("TRAIN asks for H"),
+                )
+            }
+            Neuron::Qsnn(cfg) => {
+                let out = ops::qsnn_forward(ctx, &flat, t, cfg)?;
+                (out.spikes, out.h)
+            }
+        };
+        Ok((s.reshape(x.shape())?, h.reshape(x.shape())?))
+    }
+
+    fn backward(&self, ctx: &GpuContext, ds: &Tensor, h: &Tensor, t: usize) -> Result<Tensor> {
+        let flat = [t, ds.len() / t];
+        let (ds2, h2) = (ds.reshape(&flat)?, h.reshape(&flat)?);
+        let dx = match self {
+            Neuron::Lif(cfg) => ops::lif_backward(ctx, &ds2, &h2, t, cfg)?,
+            Neuron::Qsnn(cfg) => ops::qsnn_backward(ctx, &ds2, &h2, t, cfg)?,
+        };
+        dx.reshape(ds.shape())
+    }
+}
+
+/// What one conv-BN-neuron layer keeps for backward.
+struct UnitActs {
+    x: Tensor,             // the conv's input
+    z: Tensor,             // the conv's output
+    stats: Option<Tensor>, // BN's batch statistics
+    h: Tensor,             // the neuron's membrane
+    spikes: Tensor,        // the neuron's output (before any pool)
+    pool: Option<Tensor>,  // the pool's argmax
+}
+
+/// A ResNet block's shortcut activations (1x1 conv + BN).
+struct ShortcutActs {
+    z: Tensor,
+    stats: Option<Tensor>,
+}
+
+struct Acts {
+    /// One per conv layer, in forward order (a ResNet conv2's `h`/`spikes` are the
+    /// block output neuron's).
+    units: Vec<UnitActs>,
+    shortcuts: Vec<Option<ShortcutActs>>,
+    last_shape: [usize; 4], // [T, B, H*W, C] of the head's mean
+    pooled: Tensor,         // [B, C], the head's input
+}
+
+/// A spiking CNN on the GPU for batch size `batch`.
+pub struct SpikingCnn {
+    pub config: ModelConfig,
+    pub batch: usize,
+    neuron: Neuron,
+    /// Q-SNN's firing-rate regularizer weight lambda (0: off).
+    pub rate_reg: f32,
+    /// Firing rate of every layer in the last training forward.
+    pub rates: Vec<f32>,
+    /// Keep the spikes of every conv layer in evaluation forwards too (pruning scores).
+    pub probe: bool,
+    acts: Option<Acts>,
+}
+
+impl SpikingCnn {
+    pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
+        config.validate()?;
+        if !config.is_cnn() {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} is not a spiking CNN",
+                config.arch
+            )));
+        }
+        if batch == 0 {
+            return Err(Error::InvalidArgument("batch size must be positive".into()));
+        }
+        let neuron = match config.weights {
+            WeightMode::Qsnn => Neuron::Qsnn(QsnnConfig::default()),
+            _ => Neuron::Lif(LifConfig::default()),
+        };
+        Ok(Self {
+            config: config.clone(),
+            batch,
+            neuron,
+            rate_reg: 0.0,
+            rates: Vec::new(),
+            probe: false,
+            acts: None,
+        })
+    }
+
+    pub fn activation_bytes(&self) -> u64 {
+        let Some(a) = &self.acts else { return 0 };
+        let units: u64 = a
+            .units
+            .iter()
+            .flat_map(|u| [Some(&u.x), Some(&u.z), u.stats.as_ref(), Some(&u.h)])
+            .flatten()
+            .map(Tensor::byte_len)
+            .sum();
+        units + a.pooled.byte_len()
+    }
+
+    /// The spikes `[T * B, H, W, C]` of each conv layer's neuron in the last forward
+    /// (kept in evaluation mode only when `probe` is set), in `conv_layers` order.
+    pub fn layer_spikes(&self) -> Vec<Tensor> {
+        self.acts
+            .as_ref()
+            .map(|a| a.units.iter().map(|u| u.spikes.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// conv -> BN (+ `residual`) -> neuron (-> pool).
+    fn unit(
+        &self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        layer: &ConvLayer,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Tensor, UnitActs)> {
+        let w = conv_weight(layer, first_prefix(&self.config));
+        let z = w.forward(ctx, store, x)?;
+        let (mut y, stats) = bn_forward(ctx, store, &layer.bn, &z, train)?;
+        if let Some(r) = residual {
+            y = ops::add(ctx, &y, r)?;
+        }
+        let (spikes, h) = self.neuron.forward(ctx, &y, self.config.time_steps)?;
+        let (out, pool) = if layer.pool {
+            let (p, arg) = ops::max_pool2d(ctx, &spikes)?;
+            (p, Some(arg))
+        } else {
+            (spikes.clone(), None)
+        };
+        let acts = UnitActs {
+            x: x.clone(),
+            z,
+            stats,
+            h,
+            spikes,
+            pool,
+        };
+        Ok((out, acts))
+    }
+
+    /// Logits `[B, classes]` of images f32 `[B, C, H, W]`.
+    pub fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let cfg = self.config.clone();
+        let (t, b, s) = (cfg.time_steps, self.batch, cfg.image_size);
+        images.expect("spiking_cnn", &[b, cfg.in_channels, s, s], DType::F32)?;
+        let layers = conv_layers(&cfg);
+        let mut x = ops::nchw_to_nhwc_repeat(ctx, images, t)?; // [T*B, H, W, C_in]
+        let mut units = Vec::with_capacity(layers.len());
+        let mut shortcuts = Vec::new();
+        match cfg.arch {
+            Arch::SpikingResnet => {
+                let (out, a) = self.unit(ctx, store, &layers[0], &x, None, train)?;
+                units.push(a);
+                x = out;
+                for (j, pair) in layers[1..].chunks(2).enumerate() {
+                    let (s1, a1) = self.unit(ctx, store, &pair[0], &x, None, train)?;
+                    let (residual, sc) = match shortcut(&cfg, j) {
+                        Some((w, bn, ..)) => {
+                            let z = Weight::linear(&w, false).forward(ctx, store, &x)?;
+                            let (y, stats) = bn_forward(ctx, store, &bn, &z, train)?;
+                            (y, Some(ShortcutActs { z, stats }))
+                        }
+                        None => (x.clone(), None),
+                    };
+                    let (out, a2) = self.unit(ctx, store, &pair[1], &s1, Some(&residual), train)?;
+                    units.push(a1);
+                    units.push(a2);
+                    shortcuts.push(sc);
+                    x = out;
+                }
+            }
+            _ => {
+                for layer in &layers {
+                    let (out, a) = self.unit(ctx, store, layer, &x, None, train)?;
+                    units.push(a);
+                    x = out;
+                }
+            }
+        }
+        let [_, h, w, c] = x.shape()[..] else {
+            return Err(Error::InvalidArgument("CNN features must be NHWC".into()));
+        };
+        let last_shape = [t, b, h * w, c];
+        // Spike counts summed over the map and averaged over T: the scale a flatten + FC
+        // classifier sees (a mean of sparse spikes leaves the logits nearly flat).
+        let mean = ops::mean_tokens(ctx, &x.reshape(&last_shape)?)?;
+        let pooled = ops::scale(ctx, &mean, (h * w) as f32)?;
+        let logits = Weight::linear("head", true)
+            .real_input()
+            .forward(ctx, store, &pooled)?;
+        if train && self.rate_reg > 0.0 {
+            self.rates = units
+                .iter()
+                .map(|u| firing_rate(ctx, &u.spikes))
+                .collect::<Result<_>>()?;
+        }
+        self.acts = (train || self.probe).then_some(Acts {
+            units,
+            shortcuts,
+            last_shape,
+            pooled,
+        });
+        Ok(logits)
+    }
+
+    /// Backward of a training forward from `dlogits [B, classes]`.
+    pub fn backward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        dlogits: &Tensor,
+    ) -> Result<()> {
+        let acts = self.acts.take().ok_or_else(|| {
+            Error::InvalidArgument("backward needs a training forward first".into())
+        })?;
+        let cfg = self.config.clone();
+        let layers = conv_layers(&cfg);
+        let head = Weight::linear("head", true).real_input();
+        let dpooled = head
+            .backward(ctx, store, &acts.pooled, dlogits, true)?
+            .expect("asked for dx");
+        let dmean = ops::scale(ctx, &dpooled, acts.last_shape[2] as f32)?;
+        let dlast = ops::mean_tokens_backward(ctx, &dmean, &acts.last_shape)?;
+        // The head's input is the last layer's output (pooled or not).
+        let last_out: Vec<usize> = {
+            let [t, b, _, c] = acts.last_shape;
+            let u = acts.units.last().expect("a CNN has convs");
+            let side: Vec<usize> = u.spikes.shape()[1..3]
+                .iter()
+                .map(|&v| {
+                    if u.pool.is_some() {
+                        ops::max_pool_out(v)
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            vec![t * b, side[0], side[1], c]
+        };
+        let mut dx = dlast.reshape(&last_out)?;
+        match cfg.arch {
+            Arch::SpikingResnet => {
+                let blocks = acts.shortcuts.len();
+                for j in (0..blocks).rev() {
+                    let (l1, l2) = (&layers[1 + 2 * j], &layers[2 + 2 * j]);
+                    let (u1, u2) = (&acts.units[1 + 2 * j], &acts.units[2 + 2 * j]);
+                    // Output neuron (and pool) of the block.
+                    let du = self.neuron_backward(ctx, &dx, u2, 2 + 2 * j)?;
+                    let dz2 = bn_backward(ctx, store, &l2.bn, &u2.z, u2.stats.as_ref(), &du)?;
+                    let ds1 = Weight::conv(l2.conv.clone())
+                        .backward(ctx, store, &u2.x, &dz2, true)?
+                        .expect("asked for dx");
+                    let dx1 = self
+                        .unit_backward(ctx, store, l1, u1, &ds1, 1 + 2 * j, true)?
+                        .expect("asked for dx");
+                    let dsc = match (&acts.shortcuts[j], shortcut(&cfg, j)) {
+                        (Some(sa), Some((w, bn, ..))) => {
+                            let dz = bn_backward(ctx, store, &bn, &sa.z, sa.stats.as_ref(), &du)?;
+                            Weight::linear(&w, false)
+                                .backward(ctx, store, &u1.x, &dz, true)?
+                                .expect("asked for dx")
+                        }
+                        _ => du,
+                    };
+                    dx = ops::add(ctx, &dx1, &dsc)?;
+                }
+                self.unit_backward(ctx, store, &layers[0], &acts.units[0], &dx, 0, false)?;
+            }
+            _ => {
+                for (i, (layer, u)) in layers.iter().zip(&acts.units).enumerate().rev() {
+                    let need_dx = i > 0;
+                    if let Some(d) = self.unit_backward(ctx, store, layer, u, &dx, i, need_dx)? {
+                        dx = d;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Through the pool (if any), the rate regularizer and the neuron: d(neuron input).
+    fn neuron_backward(
+        &self,
+        ctx: &GpuContext,
+        dout: &Tensor,
+        u: &UnitActs,
+        index: usize,
+    ) -> Result<Tensor> {
+        let ds = match &u.pool {
+            Some(arg) => ops::max_pool2d_backward(ctx, dout, arg, u.spikes.shape())?,
+            None => ops::copy(ctx, dout)?,
+        };
+        if let Some(&rate) = self.rates.get(index).filter(|_| self.rate_reg > 0.0) {
+            // d/ds of lambda mean_layers (rate - 0.5)^2, rate = mean(s).
+            let n = ds.len();
+            let g = self.rate_reg * 2.0 * (rate - 0.5) / (self.rates.len() * n) as f32;
+            let gt = ctx.upload_f32(&[g], &[1])?;
+            ops::add_bias_into(ctx, &ds.reshape(&[n, 1])?, &gt)?;
+        }
+        self.neuron.backward(ctx, &ds, &u.h, self.config.time_steps)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unit_backward(
+        &self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        layer: &ConvLayer,
+        u: &UnitActs,
+        dout: &Tensor,
+        index: usize,
+        need_dx: bool,
+    ) -> Result<Option<Tensor>> {
+        let dy = self.neuron_backward(ctx, dout, u, index)?;
+        let dz = bn_backward(ctx, store, &layer.bn, &u.z, u.stats.as_ref(), &dy)?;
+        conv_weight(layer, first_prefix(&self.config)).backward(ctx, store, &u.x, &dz, need_dx)
+    }
+}
+
+/// A layer's conv, reading real input when it is the first (the image).
+fn conv_weight(layer: &ConvLayer, first: &str) -> Weight {
+    let w = Weight::conv(layer.conv.clone());
+    if layer.conv.starts_with(first) {
+        w.real_input()
+    } else {
+        w
+    }
+}
+
+/// The first conv's name prefix (its input is the image, not spikes).
+fn first_prefix(cfg: &ModelConfig) -> &'static str {
+    match cfg.arch {
+        Arch::SpikingResnet => "stem.",
+        _ => "features.0.",
+    }
+}
+
+/// Mean of a {0,1} spike tensor.
+fn firing_rate(ctx: &GpuContext, s: &Tensor) -> Result<f32> {
+    let n = s.len();
+    let sum = ctx.zeros(&[1], DType::F32)?;
+    ops::channel_sum_into(ctx, &s.reshape(&[n, 1])?, &sum, false)?;
+    Ok(ctx.download_f32(&sum)?[0] / n.max(1) as f32)
+}
