@@ -11,8 +11,10 @@
 //!   as store buffers (`attn_delta`, `attn_shift`), updated by training forwards only;
 //! - A2OS2A: `(Q K^T) V`, no scale.
 //!
-//! Every form keeps the attention LIF before proj (SSA_Bin's `LIF_out`): proj then sees
-//! spikes, so its binary weights run on packed bits and it stays spike-driven.
+//! SSA, the binary map and SSA_Bin (its `LIF_out`) end in the attention LIF, so proj sees
+//! spikes and its binary weights run on packed bits; A2OS2A hands proj the real-valued
+//! `(Q K^T) V` (MODELS.md section 5: "then proj conv + BN"), and a binary proj then
+//! multiplies by its f32 signs.
 
 use super::config::{AttentionForm, ModelConfig};
 use super::layers::{self, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
@@ -100,8 +102,8 @@ pub struct AttentionSaved {
     pub k: BranchSaved,
     pub v: BranchSaved,
     pub core: CoreSaved,
-    /// `[T, B, heads, N, d]` membrane of the attention LIF.
-    pub y_h: Tensor,
+    /// `[T, B, heads, N, d]` membrane of the attention LIF (none for A2OS2A).
+    pub y_h: Option<Tensor>,
 }
 
 impl AttentionSaved {
@@ -111,7 +113,7 @@ impl AttentionSaved {
             + branch(&self.k)
             + branch(&self.v)
             + self.core.bytes()
-            + self.y_h.byte_len()
+            + self.y_h.as_ref().map_or(0, Tensor::byte_len)
     }
 }
 
@@ -191,8 +193,22 @@ impl Attention {
         t.reshape(&[self.t, self.heads])
     }
 
-    /// Block `blk`'s attention on `x [T, B, N, D]` (the q/k/v layers' input): the
-    /// attention LIF's spikes `[T, B, N, D]` (proj's input). SSA_Bin reads `frozen`
+    /// Whether the output is the attention LIF's spikes (every form but A2OS2A).
+    pub fn output_is_spikes(&self) -> bool {
+        self.form != AttentionForm::A2os2a
+    }
+
+    /// The family's proj layer as it reads this attention's output.
+    pub fn proj(&self, weight: Weight) -> Weight {
+        if self.output_is_spikes() {
+            weight
+        } else {
+            weight.real_input()
+        }
+    }
+
+    /// Block `blk`'s attention on `x [T, B, N, D]` (the q/k/v layers' input): proj's input
+    /// `[T, B, N, D]`, the attention LIF's spikes (A2OS2A: `(Q K^T) V` itself). SSA_Bin reads `frozen`
     /// statistics when given (a reversible block recomputed in backward), else the
     /// store's, which a [`Mode::Train`] forward updates.
     pub fn forward(
@@ -257,7 +273,12 @@ impl Attention {
         if let Some(log) = &store.energy {
             self.record_products(ctx, log, &p, q, k, &core)?;
         }
-        let (ys, y_h) = layers::lif_forward(ctx, &y, self.t, &self.out_lif)?;
+        let (ys, y_h) = if self.output_is_spikes() {
+            let (ys, y_h) = layers::lif_forward(ctx, &y, self.t, &self.out_lif)?;
+            (ys, Some(y_h))
+        } else {
+            (y, None)
+        };
         let ys = ops::merge_heads(ctx, &ys)?;
         let mut saved = saved.into_iter();
         let mut next = || saved.next().expect("three branches");
@@ -308,7 +329,10 @@ impl Attention {
     ) -> Result<Tensor> {
         let p = format!("block.{blk}.attn");
         let dys = ops::split_heads(ctx, dys, self.heads)?;
-        let dy = layers::lif_backward(ctx, &dys, &a.y_h, self.t, &self.out_lif)?;
+        let dy = match &a.y_h {
+            Some(y_h) => layers::lif_backward(ctx, &dys, y_h, self.t, &self.out_lif)?,
+            None => dys,
+        };
         let (dq, dk, dv) = match &a.core {
             CoreSaved::Ssa(s) => {
                 let g = attention::ssa_backward(ctx, &dy, s)?;

@@ -155,7 +155,9 @@ impl Bestformer {
         let p = format!("block.{blk}.attn");
         let (s, h) = layers::lif_forward(ctx, x, self.config.time_steps, &self.lif)?;
         let (ys, attn) = self.attention.forward(ctx, store, blk, &s, mode, frozen)?;
-        let w = Weight::linear(&format!("{p}.proj_conv"), false);
+        let w = self
+            .attention
+            .proj(Weight::linear(&format!("{p}.proj_conv"), false));
         let (out, proj) =
             unit_forward_with(ctx, store, &w, &format!("{p}.proj_bn"), None, &ys, mode)?;
         Ok((out, AttnActs { h, attn, proj }))
@@ -170,7 +172,9 @@ impl Bestformer {
         dout: &Tensor,
     ) -> Result<Tensor> {
         let p = format!("block.{blk}.attn");
-        let w = Weight::linear(&format!("{p}.proj_conv"), false);
+        let w = self
+            .attention
+            .proj(Weight::linear(&format!("{p}.proj_conv"), false));
         let dys = unit_backward(
             ctx,
             store,

@@ -183,7 +183,9 @@ impl Spikformer {
                 store.count_batch(&format!("{p}.{name}_bn"));
             }
         }
-        let w = Weight::linear(&format!("{p}.proj_linear"), true);
+        let w = self
+            .attention
+            .proj(Weight::linear(&format!("{p}.proj_linear"), true));
         let (out, proj) = unit_forward(ctx, store, &w, &format!("{p}.proj_bn"), lif, &ys, train)?;
         let acts = SsaActs { attn, proj };
         Ok((out, acts))
@@ -273,7 +275,9 @@ impl Spikformer {
         let p = format!("block.{blk}.attn");
         let t = self.config.time_steps;
         let lif = Some((&self.lif, t));
-        let w = Weight::linear(&format!("{p}.proj_linear"), true);
+        let w = self
+            .attention
+            .proj(Weight::linear(&format!("{p}.proj_linear"), true));
         let dys = unit_backward(
             ctx,
             store,

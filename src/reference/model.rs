@@ -417,7 +417,7 @@ fn spik_lin(
 /// The attention core of block `blk` on the q/k/v layers' input `x [T, B, N, D]` (see
 /// `nn::attention`): q/k/v `{suffix}` layers -> BN -> neuron (A2OS2A: ReLU K, ternary
 /// V), the form's attention, the attention LIF (v_th 0.5); returns its spikes
-/// `[T, B, N, D]`.
+/// `[T, B, N, D]` (A2OS2A: `(Q K^T) V`, which proj reads directly).
 #[allow(clippy::too_many_arguments)]
 fn attention_core(
     cfg: &ModelConfig,
@@ -480,7 +480,17 @@ fn attention_core(
             };
             tape.ssa_bin(q, k, v, &delta, &mean, &shape, &config)
         }
-        AttentionForm::A2os2a => super::attention::a2os2a_forward(q, k, v, &shape).y,
+        // A2OS2A: proj reads (Q K^T) V itself.
+        AttentionForm::A2os2a => {
+            return heads(
+                &super::attention::a2os2a_forward(q, k, v, &shape).y,
+                tb,
+                n,
+                h,
+                hd,
+                true,
+            );
+        }
     };
     heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true)
 }
