@@ -29,7 +29,6 @@ pub enum Shader {
     Binarize,
     Attention,
     Layout,
-    Quant,
 }
 
 impl Shader {
@@ -50,7 +49,6 @@ impl Shader {
         Shader::Binarize,
         Shader::Attention,
         Shader::Layout,
-        Shader::Quant,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -71,7 +69,6 @@ impl Shader {
             Shader::Binarize => "binarize.wgsl",
             Shader::Attention => "attention.wgsl",
             Shader::Layout => "layout.wgsl",
-            Shader::Quant => "quant.wgsl",
         }
     }
 
@@ -95,7 +92,6 @@ impl Shader {
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
             Shader::Layout => include_str!("../../shaders/layout.wgsl"),
-            Shader::Quant => include_str!("../../shaders/quant.wgsl"),
         }
     }
 }

@@ -39,6 +39,8 @@ struct Params {
     c_out: u32,
     k: u32,
     words_per_row: u32,
+    /// Unused by binarization (shared with the multi-bit quantizer's kernels).
+    bits: u32,
 }
 
 /// The binarized form of a weight `[C_out, K]`.
@@ -69,6 +71,7 @@ fn params(op: &'static str, c_out: usize, k: usize) -> Result<Params> {
         c_out: to_u32(op, "C_out", c_out)?,
         k: to_u32(op, "K", k)?,
         words_per_row: to_u32(op, "words per row", words_per_row(k))?,
+        bits: 0,
     })
 }
 

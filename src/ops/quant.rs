@@ -1,4 +1,4 @@
-//! Multi-bit weights on bit-planes (shaders/quant.wgsl): QP-SNN's ReScaW quantizer with
+//! Multi-bit weights on bit-planes (shaders/binarize.wgsl): QP-SNN's ReScaW quantizer with
 //! its straight-through backward, the b-bit matmul and conv computed as b packed sign
 //! matmuls (the binary kernels) summed with weights `gamma 2^i / (2 n)`, and Q-SNN's
 //! power-of-two scale of binary weights.
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
 
 const RESCAW: Kernel = Kernel {
-    shader: Shader::Quant,
+    shader: Shader::Binarize,
     entry: "rescaw",
     bindings: &[
         Access::Read,
@@ -25,19 +25,19 @@ const RESCAW: Kernel = Kernel {
 };
 
 const RESCAW_BACKWARD: Kernel = Kernel {
-    shader: Shader::Quant,
+    shader: Shader::Binarize,
     entry: "rescaw_backward",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
 };
 
 const SUM_PLANES: Kernel = Kernel {
-    shader: Shader::Quant,
+    shader: Shader::Binarize,
     entry: "sum_planes",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
 const POW2_SCALE: Kernel = Kernel {
-    shader: Shader::Quant,
+    shader: Shader::Binarize,
     entry: "pow2_scale",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
