@@ -544,6 +544,41 @@ fn pack_spikes(@builtin(workgroup_id) wid: vec3<u32>,
     pk_bits[i] = word;
 }
 
+// pack_columns4: the transposed packing (rows = C, row_stride = 1, bit_stride = C) when
+// C is a multiple of 4: one invocation builds the words of 4 neighbouring columns from
+// vec4 loads along each input row, a quarter of the strided loads.
+@group(0) @binding(0) var<storage, read> pk_x4: array<vec4<f32>>;   // [batch, R, C / 4]
+// (bindings 1 and 2 are `pk_bits` and `pkp`)
+
+@compute @workgroup_size(256)
+fn pack_columns4(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let quads = pkp.rows / 4u;
+    if (i >= pkp.batch * quads * pkp.wpr) {
+        return;
+    }
+    let w = i % pkp.wpr;
+    let c4 = (i / pkp.wpr) % quads;
+    let b = i / (pkp.wpr * quads);
+    let j0 = w * 32u;
+    var words = vec4<u32>(0u);
+    if (j0 < pkp.bits) {
+        let n = min(32u, pkp.bits - j0);
+        let base = (b * pkp.batch_stride + j0 * pkp.bit_stride) / 4u + c4;
+        for (var j = 0u; j < n; j++) {
+            let v = pk_x4[base + j * quads];
+            words |= select(vec4<u32>(0u), vec4<u32>(1u << j), v > vec4<f32>(0.0));
+        }
+    }
+    let out = (b * pkp.rows + 4u * c4) * pkp.wpr + w;
+    pk_bits[out] = words.x;
+    pk_bits[out + pkp.wpr] = words.y;
+    pk_bits[out + 2u * pkp.wpr] = words.z;
+    pk_bits[out + 3u * pkp.wpr] = words.w;
+}
+
 // ------------------------------------------------------------------------------------
 // unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]; with HAS_FACTOR, the ones
 // become scale * factor[t, h] for the rows of map (t, b, h) (a binary map with the

@@ -19,6 +19,11 @@ pub enum PackMode {
     Signs,
 }
 
+const PACK_VEC4: Kernel = Kernel {
+    entry: "pack_vec4",
+    ..PACK
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -40,8 +45,9 @@ pub fn pack_bits(ctx: &GpuContext, x: &Tensor, mode: PackMode) -> Result<Tensor>
         words_per_row: words_per_row(k) as u32,
     };
     let signs = if mode == PackMode::Signs { 1.0 } else { 0.0 };
+    let kernel = if k.is_multiple_of(4) { PACK_VEC4 } else { PACK };
     ctx.dispatch(
-        PACK,
+        kernel,
         &[("SIGNS", signs)],
         &[x, &out],
         &params,

@@ -22,6 +22,8 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (3, 1, 2, 70, 33),
     (2, 1, 1, 130, 5),
     (2, 2, 1, 9, 131),
+    // d a multiple of 4: the 4-column transposed packing.
+    (2, 1, 2, 37, 12),
 ];
 
 fn shape((t, b, heads, n, d): (usize, usize, usize, usize, usize)) -> AttnShape {

@@ -24,9 +24,18 @@ fn check(rows: usize, k: usize, mode: PackMode, seed: u64) {
 
 #[test]
 fn pack_spikes_matches_reference_on_odd_shapes() {
-    for (i, &(rows, k)) in [(1, 1), (37, 97), (5, 1000), (3, 32), (2, 64), (1000, 3)]
-        .iter()
-        .enumerate()
+    for (i, &(rows, k)) in [
+        (1, 1),
+        (37, 97),
+        (5, 1000),
+        (3, 32),
+        (2, 64),
+        (1000, 3),
+        (7, 36),
+        (3, 148),
+    ]
+    .iter()
+    .enumerate()
     {
         check(rows, k, PackMode::Spikes, i as u64);
     }
@@ -34,7 +43,10 @@ fn pack_spikes_matches_reference_on_odd_shapes() {
 
 #[test]
 fn pack_signs_maps_zero_to_plus_one() {
-    for (i, &(rows, k)) in [(1, 1), (37, 97), (5, 1000), (9, 33)].iter().enumerate() {
+    for (i, &(rows, k)) in [(1, 1), (37, 97), (5, 1000), (9, 33), (7, 36)]
+        .iter()
+        .enumerate()
+    {
         check(rows, k, PackMode::Signs, 100 + i as u64);
     }
     let ctx = ctx();

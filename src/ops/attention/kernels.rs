@@ -27,6 +27,7 @@ const BITS_PRODUCT_SCALED: Kernel = kernel("bits_product_scaled", &[R, R, R, W, 
 const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
+const PACK_COLUMNS4: Kernel = kernel("pack_columns4", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
 const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
@@ -467,12 +468,18 @@ fn pack_columns(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
         row_stride: to_u32(op, "row stride", row_stride)?,
         bit_stride: to_u32(op, "bit stride", bit_stride)?,
     };
+    // C a multiple of 4: an invocation per 4 columns' word.
+    let (kernel, invocations) = if c.is_multiple_of(4) {
+        (PACK_COLUMNS4, words / 4)
+    } else {
+        (PACK_SPIKES, words)
+    };
     ctx.dispatch(
-        PACK_SPIKES,
+        kernel,
         &[],
         &[x, &out],
         &params,
-        grid_1d(ctx, words.div_ceil(256) as u64)?,
+        grid_1d(ctx, invocations.div_ceil(256) as u64)?,
     )?;
     Ok(out)
 }
