@@ -207,10 +207,10 @@ impl Attention {
         }
     }
 
-    /// Block `blk`'s attention on `x [T, B, N, D]` (the q/k/v layers' input): proj's input
-    /// `[T, B, N, D]`, the attention LIF's spikes (A2OS2A: `(Q K^T) V` itself). SSA_Bin reads `frozen`
-    /// statistics when given (a reversible block recomputed in backward), else the
-    /// store's, which a [`Mode::Train`] forward updates.
+    /// Block `blk`'s attention on `x [T, B, N, D]` (the q/k/v layers' input): proj's
+    /// input `[T, B, N, D]`, the attention LIF's spikes (A2OS2A: `(Q K^T) V` itself).
+    /// SSA_Bin reads `frozen` statistics when given (a reversible block recomputed in
+    /// backward), else the store's, which a [`Mode::Train`] forward updates.
     pub fn forward(
         &self,
         ctx: &GpuContext,
