@@ -55,7 +55,7 @@ const PRESETS: &[Preset] = &[
     (
         "spiking-vgg-small",
         Arch::SpikingVgg,
-        &[16, 32, 32],
+        &[32, 64, 128],
         &[1, 2],
         1,
         28,
