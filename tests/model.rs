@@ -727,7 +727,16 @@ fn cnn_train_smoke(cfg: &ModelConfig, rate_reg: f32) -> Vec<f32> {
     let mut model = SpikingCnn::new(cfg, batch).unwrap();
     model.rate_reg = rate_reg;
     let x = upload_images(ctx, cfg, &images(cfg, batch, 32), batch);
-    let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
+    // Q-SNN trains on the logits of every time step: the labels repeat over T.
+    let steps = if cfg.weights == WeightMode::Qsnn {
+        cfg.time_steps
+    } else {
+        1
+    };
+    let label_rows: Vec<u32> = (0..steps).flat_map(|_| [3u32, 7]).collect();
+    let labels = ctx
+        .upload_words(&label_rows, &[steps * batch], DType::U32)
+        .unwrap();
     let len = store.params.len();
     let m1 = ctx.zeros(&[len], DType::F32).unwrap();
     let m2 = ctx.zeros(&[len], DType::F32).unwrap();
@@ -736,11 +745,11 @@ fn cnn_train_smoke(cfg: &ModelConfig, rate_reg: f32) -> Vec<f32> {
     for step in 1..=20u32 {
         store.zero_grads(ctx);
         let logits = model.forward(ctx, &mut store, &x, true).unwrap();
-        assert_eq!(logits.shape(), &[batch, cfg.classes]);
+        assert_eq!(logits.shape(), &[steps * batch, cfg.classes]);
         let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 0.5).unwrap();
         model.backward(ctx, &mut store, &out.dlogits).unwrap();
         let l = ctx.download_f32(&out.losses).unwrap();
-        losses.push(l.iter().sum::<f32>() / batch as f32);
+        losses.push(l.iter().sum::<f32>() / (steps * batch) as f32);
         ops::optim::adamw_step(
             ctx,
             &opt,
@@ -768,6 +777,58 @@ fn spiking_cnns_train_in_every_weight_mode() {
             cnn_train_smoke(&cnn(preset, mode), 0.0);
         }
     }
+}
+
+/// Q-SNN's loss is mean_t CE(out_t, y): in training the model gives one head per time
+/// step, their average is the prediction, and their gradients reach the shared head.
+#[test]
+fn qsnn_trains_on_the_logits_of_every_time_step() {
+    use bitspike::nn::{combine_heads, Classifier, Model};
+    let ctx = ctx();
+    let cfg = cnn("spiking-vgg-small", WeightMode::Qsnn);
+    let batch = 2;
+    let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 9)).unwrap();
+    let mut model = Model::new(&cfg, batch).unwrap();
+    let x = upload_images(ctx, &cfg, &images(&cfg, batch, 4), batch);
+    let heads = model.forward(ctx, &mut store, &x, true).unwrap();
+    assert_eq!(heads.len(), cfg.time_steps);
+    let per_step: Vec<Vec<f32>> = heads.iter().map(|h| ctx.download_f32(h).unwrap()).collect();
+    assert!(heads.iter().all(|h| h.shape() == [batch, cfg.classes]));
+    assert!(
+        per_step.windows(2).any(|p| p[0] != p[1]),
+        "the time steps' logits differ: {per_step:?}"
+    );
+    let mean = ctx
+        .download_f32(&combine_heads(ctx, &heads).unwrap())
+        .unwrap();
+    let want: Vec<f32> = (0..mean.len())
+        .map(|i| per_step.iter().map(|l| l[i]).sum::<f32>() / cfg.time_steps as f32)
+        .collect();
+    assert_close("mean of the steps", &mean, &want, 1e-5);
+    // Gradient r_t at step t: the head bias gradient is the sum of every step's rows.
+    store.zero_grads(ctx);
+    let mut rng = Rng::new(3);
+    let grads: Vec<Vec<f32>> = (0..cfg.time_steps)
+        .map(|_| rng.vec(batch * cfg.classes, -1.0, 1.0))
+        .collect();
+    let uploaded: Vec<Tensor> = grads
+        .iter()
+        .map(|g| ctx.upload_f32(g, &[batch, cfg.classes]).unwrap())
+        .collect();
+    model.backward(ctx, &mut store, &uploaded).unwrap();
+    let got = grad_at(ctx, &store, "head.bias");
+    let want: Vec<f32> = (0..cfg.classes)
+        .map(|c| {
+            grads
+                .iter()
+                .flat_map(|g| g.chunks(cfg.classes))
+                .map(|row| row[c])
+                .sum()
+        })
+        .collect();
+    assert_close("head.bias gradient", &got, &want, 1e-4);
+    // Evaluation predicts from the time-averaged output: one head.
+    assert_eq!(model.forward(ctx, &mut store, &x, false).unwrap().len(), 1);
 }
 
 #[test]

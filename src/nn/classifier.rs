@@ -28,14 +28,21 @@ pub trait Classifier {
     ) -> Result<()>;
 }
 
-/// The prediction of a model with several heads: their average (BESTformer's evaluation).
+/// The prediction of a model with several heads (BESTformer's two, or a Q-SNN's one per
+/// time step in training): their average.
 pub fn combine_heads(ctx: &GpuContext, heads: &[Tensor]) -> Result<Tensor> {
     match heads {
+        [] => Err(crate::Error::InvalidArgument(
+            "a model with no heads".into(),
+        )),
         [one] => Ok(one.clone()),
-        [a, b] => crate::ops::weighted_sum(ctx, &[(0.5, a), (0.5, b)]),
-        _ => Err(crate::Error::InvalidArgument(format!(
-            "a model with {} heads",
-            heads.len()
-        ))),
+        [first, rest @ ..] => {
+            let w = 1.0 / heads.len() as f32;
+            let sum = crate::ops::scale(ctx, first, w)?;
+            for h in rest {
+                crate::ops::axpy_into(ctx, &sum, h, w)?;
+            }
+            Ok(sum)
+        }
     }
 }

@@ -283,8 +283,9 @@ struct Acts {
     /// block output neuron's).
     units: Vec<UnitActs>,
     shortcuts: Vec<Option<ShortcutActs>>,
-    last_shape: [usize; 4], // [T, B, H*W, C] of the head's mean
-    pooled: Tensor,         // [B, C], the head's input
+    last_shape: [usize; 4], // [T, B, H*W, C]: the last layer's output
+    head_shape: [usize; 4], // what the head's mean reduces: last_shape, or [1, T*B, H*W, C]
+    pooled: Tensor,         // [B, C] (or [T*B, C] per time step), the head's input
 }
 
 /// A spiking CNN on the GPU for batch size `batch`.
@@ -383,7 +384,9 @@ impl SpikingCnn {
         Ok((out, acts))
     }
 
-    /// Logits `[B, classes]` of images f32 `[B, C, H, W]`.
+    /// Logits `[B, classes]` of images f32 `[B, C, H, W]`; in Q-SNN training, logits of
+    /// every time step `[T*B, classes]`, since its loss is mean_t CE(out_t, y) (MODELS.md
+    /// section 6) rather than the CE of the time-averaged output.
     pub fn forward(
         &mut self,
         ctx: &GpuContext,
@@ -432,9 +435,14 @@ impl SpikingCnn {
             return Err(Error::InvalidArgument("CNN features must be NHWC".into()));
         };
         let last_shape = [t, b, h * w, c];
+        let head_shape = if train && cfg.weights == WeightMode::Qsnn {
+            [1, t * b, h * w, c]
+        } else {
+            last_shape
+        };
         // Spike counts summed over the map and averaged over T: the scale a flatten + FC
         // classifier sees (a mean of sparse spikes leaves the logits nearly flat).
-        let mean = ops::mean_tokens(ctx, &x.reshape(&last_shape)?)?;
+        let mean = ops::mean_tokens(ctx, &x.reshape(&head_shape)?)?;
         let pooled = ops::scale(ctx, &mean, (h * w) as f32)?;
         let logits = Weight::linear("head", true)
             .real_input()
@@ -449,12 +457,13 @@ impl SpikingCnn {
             units,
             shortcuts,
             last_shape,
+            head_shape,
             pooled,
         });
         Ok(logits)
     }
 
-    /// Backward of a training forward from `dlogits [B, classes]`.
+    /// Backward of a training forward from `dlogits` shaped like its logits.
     pub fn backward(
         &mut self,
         ctx: &GpuContext,
@@ -471,7 +480,7 @@ impl SpikingCnn {
             .backward(ctx, store, &acts.pooled, dlogits, true)?
             .expect("asked for dx");
         let dmean = ops::scale(ctx, &dpooled, acts.last_shape[2] as f32)?;
-        let dlast = ops::mean_tokens_backward(ctx, &dmean, &acts.last_shape)?;
+        let dlast = ops::mean_tokens_backward(ctx, &dmean, &acts.head_shape)?;
         // The head's input is the last layer's output (pooled or not).
         let last_out: Vec<usize> = {
             let [t, b, _, c] = acts.last_shape;

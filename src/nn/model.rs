@@ -2,7 +2,7 @@
 
 use super::{Arch, Bestformer, Classifier, ModelConfig, ParamStore, Spikformer, SpikingCnn};
 use crate::error::Result;
-use crate::gpu::{GpuContext, Tensor};
+use crate::gpu::{DType, GpuContext, Tensor};
 
 pub enum Model {
     Spikformer(Box<Spikformer>),
@@ -85,7 +85,22 @@ impl Classifier for Model {
         }
         match self {
             Model::Spikformer(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
-            Model::Cnn(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
+            Model::Cnn(m) => {
+                let logits = m.forward(ctx, store, images, train)?;
+                // Q-SNN training: one head per time step, each [B, classes].
+                let steps = logits.shape()[0] / m.batch;
+                if steps == 1 {
+                    return Ok(vec![logits]);
+                }
+                let len = logits.len() / steps;
+                (0..steps)
+                    .map(|t| {
+                        let head = ctx.empty(&[m.batch, logits.shape()[1]], DType::F32)?;
+                        crate::ops::copy_range(ctx, &logits, t * len, &head, 0, len)?;
+                        Ok(head)
+                    })
+                    .collect()
+            }
             Model::Bestformer(m) => {
                 m.forward(ctx, store, images, train)?;
                 let (out0, out1) = m.heads.clone().expect("a forward leaves both heads");
@@ -103,6 +118,18 @@ impl Classifier for Model {
         match (self, dlogits) {
             (Model::Spikformer(m), [d]) => m.backward(ctx, store, d),
             (Model::Cnn(m), [d]) => m.backward(ctx, store, d),
+            (Model::Cnn(m), steps) => {
+                let [b, classes] = *steps[0].shape() else {
+                    return Err(crate::Error::InvalidArgument(
+                        "head gradients must be [B, classes]".into(),
+                    ));
+                };
+                let all = ctx.empty(&[steps.len() * b, classes], DType::F32)?;
+                for (t, d) in steps.iter().enumerate() {
+                    crate::ops::copy_range(ctx, d, 0, &all, t * d.len(), d.len())?;
+                }
+                m.backward(ctx, store, &all)
+            }
             (Model::Bestformer(m), [d0, d1]) => m.backward_heads(ctx, store, d0, d1),
             (_, d) => Err(crate::Error::InvalidArgument(format!(
                 "backward got {} head gradients for this model",

@@ -120,13 +120,14 @@ impl Trainer<'_> {
         let ctx = self.ctx;
         let s = self.label_smoothing;
         match (heads, teacher_logits) {
-            ([one], None) => Ok(vec![cross_entropy(ctx, one, labels, s, 1.0)?]),
-            // With no teacher both heads learn the labels (the reference would leave the
-            // second head untrained, yet evaluates their average).
-            ([a, b], None) => Ok(vec![
-                cross_entropy(ctx, a, labels, s, 0.5)?,
-                cross_entropy(ctx, b, labels, s, 0.5)?,
-            ]),
+            ([], None) => Err(Error::InvalidArgument("a model with no heads".into())),
+            // With no teacher every head learns the labels, weighted equally: BESTformer's
+            // two (the reference would leave the second untrained, yet evaluates their
+            // average), or a Q-SNN's time steps (mean_t CE(out_t, y)).
+            (heads, None) => heads
+                .iter()
+                .map(|h| cross_entropy(ctx, h, labels, s, 1.0 / heads.len() as f32))
+                .collect(),
             ([a, b], Some((t, Distillation::Hard))) => {
                 let teacher_labels = argmax(ctx, t)?;
                 Ok(vec![
@@ -140,10 +141,6 @@ impl Trainer<'_> {
             ]),
             (heads, Some(_)) => Err(Error::InvalidArgument(format!(
                 "distillation needs a model with two heads; this one has {}",
-                heads.len()
-            ))),
-            (heads, None) => Err(Error::InvalidArgument(format!(
-                "a model with {} heads",
                 heads.len()
             ))),
         }
@@ -190,11 +187,7 @@ impl Trainer<'_> {
             model.backward(ctx, store, &dlogits)?;
             optimizer.step(ctx, store, self.schedule.at(global_step))?;
             // Report the loss the model minimises: the weighted sum over the heads.
-            let weights: Vec<f32> = if losses.len() == 2 {
-                vec![0.5, 0.5]
-            } else {
-                vec![1.0]
-            };
+            let weights = vec![1.0 / losses.len() as f32; losses.len()];
             let terms: Vec<(f32, &Tensor)> = weights
                 .iter()
                 .copied()
