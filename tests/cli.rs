@@ -94,15 +94,25 @@ fn bench_matmul_json_reports_rates_and_ratios() {
         .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
         .collect();
     let kernels: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
-    assert_eq!(
-        kernels,
-        [
-            "matmul_f32",
-            "binary_spikes_x_signs",
-            "binary_xnor",
-            "f32_x_packed_signs"
-        ]
-    );
+    let mut want = vec![
+        "matmul_f32",
+        "binary_spikes_x_signs",
+        "binary_xnor",
+        "f32_x_packed_signs",
+    ];
+    // Then the f32 kernels on every form, the tiled one against the register-blocked one.
+    let forms = ["AB", "AtB", "ABt", "AtBt"];
+    let f32_rows: Vec<String> = forms
+        .iter()
+        .flat_map(|f| {
+            [
+                format!("matmul_f32_registers/{f}"),
+                format!("matmul_f32_tiled/{f}"),
+            ]
+        })
+        .collect();
+    want.extend(f32_rows.iter().map(String::as_str));
+    assert_eq!(kernels, want);
     for r in &rows {
         assert_eq!(r["shape"], "37x97x53");
         assert_eq!(r["unit"], "GMAC/s");
@@ -112,6 +122,45 @@ fn bench_matmul_json_reports_rates_and_ratios() {
     assert!(rows[0].get("ratio").is_none());
     assert!(rows[1]["ratio"].as_f64().unwrap() > 0.0);
     assert_eq!(rows[1]["ratio_to"], "matmul_f32");
+    for pair in rows[4..].chunks(2) {
+        assert!(pair[0].get("ratio").is_none());
+        assert!(pair[1]["ratio"].as_f64().unwrap() > 0.0);
+        assert_eq!(pair[1]["ratio_to"], pair[0]["kernel"]);
+    }
+}
+
+#[test]
+fn bench_matmul_compares_f32_kernels_on_chosen_forms() {
+    let out = bitspike(
+        &[
+            "bench",
+            "matmul",
+            "--json",
+            "--shapes",
+            "70x33x65",
+            "--forms",
+            "atb,abt",
+            "--min-time",
+            "0",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kernels: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON object"))
+        .filter_map(|r| r["kernel"].as_str().map(str::to_string))
+        .filter(|k| k.starts_with("matmul_f32_"))
+        .collect();
+    assert_eq!(
+        kernels,
+        [
+            "matmul_f32_registers/AtB",
+            "matmul_f32_tiled/AtB",
+            "matmul_f32_registers/ABt",
+            "matmul_f32_tiled/ABt"
+        ]
+    );
 }
 
 #[test]

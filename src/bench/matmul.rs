@@ -1,11 +1,12 @@
 //! Matmul workloads: the f32 tiled matmul against the packed binary forms on the same
 //! (M, K, N), counted in multiply-accumulates (one MAC = one multiply-add); b-bit weights
-//! count one MAC per weight, whatever b (the rate a b-bit layer delivers).
+//! count one MAC per weight, whatever b (the rate a b-bit layer delivers). And the f32
+//! kernels against each other on every transposed form (`F32FormWorkload`).
 
 use super::pseudo_random;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{self, BinaryForm, MatmulForm, PackMode};
+use crate::ops::{self, BinaryForm, F32Matmul, MatmulForm, PackMode};
 
 /// The matmul variants `bitspike bench matmul` compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,83 @@ impl MatmulKernel {
 /// 8192 tokens (expansion and contraction), and a square 4096^3.
 pub const MODEL_SHAPES: [(usize, usize, usize); 3] =
     [(8192, 384, 1536), (8192, 1536, 384), (4096, 4096, 4096)];
+
+/// Weight-gradient products (dW = dY^T X: `A^T B` with K = T * B * tokens) as (M, K, N):
+/// the 384-wide models' linear layers over 16384 tokens (contraction, expansion,
+/// attention projections), and a 3 x 3 convolution over 48 channels at 262144 pixels.
+pub const GRADIENT_SHAPES: [(usize, usize, usize); 4] = [
+    (384, 16384, 1536),
+    (1536, 16384, 384),
+    (384, 16384, 384),
+    (48, 262144, 432),
+];
+
+/// The f32 kernels `bench matmul` compares on each form: the first is the baseline.
+pub const F32_KERNELS: [F32Matmul; 2] = [F32Matmul::Registers, F32Matmul::Tiled];
+
+/// Operands of one (f32 kernel, form, M, K, N), uploaded once.
+pub struct F32FormWorkload {
+    pub kernel: F32Matmul,
+    pub form: MatmulForm,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    a: Tensor,
+    b: Tensor,
+}
+
+impl F32FormWorkload {
+    pub fn new(
+        ctx: &GpuContext,
+        kernel: F32Matmul,
+        form: MatmulForm,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<Self> {
+        let (a_shape, b_shape) = match form {
+            MatmulForm::AB => ([m, k], [k, n]),
+            MatmulForm::AtB => ([k, m], [k, n]),
+            MatmulForm::ABt => ([m, k], [n, k]),
+            MatmulForm::AtBt => ([k, m], [n, k]),
+        };
+        let a = ctx.upload_f32(&pseudo_random(m * k, 1, -0.5, 0.5), &a_shape)?;
+        let b = ctx.upload_f32(&pseudo_random(n * k, 2, -0.5, 0.5), &b_shape)?;
+        ctx.sync()?;
+        Ok(Self {
+            kernel,
+            form,
+            m,
+            k,
+            n,
+            a,
+            b,
+        })
+    }
+
+    /// `matmul_f32_registers/AtB`, `matmul_f32_tiled/AB`, ...
+    pub fn name(&self) -> String {
+        let kernel = match self.kernel {
+            F32Matmul::Auto => "auto",
+            F32Matmul::Registers => "registers",
+            F32Matmul::Tiled => "tiled",
+        };
+        format!("matmul_f32_{kernel}/{:?}", self.form)
+    }
+
+    pub fn macs(&self) -> f64 {
+        (self.m * self.k * self.n) as f64
+    }
+
+    pub fn shape(&self) -> String {
+        format!("{}x{}x{}", self.m, self.k, self.n)
+    }
+
+    /// Record one product (the output goes back to the pool when dropped).
+    pub fn run(&self, ctx: &GpuContext) -> Result<()> {
+        ops::matmul_with(ctx, &self.a, &self.b, self.form, self.kernel).map(drop)
+    }
+}
 
 /// Operands of one (kernel, M, K, N), uploaded and packed once.
 pub struct MatmulWorkload {

@@ -7,9 +7,12 @@ use clap::{Args, ValueEnum};
 use super::{print_json, GpuArgs};
 use bitspike::bench::attention::{self, AttentionKernel, AttentionPass, AttentionWorkload};
 use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
-use bitspike::bench::matmul::{MatmulKernel, MatmulWorkload, MODEL_SHAPES};
+use bitspike::bench::matmul::{
+    F32FormWorkload, MatmulKernel, MatmulWorkload, F32_KERNELS, GRADIENT_SHAPES, MODEL_SHAPES,
+};
 use bitspike::bench::model::{self as model_bench, ModelPass, ModelWorkload};
 use bitspike::bench::{time_interleaved, time_iterations, Measurement};
+use bitspike::ops::MatmulForm;
 use bitspike::GpuContext;
 
 #[derive(Args)]
@@ -45,6 +48,34 @@ pub struct BenchArgs {
     /// `bench matmul`: compare b-bit weights on bit-planes (1..=8) with f32 and 1-bit.
     #[arg(long)]
     bits: Option<u32>,
+    /// `bench matmul`: the forms on which the f32 kernels (register-blocked, tiled) are
+    /// compared, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values = ["ab", "atb", "abt", "atbt"])]
+    forms: Vec<FormArg>,
+}
+
+/// A matmul form on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum FormArg {
+    /// A B
+    Ab,
+    /// A^T B (weight gradients)
+    Atb,
+    /// A B^T (linear layers)
+    Abt,
+    /// A^T B^T
+    Atbt,
+}
+
+impl FormArg {
+    fn form(self) -> MatmulForm {
+        match self {
+            FormArg::Ab => MatmulForm::AB,
+            FormArg::Atb => MatmulForm::AtB,
+            FormArg::Abt => MatmulForm::ABt,
+            FormArg::Atbt => MatmulForm::AtBt,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,6 +206,53 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                     unit: "GMAC/s",
                     ratio,
                     ratio_to: ratio.map(|_| "matmul_f32".into()),
+                },
+                args.json,
+            )?;
+        }
+    }
+    bench_f32_forms(ctx, args)
+}
+
+/// The f32 kernels against each other on the same shapes and forms, the tiled one's
+/// ratio taken to the register-blocked one: every shape on every `--forms` form, and by
+/// default also the weight-gradient shapes in their `A^T B` form.
+fn bench_f32_forms(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
+    let min_time = Duration::from_secs_f64(args.min_time);
+    let mut cases: Vec<(MatmulForm, (usize, usize, usize))> = Vec::new();
+    for shape in shapes_or(args, &MODEL_SHAPES)? {
+        cases.extend(args.forms.iter().map(|f| (f.form(), shape)));
+    }
+    if args.shapes.is_empty() {
+        cases.extend(GRADIENT_SHAPES.iter().map(|&s| (MatmulForm::AtB, s)));
+    }
+    for (form, (m, k, n)) in cases {
+        let works = F32_KERNELS
+            .iter()
+            .map(|&kernel| F32FormWorkload::new(ctx, kernel, form, m, k, n))
+            .collect::<bitspike::Result<Vec<_>>>()?;
+        let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
+            .iter()
+            .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
+            .collect();
+        let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
+            .iter_mut()
+            .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
+            .collect();
+        let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+        let base_rate = works[0].macs() / seconds[0] / 1e9;
+        for (i, (work, &secs)) in works.iter().zip(&seconds).enumerate() {
+            let rate = work.macs() / secs / 1e9;
+            let ratio = (i > 0).then(|| rate / base_rate);
+            report(
+                &Measurement {
+                    kernel: work.name(),
+                    shape: work.shape(),
+                    seconds: secs,
+                    rate,
+                    unit: "GMAC/s",
+                    ratio,
+                    ratio_to: ratio.map(|_| works[0].name()),
                 },
                 args.json,
             )?;

@@ -46,7 +46,7 @@ pub use lif::{
     Neuron, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
 };
 pub use linear::{linear, linear_backward, linear_binary};
-pub use matmul::{matmul, matmul_into, MatmulForm};
+pub use matmul::{matmul, matmul_into, matmul_into_with, matmul_with, F32Matmul, MatmulForm};
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool_out, mean_tokens, mean_tokens_backward};

@@ -1,4 +1,6 @@
-use bitspike::ops::{matmul, matmul_into, transpose_matrices, MatmulForm};
+use bitspike::ops::{
+    matmul, matmul_into, matmul_into_with, matmul_with, transpose_matrices, F32Matmul, MatmulForm,
+};
 use bitspike::reference;
 
 use crate::common::{assert_close, contexts, ctx, Rng};
@@ -17,6 +19,26 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (130_003, 3, 3),
     (300_007, 4, 2),
     (300_007, 5, 2),
+];
+
+const FORMS: [MatmulForm; 4] = [
+    MatmulForm::AB,
+    MatmulForm::AtB,
+    MatmulForm::ABt,
+    MatmulForm::AtBt,
+];
+
+/// Shapes for the tiled kernel (64 x 64 tiles, K in steps of 16): one element, K not a
+/// multiple of 16 or 4, M or N not multiples of the tile (below, across, one past), N a
+/// multiple of 4 (vec4 stores) and not, exact tiles.
+const TILED_SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 1),
+    (37, 97, 53),
+    (5, 1000, 3),
+    (130, 67, 129),
+    (64, 64, 64),
+    (65, 68, 17),
+    (200, 132, 50),
 ];
 
 fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<usize>) {
@@ -180,5 +202,116 @@ fn transpose_matrices_swaps_the_last_two_axes() {
             }
             assert_eq!(got, want, "transpose of [{batch}, {rows}, {cols}]");
         }
+    }
+}
+
+#[test]
+fn tiled_matmul_forms_match_reference_on_odd_shapes() {
+    let ctx = ctx();
+    let mut rng = Rng::new(13);
+    for form in FORMS {
+        for &(m, n, k) in TILED_SHAPES {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &sa).unwrap();
+            let tb = ctx.upload_f32(&b, &sb).unwrap();
+            let c = matmul_with(ctx, &ta, &tb, form, F32Matmul::Tiled).unwrap();
+            assert_eq!(c.shape(), &[m, n]);
+            let got = ctx.download_f32(&c).unwrap();
+            let want = reference::matmul::matmul(&a, &b, m, n, k, form);
+            assert_close(&format!("tiled {form:?} {m}x{n}x{k}"), &got, &want, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn tiled_matmul_batched_with_shared_and_per_batch_b() {
+    let ctx = ctx();
+    let mut rng = Rng::new(14);
+    // N = 45: scalar stores, N = 68: vec4 stores; M and K off the tile and the step.
+    for (batch, m, n, k) in [(3, 67, 45, 70), (2, 19, 68, 33)] {
+        for form in FORMS {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(batch * m * k, -1.0, 1.0);
+            let b_shared = rng.vec(n * k, -1.0, 1.0);
+            let b_each = rng.vec(batch * n * k, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &[&[batch], &sa[..]].concat()).unwrap();
+            let shared = ctx.upload_f32(&b_shared, &sb).unwrap();
+            let each = ctx
+                .upload_f32(&b_each, &[&[batch], &sb[..]].concat())
+                .unwrap();
+            let run = |b| {
+                let c = matmul_with(ctx, &ta, b, form, F32Matmul::Tiled).unwrap();
+                assert_eq!(c.shape(), &[batch, m, n]);
+                ctx.download_f32(&c).unwrap()
+            };
+            let (c_shared, c_each) = (run(&shared), run(&each));
+            for i in 0..batch {
+                let ai = &a[i * m * k..(i + 1) * m * k];
+                let bi = &b_each[i * n * k..(i + 1) * n * k];
+                let out = i * m * n..(i + 1) * m * n;
+                assert_close(
+                    &format!("tiled {form:?} shared B, batch {i}"),
+                    &c_shared[out.clone()],
+                    &reference::matmul::matmul(ai, &b_shared, m, n, k, form),
+                    1e-4,
+                );
+                assert_close(
+                    &format!("tiled {form:?} per-batch B, batch {i}"),
+                    &c_each[out],
+                    &reference::matmul::matmul(ai, bi, m, n, k, form),
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn tiled_matmul_accumulates_into_output() {
+    let ctx = ctx();
+    let mut rng = Rng::new(15);
+    // N = 17: the scalar store path, N = 68: the vec4 one.
+    for (m, n, k) in [(33, 17, 65), (70, 68, 21)] {
+        for form in FORMS {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let c0 = rng.vec(m * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &sa).unwrap();
+            let tb = ctx.upload_f32(&b, &sb).unwrap();
+            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+            matmul_into_with(ctx, &ta, &tb, &tc, form, true, F32Matmul::Tiled).unwrap();
+            let got = ctx.download_f32(&tc).unwrap();
+            let prod = reference::matmul::matmul(&a, &b, m, n, k, form);
+            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+            assert_close(&format!("tiled {form:?} accumulate"), &got, &want, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn tiled_weight_gradient_shapes_split_k_and_still_match() {
+    // A long-K A^T B with few output tiles runs as split-K partial products plus a sum on
+    // the tiled kernel too (no transposed copies: it reads along stored rows).
+    let ctx = ctx();
+    let mut rng = Rng::new(16);
+    for (m, n, k) in [(6, 27, 24576), (70, 36, 8192)] {
+        let a = rng.vec(k * m, -1.0, 1.0);
+        let b = rng.vec(k * n, -1.0, 1.0);
+        let c0 = rng.vec(m * n, -1.0, 1.0);
+        let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
+        let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
+        let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+        matmul_into_with(ctx, &ta, &tb, &tc, MatmulForm::AtB, true, F32Matmul::Tiled).unwrap();
+        let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
+        let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
+        assert_close(
+            "tiled split-K AtB accumulate",
+            &ctx.download_f32(&tc).unwrap(),
+            &want,
+            1e-3,
+        );
     }
 }
