@@ -5,8 +5,8 @@
 //   score_lif_backward       its BPTT with the Sigmoid surrogate
 //   score_threshold_map      SSA_Bin's B = X Y^T > Delta[h], packed
 //   score_softmax_surrogate  SSA_Bin's dB/dS = p (1 - p), p = softmax over the key axis
-//   bits_product_scaled      y = s * factor[t, h] * (A V) from packed A and V^T
-//   bits_product_shifted     SSA_Bin's out = kappa * B V - mean[h, e]
+//   bits_product             y = s * factor[t, h] * (A V) from packed A and V^T, or
+//                            SSA_Bin's out = kappa * B V - mean[h, e] (SHIFTED)
 //   running_update           running statistics: state = mu state + (1 - mu) factor sum
 //   pack_spikes              f32 [batch, R, C] -> bits along C or (transposed) along R
 //   unpack_bits              bits [rows, C] -> f32 {0,1} [rows, C]
@@ -386,14 +386,18 @@ fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// The product of a binary map with spikes, both packed: P[r, c] = popcount(X[r] & Y[c])
-// (A V with X = A, Y = V^T packed along N; Q A with X = Q, Y = A^T), written straight
-// into each form's output. One workgroup per (map, block of 64 columns), one invocation
-// per column: it keeps Y[c]'s chunk 0 in a register and walks the rows, whose X row is
-// uniform over the workgroup.
-//   bits_product_scaled:  y = scale * factor[t, h] * P, and P itself (BESTformer)
-//   bits_product_shifted: y = kappa * P - mean[h, c]; with TRAINING also the sums of P
-//                         per (h, c) for the running mean (SSA_Bin)
+// bits_product: the product of a binary map with spikes, both packed,
+// P[r, c] = popcount(X[r] & Y[c]) (A V with X = A, Y = V^T packed along N; Q A with
+// X = Q, Y = A^T), written straight into each form's output:
+//   SHIFTED = false: y = scale * factor[t, h] * P, and P itself (BESTformer)
+//   SHIFTED = true:  y = scale * P - mean[h, c]; with TRAINING also the sums of P per
+//                    (h, c) for the running mean (SSA_Bin)
+// One invocation per (map, quad of 4 output columns), flattened over the maps so that
+// narrow outputs fill the workgroups; it keeps chunk 0 of its 4 Y rows in registers and
+// walks the rows, each X chunk read once for 4 outputs, which it stores as one vec4
+// (bits_product_vec4, cols a multiple of 4) or element by element (bits_product).
+
+override SHIFTED: bool = false;
 
 struct ProductParams {
     maps: u32,          // T * B * heads
@@ -402,76 +406,130 @@ struct ProductParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    col_blocks: u32,    // ceil(cols / 64)
-    scale: f32,         // scale (scaled) or kappa (shifted)
+    quads: u32,         // ceil(cols / 4)
+    scale: f32,         // scale (BESTformer) or kappa (SSA_Bin)
 }
 
-@group(0) @binding(2) var<storage, read> bp_coef: array<f32>;          // factor [T, heads] / mean [heads, cols]
-@group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;       // [maps, rows, cols]
-@group(0) @binding(4) var<storage, read_write> bp_product: array<f32>; // [maps, rows, cols]
-@group(0) @binding(4) var<storage, read_write> bp_sums: array<atomic<u32>>; // [heads, cols, 2]
-@group(0) @binding(5) var<uniform> bpp: ProductParams;
+@group(0) @binding(2) var<storage, read> bp_coef: array<f32>;                // factor [T, heads] / mean [heads, cols]
+@group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;             // [maps, rows, cols]
+@group(0) @binding(3) var<storage, read_write> bp_y4: array<vec4<f32>>;      // [maps, rows, cols / 4]
+@group(0) @binding(4) var<storage, read_write> bp_product: array<f32>;       // [maps, rows, cols] (unless SHIFTED)
+@group(0) @binding(4) var<storage, read_write> bp_product4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> bp_sums: array<atomic<u32>>;  // [heads, cols, 2] (TRAINING)
+@group(0) @binding(6) var<uniform> bpp: ProductParams;
 
-@compute @workgroup_size(64)
-fn bits_product_scaled(@builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= bpp.maps * bpp.col_blocks) {
-        return;
-    }
-    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
-    if (at.row >= bpp.cols) {
-        return;
-    }
-    let c = at.row;
-    let t = at.map / bpp.maps_per_step;
-    let s = bpp.scale * bp_coef[t * bpp.heads + at.map % bpp.heads];
-    let ch = bpp.chunks;
-    let ya = (at.map * bpp.cols + c) * ch;
-    let y0 = sy[ya];
-    for (var r = 0u; r < bpp.rows; r++) {
-        let row = at.map * bpp.rows + r;
-        let xa = row * ch;
-        let p = f32(hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch)));
-        let o = row * bpp.cols + c;
-        bp_product[o] = p;
-        bp_y[o] = s * p;
-    }
+// One invocation's share of a product: map, first column, valid columns (1..4), the
+// address and chunk 0 of each of its Y rows (past the last column: the last column's),
+// and the output transform y = mul * P - sub.
+struct ProductLane {
+    map: u32,
+    c0: u32,
+    n: u32,
+    ya: vec4<u32>,
+    y0: array<vec4<u32>, 4>,
+    mul: f32,
+    sub: vec4<f32>,
 }
 
-@compute @workgroup_size(64)
-fn bits_product_shifted(@builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= bpp.maps * bpp.col_blocks) {
-        return;
+fn product_lane(g: u32) -> ProductLane {
+    var l: ProductLane;
+    l.map = g / bpp.quads;
+    l.c0 = (g % bpp.quads) * 4u;
+    l.n = min(4u, bpp.cols - l.c0);
+    let last = bpp.cols - 1u;
+    let head = l.map % bpp.heads;
+    for (var k = 0u; k < 4u; k++) {
+        l.ya[k] = (l.map * bpp.cols + min(l.c0 + k, last)) * bpp.chunks;
     }
-    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
-    if (at.row >= bpp.cols) {
-        return;
+    l.y0 = array<vec4<u32>, 4>(sy[l.ya.x], sy[l.ya.y], sy[l.ya.z], sy[l.ya.w]);
+    if (SHIFTED) {
+        l.mul = bpp.scale;
+        let m = head * bpp.cols;
+        l.sub = vec4<f32>(bp_coef[m + min(l.c0, last)], bp_coef[m + min(l.c0 + 1u, last)],
+                          bp_coef[m + min(l.c0 + 2u, last)], bp_coef[m + min(l.c0 + 3u, last)]);
+    } else {
+        l.mul = bpp.scale * bp_coef[(l.map / bpp.maps_per_step) * bpp.heads + head];
+        l.sub = vec4<f32>(0.0);
     }
-    let c = at.row;
-    let head = at.map % bpp.heads;
-    let mean = bp_coef[head * bpp.cols + c];
-    let ch = bpp.chunks;
-    let ya = (at.map * bpp.cols + c) * ch;
-    let y0 = sy[ya];
-    var sum = 0u;
-    for (var r = 0u; r < bpp.rows; r++) {
-        let row = at.map * bpp.rows + r;
-        let xa = row * ch;
-        let p = hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch));
-        bp_y[row * bpp.cols + c] = bpp.scale * f32(p) - mean;
-        sum += p;
+    return l;
+}
+
+// P[r, c0 .. c0+3] for row r of the lane's map.
+fn product_row(l: ptr<function, ProductLane>, r: u32) -> vec4<u32> {
+    let xa = ((*l).map * bpp.rows + r) * bpp.chunks;
+    let x0 = sx[xa];
+    var p = vec4<u32>(hsum(countOneBits(x0 & (*l).y0[0])), hsum(countOneBits(x0 & (*l).y0[1])),
+                      hsum(countOneBits(x0 & (*l).y0[2])), hsum(countOneBits(x0 & (*l).y0[3])));
+    for (var c = 1u; c < bpp.chunks; c++) {
+        let x = sx[xa + c];
+        p += vec4<u32>(hsum(countOneBits(x & sy[(*l).ya.x + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.y + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.z + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.w + c])));
     }
-    if (TRAINING) {
-        let k = 2u * (head * bpp.cols + c);
-        let old = atomicAdd(&bp_sums[k], sum);
-        if (old + sum < old) {
-            atomicAdd(&bp_sums[k + 1u], 1u);
+    return p;
+}
+
+// With TRAINING and SHIFTED: add the lane's column sums of P to the (lo, hi) pairs.
+fn add_product_sums(l: ptr<function, ProductLane>, sums: vec4<u32>) {
+    let base = ((*l).map % bpp.heads) * bpp.cols + (*l).c0;
+    for (var k = 0u; k < (*l).n; k++) {
+        let i = 2u * (base + k);
+        let old = atomicAdd(&bp_sums[i], sums[k]);
+        if (old + sums[k] < old) {
+            atomicAdd(&bp_sums[i + 1u], 1u);
         }
+    }
+}
+
+@compute @workgroup_size(64)
+fn bits_product(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (g >= bpp.maps * bpp.quads) {
+        return;
+    }
+    var l = product_lane(g);
+    var sums = vec4<u32>(0u);
+    for (var r = 0u; r < bpp.rows; r++) {
+        let p = product_row(&l, r);
+        let y = l.mul * vec4<f32>(p) - l.sub;
+        let o = (l.map * bpp.rows + r) * bpp.cols + l.c0;
+        for (var k = 0u; k < l.n; k++) {
+            bp_y[o + k] = y[k];
+            if (!SHIFTED) {
+                bp_product[o + k] = f32(p[k]);
+            }
+        }
+        sums += p;
+    }
+    if (SHIFTED && TRAINING) {
+        add_product_sums(&l, sums);
+    }
+}
+
+@compute @workgroup_size(64)
+fn bits_product_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (g >= bpp.maps * bpp.quads) {
+        return;
+    }
+    var l = product_lane(g);
+    var sums = vec4<u32>(0u);
+    for (var r = 0u; r < bpp.rows; r++) {
+        let p = product_row(&l, r);
+        let o = (l.map * bpp.rows + r) * bpp.quads + l.c0 / 4u;
+        bp_y4[o] = l.mul * vec4<f32>(p) - l.sub;
+        if (!SHIFTED) {
+            bp_product4[o] = vec4<f32>(p);
+        }
+        sums += p;
+    }
+    if (SHIFTED && TRAINING) {
+        add_product_sums(&l, sums);
     }
 }
 

@@ -23,8 +23,8 @@ const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
 const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
-const BITS_PRODUCT_SCALED: Kernel = kernel("bits_product_scaled", &[R, R, R, W, W]);
-const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W, W]);
+const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W, W]);
+const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const PACK_COLUMNS4: Kernel = kernel("pack_columns4", &[R, W]);
@@ -315,36 +315,91 @@ struct ProductParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    col_blocks: u32,
+    quads: u32,
     scale: f32,
 }
 
-/// The grid and parameters of a packed product `P = X Y^T` over `[maps, rows, cols]`
-/// with `maps = T * maps_per_step` and `h = map % heads`.
-fn product_params(
-    op: &'static str,
+/// The output transform of a packed product `P = X Y^T`.
+enum ProductOutput<'a> {
+    /// `y = scale * factor[t, h] * P`, and P itself (`factor` f32 `[T, heads]`).
+    Scaled { factor: &'a Tensor, scale: f32 },
+    /// `y = kappa * P - mean[h, c]` (`mean` f32 `[heads, cols]`); when `training`, also
+    /// the U32 `[heads, cols, 2]` sums of P per (h, c).
+    Shifted {
+        mean: &'a Tensor,
+        kappa: f32,
+        training: bool,
+    },
+}
+
+/// `P = X Y^T` over `[maps, rows, cols]` for `x` `PackedBits [maps, rows, k]` and `y_bits`
+/// `PackedBits [maps, cols, k]`, `h = map % heads`, with `output`'s transform: returns
+/// `(y, P or the sums)`.
+fn bits_product(
+    ctx: &GpuContext,
     x: &Tensor,
-    y: &Tensor,
-    heads: usize,
-    scale: f32,
-) -> Result<(ProductParams, [usize; 3])> {
-    let (maps, rows, cols, chunks) = score_dims(op, x, y)?;
-    if heads == 0 || !maps.is_multiple_of(heads) {
-        return Err(Error::InvalidArgument(format!(
-            "{op}: {maps} maps do not split into {heads} heads"
-        )));
-    }
+    y_bits: &Tensor,
+    output: ProductOutput,
+) -> Result<(Tensor, Option<Tensor>)> {
+    const OP: &str = "bits_product";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y_bits)?;
+    let (coef, scale, maps_per_step, heads) = match output {
+        ProductOutput::Scaled { factor, scale } => {
+            let (steps, heads) = factor_dims(OP, factor, maps)?;
+            (factor, scale, maps / steps, heads)
+        }
+        ProductOutput::Shifted { mean, kappa, .. } => {
+            let heads = mean.shape().first().copied().unwrap_or(0);
+            mean.expect(OP, &[heads, cols], DType::F32)?;
+            if heads == 0 || !maps.is_multiple_of(heads) {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: {maps} maps do not split into {heads} heads"
+                )));
+            }
+            (mean, kappa, maps, heads)
+        }
+    };
+    let quads = cols.div_ceil(4);
     let params = ProductParams {
-        maps: to_u32(op, "maps", maps)?,
-        maps_per_step: 0,
-        heads: to_u32(op, "heads", heads)?,
-        rows: to_u32(op, "rows", rows)?,
-        cols: to_u32(op, "cols", cols)?,
-        chunks: to_u32(op, "chunks", chunks)?,
-        col_blocks: to_u32(op, "column blocks", cols.div_ceil(MAP_WG))?,
+        maps: to_u32(OP, "maps", maps)?,
+        maps_per_step: to_u32(OP, "maps per step", maps_per_step)?,
+        heads: to_u32(OP, "heads", heads)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        quads: to_u32(OP, "quads", quads)?,
         scale,
     };
-    Ok((params, [maps, rows, cols]))
+    let dims = [maps, rows, cols];
+    let out = ctx.empty(&dims, DType::F32)?;
+    let (shifted, training) = match output {
+        ProductOutput::Scaled { .. } => (false, false),
+        ProductOutput::Shifted { training, .. } => (true, training),
+    };
+    // The product (scaled) and the sums (shifted, training) have bindings of their own;
+    // the one a variant does not write is a placeholder.
+    let product = ctx.empty(if shifted { &[4] } else { &dims[..] }, DType::F32)?;
+    let sums = ctx.zeros(&[if training { heads * cols } else { 1 }, 2], DType::U32)?;
+    let kernel = if cols.is_multiple_of(4) {
+        BITS_PRODUCT_VEC4
+    } else {
+        BITS_PRODUCT
+    };
+    ctx.dispatch(
+        kernel,
+        &[("SHIFTED", flag(shifted)), ("TRAINING", flag(training))],
+        &[x, y_bits, coef, &out, &product, &sums],
+        &params,
+        grid_1d(ctx, (maps * quads).div_ceil(64) as u64)?,
+    )?;
+    Ok((
+        out,
+        if shifted {
+            training.then_some(sums)
+        } else {
+            Some(product)
+        },
+    ))
 }
 
 /// BESTformer's output from the packed map: `P = X Y^T` (A V or Q A) and
@@ -358,20 +413,8 @@ pub(crate) fn bits_product_scaled(
     factor: &Tensor,
     scale: f32,
 ) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "bits_product_scaled";
-    let (steps, heads) = factor_dims(OP, factor, x.shape().first().copied().unwrap_or(0))?;
-    let (mut params, dims) = product_params(OP, x, y_bits, heads, scale)?;
-    params.maps_per_step = to_u32(OP, "maps per step", dims[0] / steps)?;
-    let out = ctx.empty(&dims, DType::F32)?;
-    let product = ctx.empty(&dims, DType::F32)?;
-    ctx.dispatch(
-        BITS_PRODUCT_SCALED,
-        &[],
-        &[x, y_bits, factor, &out, &product],
-        &params,
-        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
-    )?;
-    Ok((out, product))
+    let (y, product) = bits_product(ctx, x, y_bits, ProductOutput::Scaled { factor, scale })?;
+    Ok((y, product.expect("the scaled product always returns P")))
 }
 
 /// SSA_Bin's output from the packed map: `out = kappa * X Y^T - mean[h, c]` (B V) for
@@ -386,20 +429,16 @@ pub(crate) fn bits_product_shifted(
     kappa: f32,
     training: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    const OP: &str = "bits_product_shifted";
-    let heads = mean.shape().first().copied().unwrap_or(0);
-    let (params, dims) = product_params(OP, x, y_bits, heads, kappa)?;
-    mean.expect(OP, &[heads, dims[2]], DType::F32)?;
-    let out = ctx.empty(&dims, DType::F32)?;
-    let sums = ctx.zeros(&[if training { heads * dims[2] } else { 1 }, 2], DType::U32)?;
-    ctx.dispatch(
-        BITS_PRODUCT_SHIFTED,
-        &[("TRAINING", flag(training))],
-        &[x, y_bits, mean, &out, &sums],
-        &params,
-        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
-    )?;
-    Ok((out, training.then_some(sums)))
+    bits_product(
+        ctx,
+        x,
+        y_bits,
+        ProductOutput::Shifted {
+            mean,
+            kappa,
+            training,
+        },
+    )
 }
 
 #[repr(C)]
