@@ -188,9 +188,12 @@ fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
 //   sg = sigmoid(alpha (H_t - v_th)),  g_s = alpha sg (1 - sg)
 //   grad_h = s_t grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
 // where s_t = scale * factor[t, h] is the output scale of the map's product, folded in
-// here so that backward never scales dY in a pass of its own. H_t is recomputed from the packed operands in a forward sweep and parked in grad_S
-// until the backward sweep overwrites it. One workgroup per (map, column, block of 64
-// rows), so the column operand is uniform.
+// here so that backward never scales dY in a pass of its own. H_t is recomputed from the
+// packed operands in a forward sweep and parked in grad_S until the backward sweep
+// overwrites it. The grid of score_lif_map (a workgroup per map, word of 32 columns and
+// block of 64 rows, an invocation per row, so the column operand is uniform); each
+// invocation walks its 32 columns 4 at a time, reading and writing them as one vec4
+// (score_lif_backward_vec4, cols a multiple of 4) or element by element.
 
 struct ScoreLifBackParams {
     steps: u32, // T
@@ -198,6 +201,7 @@ struct ScoreLifBackParams {
     rows: u32,
     cols: u32,
     chunks: u32,
+    words: u32,
     row_blocks: u32,
     heads: u32,
     scale: f32,
@@ -206,45 +210,114 @@ struct ScoreLifBackParams {
     alpha: f32,
 }
 
-@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;   // [T, heads]
-@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;       // [T, maps, rows, cols] dL/dA / s_t
-@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>; // [T, maps, rows, cols] dL/dS
+@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;              // [T, heads]
+@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;                  // [T, maps, rows, cols] dL/dA / s_t
+@group(0) @binding(3) var<storage, read> slb_ga4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>;            // [T, maps, rows, cols] dL/dS
+@group(0) @binding(4) var<storage, read_write> slb_gs4: array<vec4<f32>>;
 @group(0) @binding(5) var<uniform> slbp: ScoreLifBackParams;
+
+// Where an invocation of the backward map kernels works: its map block and the columns
+// of its word (`n` of them from `col0`).
+struct BackBlock {
+    at: MapBlock,
+    col0: u32,
+    n: u32,
+}
+
+fn back_block(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, words: u32, row_blocks: u32,
+              cols: u32) -> BackBlock {
+    let at = map_block(wid.x + wid.y * nwg.x, words, row_blocks, lid);
+    let col0 = at.word * 32u;
+    return BackBlock(at, col0, min(32u, cols - min(col0, cols)));
+}
+
+// One step of the forward sweep on 4 columns: H_t from the scores S_t, and the state
+// after the (soft) reset.
+fn lif_back_h(v: ptr<function, vec4<f32>>, s: vec4<f32>) -> vec4<f32> {
+    let h = *v + (s - *v) / slbp.tau;
+    *v = h - select(vec4<f32>(0.0), vec4<f32>(slbp.v_th), h >= vec4<f32>(slbp.v_th));
+    return h;
+}
+
+// One step of the backward sweep: the new grad_h from H_t and dL/dA_t / s_t.
+fn lif_back_step(gh: vec4<f32>, h: vec4<f32>, ga: vec4<f32>, t: u32, map: u32) -> vec4<f32> {
+    let sg = 1.0 / (1.0 + exp(-slbp.alpha * (h - vec4<f32>(slbp.v_th))));
+    let s_t = slbp.scale * slb_factor[t * slbp.heads + map % slbp.heads];
+    return s_t * ga * slbp.alpha * sg * (1.0 - sg) + gh * (1.0 - 1.0 / slbp.tau);
+}
 
 @compute @workgroup_size(64)
 fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= slbp.maps * slbp.cols * slbp.row_blocks) {
+    if (wid.x + wid.y * nwg.x >= slbp.maps * slbp.words * slbp.row_blocks) {
         return;
     }
-    let at = map_block(g, slbp.cols, slbp.row_blocks, lid); // `word` is the column here
-    if (at.row >= slbp.rows) {
+    let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
+    if (b.at.row >= slbp.rows) {
         return;
     }
-    let c = at.word;
     let len = slbp.maps * slbp.rows * slbp.cols; // elements per time step
-    let e = (at.map * slbp.rows + at.row) * slbp.cols + c;
     let ch = slbp.chunks;
-    var v = 0.0;
-    for (var t = 0u; t < slbp.steps; t++) {
-        let m = t * slbp.maps + at.map;
-        let xa = (m * slbp.rows + at.row) * ch;
-        let ya = (m * slbp.cols + c) * ch;
-        let s = f32(score_with_row(sx[xa], xa, ya, ch));
-        let h = v + (s - v) / slbp.tau;
-        slb_gs[t * len + e] = h;
-        v = h - select(0.0, slbp.v_th, h >= slbp.v_th);
+    for (var j = 0u; j < b.n; j += 4u) {
+        let e = (b.at.map * slbp.rows + b.at.row) * slbp.cols + b.col0 + j;
+        let valid = min(4u, b.n - j);
+        var v = vec4<f32>(0.0);
+        for (var t = 0u; t < slbp.steps; t++) {
+            let m = t * slbp.maps + b.at.map;
+            let xa = (m * slbp.rows + b.at.row) * ch;
+            let ya = (m * slbp.cols + b.col0) * ch;
+            let h = lif_back_h(&v, scores4(sx[xa], xa, ya, ch, j, b.n));
+            for (var k = 0u; k < valid; k++) {
+                slb_gs[t * len + e + k] = h[k];
+            }
+        }
+        var gh = vec4<f32>(0.0);
+        for (var t = slbp.steps; t > 0u; t--) {
+            let i = (t - 1u) * len + e;
+            var h = vec4<f32>(0.0);
+            var ga = vec4<f32>(0.0);
+            for (var k = 0u; k < valid; k++) {
+                h[k] = slb_gs[i + k];
+                ga[k] = slb_ga[i + k];
+            }
+            gh = lif_back_step(gh, h, ga, t - 1u, b.at.map);
+            for (var k = 0u; k < valid; k++) {
+                slb_gs[i + k] = gh[k] / slbp.tau;
+            }
+        }
     }
-    let keep = 1.0 - 1.0 / slbp.tau;
-    var gh = 0.0;
-    for (var t = slbp.steps; t > 0u; t--) {
-        let i = (t - 1u) * len + e;
-        let sg = 1.0 / (1.0 + exp(-slbp.alpha * (slb_gs[i] - slbp.v_th)));
-        let s_t = slbp.scale * slb_factor[(t - 1u) * slbp.heads + at.map % slbp.heads];
-        gh = s_t * slb_ga[i] * slbp.alpha * sg * (1.0 - sg) + gh * keep;
-        slb_gs[i] = gh / slbp.tau;
+}
+
+@compute @workgroup_size(64)
+fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    if (wid.x + wid.y * nwg.x >= slbp.maps * slbp.words * slbp.row_blocks) {
+        return;
+    }
+    let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
+    if (b.at.row >= slbp.rows) {
+        return;
+    }
+    let len4 = slbp.maps * slbp.rows * slbp.cols / 4u; // vec4s per time step
+    let ch = slbp.chunks;
+    for (var j = 0u; j < b.n; j += 4u) {
+        let e4 = ((b.at.map * slbp.rows + b.at.row) * slbp.cols + b.col0 + j) / 4u;
+        var v = vec4<f32>(0.0);
+        for (var t = 0u; t < slbp.steps; t++) {
+            let m = t * slbp.maps + b.at.map;
+            let xa = (m * slbp.rows + b.at.row) * ch;
+            let ya = (m * slbp.cols + b.col0) * ch;
+            slb_gs4[t * len4 + e4] = lif_back_h(&v, scores4(sx[xa], xa, ya, ch, j, b.n));
+        }
+        var gh = vec4<f32>(0.0);
+        for (var t = slbp.steps; t > 0u; t--) {
+            let i = (t - 1u) * len4 + e4;
+            gh = lif_back_step(gh, slb_gs4[i], slb_ga4[i], t - 1u, b.at.map);
+            slb_gs4[i] = gh / slbp.tau;
+        }
     }
 }
 
@@ -338,7 +411,9 @@ fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
 // score_softmax_surrogate (SSA_Bin backward): grad_S = grad_B * p (1 - p) with
 // p = softmax(S) along each row (the key axis), S = X Y^T recomputed from the packed
 // operands in each of the three sweeps (cheaper than storing it). One invocation per
-// row, a workgroup per (map, block of 64 rows).
+// row, a workgroup per (map, block of 64 rows); the columns go 4 at a time, read and
+// written as one vec4 (score_softmax_surrogate_vec4, cols a multiple of 4) or element
+// by element.
 
 struct ScoreSoftmaxParams {
     maps: u32,
@@ -348,40 +423,86 @@ struct ScoreSoftmaxParams {
     row_blocks: u32,
 }
 
-@group(0) @binding(2) var<storage, read> ss_gb: array<f32>;       // [maps, rows, cols] dL/dB
-@group(0) @binding(3) var<storage, read_write> ss_gs: array<f32>; // [maps, rows, cols] dL/dS
+@group(0) @binding(2) var<storage, read> ss_gb: array<f32>;             // [maps, rows, cols] dL/dB
+@group(0) @binding(2) var<storage, read> ss_gb4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> ss_gs: array<f32>;       // [maps, rows, cols] dL/dS
+@group(0) @binding(3) var<storage, read_write> ss_gs4: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> ssp: ScoreSoftmaxParams;
+
+// A row's softmax: its scores' operands, maximum and 1 / (sum of exp(S - max)).
+struct SoftmaxRow {
+    row: u32, // over all maps
+    xa: u32,
+    ya: u32,
+    m: f32,
+    inv: f32,
+}
+
+// The softmax of the lane's row, or a row past the map's end (row >= rows).
+fn softmax_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> SoftmaxRow {
+    let at = map_block(wid.x + wid.y * nwg.x, 1u, ssp.row_blocks, lid);
+    var r = SoftmaxRow(at.map * ssp.rows + at.row, 0u, at.map * ssp.cols * ssp.chunks, 0.0, 0.0);
+    if (at.row >= ssp.rows) {
+        r.row = ssp.maps * ssp.rows;
+        return r;
+    }
+    r.xa = r.row * ssp.chunks;
+    let x0 = sx[r.xa];
+    var m = vec4<f32>(0.0); // scores are counts, never negative
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        m = max(m, scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols));
+    }
+    r.m = max(max(m.x, m.y), max(m.z, m.w));
+    var z = vec4<f32>(0.0);
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        let e = exp(scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols) - r.m);
+        // Columns past the end repeat the last one: count them once.
+        z += select(vec4<f32>(0.0), e, vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
+    }
+    r.inv = 1.0 / (z.x + z.y + z.z + z.w);
+    return r;
+}
+
+// p (1 - p) of columns j .. j+3 of the row.
+fn softmax_slope4(r: SoftmaxRow, j: u32) -> vec4<f32> {
+    let p = exp(scores4(sx[r.xa], r.xa, r.ya, ssp.chunks, j, ssp.cols) - r.m) * r.inv;
+    return p * (1.0 - p);
+}
 
 @compute @workgroup_size(64)
 fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= ssp.maps * ssp.row_blocks) {
+    if (wid.x + wid.y * nwg.x >= ssp.maps * ssp.row_blocks) {
         return;
     }
-    let at = map_block(g, 1u, ssp.row_blocks, lid);
-    if (at.row >= ssp.rows) {
+    let r = softmax_row(wid, nwg, lid);
+    if (r.row >= ssp.maps * ssp.rows) {
         return;
     }
-    let ch = ssp.chunks;
-    let row = at.map * ssp.rows + at.row;
-    let xa = row * ch;
-    let x0 = sx[xa];
-    let ya0 = at.map * ssp.cols * ch;
-    var m = 0.0; // scores are counts, never negative
-    for (var j = 0u; j < ssp.cols; j++) {
-        m = max(m, f32(score_with_row(x0, xa, ya0 + j * ch, ch)));
+    let base = r.row * ssp.cols;
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        let slope = softmax_slope4(r, j);
+        for (var k = 0u; k < min(4u, ssp.cols - j); k++) {
+            ss_gs[base + j + k] = ss_gb[base + j + k] * slope[k];
+        }
     }
-    var z = 0.0;
-    for (var j = 0u; j < ssp.cols; j++) {
-        z += exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m);
+}
+
+@compute @workgroup_size(64)
+fn score_softmax_surrogate_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                                @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    if (wid.x + wid.y * nwg.x >= ssp.maps * ssp.row_blocks) {
+        return;
     }
-    let inv = 1.0 / z;
-    let base = row * ssp.cols;
-    for (var j = 0u; j < ssp.cols; j++) {
-        let p = exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m) * inv;
-        ss_gs[base + j] = ss_gb[base + j] * p * (1.0 - p);
+    let r = softmax_row(wid, nwg, lid);
+    if (r.row >= ssp.maps * ssp.rows) {
+        return;
+    }
+    let base4 = r.row * ssp.cols / 4u;
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        ss_gs4[base4 + j / 4u] = ss_gb4[base4 + j / 4u] * softmax_slope4(r, j);
     }
 }
 

@@ -22,8 +22,12 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (3, 1, 2, 70, 33),
     (2, 1, 1, 130, 5),
     (2, 2, 1, 9, 131),
-    // d a multiple of 4: the 4-column transposed packing.
+    // d a multiple of 4: the 4-column transposed packing, and the vec4 variants of the
+    // products and of the Features map's backward.
     (2, 1, 2, 37, 12),
+    // N a multiple of 4 (the vec4 variants of the Tokens map's and SSA_Bin's backward),
+    // over two 128-bit chunks.
+    (2, 1, 2, 132, 20),
 ];
 
 fn shape((t, b, heads, n, d): (usize, usize, usize, usize, usize)) -> AttnShape {

@@ -21,8 +21,11 @@ use Access::{Read as R, ReadWrite as W};
 
 const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
 const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
+const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
+const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel =
+    kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
 const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W, W]);
 const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
@@ -150,6 +153,7 @@ struct ScoreLifBackParams {
     rows: u32,
     cols: u32,
     chunks: u32,
+    words: u32,
     row_blocks: u32,
     heads: u32,
     scale: f32,
@@ -175,7 +179,7 @@ pub(crate) fn score_lif_backward(
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
     let (steps, heads) = factor_dims(OP, factor, batch)?;
     let maps = batch / steps;
-    let row_blocks = rows.div_ceil(MAP_WG);
+    let (_, words, row_blocks) = map_grid(rows, cols);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
     let params = ScoreLifBackParams {
         steps: to_u32(OP, "T", steps)?,
@@ -183,6 +187,7 @@ pub(crate) fn score_lif_backward(
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
+        words: to_u32(OP, "words", words)?,
         row_blocks: to_u32(OP, "row blocks", row_blocks)?,
         heads: to_u32(OP, "heads", heads)?,
         scale,
@@ -190,12 +195,17 @@ pub(crate) fn score_lif_backward(
         v_th: lif.v_th,
         alpha: lif.alpha,
     };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_LIF_BACKWARD_VEC4
+    } else {
+        SCORE_LIF_BACKWARD
+    };
     ctx.dispatch(
-        SCORE_LIF_BACKWARD,
+        kernel,
         &[],
         &[x, y, factor, grad_a, &gs],
         &params,
-        grid_1d(ctx, (maps * cols * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
     )?;
     Ok(gs)
 }
@@ -296,8 +306,13 @@ pub(crate) fn score_softmax_surrogate(
         chunks: to_u32(OP, "chunks", chunks)?,
         row_blocks: to_u32(OP, "row blocks", row_blocks)?,
     };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_SOFTMAX_SURROGATE_VEC4
+    } else {
+        SCORE_SOFTMAX_SURROGATE
+    };
     ctx.dispatch(
-        SCORE_SOFTMAX_SURROGATE,
+        kernel,
         &[],
         &[x, y, grad_b, &gs],
         &params,
