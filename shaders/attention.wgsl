@@ -761,7 +761,8 @@ fn pack_columns4(@builtin(workgroup_id) wid: vec3<u32>,
 // ------------------------------------------------------------------------------------
 // unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]; with HAS_FACTOR, the ones
 // become scale * factor[t, h] for the rows of map (t, b, h) (a binary map with the
-// output scale of its product). One invocation per word.
+// output scale of its product). One invocation per word, its values stored one by one
+// (unpack_bits) or, cols a multiple of 4, as 8 vec4s (unpack_bits_vec4).
 
 override HAS_FACTOR: bool = false;
 
@@ -775,34 +776,65 @@ struct UnpackParams {
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> up_bits: array<u32>;      // [rows, wpr]
-@group(0) @binding(1) var<storage, read> up_factor: array<f32>;    // [T, heads]
-@group(0) @binding(2) var<storage, read_write> up_out: array<f32>; // [rows, cols]
+@group(0) @binding(0) var<storage, read> up_bits: array<u32>;             // [rows, wpr]
+@group(0) @binding(1) var<storage, read> up_factor: array<f32>;           // [T, heads]
+@group(0) @binding(2) var<storage, read_write> up_out: array<f32>;        // [rows, cols]
+@group(0) @binding(2) var<storage, read_write> up_out4: array<vec4<f32>>; // [rows, cols / 4]
 @group(0) @binding(3) var<uniform> upp: UnpackParams;
 
-@compute @workgroup_size(256)
-fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+// The word this invocation unpacks: its index, first column and value of a one; the
+// column is past the end (>= cols) for the padding words and past the grid.
+struct UnpackWord {
+    i: u32,
+    c0: u32,
+    one: f32,
+}
+
+fn unpack_word(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> UnpackWord {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= upp.rows * upp.wpr) {
-        return;
+        return UnpackWord(i, upp.cols, 0.0);
     }
     let r = i / upp.wpr;
-    let c0 = (i % upp.wpr) * 32u;
-    if (c0 >= upp.cols) {
-        return;
-    }
-    let word = up_bits[i];
-    let base = r * upp.cols + c0;
-    let n = min(32u, upp.cols - c0);
     var one = 1.0;
     if (HAS_FACTOR) {
         let map = r / upp.rows_per_map;
         one = upp.scale * up_factor[(map / upp.maps_per_step) * upp.heads + map % upp.heads];
     }
+    return UnpackWord(i, (i % upp.wpr) * 32u, one);
+}
+
+@compute @workgroup_size(256)
+fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let w = unpack_word(wid, nwg, lid);
+    if (w.c0 >= upp.cols) {
+        return;
+    }
+    let word = up_bits[w.i];
+    let base = (w.i / upp.wpr) * upp.cols + w.c0;
+    let n = min(32u, upp.cols - w.c0);
     for (var j = 0u; j < n; j++) {
-        up_out[base + j] = select(0.0, one, ((word >> j) & 1u) != 0u);
+        up_out[base + j] = select(0.0, w.one, ((word >> j) & 1u) != 0u);
+    }
+}
+
+@compute @workgroup_size(256)
+fn unpack_bits_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let w = unpack_word(wid, nwg, lid);
+    if (w.c0 >= upp.cols) {
+        return;
+    }
+    let word = up_bits[w.i];
+    let base = ((w.i / upp.wpr) * upp.cols + w.c0) / 4u;
+    let n = min(32u, upp.cols - w.c0);
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
+    for (var j = 0u; j < n; j += 4u) {
+        let on = ((vec4<u32>(word >> j) >> lanes) & vec4<u32>(1u)) != vec4<u32>(0u);
+        up_out4[base + j / 4u] = select(vec4<f32>(0.0), vec4<f32>(w.one), on);
     }
 }
 

@@ -32,6 +32,7 @@ const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const PACK_COLUMNS4: Kernel = kernel("pack_columns4", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
+const UNPACK_BITS_VEC4: Kernel = kernel("unpack_bits_vec4", &[R, R, W]);
 const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
@@ -608,8 +609,13 @@ fn unpack(ctx: &GpuContext, bits: &Tensor, factor: Option<(&Tensor, f32)>) -> Re
         heads: to_u32(OP, "heads", heads)?,
         scale,
     };
+    let kernel = if cols.is_multiple_of(4) {
+        UNPACK_BITS_VEC4
+    } else {
+        UNPACK_BITS
+    };
     ctx.dispatch(
-        UNPACK_BITS,
+        kernel,
         &[("HAS_FACTOR", flag(factor.is_some()))],
         &[bits, factor_tensor, &out],
         &params,
