@@ -26,10 +26,10 @@
 // they consume it: the f32 score matrix never reaches memory, and the backward kernels
 // recompute the scores from the same packed operands instead of reading them back.
 //
-// Layout for CPU drivers: the invocations of a workgroup are the rows of one map (or
-// the columns, for the products), so the operand row that all of them read next has a
-// workgroup-uniform address: the driver loads it once for the whole SIMD vector instead
-// of gathering it lane by lane. Each lane gathers only its own row, once per step.
+// Layout for CPU drivers: the invocations of a map kernel's workgroup are the rows of one
+// map, so the operand row that all of them read next has a workgroup-uniform address
+// (which a driver may load once for the whole SIMD vector). Each lane gathers only its
+// own row, once per step.
 
 @group(0) @binding(0) var<storage, read> sx: array<vec4<u32>>; // [maps, rows, chunks]
 @group(0) @binding(1) var<storage, read> sy: array<vec4<u32>>; // [maps, cols, chunks]
@@ -48,9 +48,26 @@ fn hsum(v: vec4<u32>) -> u32 {
     return v.x + v.y + v.z + v.w;
 }
 
+// The words of chunk 0 that can hold bits: 1 or 2 when the packed rows are at most 32
+// or 64 bits (the rest is zero padding, whose popcounts the CPU drivers would otherwise
+// pay for: half of the work at d = 48), else 4.
+override SCORE_WORDS: u32 = 4u;
+
+// popcount(a & b) over the words of chunk 0 that hold bits.
+fn count_chunk0(a: vec4<u32>, b: vec4<u32>) -> u32 {
+    let m = a & b;
+    if (SCORE_WORDS == 1u) {
+        return countOneBits(m.x);
+    }
+    if (SCORE_WORDS == 2u) {
+        return countOneBits(m.x) + countOneBits(m.y);
+    }
+    return hsum(countOneBits(m));
+}
+
 // S[r, c] for the row whose chunk 0 is x0 (at xa) and the column at ya.
 fn score_with_row(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32) -> u32 {
-    return hsum(countOneBits(x0 & sy[ya]) + tail_counts(xa, ya, chunks));
+    return count_chunk0(x0, sy[ya]) + hsum(tail_counts(xa, ya, chunks));
 }
 
 // The scores of columns j .. j+3 of a word (column stride `chunks`); columns at or past
@@ -579,8 +596,8 @@ fn product_lane(g: u32) -> ProductLane {
 fn product_row(l: ptr<function, ProductLane>, r: u32) -> vec4<u32> {
     let xa = ((*l).map * bpp.rows + r) * bpp.chunks;
     let x0 = sx[xa];
-    var p = vec4<u32>(hsum(countOneBits(x0 & (*l).y0[0])), hsum(countOneBits(x0 & (*l).y0[1])),
-                      hsum(countOneBits(x0 & (*l).y0[2])), hsum(countOneBits(x0 & (*l).y0[3])));
+    var p = vec4<u32>(count_chunk0(x0, (*l).y0[0]), count_chunk0(x0, (*l).y0[1]),
+                      count_chunk0(x0, (*l).y0[2]), count_chunk0(x0, (*l).y0[3]));
     for (var c = 1u; c < bpp.chunks; c++) {
         let x = sx[xa + c];
         p += vec4<u32>(hsum(countOneBits(x & sy[(*l).ya.x + c])),

@@ -394,7 +394,13 @@ fn ssa_bin_backward_matches_reference() {
 fn spike_packing_both_ways_and_unpack_match_reference() {
     for ctx in contexts() {
         let mut rng = Rng::new(28);
-        for (batch, rows, cols) in [(1, 1, 1), (3, 37, 19), (2, 130, 5), (1, 5, 200), (2, 36, 44)] {
+        for (batch, rows, cols) in [
+            (1, 1, 1),
+            (3, 37, 19),
+            (2, 130, 5),
+            (1, 5, 200),
+            (2, 36, 44),
+        ] {
             let x = rng.spikes(batch * rows * cols, 0.5);
             let tx = ctx.upload_f32(&x, &[batch, rows, cols]).unwrap();
             let bits = attention::pack_transposed(ctx, &tx).unwrap();

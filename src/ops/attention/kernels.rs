@@ -24,8 +24,7 @@ const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]
 const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
-const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel =
-    kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
+const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel = kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
 const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W, W]);
 const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
@@ -87,6 +86,16 @@ fn score_dims(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize,
     Ok((maps, rows, cols, words_per_row(k) / 4))
 }
 
+/// The `SCORE_WORDS` override of the kernels reading packed operands of `k` bits: the
+/// words of chunk 0 that can hold bits.
+fn score_words(x: &Tensor) -> f64 {
+    match x.shape().last().copied().unwrap_or(128) {
+        0..=32 => 1.0,
+        33..=64 => 2.0,
+        _ => 4.0,
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ScoreLifParams {
@@ -138,7 +147,7 @@ pub(crate) fn score_lif_map(
     };
     ctx.dispatch(
         SCORE_LIF_MAP,
-        &[],
+        &[("SCORE_WORDS", score_words(x))],
         &[x, y, &bits, &ones],
         &params,
         grid_1d(ctx, (maps * words * row_blocks) as u64)?,
@@ -203,7 +212,7 @@ pub(crate) fn score_lif_backward(
     };
     ctx.dispatch(
         kernel,
-        &[],
+        &[("SCORE_WORDS", score_words(x))],
         &[x, y, factor, grad_a, &gs],
         &params,
         grid_1d(ctx, (maps * words * row_blocks) as u64)?,
@@ -264,7 +273,10 @@ pub(crate) fn score_threshold_map(
     };
     ctx.dispatch(
         SCORE_THRESHOLD_MAP,
-        &[("TRAINING", flag(training))],
+        &[
+            ("TRAINING", flag(training)),
+            ("SCORE_WORDS", score_words(x)),
+        ],
         &[x, y, delta, &bits, &ones, &sums],
         &params,
         grid_1d(ctx, (maps * words * row_blocks) as u64)?,
@@ -314,7 +326,7 @@ pub(crate) fn score_softmax_surrogate(
     };
     ctx.dispatch(
         kernel,
-        &[],
+        &[("SCORE_WORDS", score_words(x))],
         &[x, y, grad_b, &gs],
         &params,
         grid_1d(ctx, (maps * row_blocks) as u64)?,
@@ -403,7 +415,11 @@ fn bits_product(
     };
     ctx.dispatch(
         kernel,
-        &[("SHIFTED", flag(shifted)), ("TRAINING", flag(training))],
+        &[
+            ("SHIFTED", flag(shifted)),
+            ("TRAINING", flag(training)),
+            ("SCORE_WORDS", score_words(x)),
+        ],
         &[x, y_bits, coef, &out, &product, &sums],
         &params,
         grid_1d(ctx, (maps * quads).div_ceil(64) as u64)?,
