@@ -427,7 +427,7 @@ fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
 // ------------------------------------------------------------------------------------
 // score_softmax_surrogate (SSA_Bin backward): grad_S = grad_B * p (1 - p) with
 // p = softmax(S) along each row (the key axis), S = X Y^T recomputed from the packed
-// operands in each of the three sweeps (cheaper than storing it). One invocation per
+// operands in each of the two sweeps (cheaper than storing it). One invocation per
 // row, a workgroup per (map, block of 64 rows); the columns go 4 at a time, read and
 // written as one vec4 (score_softmax_surrogate_vec4, cols a multiple of 4) or element
 // by element.
@@ -465,17 +465,22 @@ fn softmax_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> SoftmaxRow {
     }
     r.xa = r.row * ssp.chunks;
     let x0 = sx[r.xa];
+    // One sweep (online softmax): per column slot k the running maximum m[k] and the sum
+    // z[k] of exp(S - m[k]), rescaled whenever the maximum grows; a second sweep of the
+    // scores would cost more than the extra exp.
     var m = vec4<f32>(0.0); // scores are counts, never negative
-    for (var j = 0u; j < ssp.cols; j += 4u) {
-        m = max(m, scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols));
-    }
-    r.m = max(max(m.x, m.y), max(m.z, m.w));
     var z = vec4<f32>(0.0);
     for (var j = 0u; j < ssp.cols; j += 4u) {
-        let e = exp(scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols) - r.m);
+        let s = scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols);
+        let grown = max(m, s);
         // Columns past the end repeat the last one: count them once.
-        z += select(vec4<f32>(0.0), e, vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
+        let e = select(vec4<f32>(0.0), exp(s - grown),
+                       vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
+        z = z * exp(m - grown) + e;
+        m = grown;
     }
+    r.m = max(max(m.x, m.y), max(m.z, m.w));
+    z *= exp(m - vec4<f32>(r.m));
     r.inv = 1.0 / (z.x + z.y + z.z + z.w);
     return r;
 }
