@@ -11,7 +11,7 @@
 //   pack_spikes              f32 [batch, R, C] -> bits along C or (transposed) along R
 //   unpack_bits              bits [rows, C] -> f32 {0,1} [rows, C]
 //   scale_all                y = x * s
-//   lambda_grad              d lambda[t, h] = s * sum_{b, i, e} dy * prod
+//   lambda_grad              d lambda[t, h] = s * sum of the map backward's partials
 //   count_nonzero            count of non-zero elements (map density, on demand)
 // Packed rows follow pack.wgsl: bits along the last axis, LSB first, each row padded to
 // `wpr` words (a multiple of 4) with zero bits. Counts of ones and sums of integers are
@@ -205,7 +205,10 @@ fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
 //   sg = sigmoid(alpha (H_t - v_th)),  g_s = alpha sg (1 - sg)
 //   grad_h = s_t grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
 // where s_t = scale * factor[t, h] is the output scale of the map's product, folded in
-// here so that backward never scales dY in a pass of its own. H_t is recomputed from the
+// here so that backward never scales dY in a pass of its own. The gradient of factor
+// (BESTformer's lambda) is scale * sum A_t grad_A[t] / s_t over the map elements (the
+// dot of dY with the product): each invocation adds up its elements' share per t, for
+// lambda_grad to reduce. H_t is recomputed from the
 // packed operands in a forward sweep and parked in grad_S until the backward sweep
 // overwrites it. The grid of score_lif_map (a workgroup per map, word of 32 columns and
 // block of 64 rows, an invocation per row, so the column operand is uniform); each
@@ -232,7 +235,8 @@ struct ScoreLifBackParams {
 @group(0) @binding(3) var<storage, read> slb_ga4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>;            // [T, maps, rows, cols] dL/dS
 @group(0) @binding(4) var<storage, read_write> slb_gs4: array<vec4<f32>>;
-@group(0) @binding(5) var<uniform> slbp: ScoreLifBackParams;
+@group(0) @binding(5) var<storage, read_write> slb_lambda: array<f32>;        // [T, maps, words, row_blocks, 64]
+@group(0) @binding(6) var<uniform> slbp: ScoreLifBackParams;
 
 // Where an invocation of the backward map kernels works: its map block and the columns
 // of its word (`n` of them from `col0`).
@@ -257,6 +261,32 @@ fn lif_back_h(v: ptr<function, vec4<f32>>, s: vec4<f32>) -> vec4<f32> {
     return h;
 }
 
+// The lane's slot of lambda partials for t: [T, maps, words * row_blocks * 64].
+fn lambda_slot(b: BackBlock, t: u32) -> u32 {
+    let lanes = slbp.words * slbp.row_blocks * MAP_WG;
+    return (t * slbp.maps + b.at.map) * lanes + b.at.word * slbp.row_blocks * MAP_WG + b.at.row;
+}
+
+// Add the lambda share A_t . grad_A[t] / s_t of the 4 columns from j (the first group
+// of the word starts the sum).
+fn add_lambda_share(b: BackBlock, t: u32, j: u32, h: vec4<f32>, ga: vec4<f32>) {
+    let spikes = select(vec4<f32>(0.0), vec4<f32>(1.0), h >= vec4<f32>(slbp.v_th));
+    let i = lambda_slot(b, t);
+    let share = dot(spikes, ga);
+    if (j == 0u) {
+        slb_lambda[i] = share;
+    } else {
+        slb_lambda[i] += share;
+    }
+}
+
+// The lambda shares of a lane past the map's rows.
+fn zero_lambda_shares(b: BackBlock) {
+    for (var t = 0u; t < slbp.steps; t++) {
+        slb_lambda[lambda_slot(b, t)] = 0.0;
+    }
+}
+
 // One step of the backward sweep: the new grad_h from H_t and dL/dA_t / s_t.
 fn lif_back_step(gh: vec4<f32>, h: vec4<f32>, ga: vec4<f32>, t: u32, map: u32) -> vec4<f32> {
     let sg = 1.0 / (1.0 + exp(-slbp.alpha * (h - vec4<f32>(slbp.v_th))));
@@ -273,6 +303,7 @@ fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
     if (b.at.row >= slbp.rows) {
+        zero_lambda_shares(b);
         return;
     }
     let len = slbp.maps * slbp.rows * slbp.cols; // elements per time step
@@ -300,6 +331,7 @@ fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
                 ga[k] = slb_ga[i + k];
             }
             gh = lif_back_step(gh, h, ga, t - 1u, b.at.map);
+            add_lambda_share(b, t - 1u, j, h, ga);
             for (var k = 0u; k < valid; k++) {
                 slb_gs[i + k] = gh[k] / slbp.tau;
             }
@@ -316,6 +348,7 @@ fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
     if (b.at.row >= slbp.rows) {
+        zero_lambda_shares(b);
         return;
     }
     let len4 = slbp.maps * slbp.rows * slbp.cols / 4u; // vec4s per time step
@@ -332,7 +365,10 @@ fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
         var gh = vec4<f32>(0.0);
         for (var t = slbp.steps; t > 0u; t--) {
             let i = (t - 1u) * len4 + e4;
-            gh = lif_back_step(gh, slb_gs4[i], slb_ga4[i], t - 1u, b.at.map);
+            let h = slb_gs4[i];
+            let ga = slb_ga4[i];
+            gh = lif_back_step(gh, h, ga, t - 1u, b.at.map);
+            add_lambda_share(b, t - 1u, j, h, ga);
             slb_gs4[i] = gh / slbp.tau;
         }
     }
@@ -532,7 +568,7 @@ fn score_softmax_surrogate_vec4(@builtin(workgroup_id) wid: vec3<u32>,
 // bits_product: the product of a binary map with spikes, both packed,
 // P[r, c] = popcount(X[r] & Y[c]) (A V with X = A, Y = V^T packed along N; Q A with
 // X = Q, Y = A^T), written straight into each form's output:
-//   SHIFTED = false: y = scale * factor[t, h] * P, and P itself (BESTformer)
+//   SHIFTED = false: y = scale * factor[t, h] * P (BESTformer)
 //   SHIFTED = true:  y = scale * P - mean[h, c]; with TRAINING also the sums of P per
 //                    (h, c) for the running mean (SSA_Bin)
 // One invocation per (map, quad of 4 output columns), flattened over the maps so that
@@ -556,10 +592,8 @@ struct ProductParams {
 @group(0) @binding(2) var<storage, read> bp_coef: array<f32>;                // factor [T, heads] / mean [heads, cols]
 @group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;             // [maps, rows, cols]
 @group(0) @binding(3) var<storage, read_write> bp_y4: array<vec4<f32>>;      // [maps, rows, cols / 4]
-@group(0) @binding(4) var<storage, read_write> bp_product: array<f32>;       // [maps, rows, cols] (unless SHIFTED)
-@group(0) @binding(4) var<storage, read_write> bp_product4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> bp_sums: array<atomic<u32>>;  // [heads, cols, 2] (TRAINING)
-@group(0) @binding(6) var<uniform> bpp: ProductParams;
+@group(0) @binding(4) var<storage, read_write> bp_sums: array<atomic<u32>>;  // [heads, cols, 2] (TRAINING)
+@group(0) @binding(5) var<uniform> bpp: ProductParams;
 
 // One invocation's share of a product: map, first column, valid columns (1..4), the
 // address and chunk 0 of each of its Y rows (past the last column: the last column's),
@@ -641,9 +675,6 @@ fn bits_product(@builtin(workgroup_id) wid: vec3<u32>,
         let o = (l.map * bpp.rows + r) * bpp.cols + l.c0;
         for (var k = 0u; k < l.n; k++) {
             bp_y[o + k] = y[k];
-            if (!SHIFTED) {
-                bp_product[o + k] = f32(p[k]);
-            }
         }
         sums += p;
     }
@@ -666,9 +697,6 @@ fn bits_product_vec4(@builtin(workgroup_id) wid: vec3<u32>,
         let p = product_row(&l, r);
         let o = (l.map * bpp.rows + r) * bpp.quads + l.c0 / 4u;
         bp_y4[o] = l.mul * vec4<f32>(p) - l.sub;
-        if (!SHIFTED) {
-            bp_product4[o] = vec4<f32>(p);
-        }
         sums += p;
     }
     if (SHIFTED && TRAINING) {
@@ -884,20 +912,19 @@ fn scale_all(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// lambda_grad: out[t, h] = scale * sum_{b, k} dy[t, b, h, k] * prod[t, b, h, k].
-// One workgroup per (t, h), reduced through workgroup memory.
+// lambda_grad: out[t, h] = scale * sum_{b, k} part[t, b, h, k], the partial sums of a
+// map backward. One workgroup per (t, h), reduced through workgroup memory.
 
 struct LambdaParams {
     batch: u32, // B
     heads: u32,
-    inner: u32, // elements per (t, b, h)
+    inner: u32, // partials per (t, b, h)
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> lg_dy: array<f32>;        // [T, B, heads, inner]
-@group(0) @binding(1) var<storage, read> lg_prod: array<f32>;      // [T, B, heads, inner]
-@group(0) @binding(2) var<storage, read_write> lg_out: array<f32>; // [T, heads]
-@group(0) @binding(3) var<uniform> lgp: LambdaParams;
+@group(0) @binding(0) var<storage, read> lg_part: array<f32>;      // [T, B, heads, inner]
+@group(0) @binding(1) var<storage, read_write> lg_out: array<f32>; // [T, heads]
+@group(0) @binding(2) var<uniform> lgp: LambdaParams;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -910,7 +937,7 @@ fn lambda_grad(@builtin(workgroup_id) wid: vec3<u32>,
     for (var b = 0u; b < lgp.batch; b++) {
         let base = ((t * lgp.batch + b) * lgp.heads + h) * lgp.inner;
         for (var k = lid; k < lgp.inner; k += 256u) {
-            acc += lg_dy[base + k] * lg_prod[base + k];
+            acc += lg_part[base + k];
         }
     }
     partial[lid] = acc;

@@ -20,20 +20,20 @@ const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
 use Access::{Read as R, ReadWrite as W};
 
 const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
-const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
-const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W]);
+const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W, W]);
+const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
 const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel = kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
-const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W, W]);
-const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W, W]);
+const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W]);
+const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const PACK_COLUMNS4: Kernel = kernel("pack_columns4", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
 const UNPACK_BITS_VEC4: Kernel = kernel("unpack_bits_vec4", &[R, R, W]);
 const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
-const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
+const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
 
 /// Invocations (rows, or columns for the products) per workgroup of the map kernels.
@@ -175,7 +175,8 @@ struct ScoreLifBackParams {
 /// BPTT of [`score_lif_map`]: `dL/dS` f32 `[T * maps, rows, cols]` from the same packed
 /// operands (the scores are recomputed) and `grad_a` of that shape, `dL/dA` up to the
 /// output scale of the map's product: `dL/dA = scale * factor[t, h] * grad_a` with
-/// `factor` f32 `[T, heads]`.
+/// `factor` f32 `[T, heads]`. Also returns the gradient of `factor`, f32 `[T, heads]`:
+/// `scale * sum A grad_a` over the maps of (t, h).
 pub(crate) fn score_lif_backward(
     ctx: &GpuContext,
     x: &Tensor,
@@ -183,7 +184,7 @@ pub(crate) fn score_lif_backward(
     grad_a: &Tensor,
     (factor, scale): (&Tensor, f32),
     lif: &MapLif,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     const OP: &str = "score_lif_backward";
     let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
@@ -191,6 +192,11 @@ pub(crate) fn score_lif_backward(
     let maps = batch / steps;
     let (_, words, row_blocks) = map_grid(rows, cols);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
+    // The factor's gradient, per invocation: [T, B, heads, words * row_blocks * 64].
+    let shares = ctx.empty(
+        &[steps, maps / heads, heads, words * row_blocks * MAP_WG],
+        DType::F32,
+    )?;
     let params = ScoreLifBackParams {
         steps: to_u32(OP, "T", steps)?,
         maps: to_u32(OP, "maps", maps)?,
@@ -213,11 +219,11 @@ pub(crate) fn score_lif_backward(
     ctx.dispatch(
         kernel,
         &[("SCORE_WORDS", score_words(x))],
-        &[x, y, factor, grad_a, &gs],
+        &[x, y, factor, grad_a, &gs, &shares],
         &params,
         grid_1d(ctx, (maps * words * row_blocks) as u64)?,
     )?;
-    Ok(gs)
+    Ok((gs, lambda_grad(ctx, &shares, scale)?))
 }
 
 #[repr(C)]
@@ -349,7 +355,7 @@ struct ProductParams {
 
 /// The output transform of a packed product `P = X Y^T`.
 enum ProductOutput<'a> {
-    /// `y = scale * factor[t, h] * P`, and P itself (`factor` f32 `[T, heads]`).
+    /// `y = scale * factor[t, h] * P` (`factor` f32 `[T, heads]`).
     Scaled { factor: &'a Tensor, scale: f32 },
     /// `y = kappa * P - mean[h, c]` (`mean` f32 `[heads, cols]`); when `training`, also
     /// the U32 `[heads, cols, 2]` sums of P per (h, c).
@@ -362,7 +368,7 @@ enum ProductOutput<'a> {
 
 /// `P = X Y^T` over `[maps, rows, cols]` for `x` `PackedBits [maps, rows, k]` and `y_bits`
 /// `PackedBits [maps, cols, k]`, `h = map % heads`, with `output`'s transform: returns
-/// `(y, P or the sums)`.
+/// y and, shifted and training, the sums.
 fn bits_product(
     ctx: &GpuContext,
     x: &Tensor,
@@ -404,9 +410,6 @@ fn bits_product(
         ProductOutput::Scaled { .. } => (false, false),
         ProductOutput::Shifted { training, .. } => (true, training),
     };
-    // The product (scaled) and the sums (shifted, training) have bindings of their own;
-    // the one a variant does not write is a placeholder.
-    let product = ctx.empty(if shifted { &[4] } else { &dims[..] }, DType::F32)?;
     let sums = ctx.zeros(&[if training { heads * cols } else { 1 }, 2], DType::U32)?;
     let kernel = if cols.is_multiple_of(4) {
         BITS_PRODUCT_VEC4
@@ -420,33 +423,24 @@ fn bits_product(
             ("TRAINING", flag(training)),
             ("SCORE_WORDS", score_words(x)),
         ],
-        &[x, y_bits, coef, &out, &product, &sums],
+        &[x, y_bits, coef, &out, &sums],
         &params,
         grid_1d(ctx, (maps * quads).div_ceil(64) as u64)?,
     )?;
-    Ok((
-        out,
-        if shifted {
-            training.then_some(sums)
-        } else {
-            Some(product)
-        },
-    ))
+    Ok((out, training.then_some(sums)))
 }
 
-/// BESTformer's output from the packed map: `P = X Y^T` (A V or Q A) and
-/// `y = scale * factor[t, h] * P` for `x` `PackedBits [T * maps, rows, k]`, `y_bits`
-/// `PackedBits [T * maps, cols, k]` and `factor` f32 `[T, heads]`. Returns `(y, P)`, f32
-/// `[T * maps, rows, cols]`.
+/// BESTformer's output from the packed map: `y = scale * factor[t, h] * X Y^T` (A V or
+/// Q A) for `x` `PackedBits [T * maps, rows, k]`, `y_bits` `PackedBits [T * maps, cols,
+/// k]` and `factor` f32 `[T, heads]`: f32 `[T * maps, rows, cols]`.
 pub(crate) fn bits_product_scaled(
     ctx: &GpuContext,
     x: &Tensor,
     y_bits: &Tensor,
     factor: &Tensor,
     scale: f32,
-) -> Result<(Tensor, Tensor)> {
-    let (y, product) = bits_product(ctx, x, y_bits, ProductOutput::Scaled { factor, scale })?;
-    Ok((y, product.expect("the scaled product always returns P")))
+) -> Result<Tensor> {
+    Ok(bits_product(ctx, x, y_bits, ProductOutput::Scaled { factor, scale })?.0)
 }
 
 /// SSA_Bin's output from the packed map: `out = kappa * X Y^T - mean[h, c]` (B V) for
@@ -690,18 +684,12 @@ struct LambdaParams {
     scale: f32,
 }
 
-/// `out[t, h] = scale * sum_{b, ...} dy * prod` for `dy`, `prod` f32 `[T, B, heads, ...]`:
-/// the gradient of a per-(t, head) factor.
-pub(crate) fn lambda_grad(
-    ctx: &GpuContext,
-    dy: &Tensor,
-    prod: &Tensor,
-    scale: f32,
-) -> Result<Tensor> {
+/// `out[t, h] = scale * sum_{b, ...} part[t, b, h, ...]` for partial sums `part` f32
+/// `[T, B, heads, ...]`: the gradient of a per-(t, head) factor.
+fn lambda_grad(ctx: &GpuContext, part: &Tensor, scale: f32) -> Result<Tensor> {
     const OP: &str = "lambda_grad";
-    dy.expect(OP, dy.shape(), DType::F32)?;
-    prod.expect(OP, dy.shape(), DType::F32)?;
-    let s = dy.shape();
+    part.expect(OP, part.shape(), DType::F32)?;
+    let s = part.shape();
     if s.len() < 3 {
         return Err(Error::Shape {
             op: OP,
@@ -711,7 +699,7 @@ pub(crate) fn lambda_grad(
     }
     let (t, b, heads) = (s[0], s[1], s[2]);
     let inner: usize = s[3..].iter().product();
-    to_u32(OP, "size", dy.len())?;
+    to_u32(OP, "size", part.len())?;
     let out = ctx.zeros(&[t, heads], DType::F32)?;
     let params = LambdaParams {
         batch: to_u32(OP, "B", b)?,
@@ -722,7 +710,7 @@ pub(crate) fn lambda_grad(
     ctx.dispatch(
         LAMBDA_GRAD,
         &[],
-        &[dy, prod, &out],
+        &[part, &out],
         &params,
         [to_u32(OP, "heads", heads)?, to_u32(OP, "T", t)?, 1],
     )?;
