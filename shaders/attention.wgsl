@@ -80,6 +80,44 @@ fn scores4(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32, j: u32, n: u32) -> vec4
                      f32(score_with_row(x0, xa, ya + min(j + 3u, last) * chunks, chunks)));
 }
 
+// A 4 x 4 tile of scores: 4 rows of a map (past its last row, the last row again) by
+// 4 columns. Every operand row read serves 4 scores instead of 1: CPU drivers gather
+// each lane's loads one by one, so these reads are most of a score's cost.
+struct TileRows {
+    xa: vec4<u32>, // chunk-0 addresses of the 4 rows
+    ya: u32,       // address of column 0 of the map
+    cols: u32,
+    chunks: u32,
+}
+
+fn tile_rows(map: u32, first: u32, rows: u32, cols: u32, chunks: u32) -> TileRows {
+    let r = min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(rows - 1u));
+    return TileRows((vec4<u32>(map * rows) + r) * chunks, map * cols * chunks, cols, chunks);
+}
+
+// The scores of one row (chunk 0 at xa) against the columns at c (chunk 0 words y).
+fn tile_row(xa: u32, c: vec4<u32>, y: array<vec4<u32>, 4>, chunks: u32) -> vec4<f32> {
+    let x0 = sx[xa];
+    var s = vec4<u32>(count_chunk0(x0, y[0]), count_chunk0(x0, y[1]),
+                      count_chunk0(x0, y[2]), count_chunk0(x0, y[3]));
+    for (var k = 1u; k < chunks; k++) {
+        let x = sx[xa + k];
+        s += vec4<u32>(hsum(countOneBits(x & sy[c.x + k])), hsum(countOneBits(x & sy[c.y + k])),
+                       hsum(countOneBits(x & sy[c.z + k])), hsum(countOneBits(x & sy[c.w + k])));
+    }
+    return vec4<f32>(s);
+}
+
+// The tile's scores for columns j .. j+3 (columns at or past cols repeat the last one):
+// row k of the tile is column k of the result.
+fn score_tile(t: TileRows, j: u32) -> mat4x4<f32> {
+    let c = vec4<u32>(t.ya) + min(vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u),
+                                  vec4<u32>(t.cols - 1u)) * t.chunks;
+    let y = array<vec4<u32>, 4>(sy[c.x], sy[c.y], sy[c.z], sy[c.w]);
+    return mat4x4<f32>(tile_row(t.xa.x, c, y, t.chunks), tile_row(t.xa.y, c, y, t.chunks),
+                       tile_row(t.xa.z, c, y, t.chunks), tile_row(t.xa.w, c, y, t.chunks));
+}
+
 // One LIF step of 4 elements (decay_input, soft reset); their spikes as the low 4 bits.
 fn lif_step4(v: ptr<function, vec4<f32>>, x: vec4<f32>, tau: f32, v_th: f32) -> u32 {
     let h = *v + (x - *v) / tau;
@@ -464,16 +502,16 @@ fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
 // score_softmax_surrogate (SSA_Bin backward): grad_S = grad_B * p (1 - p) with
 // p = softmax(S) along each row (the key axis), S = X Y^T recomputed from the packed
 // operands in each of the two sweeps (cheaper than storing it). One invocation per
-// row, a workgroup per (map, block of 64 rows); the columns go 4 at a time, read and
-// written as one vec4 (score_softmax_surrogate_vec4, cols a multiple of 4) or element
-// by element.
+// 4 rows of a map (flattened over the maps), so each column operand read serves 4 rows
+// (see score_tile); the columns go 4 at a time, read and written as one vec4 per row
+// (score_softmax_surrogate_vec4, cols a multiple of 4) or element by element.
 
 struct ScoreSoftmaxParams {
     maps: u32,
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    groups: u32, // ceil(rows / 4) row groups per map
 }
 
 @group(0) @binding(2) var<storage, read> ss_gb: array<f32>;             // [maps, rows, cols] dL/dB
@@ -482,68 +520,109 @@ struct ScoreSoftmaxParams {
 @group(0) @binding(3) var<storage, read_write> ss_gs4: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> ssp: ScoreSoftmaxParams;
 
-// A row's softmax: its scores' operands, maximum and 1 / (sum of exp(S - max)).
-struct SoftmaxRow {
-    row: u32, // over all maps
-    xa: u32,
-    ya: u32,
-    m: f32,
-    inv: f32,
+// The softmax of 4 rows: their first row over all maps, how many exist (1..4), the tile
+// operands, and per row (x, y, z, w) the maximum score and 1 / (sum of exp(S - max)).
+struct SoftmaxRows {
+    row0: u32,
+    n: u32,
+    tile: TileRows,
+    m: vec4<f32>,
+    inv: vec4<f32>,
 }
 
-// The softmax of the lane's row, or a row past the map's end (row >= rows).
-fn softmax_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> SoftmaxRow {
-    let at = map_block(wid.x + wid.y * nwg.x, 1u, ssp.row_blocks, lid);
-    var r = SoftmaxRow(at.map * ssp.rows + at.row, 0u, at.map * ssp.cols * ssp.chunks, 0.0, 0.0);
-    if (at.row >= ssp.rows) {
-        r.row = ssp.maps * ssp.rows;
+// One step of the online softmax of a row: the running maximum m[k] and sum z[k] of
+// exp(S - m[k]) per column slot k, rescaled whenever the maximum grows; columns at or
+// past cols (repeats of the last one) are not counted.
+fn online_softmax(m: ptr<function, vec4<f32>>, z: ptr<function, vec4<f32>>, s: vec4<f32>,
+                  j: u32) {
+    let grown = max(*m, s);
+    let e = select(vec4<f32>(0.0), exp(s - grown),
+                   vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
+    *z = *z * exp(*m - grown) + e;
+    *m = grown;
+}
+
+// The row's maximum and 1 / sum from its per-slot statistics.
+fn softmax_total(m: vec4<f32>, z: vec4<f32>) -> vec2<f32> {
+    let top = max(max(m.x, m.y), max(m.z, m.w));
+    let zz = z * exp(m - vec4<f32>(top));
+    return vec2<f32>(top, 1.0 / (zz.x + zz.y + zz.z + zz.w));
+}
+
+// The softmax statistics of the lane's rows (n = 0: the lane is past the grid).
+fn softmax_rows(g: u32) -> SoftmaxRows {
+    var r: SoftmaxRows;
+    r.n = 0u;
+    if (g >= ssp.maps * ssp.groups) {
         return r;
     }
-    r.xa = r.row * ssp.chunks;
-    let x0 = sx[r.xa];
-    // One sweep (online softmax): per column slot k the running maximum m[k] and the sum
-    // z[k] of exp(S - m[k]), rescaled whenever the maximum grows; a second sweep of the
-    // scores would cost more than the extra exp.
-    var m = vec4<f32>(0.0); // scores are counts, never negative
-    var z = vec4<f32>(0.0);
+    let map = g / ssp.groups;
+    let first = (g % ssp.groups) * 4u;
+    r.n = min(4u, ssp.rows - first);
+    r.row0 = map * ssp.rows + first;
+    r.tile = tile_rows(map, first, ssp.rows, ssp.cols, ssp.chunks);
+    // scores are counts, never negative: 0 is a valid starting maximum
+    var m0 = vec4<f32>(0.0);
+    var m1 = vec4<f32>(0.0);
+    var m2 = vec4<f32>(0.0);
+    var m3 = vec4<f32>(0.0);
+    var z0 = vec4<f32>(0.0);
+    var z1 = vec4<f32>(0.0);
+    var z2 = vec4<f32>(0.0);
+    var z3 = vec4<f32>(0.0);
     for (var j = 0u; j < ssp.cols; j += 4u) {
-        let s = scores4(x0, r.xa, r.ya, ssp.chunks, j, ssp.cols);
-        let grown = max(m, s);
-        // Columns past the end repeat the last one: count them once.
-        let e = select(vec4<f32>(0.0), exp(s - grown),
-                       vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
-        z = z * exp(m - grown) + e;
-        m = grown;
+        let s = score_tile(r.tile, j);
+        online_softmax(&m0, &z0, s[0], j);
+        online_softmax(&m1, &z1, s[1], j);
+        online_softmax(&m2, &z2, s[2], j);
+        online_softmax(&m3, &z3, s[3], j);
     }
-    r.m = max(max(m.x, m.y), max(m.z, m.w));
-    z *= exp(m - vec4<f32>(r.m));
-    r.inv = 1.0 / (z.x + z.y + z.z + z.w);
+    let t0 = softmax_total(m0, z0);
+    let t1 = softmax_total(m1, z1);
+    let t2 = softmax_total(m2, z2);
+    let t3 = softmax_total(m3, z3);
+    r.m = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
+    r.inv = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
     return r;
 }
 
-// p (1 - p) of columns j .. j+3 of the row.
-fn softmax_slope4(r: SoftmaxRow, j: u32) -> vec4<f32> {
-    let p = exp(scores4(sx[r.xa], r.xa, r.ya, ssp.chunks, j, ssp.cols) - r.m) * r.inv;
+// p (1 - p) of columns j .. j+3 of row k of the tile.
+fn slope(r: SoftmaxRows, s: vec4<f32>, k: u32) -> vec4<f32> {
+    let p = exp(s - vec4<f32>(r.m[k])) * r.inv[k];
     return p * (1.0 - p);
+}
+
+fn store_slope(r: SoftmaxRows, k: u32, j: u32, s: vec4<f32>) {
+    if (k < r.n) {
+        let base = (r.row0 + k) * ssp.cols + j;
+        let sl = slope(r, s, k);
+        for (var c = 0u; c < min(4u, ssp.cols - j); c++) {
+            ss_gs[base + c] = ss_gb[base + c] * sl[c];
+        }
+    }
+}
+
+fn store_slope4(r: SoftmaxRows, k: u32, j: u32, s: vec4<f32>) {
+    if (k < r.n) {
+        let i = ((r.row0 + k) * ssp.cols + j) / 4u;
+        ss_gs4[i] = ss_gb4[i] * slope(r, s, k);
+    }
 }
 
 @compute @workgroup_size(64)
 fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    if (wid.x + wid.y * nwg.x >= ssp.maps * ssp.row_blocks) {
+    let r = softmax_rows((wid.x + wid.y * nwg.x) * 64u + lid);
+    if (r.n == 0u) {
         return;
     }
-    let r = softmax_row(wid, nwg, lid);
-    if (r.row >= ssp.maps * ssp.rows) {
-        return;
-    }
-    let base = r.row * ssp.cols;
     for (var j = 0u; j < ssp.cols; j += 4u) {
-        let slope = softmax_slope4(r, j);
-        for (var k = 0u; k < min(4u, ssp.cols - j); k++) {
-            ss_gs[base + j + k] = ss_gb[base + j + k] * slope[k];
-        }
+        let s = score_tile(r.tile, j);
+        store_slope(r, 0u, j, s[0]);
+        store_slope(r, 1u, j, s[1]);
+        store_slope(r, 2u, j, s[2]);
+        store_slope(r, 3u, j, s[3]);
     }
 }
 
@@ -551,16 +630,16 @@ fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
 fn score_softmax_surrogate_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                                 @builtin(num_workgroups) nwg: vec3<u32>,
                                 @builtin(local_invocation_index) lid: u32) {
-    if (wid.x + wid.y * nwg.x >= ssp.maps * ssp.row_blocks) {
+    let r = softmax_rows((wid.x + wid.y * nwg.x) * 64u + lid);
+    if (r.n == 0u) {
         return;
     }
-    let r = softmax_row(wid, nwg, lid);
-    if (r.row >= ssp.maps * ssp.rows) {
-        return;
-    }
-    let base4 = r.row * ssp.cols / 4u;
     for (var j = 0u; j < ssp.cols; j += 4u) {
-        ss_gs4[base4 + j / 4u] = ss_gb4[base4 + j / 4u] * softmax_slope4(r, j);
+        let s = score_tile(r.tile, j);
+        store_slope4(r, 0u, j, s[0]);
+        store_slope4(r, 1u, j, s[1]);
+        store_slope4(r, 2u, j, s[2]);
+        store_slope4(r, 3u, j, s[3]);
     }
 }
 

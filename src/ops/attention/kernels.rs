@@ -301,7 +301,7 @@ struct ScoreSoftmaxParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    groups: u32,
 }
 
 /// SSA_Bin's surrogate: `grad_s = grad_b * p (1 - p)`, `p = softmax(X Y^T)` along the
@@ -317,13 +317,14 @@ pub(crate) fn score_softmax_surrogate(
     let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_b.expect(OP, &[maps, rows, cols], DType::F32)?;
     let gs = ctx.empty(&[maps, rows, cols], DType::F32)?;
-    let row_blocks = rows.div_ceil(MAP_WG);
+    // An invocation per 4 rows.
+    let groups = rows.div_ceil(4);
     let params = ScoreSoftmaxParams {
         maps: to_u32(OP, "maps", maps)?,
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
     };
     let kernel = if cols.is_multiple_of(4) {
         SCORE_SOFTMAX_SURROGATE_VEC4
@@ -335,7 +336,7 @@ pub(crate) fn score_softmax_surrogate(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, grad_b, &gs],
         &params,
-        grid_1d(ctx, (maps * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * groups).div_ceil(64) as u64)?,
     )?;
     Ok(gs)
 }
