@@ -154,19 +154,20 @@ fn map_block(g: u32, words: u32, row_blocks: u32, lid: u32) -> MapBlock {
 //   H = V + (S_t - V) / tau   (decay_input)
 //   A_t = H >= v_th
 //   V = H - v_th A_t          (soft reset)
-// Each invocation owns one packed word (32 consecutive columns of one row) for every t.
-// The invocation of a row's last word also zeroes the row's padding words. The operands are
-// [T * maps, ...] with T leading, as is the map.
+// Each invocation owns one packed word (32 consecutive columns) of 4 rows (a score tile's,
+// see score_tile) for every t; the invocations are flattened over (map, word, group of 4
+// rows). The invocation of a row's last word also zeroes the row's padding words. The
+// operands are [T * maps, ...] with T leading, as is the map.
 
 struct ScoreLifParams {
-    steps: u32,      // T
-    maps: u32,       // maps per time step (B * heads)
-    rows: u32,       // rows of a map
-    cols: u32,       // columns of a map (bits per packed row)
-    chunks: u32,     // vec4 words per operand row
-    wpr: u32,        // words per packed map row
-    words: u32,      // words holding columns: ceil(cols / 32)
-    row_blocks: u32, // ceil(rows / 64)
+    steps: u32,  // T
+    maps: u32,   // maps per time step (B * heads)
+    rows: u32,   // rows of a map
+    cols: u32,   // columns of a map (bits per packed row)
+    chunks: u32, // vec4 words per operand row
+    wpr: u32,    // words per packed map row
+    words: u32,  // words holding columns: ceil(cols / 32)
+    groups: u32, // ceil(rows / 4)
     tau: f32,
     v_th: f32,
 }
@@ -175,53 +176,72 @@ struct ScoreLifParams {
 @group(0) @binding(3) var<storage, read_write> sl_ones: array<atomic<u32>>; // [2] (lo, hi)
 @group(0) @binding(4) var<uniform> slp: ScoreLifParams;
 
+// Write (the first 4 columns of the word) or OR in a row's spikes for one t; the ones
+// that are new.
+fn put_spikes(o: u32, first: bool, bits: u32) -> u32 {
+    if (first) {
+        sl_bits[o] = bits;
+    } else {
+        sl_bits[o] |= bits;
+    }
+    return countOneBits(bits);
+}
+
 @compute @workgroup_size(64)
 fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= slp.maps * slp.words * slp.row_blocks) {
-        return;
-    }
     if (lid == 0u) {
         atomicStore(&wg_count, 0u);
     }
     workgroupBarrier();
-    let at = map_block(g, slp.words, slp.row_blocks, lid);
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
     var ones = 0u;
-    if (at.row < slp.rows) {
-        let col0 = at.word * 32u;
+    if (g < slp.maps * slp.words * slp.groups) {
+        let map = g / (slp.words * slp.groups);
+        let word = (g / slp.groups) % slp.words;
+        let first = (g % slp.groups) * 4u;
+        let live = min(4u, slp.rows - first); // rows of the group that exist
+        let col0 = word * 32u;
         let n = min(32u, slp.cols - col0);
-        let out0 = (at.map * slp.rows + at.row) * slp.wpr + at.word;
-        let step_words = slp.maps * slp.rows * slp.wpr;
-        let ch = slp.chunks;
-        let tau = slp.tau;
-        let v_th = slp.v_th;
         let valid = low_bits(n);
-        // Columns in groups of 4, each group's potentials carried over T in one vec4;
-        // the word of every t is assembled in place (this invocation owns it). Keeping
-        // all 32 potentials live across T instead spills them on CPU drivers.
+        let step_words = slp.maps * slp.rows * slp.wpr;
+        // Output word of row `first` at t = 0; the group's rows follow at stride wpr.
+        let out0 = (map * slp.rows + first) * slp.wpr + word;
+        // Columns in groups of 4, the potentials of the tile carried over T in 4 vec4s;
+        // the words of every t are assembled in place (this invocation owns them).
         for (var j = 0u; j < n; j += 4u) {
-            var v = vec4<f32>(0.0);
+            var v0 = vec4<f32>(0.0);
+            var v1 = vec4<f32>(0.0);
+            var v2 = vec4<f32>(0.0);
+            var v3 = vec4<f32>(0.0);
             for (var t = 0u; t < slp.steps; t++) {
-                let m = t * slp.maps + at.map;
-                let xa = (m * slp.rows + at.row) * ch; // this lane's row
-                let ya = (m * slp.cols + col0) * ch;   // uniform over the workgroup
-                let spikes = lif_step4(&v, scores4(sx[xa], xa, ya, ch, j, n), tau, v_th);
-                let bits = (spikes << j) & valid;
-                ones += countOneBits(bits);
+                let tile = tile_rows(t * slp.maps + map, first, slp.rows, slp.cols, slp.chunks);
+                let s = score_tile(tile, col0 + j);
                 let o = t * step_words + out0;
-                if (j == 0u) {
-                    sl_bits[o] = bits;
-                } else {
-                    sl_bits[o] |= bits;
+                let b0 = (lif_step4(&v0, s[0], slp.tau, slp.v_th) << j) & valid;
+                let b1 = (lif_step4(&v1, s[1], slp.tau, slp.v_th) << j) & valid;
+                let b2 = (lif_step4(&v2, s[2], slp.tau, slp.v_th) << j) & valid;
+                let b3 = (lif_step4(&v3, s[3], slp.tau, slp.v_th) << j) & valid;
+                ones += put_spikes(o, j == 0u, b0);
+                if (live > 1u) {
+                    ones += put_spikes(o + slp.wpr, j == 0u, b1);
+                }
+                if (live > 2u) {
+                    ones += put_spikes(o + 2u * slp.wpr, j == 0u, b2);
+                }
+                if (live > 3u) {
+                    ones += put_spikes(o + 3u * slp.wpr, j == 0u, b3);
                 }
             }
         }
-        if (at.word + 1u == slp.words) {
+        if (word + 1u == slp.words) {
             for (var t = 0u; t < slp.steps; t++) {
-                for (var p = 1u; at.word + p < slp.wpr; p++) {
-                    sl_bits[t * step_words + out0 + p] = 0u;
+                for (var r = 0u; r < live; r++) {
+                    let o = t * step_words + out0 + r * slp.wpr;
+                    for (var p = 1u; word + p < slp.wpr; p++) {
+                        sl_bits[o + p] = 0u;
+                    }
                 }
             }
         }

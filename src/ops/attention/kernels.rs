@@ -106,7 +106,7 @@ struct ScoreLifParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32,
     tau: f32,
     v_th: f32,
 }
@@ -130,7 +130,9 @@ pub(crate) fn score_lif_map(
         )));
     }
     let maps = batch / steps;
-    let (wpr, words, row_blocks) = map_grid(rows, cols);
+    let (wpr, words, _) = map_grid(rows, cols);
+    // An invocation per (map, word, 4 rows).
+    let groups = rows.div_ceil(4);
     let bits = ctx.empty(&[batch, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let params = ScoreLifParams {
@@ -141,7 +143,7 @@ pub(crate) fn score_lif_map(
         chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
         words: to_u32(OP, "words", words)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
         tau: lif.tau,
         v_th: lif.v_th,
     };
@@ -150,7 +152,7 @@ pub(crate) fn score_lif_map(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, &bits, &ones],
         &params,
-        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(64) as u64)?,
     )?;
     Ok((bits, ones))
 }
