@@ -266,11 +266,10 @@ fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
 // here so that backward never scales dY in a pass of its own. The gradient of factor
 // (BESTformer's lambda) is scale * sum A_t grad_A[t] / s_t over the map elements (the
 // dot of dY with the product): each invocation adds up its elements' share per t, for
-// lambda_grad to reduce. H_t is recomputed from the
-// packed operands in a forward sweep and parked in grad_S until the backward sweep
-// overwrites it. The grid of score_lif_map (a workgroup per map, word of 32 columns and
-// block of 64 rows, an invocation per row, so the column operand is uniform); each
-// invocation walks its 32 columns 4 at a time, reading and writing them as one vec4
+// lambda_grad to reduce. H_t is recomputed from the packed operands in a forward sweep
+// and parked in grad_S until the backward sweep overwrites it. The invocations of
+// score_lif_map (a word of 32 columns of 4 rows, on score tiles), each walking its
+// columns 4 at a time, reading and writing them as one vec4 per row
 // (score_lif_backward_vec4, cols a multiple of 4) or element by element.
 
 struct ScoreLifBackParams {
@@ -280,7 +279,7 @@ struct ScoreLifBackParams {
     cols: u32,
     chunks: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32, // ceil(rows / 4)
     heads: u32,
     scale: f32,
     tau: f32,
@@ -293,22 +292,39 @@ struct ScoreLifBackParams {
 @group(0) @binding(3) var<storage, read> slb_ga4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>;            // [T, maps, rows, cols] dL/dS
 @group(0) @binding(4) var<storage, read_write> slb_gs4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> slb_lambda: array<f32>;        // [T, maps, words, row_blocks, 64]
+@group(0) @binding(5) var<storage, read_write> slb_lambda: array<f32>;        // [T, maps, words, groups]
 @group(0) @binding(6) var<uniform> slbp: ScoreLifBackParams;
 
-// Where an invocation of the backward map kernels works: its map block and the columns
-// of its word (`n` of them from `col0`).
-struct BackBlock {
-    at: MapBlock,
+// An invocation's share of the map backward: map, first row and rows that exist (1..4),
+// word, its first column and its columns.
+struct BackTile {
+    map: u32,
+    first: u32,
+    live: u32,
+    word: u32,
     col0: u32,
     n: u32,
 }
 
-fn back_block(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, words: u32, row_blocks: u32,
-              cols: u32) -> BackBlock {
-    let at = map_block(wid.x + wid.y * nwg.x, words, row_blocks, lid);
-    let col0 = at.word * 32u;
-    return BackBlock(at, col0, min(32u, cols - min(col0, cols)));
+// The invocation's tile, or live = 0 past the grid.
+fn back_tile(g: u32) -> BackTile {
+    var b: BackTile;
+    b.live = 0u;
+    if (g >= slbp.maps * slbp.words * slbp.groups) {
+        return b;
+    }
+    b.map = g / (slbp.words * slbp.groups);
+    b.word = (g / slbp.groups) % slbp.words;
+    b.first = (g % slbp.groups) * 4u;
+    b.live = min(4u, slbp.rows - b.first);
+    b.col0 = b.word * 32u;
+    b.n = min(32u, slbp.cols - b.col0);
+    return b;
+}
+
+// Element (row first + k, column col0 + j) of the map at t = 0.
+fn back_element(b: BackTile, k: u32, j: u32) -> u32 {
+    return (b.map * slbp.rows + b.first + k) * slbp.cols + b.col0 + j;
 }
 
 // One step of the forward sweep on 4 columns: H_t from the scores S_t, and the state
@@ -319,18 +335,19 @@ fn lif_back_h(v: ptr<function, vec4<f32>>, s: vec4<f32>) -> vec4<f32> {
     return h;
 }
 
-// The lane's slot of lambda partials for t: [T, maps, words * row_blocks * 64].
-fn lambda_slot(b: BackBlock, t: u32) -> u32 {
-    let lanes = slbp.words * slbp.row_blocks * MAP_WG;
-    return (t * slbp.maps + b.at.map) * lanes + b.at.word * slbp.row_blocks * MAP_WG + b.at.row;
+// One step of the backward sweep: grad_h from H_t and dL/dA_t / s_t; returns the
+// lambda share A_t . grad_A[t] / s_t of the 4 columns.
+fn lif_back_step(gh: ptr<function, vec4<f32>>, h: vec4<f32>, ga: vec4<f32>, t: u32,
+                 map: u32) -> f32 {
+    let sg = 1.0 / (1.0 + exp(-slbp.alpha * (h - vec4<f32>(slbp.v_th))));
+    let s_t = slbp.scale * slb_factor[t * slbp.heads + map % slbp.heads];
+    *gh = s_t * ga * slbp.alpha * sg * (1.0 - sg) + *gh * (1.0 - 1.0 / slbp.tau);
+    return dot(select(vec4<f32>(0.0), vec4<f32>(1.0), h >= vec4<f32>(slbp.v_th)), ga);
 }
 
-// Add the lambda share A_t . grad_A[t] / s_t of the 4 columns from j (the first group
-// of the word starts the sum).
-fn add_lambda_share(b: BackBlock, t: u32, j: u32, h: vec4<f32>, ga: vec4<f32>) {
-    let spikes = select(vec4<f32>(0.0), vec4<f32>(1.0), h >= vec4<f32>(slbp.v_th));
-    let i = lambda_slot(b, t);
-    let share = dot(spikes, ga);
+// Add the tile's lambda share for t (the first 4 columns of the word start the sum).
+fn add_lambda_share(b: BackTile, g: u32, t: u32, j: u32, share: f32) {
+    let i = (t * slbp.maps + b.map) * slbp.words * slbp.groups + g % (slbp.words * slbp.groups);
     if (j == 0u) {
         slb_lambda[i] = share;
     } else {
@@ -338,61 +355,86 @@ fn add_lambda_share(b: BackBlock, t: u32, j: u32, h: vec4<f32>, ga: vec4<f32>) {
     }
 }
 
-// The lambda shares of a lane past the map's rows.
-fn zero_lambda_shares(b: BackBlock) {
-    for (var t = 0u; t < slbp.steps; t++) {
-        slb_lambda[lambda_slot(b, t)] = 0.0;
+// H_t of row k (4 columns from element e), stored element by element.
+fn park_h(e: u32, n: u32, h: vec4<f32>) {
+    for (var c = 0u; c < n; c++) {
+        slb_gs[e + c] = h[c];
     }
 }
 
-// One step of the backward sweep: the new grad_h from H_t and dL/dA_t / s_t.
-fn lif_back_step(gh: vec4<f32>, h: vec4<f32>, ga: vec4<f32>, t: u32, map: u32) -> vec4<f32> {
-    let sg = 1.0 / (1.0 + exp(-slbp.alpha * (h - vec4<f32>(slbp.v_th))));
-    let s_t = slbp.scale * slb_factor[t * slbp.heads + map % slbp.heads];
-    return s_t * ga * slbp.alpha * sg * (1.0 - sg) + gh * (1.0 - 1.0 / slbp.tau);
+// The backward step of row k's 4 columns from element e, element by element.
+fn back_row(e: u32, n: u32, gh: ptr<function, vec4<f32>>, t: u32, map: u32) -> f32 {
+    var h = vec4<f32>(0.0);
+    var ga = vec4<f32>(0.0);
+    for (var c = 0u; c < n; c++) {
+        h[c] = slb_gs[e + c];
+        ga[c] = slb_ga[e + c];
+    }
+    let share = lif_back_step(gh, h, ga, t, map);
+    for (var c = 0u; c < n; c++) {
+        slb_gs[e + c] = (*gh)[c] / slbp.tau;
+    }
+    return share;
+}
+
+// The backward step of row k's 4 columns at vec4 index i.
+fn back_row4(i: u32, gh: ptr<function, vec4<f32>>, t: u32, map: u32) -> f32 {
+    let share = lif_back_step(gh, slb_gs4[i], slb_ga4[i], t, map);
+    slb_gs4[i] = *gh / slbp.tau;
+    return share;
 }
 
 @compute @workgroup_size(64)
 fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    if (wid.x + wid.y * nwg.x >= slbp.maps * slbp.words * slbp.row_blocks) {
-        return;
-    }
-    let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
-    if (b.at.row >= slbp.rows) {
-        zero_lambda_shares(b);
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    let b = back_tile(g);
+    if (b.live == 0u) {
         return;
     }
     let len = slbp.maps * slbp.rows * slbp.cols; // elements per time step
-    let ch = slbp.chunks;
     for (var j = 0u; j < b.n; j += 4u) {
-        let e = (b.at.map * slbp.rows + b.at.row) * slbp.cols + b.col0 + j;
-        let valid = min(4u, b.n - j);
-        var v = vec4<f32>(0.0);
+        let n = min(4u, b.n - j);
+        var v0 = vec4<f32>(0.0);
+        var v1 = vec4<f32>(0.0);
+        var v2 = vec4<f32>(0.0);
+        var v3 = vec4<f32>(0.0);
         for (var t = 0u; t < slbp.steps; t++) {
-            let m = t * slbp.maps + b.at.map;
-            let xa = (m * slbp.rows + b.at.row) * ch;
-            let ya = (m * slbp.cols + b.col0) * ch;
-            let h = lif_back_h(&v, scores4(sx[xa], xa, ya, ch, j, b.n));
-            for (var k = 0u; k < valid; k++) {
-                slb_gs[t * len + e + k] = h[k];
+            let tile = tile_rows(t * slbp.maps + b.map, b.first, slbp.rows, slbp.cols, slbp.chunks);
+            let s = score_tile(tile, b.col0 + j);
+            let e = t * len;
+            park_h(e + back_element(b, 0u, j), n, lif_back_h(&v0, s[0]));
+            let h1 = lif_back_h(&v1, s[1]);
+            let h2 = lif_back_h(&v2, s[2]);
+            let h3 = lif_back_h(&v3, s[3]);
+            if (b.live > 1u) {
+                park_h(e + back_element(b, 1u, j), n, h1);
+            }
+            if (b.live > 2u) {
+                park_h(e + back_element(b, 2u, j), n, h2);
+            }
+            if (b.live > 3u) {
+                park_h(e + back_element(b, 3u, j), n, h3);
             }
         }
-        var gh = vec4<f32>(0.0);
+        var gh0 = vec4<f32>(0.0);
+        var gh1 = vec4<f32>(0.0);
+        var gh2 = vec4<f32>(0.0);
+        var gh3 = vec4<f32>(0.0);
         for (var t = slbp.steps; t > 0u; t--) {
-            let i = (t - 1u) * len + e;
-            var h = vec4<f32>(0.0);
-            var ga = vec4<f32>(0.0);
-            for (var k = 0u; k < valid; k++) {
-                h[k] = slb_gs[i + k];
-                ga[k] = slb_ga[i + k];
+            let e = (t - 1u) * len;
+            var share = back_row(e + back_element(b, 0u, j), n, &gh0, t - 1u, b.map);
+            if (b.live > 1u) {
+                share += back_row(e + back_element(b, 1u, j), n, &gh1, t - 1u, b.map);
             }
-            gh = lif_back_step(gh, h, ga, t - 1u, b.at.map);
-            add_lambda_share(b, t - 1u, j, h, ga);
-            for (var k = 0u; k < valid; k++) {
-                slb_gs[i + k] = gh[k] / slbp.tau;
+            if (b.live > 2u) {
+                share += back_row(e + back_element(b, 2u, j), n, &gh2, t - 1u, b.map);
             }
+            if (b.live > 3u) {
+                share += back_row(e + back_element(b, 3u, j), n, &gh3, t - 1u, b.map);
+            }
+            add_lambda_share(b, g, t - 1u, j, share);
         }
     }
 }
@@ -401,33 +443,52 @@ fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
 fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    if (wid.x + wid.y * nwg.x >= slbp.maps * slbp.words * slbp.row_blocks) {
-        return;
-    }
-    let b = back_block(wid, nwg, lid, slbp.words, slbp.row_blocks, slbp.cols);
-    if (b.at.row >= slbp.rows) {
-        zero_lambda_shares(b);
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    let b = back_tile(g);
+    if (b.live == 0u) {
         return;
     }
     let len4 = slbp.maps * slbp.rows * slbp.cols / 4u; // vec4s per time step
-    let ch = slbp.chunks;
     for (var j = 0u; j < b.n; j += 4u) {
-        let e4 = ((b.at.map * slbp.rows + b.at.row) * slbp.cols + b.col0 + j) / 4u;
-        var v = vec4<f32>(0.0);
+        var v0 = vec4<f32>(0.0);
+        var v1 = vec4<f32>(0.0);
+        var v2 = vec4<f32>(0.0);
+        var v3 = vec4<f32>(0.0);
         for (var t = 0u; t < slbp.steps; t++) {
-            let m = t * slbp.maps + b.at.map;
-            let xa = (m * slbp.rows + b.at.row) * ch;
-            let ya = (m * slbp.cols + b.col0) * ch;
-            slb_gs4[t * len4 + e4] = lif_back_h(&v, scores4(sx[xa], xa, ya, ch, j, b.n));
+            let tile = tile_rows(t * slbp.maps + b.map, b.first, slbp.rows, slbp.cols, slbp.chunks);
+            let s = score_tile(tile, b.col0 + j);
+            let e = t * len4;
+            slb_gs4[e + back_element(b, 0u, j) / 4u] = lif_back_h(&v0, s[0]);
+            let h1 = lif_back_h(&v1, s[1]);
+            let h2 = lif_back_h(&v2, s[2]);
+            let h3 = lif_back_h(&v3, s[3]);
+            if (b.live > 1u) {
+                slb_gs4[e + back_element(b, 1u, j) / 4u] = h1;
+            }
+            if (b.live > 2u) {
+                slb_gs4[e + back_element(b, 2u, j) / 4u] = h2;
+            }
+            if (b.live > 3u) {
+                slb_gs4[e + back_element(b, 3u, j) / 4u] = h3;
+            }
         }
-        var gh = vec4<f32>(0.0);
+        var gh0 = vec4<f32>(0.0);
+        var gh1 = vec4<f32>(0.0);
+        var gh2 = vec4<f32>(0.0);
+        var gh3 = vec4<f32>(0.0);
         for (var t = slbp.steps; t > 0u; t--) {
-            let i = (t - 1u) * len4 + e4;
-            let h = slb_gs4[i];
-            let ga = slb_ga4[i];
-            gh = lif_back_step(gh, h, ga, t - 1u, b.at.map);
-            add_lambda_share(b, t - 1u, j, h, ga);
-            slb_gs4[i] = gh / slbp.tau;
+            let e = (t - 1u) * len4;
+            var share = back_row4(e + back_element(b, 0u, j) / 4u, &gh0, t - 1u, b.map);
+            if (b.live > 1u) {
+                share += back_row4(e + back_element(b, 1u, j) / 4u, &gh1, t - 1u, b.map);
+            }
+            if (b.live > 2u) {
+                share += back_row4(e + back_element(b, 2u, j) / 4u, &gh2, t - 1u, b.map);
+            }
+            if (b.live > 3u) {
+                share += back_row4(e + back_element(b, 3u, j) / 4u, &gh3, t - 1u, b.map);
+            }
+            add_lambda_share(b, g, t - 1u, j, share);
         }
     }
 }

@@ -166,7 +166,7 @@ struct ScoreLifBackParams {
     cols: u32,
     chunks: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32,
     heads: u32,
     scale: f32,
     tau: f32,
@@ -192,13 +192,12 @@ pub(crate) fn score_lif_backward(
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
     let (steps, heads) = factor_dims(OP, factor, batch)?;
     let maps = batch / steps;
-    let (_, words, row_blocks) = map_grid(rows, cols);
+    let (_, words, _) = map_grid(rows, cols);
+    // An invocation per (map, word, 4 rows), as score_lif_map.
+    let groups = rows.div_ceil(4);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
-    // The factor's gradient, per invocation: [T, B, heads, words * row_blocks * 64].
-    let shares = ctx.empty(
-        &[steps, maps / heads, heads, words * row_blocks * MAP_WG],
-        DType::F32,
-    )?;
+    // The factor's gradient, per invocation: [T, B, heads, words * groups].
+    let shares = ctx.empty(&[steps, maps / heads, heads, words * groups], DType::F32)?;
     let params = ScoreLifBackParams {
         steps: to_u32(OP, "T", steps)?,
         maps: to_u32(OP, "maps", maps)?,
@@ -206,7 +205,7 @@ pub(crate) fn score_lif_backward(
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
         words: to_u32(OP, "words", words)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
         heads: to_u32(OP, "heads", heads)?,
         scale,
         tau: lif.tau,
@@ -223,7 +222,7 @@ pub(crate) fn score_lif_backward(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, factor, grad_a, &gs, &shares],
         &params,
-        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(64) as u64)?,
     )?;
     Ok((gs, lambda_grad(ctx, &shares, scale)?))
 }
