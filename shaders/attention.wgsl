@@ -130,23 +130,7 @@ fn low_bits(n: u32) -> u32 {
     return select((1u << n) - 1u, 0xffffffffu, n >= 32u);
 }
 
-const MAP_WG: u32 = 64u;
 var<workgroup> wg_count: atomic<u32>;
-var<workgroup> wg_sum: atomic<u32>;
-
-// The workgroup grid of the map kernels: one workgroup per (map, packed word of 32
-// columns, block of 64 rows), its invocations the rows of the block.
-struct MapBlock {
-    map: u32,
-    word: u32,
-    row: u32, // this invocation's row
-}
-
-fn map_block(g: u32, words: u32, row_blocks: u32, lid: u32) -> MapBlock {
-    let rest = g % (words * row_blocks);
-    return MapBlock(g / (words * row_blocks), rest / row_blocks,
-                    (rest % row_blocks) * MAP_WG + lid);
-}
 
 // ------------------------------------------------------------------------------------
 // score_lif_map: the binary map A = LIF over T of S = X Y^T, packed. For every map
@@ -496,8 +480,9 @@ fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
 // ------------------------------------------------------------------------------------
 // score_threshold_map (SSA_Bin): bit = S > delta[h] for S = X Y^T of map (t, b, h),
 // h = map % heads. Counts the ones; with TRAINING also sums the (integer) scores per
-// head for the running threshold. The grid of score_lif_map (one invocation per row
-// and packed word), so one atomic pair per workgroup and statistic.
+// head for the running threshold. The invocations of score_lif_map (a word of 32
+// columns of 4 rows, on score tiles): one atomic pair per workgroup for the count, one
+// per invocation for its head's sum (a workgroup may span heads).
 
 override TRAINING: bool = false;
 
@@ -509,7 +494,7 @@ struct ScoreThresholdParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32, // ceil(rows / 4)
 }
 
 @group(0) @binding(2) var<storage, read> st_delta: array<f32>;             // [heads]
@@ -518,63 +503,85 @@ struct ScoreThresholdParams {
 @group(0) @binding(5) var<storage, read_write> st_sums: array<atomic<u32>>; // [heads, 2]
 @group(0) @binding(6) var<uniform> stp: ScoreThresholdParams;
 
+// A row's packed word (columns col0 .. col0+n-1) and its padding words.
+fn put_threshold_word(o: u32, word: u32, bits: u32) {
+    st_bits[o] = bits;
+    if (word + 1u == stp.words) {
+        for (var p = 1u; word + p < stp.wpr; p++) {
+            st_bits[o + p] = 0u;
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= stp.maps * stp.words * stp.row_blocks) {
-        return;
-    }
     if (lid == 0u) {
         atomicStore(&wg_count, 0u);
-        atomicStore(&wg_sum, 0u);
     }
     workgroupBarrier();
-    let at = map_block(g, stp.words, stp.row_blocks, lid);
-    let head = at.map % stp.heads;
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
     var ones = 0u;
-    var sum = 0u;
-    if (at.row < stp.rows) {
-        let col0 = at.word * 32u;
+    if (g < stp.maps * stp.words * stp.groups) {
+        let map = g / (stp.words * stp.groups);
+        let word = (g / stp.groups) % stp.words;
+        let first = (g % stp.groups) * 4u;
+        let live = min(4u, stp.rows - first);
+        let head = map % stp.heads;
+        let col0 = word * 32u;
         let n = min(32u, stp.cols - col0);
-        let ch = stp.chunks;
-        let xa = (at.map * stp.rows + at.row) * ch;
-        let ya = (at.map * stp.cols + col0) * ch;
-        let x0 = sx[xa];
-        let delta = st_delta[head];
-        var word = 0u;
-        for (var j = 0u; j < n; j++) {
-            let s = score_with_row(x0, xa, ya + j * ch, ch);
-            word |= select(0u, 1u << j, f32(s) > delta);
-            sum += s;
+        let delta = vec4<f32>(st_delta[head]);
+        let tile = tile_rows(map, first, stp.rows, stp.cols, stp.chunks);
+        // Rows past the map's end repeat its last row: their bits and scores are dropped.
+        let rows_in = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(live);
+        var w = vec4<u32>(0u); // the 4 rows' words
+        var sum = vec4<u32>(0u); // per row
+        for (var j = 0u; j < n; j += 4u) {
+            let s = score_tile(tile, col0 + j);
+            let cols_in = vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(n);
+            let shift = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
+            let one = vec4<u32>(1u) << shift;
+            w.x |= hsum(select(vec4<u32>(0u), one, s[0] > delta & cols_in));
+            w.y |= hsum(select(vec4<u32>(0u), one, s[1] > delta & cols_in));
+            w.z |= hsum(select(vec4<u32>(0u), one, s[2] > delta & cols_in));
+            w.w |= hsum(select(vec4<u32>(0u), one, s[3] > delta & cols_in));
+            if (TRAINING) {
+                let zero = vec4<f32>(0.0);
+                sum += vec4<u32>(hsum(vec4<u32>(select(zero, s[0], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[1], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[2], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[3], cols_in))));
+            }
         }
-        ones = countOneBits(word);
-        let o = (at.map * stp.rows + at.row) * stp.wpr + at.word;
-        st_bits[o] = word;
-        if (at.word + 1u == stp.words) {
-            for (var p = 1u; at.word + p < stp.wpr; p++) {
-                st_bits[o + p] = 0u;
+        w = select(vec4<u32>(0u), w, rows_in);
+        ones = hsum(countOneBits(w));
+        let o = (map * stp.rows + first) * stp.wpr + word;
+        put_threshold_word(o, word, w.x);
+        if (live > 1u) {
+            put_threshold_word(o + stp.wpr, word, w.y);
+        }
+        if (live > 2u) {
+            put_threshold_word(o + 2u * stp.wpr, word, w.z);
+        }
+        if (live > 3u) {
+            put_threshold_word(o + 3u * stp.wpr, word, w.w);
+        }
+        if (TRAINING) {
+            let total = hsum(select(vec4<u32>(0u), sum, rows_in));
+            let old = atomicAdd(&st_sums[2u * head], total);
+            if (old + total < old) {
+                atomicAdd(&st_sums[2u * head + 1u], 1u);
             }
         }
     }
     atomicAdd(&wg_count, ones);
-    if (TRAINING) {
-        atomicAdd(&wg_sum, sum);
-    }
     workgroupBarrier();
     if (lid == 0u) {
         let c = atomicLoad(&wg_count);
         let old = atomicAdd(&st_ones[0], c);
         if (old + c < old) {
             atomicAdd(&st_ones[1], 1u);
-        }
-        if (TRAINING) {
-            let s = atomicLoad(&wg_sum);
-            let old_s = atomicAdd(&st_sums[2u * head], s);
-            if (old_s + s < old_s) {
-                atomicAdd(&st_sums[2u * head + 1u], 1u);
-            }
         }
     }
 }

@@ -36,16 +36,20 @@ const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
 const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
 
-/// Invocations (rows, or columns for the products) per workgroup of the map kernels.
-const MAP_WG: usize = 64;
+/// Invocations per workgroup of the score and product kernels.
+const SCORE_WG: usize = 64;
 
-/// The grid of the map kernels for `[rows, cols]` maps: words per packed row, words
-/// holding columns, blocks of `MAP_WG` rows.
+/// Rows per invocation of the score kernels (the rows of a 4 x 4 score tile).
+const TILE_ROWS: usize = 4;
+
+/// The invocations of the map kernels for `[rows, cols]` maps, one per (map, word of
+/// 32 columns, group of `TILE_ROWS` rows): words per packed row, words holding columns,
+/// row groups.
 fn map_grid(rows: usize, cols: usize) -> (usize, usize, usize) {
     (
         words_per_row(cols),
         cols.div_ceil(32),
-        rows.div_ceil(MAP_WG),
+        rows.div_ceil(TILE_ROWS),
     )
 }
 
@@ -130,9 +134,7 @@ pub(crate) fn score_lif_map(
         )));
     }
     let maps = batch / steps;
-    let (wpr, words, _) = map_grid(rows, cols);
-    // An invocation per (map, word, 4 rows).
-    let groups = rows.div_ceil(4);
+    let (wpr, words, groups) = map_grid(rows, cols);
     let bits = ctx.empty(&[batch, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let params = ScoreLifParams {
@@ -152,7 +154,7 @@ pub(crate) fn score_lif_map(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, &bits, &ones],
         &params,
-        grid_1d(ctx, (maps * words * groups).div_ceil(64) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok((bits, ones))
 }
@@ -192,9 +194,7 @@ pub(crate) fn score_lif_backward(
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
     let (steps, heads) = factor_dims(OP, factor, batch)?;
     let maps = batch / steps;
-    let (_, words, _) = map_grid(rows, cols);
-    // An invocation per (map, word, 4 rows), as score_lif_map.
-    let groups = rows.div_ceil(4);
+    let (_, words, groups) = map_grid(rows, cols);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
     // The factor's gradient, per invocation: [T, B, heads, words * groups].
     let shares = ctx.empty(&[steps, maps / heads, heads, words * groups], DType::F32)?;
@@ -222,7 +222,7 @@ pub(crate) fn score_lif_backward(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, factor, grad_a, &gs, &shares],
         &params,
-        grid_1d(ctx, (maps * words * groups).div_ceil(64) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok((gs, lambda_grad(ctx, &shares, scale)?))
 }
@@ -237,7 +237,7 @@ struct ScoreThresholdParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32,
 }
 
 /// What [`score_threshold_map`] produces.
@@ -264,7 +264,7 @@ pub(crate) fn score_threshold_map(
     const OP: &str = "score_threshold_map";
     let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     delta.expect(OP, &[heads], DType::F32)?;
-    let (wpr, words, row_blocks) = map_grid(rows, cols);
+    let (wpr, words, groups) = map_grid(rows, cols);
     let bits = ctx.empty(&[maps, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let sums = ctx.zeros(&[if training { heads } else { 1 }, 2], DType::U32)?;
@@ -276,7 +276,7 @@ pub(crate) fn score_threshold_map(
         chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
         words: to_u32(OP, "words", words)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
     };
     ctx.dispatch(
         SCORE_THRESHOLD_MAP,
@@ -286,7 +286,7 @@ pub(crate) fn score_threshold_map(
         ],
         &[x, y, delta, &bits, &ones, &sums],
         &params,
-        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok(Thresholded {
         bits,
@@ -318,8 +318,8 @@ pub(crate) fn score_softmax_surrogate(
     let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_b.expect(OP, &[maps, rows, cols], DType::F32)?;
     let gs = ctx.empty(&[maps, rows, cols], DType::F32)?;
-    // An invocation per 4 rows.
-    let groups = rows.div_ceil(4);
+    // An invocation per row group.
+    let groups = rows.div_ceil(TILE_ROWS);
     let params = ScoreSoftmaxParams {
         maps: to_u32(OP, "maps", maps)?,
         rows: to_u32(OP, "rows", rows)?,
@@ -337,7 +337,7 @@ pub(crate) fn score_softmax_surrogate(
         &[("SCORE_WORDS", score_words(x))],
         &[x, y, grad_b, &gs],
         &params,
-        grid_1d(ctx, (maps * groups).div_ceil(64) as u64)?,
+        grid_1d(ctx, (maps * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok(gs)
 }
@@ -427,7 +427,7 @@ fn bits_product(
         ],
         &[x, y_bits, coef, &out, &sums],
         &params,
-        grid_1d(ctx, (maps * quads).div_ceil(64) as u64)?,
+        grid_1d(ctx, (maps * quads).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok((out, training.then_some(sums)))
 }
