@@ -130,8 +130,9 @@ pub fn binary_attention_forward(
 }
 
 /// Gradients for the upstream gradient `dy` `[T, B, heads, N, d]`. With
-/// `dYs = 0.125 lambda dY`: `d lambda = 0.125 sum dY * product`, taken by the map
-/// LIF's backward as `0.125 sum A * dA / (0.125 lambda)` (the same sum); Tokens:
+/// `dYs = 0.125 lambda dY`: `d lambda = 0.125 sum dY * product`, which is
+/// `0.125 sum A * (dY V^T)` (Features: `0.125 sum A^T * (dY^T Q)`), summed by the map
+/// LIF's backward from the unscaled dA it reads; Tokens:
 /// `dA = dYs V^T`, `dV = A^T dYs`, `dX = LIF'(dA)`, `dQ = dX K`, `dK = dX^T Q`;
 /// Features: `dA^T = dYs^T Q`, `dQ = dYs A^T`, `dX^T = LIF'(dA^T)`, `dK = V dX^T`,
 /// `dV = K dX`.
