@@ -26,23 +26,13 @@
 // they consume it: the f32 score matrix never reaches memory, and the backward kernels
 // recompute the scores from the same packed operands instead of reading them back.
 //
-// Layout for CPU drivers: the invocations of a map kernel's workgroup are the rows of one
-// map, so the operand row that all of them read next has a workgroup-uniform address
-// (which a driver may load once for the whole SIMD vector). Each lane gathers only its
-// own row, once per step.
+// Layout for CPU drivers: inside loops, lavapipe reads storage lane by lane, element by
+// element, even at workgroup-uniform addresses, so a score costs mostly its operand
+// reads. The kernels therefore compute scores on 4 x 4 tiles (score_tile: 4 rows of an
+// invocation against 4 columns), each operand row read serving 4 scores.
 
 @group(0) @binding(0) var<storage, read> sx: array<vec4<u32>>; // [maps, rows, chunks]
 @group(0) @binding(1) var<storage, read> sy: array<vec4<u32>>; // [maps, cols, chunks]
-
-// The per-lane counts of chunks 1 .. chunks-1 of X[xa ..] & Y[ya ..]; the callers keep
-// chunk 0 of their own operand in a register (for d <= 128 it is the only one).
-fn tail_counts(xa: u32, ya: u32, chunks: u32) -> vec4<u32> {
-    var acc = vec4<u32>(0u);
-    for (var c = 1u; c < chunks; c++) {
-        acc += countOneBits(sx[xa + c] & sy[ya + c]);
-    }
-    return acc;
-}
 
 fn hsum(v: vec4<u32>) -> u32 {
     return v.x + v.y + v.z + v.w;
@@ -65,24 +55,8 @@ fn count_chunk0(a: vec4<u32>, b: vec4<u32>) -> u32 {
     return hsum(countOneBits(m));
 }
 
-// S[r, c] for the row whose chunk 0 is x0 (at xa) and the column at ya.
-fn score_with_row(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32) -> u32 {
-    return count_chunk0(x0, sy[ya]) + hsum(tail_counts(xa, ya, chunks));
-}
-
-// The scores of columns j .. j+3 of a word (column stride `chunks`); columns at or past
-// n repeat column n-1 (their bits are masked off by the caller).
-fn scores4(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32, j: u32, n: u32) -> vec4<f32> {
-    let last = n - 1u;
-    return vec4<f32>(f32(score_with_row(x0, xa, ya + min(j, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 1u, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 2u, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 3u, last) * chunks, chunks)));
-}
-
 // A 4 x 4 tile of scores: 4 rows of a map (past its last row, the last row again) by
-// 4 columns. Every operand row read serves 4 scores instead of 1: CPU drivers gather
-// each lane's loads one by one, so these reads are most of a score's cost.
+// 4 columns, every operand row read serving 4 scores instead of 1.
 struct TileRows {
     xa: vec4<u32>, // chunk-0 addresses of the 4 rows
     ya: u32,       // address of column 0 of the map
