@@ -5,13 +5,13 @@
 //   score_lif_backward       its BPTT with the Sigmoid surrogate
 //   score_threshold_map      SSA_Bin's B = X Y^T > Delta[h], packed
 //   score_softmax_surrogate  SSA_Bin's dB/dS = p (1 - p), p = softmax over the key axis
-//   bits_product_scaled      y = s * factor[t, h] * (A V) from packed A and V^T
-//   bits_product_shifted     SSA_Bin's out = kappa * B V - mean[h, e]
+//   bits_product             y = s * factor[t, h] * (A V) from packed A and V^T, or
+//                            SSA_Bin's out = kappa * B V - mean[h, e] (SHIFTED)
 //   running_update           running statistics: state = mu state + (1 - mu) factor sum
 //   pack_spikes              f32 [batch, R, C] -> bits along C or (transposed) along R
 //   unpack_bits              bits [rows, C] -> f32 {0,1} [rows, C]
 //   scale_all                y = x * s
-//   lambda_grad              d lambda[t, h] = s * sum_{b, i, e} dy * prod
+//   lambda_grad              d lambda[t, h] = s * sum of the map backward's partials
 //   count_nonzero            count of non-zero elements (map density, on demand)
 // Packed rows follow pack.wgsl: bits along the last axis, LSB first, each row padded to
 // `wpr` words (a multiple of 4) with zero bits. Counts of ones and sums of integers are
@@ -26,41 +26,70 @@
 // they consume it: the f32 score matrix never reaches memory, and the backward kernels
 // recompute the scores from the same packed operands instead of reading them back.
 //
-// Layout for CPU drivers: the invocations of a workgroup are the rows of one map (or
-// the columns, for the products), so the operand row that all of them read next has a
-// workgroup-uniform address: the driver loads it once for the whole SIMD vector instead
-// of gathering it lane by lane. Each lane gathers only its own row, once per step.
+// Layout for CPU drivers: inside loops, lavapipe reads storage lane by lane, element by
+// element, even at workgroup-uniform addresses, so a score costs mostly its operand
+// reads. The kernels therefore compute scores on 4 x 4 tiles (score_tile: 4 rows of an
+// invocation against 4 columns), each operand row read serving 4 scores.
 
 @group(0) @binding(0) var<storage, read> sx: array<vec4<u32>>; // [maps, rows, chunks]
 @group(0) @binding(1) var<storage, read> sy: array<vec4<u32>>; // [maps, cols, chunks]
-
-// The per-lane counts of chunks 1 .. chunks-1 of X[xa ..] & Y[ya ..]; the callers keep
-// chunk 0 of their own operand in a register (for d <= 128 it is the only one).
-fn tail_counts(xa: u32, ya: u32, chunks: u32) -> vec4<u32> {
-    var acc = vec4<u32>(0u);
-    for (var c = 1u; c < chunks; c++) {
-        acc += countOneBits(sx[xa + c] & sy[ya + c]);
-    }
-    return acc;
-}
 
 fn hsum(v: vec4<u32>) -> u32 {
     return v.x + v.y + v.z + v.w;
 }
 
-// S[r, c] for the row whose chunk 0 is x0 (at xa) and the column at ya.
-fn score_with_row(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32) -> u32 {
-    return hsum(countOneBits(x0 & sy[ya]) + tail_counts(xa, ya, chunks));
+// The words of chunk 0 that can hold bits: 1 or 2 when the packed rows are at most 32
+// or 64 bits (the rest is zero padding, whose popcounts the CPU drivers would otherwise
+// pay for: half of the work at d = 48), else 4.
+override SCORE_WORDS: u32 = 4u;
+
+// popcount(a & b) over the words of chunk 0 that hold bits.
+fn count_chunk0(a: vec4<u32>, b: vec4<u32>) -> u32 {
+    let m = a & b;
+    if (SCORE_WORDS == 1u) {
+        return countOneBits(m.x);
+    }
+    if (SCORE_WORDS == 2u) {
+        return countOneBits(m.x) + countOneBits(m.y);
+    }
+    return hsum(countOneBits(m));
 }
 
-// The scores of columns j .. j+3 of a word (column stride `chunks`); columns at or past
-// n repeat column n-1 (their bits are masked off by the caller).
-fn scores4(x0: vec4<u32>, xa: u32, ya: u32, chunks: u32, j: u32, n: u32) -> vec4<f32> {
-    let last = n - 1u;
-    return vec4<f32>(f32(score_with_row(x0, xa, ya + min(j, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 1u, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 2u, last) * chunks, chunks)),
-                     f32(score_with_row(x0, xa, ya + min(j + 3u, last) * chunks, chunks)));
+// A 4 x 4 tile of scores: 4 rows of a map (past its last row, the last row again) by
+// 4 columns, every operand row read serving 4 scores instead of 1.
+struct TileRows {
+    xa: vec4<u32>, // chunk-0 addresses of the 4 rows
+    ya: u32,       // address of column 0 of the map
+    cols: u32,
+    chunks: u32,
+}
+
+fn tile_rows(map: u32, first: u32, rows: u32, cols: u32, chunks: u32) -> TileRows {
+    let r = min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(rows - 1u));
+    return TileRows((vec4<u32>(map * rows) + r) * chunks, map * cols * chunks, cols, chunks);
+}
+
+// The scores of one row (chunk 0 at xa) against the columns at c (chunk 0 words y).
+fn tile_row(xa: u32, c: vec4<u32>, y: array<vec4<u32>, 4>, chunks: u32) -> vec4<f32> {
+    let x0 = sx[xa];
+    var s = vec4<u32>(count_chunk0(x0, y[0]), count_chunk0(x0, y[1]),
+                      count_chunk0(x0, y[2]), count_chunk0(x0, y[3]));
+    for (var k = 1u; k < chunks; k++) {
+        let x = sx[xa + k];
+        s += vec4<u32>(hsum(countOneBits(x & sy[c.x + k])), hsum(countOneBits(x & sy[c.y + k])),
+                       hsum(countOneBits(x & sy[c.z + k])), hsum(countOneBits(x & sy[c.w + k])));
+    }
+    return vec4<f32>(s);
+}
+
+// The tile's scores for columns j .. j+3 (columns at or past cols repeat the last one):
+// row k of the tile is column k of the result.
+fn score_tile(t: TileRows, j: u32) -> mat4x4<f32> {
+    let c = vec4<u32>(t.ya) + min(vec4<u32>(j) + vec4<u32>(0u, 1u, 2u, 3u),
+                                  vec4<u32>(t.cols - 1u)) * t.chunks;
+    let y = array<vec4<u32>, 4>(sy[c.x], sy[c.y], sy[c.z], sy[c.w]);
+    return mat4x4<f32>(tile_row(t.xa.x, c, y, t.chunks), tile_row(t.xa.y, c, y, t.chunks),
+                       tile_row(t.xa.z, c, y, t.chunks), tile_row(t.xa.w, c, y, t.chunks));
 }
 
 // One LIF step of 4 elements (decay_input, soft reset); their spikes as the low 4 bits.
@@ -75,23 +104,7 @@ fn low_bits(n: u32) -> u32 {
     return select((1u << n) - 1u, 0xffffffffu, n >= 32u);
 }
 
-const MAP_WG: u32 = 64u;
 var<workgroup> wg_count: atomic<u32>;
-var<workgroup> wg_sum: atomic<u32>;
-
-// The workgroup grid of the map kernels: one workgroup per (map, packed word of 32
-// columns, block of 64 rows), its invocations the rows of the block.
-struct MapBlock {
-    map: u32,
-    word: u32,
-    row: u32, // this invocation's row
-}
-
-fn map_block(g: u32, words: u32, row_blocks: u32, lid: u32) -> MapBlock {
-    let rest = g % (words * row_blocks);
-    return MapBlock(g / (words * row_blocks), rest / row_blocks,
-                    (rest % row_blocks) * MAP_WG + lid);
-}
 
 // ------------------------------------------------------------------------------------
 // score_lif_map: the binary map A = LIF over T of S = X Y^T, packed. For every map
@@ -99,19 +112,20 @@ fn map_block(g: u32, words: u32, row_blocks: u32, lid: u32) -> MapBlock {
 //   H = V + (S_t - V) / tau   (decay_input)
 //   A_t = H >= v_th
 //   V = H - v_th A_t          (soft reset)
-// Each invocation owns one packed word (32 consecutive columns of one row) for every t.
-// The invocation of a row's last word also zeroes the row's padding words. The operands are
-// [T * maps, ...] with T leading, as is the map.
+// Each invocation owns one packed word (32 consecutive columns) of 4 rows (a score tile's,
+// see score_tile) for every t; the invocations are flattened over (map, word, group of 4
+// rows). The invocation of a row's last word also zeroes the row's padding words. The
+// operands are [T * maps, ...] with T leading, as is the map.
 
 struct ScoreLifParams {
-    steps: u32,      // T
-    maps: u32,       // maps per time step (B * heads)
-    rows: u32,       // rows of a map
-    cols: u32,       // columns of a map (bits per packed row)
-    chunks: u32,     // vec4 words per operand row
-    wpr: u32,        // words per packed map row
-    words: u32,      // words holding columns: ceil(cols / 32)
-    row_blocks: u32, // ceil(rows / 64)
+    steps: u32,  // T
+    maps: u32,   // maps per time step (B * heads)
+    rows: u32,   // rows of a map
+    cols: u32,   // columns of a map (bits per packed row)
+    chunks: u32, // vec4 words per operand row
+    wpr: u32,    // words per packed map row
+    words: u32,  // words holding columns: ceil(cols / 32)
+    groups: u32, // ceil(rows / 4)
     tau: f32,
     v_th: f32,
 }
@@ -120,53 +134,72 @@ struct ScoreLifParams {
 @group(0) @binding(3) var<storage, read_write> sl_ones: array<atomic<u32>>; // [2] (lo, hi)
 @group(0) @binding(4) var<uniform> slp: ScoreLifParams;
 
+// Write (the first 4 columns of the word) or OR in a row's spikes for one t; the ones
+// that are new.
+fn put_spikes(o: u32, first: bool, bits: u32) -> u32 {
+    if (first) {
+        sl_bits[o] = bits;
+    } else {
+        sl_bits[o] |= bits;
+    }
+    return countOneBits(bits);
+}
+
 @compute @workgroup_size(64)
 fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= slp.maps * slp.words * slp.row_blocks) {
-        return;
-    }
     if (lid == 0u) {
         atomicStore(&wg_count, 0u);
     }
     workgroupBarrier();
-    let at = map_block(g, slp.words, slp.row_blocks, lid);
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
     var ones = 0u;
-    if (at.row < slp.rows) {
-        let col0 = at.word * 32u;
+    if (g < slp.maps * slp.words * slp.groups) {
+        let map = g / (slp.words * slp.groups);
+        let word = (g / slp.groups) % slp.words;
+        let first = (g % slp.groups) * 4u;
+        let live = min(4u, slp.rows - first); // rows of the group that exist
+        let col0 = word * 32u;
         let n = min(32u, slp.cols - col0);
-        let out0 = (at.map * slp.rows + at.row) * slp.wpr + at.word;
-        let step_words = slp.maps * slp.rows * slp.wpr;
-        let ch = slp.chunks;
-        let tau = slp.tau;
-        let v_th = slp.v_th;
         let valid = low_bits(n);
-        // Columns in groups of 4, each group's potentials carried over T in one vec4;
-        // the word of every t is assembled in place (this invocation owns it). Keeping
-        // all 32 potentials live across T instead spills them on CPU drivers.
+        let step_words = slp.maps * slp.rows * slp.wpr;
+        // Output word of row `first` at t = 0; the group's rows follow at stride wpr.
+        let out0 = (map * slp.rows + first) * slp.wpr + word;
+        // Columns in groups of 4, the potentials of the tile carried over T in 4 vec4s;
+        // the words of every t are assembled in place (this invocation owns them).
         for (var j = 0u; j < n; j += 4u) {
-            var v = vec4<f32>(0.0);
+            var v0 = vec4<f32>(0.0);
+            var v1 = vec4<f32>(0.0);
+            var v2 = vec4<f32>(0.0);
+            var v3 = vec4<f32>(0.0);
             for (var t = 0u; t < slp.steps; t++) {
-                let m = t * slp.maps + at.map;
-                let xa = (m * slp.rows + at.row) * ch; // this lane's row
-                let ya = (m * slp.cols + col0) * ch;   // uniform over the workgroup
-                let spikes = lif_step4(&v, scores4(sx[xa], xa, ya, ch, j, n), tau, v_th);
-                let bits = (spikes << j) & valid;
-                ones += countOneBits(bits);
+                let tile = tile_rows(t * slp.maps + map, first, slp.rows, slp.cols, slp.chunks);
+                let s = score_tile(tile, col0 + j);
                 let o = t * step_words + out0;
-                if (j == 0u) {
-                    sl_bits[o] = bits;
-                } else {
-                    sl_bits[o] |= bits;
+                let b0 = (lif_step4(&v0, s[0], slp.tau, slp.v_th) << j) & valid;
+                let b1 = (lif_step4(&v1, s[1], slp.tau, slp.v_th) << j) & valid;
+                let b2 = (lif_step4(&v2, s[2], slp.tau, slp.v_th) << j) & valid;
+                let b3 = (lif_step4(&v3, s[3], slp.tau, slp.v_th) << j) & valid;
+                ones += put_spikes(o, j == 0u, b0);
+                if (live > 1u) {
+                    ones += put_spikes(o + slp.wpr, j == 0u, b1);
+                }
+                if (live > 2u) {
+                    ones += put_spikes(o + 2u * slp.wpr, j == 0u, b2);
+                }
+                if (live > 3u) {
+                    ones += put_spikes(o + 3u * slp.wpr, j == 0u, b3);
                 }
             }
         }
-        if (at.word + 1u == slp.words) {
+        if (word + 1u == slp.words) {
             for (var t = 0u; t < slp.steps; t++) {
-                for (var p = 1u; at.word + p < slp.wpr; p++) {
-                    sl_bits[t * step_words + out0 + p] = 0u;
+                for (var r = 0u; r < live; r++) {
+                    let o = t * step_words + out0 + r * slp.wpr;
+                    for (var p = 1u; word + p < slp.wpr; p++) {
+                        sl_bits[o + p] = 0u;
+                    }
                 }
             }
         }
@@ -188,9 +221,14 @@ fn score_lif_map(@builtin(workgroup_id) wid: vec3<u32>,
 //   sg = sigmoid(alpha (H_t - v_th)),  g_s = alpha sg (1 - sg)
 //   grad_h = s_t grad_A[t] g_s + grad_h (1 - 1/tau),  grad_S[t] = grad_h / tau
 // where s_t = scale * factor[t, h] is the output scale of the map's product, folded in
-// here so that backward never scales dY in a pass of its own. H_t is recomputed from the packed operands in a forward sweep and parked in grad_S
-// until the backward sweep overwrites it. One workgroup per (map, column, block of 64
-// rows), so the column operand is uniform.
+// here so that backward never scales dY in a pass of its own. The gradient of factor
+// (BESTformer's lambda) is scale * sum A_t grad_A[t] / s_t over the map elements (the
+// dot of dY with the product): each invocation adds up its elements' share per t, for
+// lambda_grad to reduce. H_t is recomputed from the packed operands in a forward sweep
+// and parked in grad_S until the backward sweep overwrites it. The invocations of
+// score_lif_map (a word of 32 columns of 4 rows, on score tiles), each walking its
+// columns 4 at a time, reading and writing them as one vec4 per row
+// (score_lif_backward_vec4, cols a multiple of 4) or element by element.
 
 struct ScoreLifBackParams {
     steps: u32, // T
@@ -198,7 +236,8 @@ struct ScoreLifBackParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    words: u32,
+    groups: u32, // ceil(rows / 4)
     heads: u32,
     scale: f32,
     tau: f32,
@@ -206,53 +245,218 @@ struct ScoreLifBackParams {
     alpha: f32,
 }
 
-@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;   // [T, heads]
-@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;       // [T, maps, rows, cols] dL/dA / s_t
-@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>; // [T, maps, rows, cols] dL/dS
-@group(0) @binding(5) var<uniform> slbp: ScoreLifBackParams;
+@group(0) @binding(2) var<storage, read> slb_factor: array<f32>;              // [T, heads]
+@group(0) @binding(3) var<storage, read> slb_ga: array<f32>;                  // [T, maps, rows, cols] dL/dA / s_t
+@group(0) @binding(3) var<storage, read> slb_ga4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> slb_gs: array<f32>;            // [T, maps, rows, cols] dL/dS
+@group(0) @binding(4) var<storage, read_write> slb_gs4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> slb_lambda: array<f32>;        // [T, maps, words, groups]
+@group(0) @binding(6) var<uniform> slbp: ScoreLifBackParams;
+
+// An invocation's share of the map backward: map, first row and rows that exist (1..4),
+// word, its first column and its columns.
+struct BackTile {
+    map: u32,
+    first: u32,
+    live: u32,
+    word: u32,
+    col0: u32,
+    n: u32,
+}
+
+// The invocation's tile, or live = 0 past the grid.
+fn back_tile(g: u32) -> BackTile {
+    var b: BackTile;
+    b.live = 0u;
+    if (g >= slbp.maps * slbp.words * slbp.groups) {
+        return b;
+    }
+    b.map = g / (slbp.words * slbp.groups);
+    b.word = (g / slbp.groups) % slbp.words;
+    b.first = (g % slbp.groups) * 4u;
+    b.live = min(4u, slbp.rows - b.first);
+    b.col0 = b.word * 32u;
+    b.n = min(32u, slbp.cols - b.col0);
+    return b;
+}
+
+// Element (row first + k, column col0 + j) of the map at t = 0.
+fn back_element(b: BackTile, k: u32, j: u32) -> u32 {
+    return (b.map * slbp.rows + b.first + k) * slbp.cols + b.col0 + j;
+}
+
+// One step of the forward sweep on 4 columns: H_t from the scores S_t, and the state
+// after the (soft) reset.
+fn lif_back_h(v: ptr<function, vec4<f32>>, s: vec4<f32>) -> vec4<f32> {
+    let h = *v + (s - *v) / slbp.tau;
+    *v = h - select(vec4<f32>(0.0), vec4<f32>(slbp.v_th), h >= vec4<f32>(slbp.v_th));
+    return h;
+}
+
+// One step of the backward sweep: grad_h from H_t and dL/dA_t / s_t; returns the
+// lambda share A_t . grad_A[t] / s_t of the 4 columns.
+fn lif_back_step(gh: ptr<function, vec4<f32>>, h: vec4<f32>, ga: vec4<f32>, t: u32,
+                 map: u32) -> f32 {
+    let sg = 1.0 / (1.0 + exp(-slbp.alpha * (h - vec4<f32>(slbp.v_th))));
+    let s_t = slbp.scale * slb_factor[t * slbp.heads + map % slbp.heads];
+    *gh = s_t * ga * slbp.alpha * sg * (1.0 - sg) + *gh * (1.0 - 1.0 / slbp.tau);
+    return dot(select(vec4<f32>(0.0), vec4<f32>(1.0), h >= vec4<f32>(slbp.v_th)), ga);
+}
+
+// Add the tile's lambda share for t (the first 4 columns of the word start the sum).
+fn add_lambda_share(b: BackTile, g: u32, t: u32, j: u32, share: f32) {
+    let i = (t * slbp.maps + b.map) * slbp.words * slbp.groups + g % (slbp.words * slbp.groups);
+    if (j == 0u) {
+        slb_lambda[i] = share;
+    } else {
+        slb_lambda[i] += share;
+    }
+}
+
+// H_t of row k (4 columns from element e), stored element by element.
+fn park_h(e: u32, n: u32, h: vec4<f32>) {
+    for (var c = 0u; c < n; c++) {
+        slb_gs[e + c] = h[c];
+    }
+}
+
+// The backward step of row k's 4 columns from element e, element by element.
+fn back_row(e: u32, n: u32, gh: ptr<function, vec4<f32>>, t: u32, map: u32) -> f32 {
+    var h = vec4<f32>(0.0);
+    var ga = vec4<f32>(0.0);
+    for (var c = 0u; c < n; c++) {
+        h[c] = slb_gs[e + c];
+        ga[c] = slb_ga[e + c];
+    }
+    let share = lif_back_step(gh, h, ga, t, map);
+    for (var c = 0u; c < n; c++) {
+        slb_gs[e + c] = (*gh)[c] / slbp.tau;
+    }
+    return share;
+}
+
+// The backward step of row k's 4 columns at vec4 index i.
+fn back_row4(i: u32, gh: ptr<function, vec4<f32>>, t: u32, map: u32) -> f32 {
+    let share = lif_back_step(gh, slb_gs4[i], slb_ga4[i], t, map);
+    slb_gs4[i] = *gh / slbp.tau;
+    return share;
+}
 
 @compute @workgroup_size(64)
 fn score_lif_backward(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= slbp.maps * slbp.cols * slbp.row_blocks) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    let b = back_tile(g);
+    if (b.live == 0u) {
         return;
     }
-    let at = map_block(g, slbp.cols, slbp.row_blocks, lid); // `word` is the column here
-    if (at.row >= slbp.rows) {
-        return;
-    }
-    let c = at.word;
     let len = slbp.maps * slbp.rows * slbp.cols; // elements per time step
-    let e = (at.map * slbp.rows + at.row) * slbp.cols + c;
-    let ch = slbp.chunks;
-    var v = 0.0;
-    for (var t = 0u; t < slbp.steps; t++) {
-        let m = t * slbp.maps + at.map;
-        let xa = (m * slbp.rows + at.row) * ch;
-        let ya = (m * slbp.cols + c) * ch;
-        let s = f32(score_with_row(sx[xa], xa, ya, ch));
-        let h = v + (s - v) / slbp.tau;
-        slb_gs[t * len + e] = h;
-        v = h - select(0.0, slbp.v_th, h >= slbp.v_th);
+    for (var j = 0u; j < b.n; j += 4u) {
+        let n = min(4u, b.n - j);
+        var v0 = vec4<f32>(0.0);
+        var v1 = vec4<f32>(0.0);
+        var v2 = vec4<f32>(0.0);
+        var v3 = vec4<f32>(0.0);
+        for (var t = 0u; t < slbp.steps; t++) {
+            let tile = tile_rows(t * slbp.maps + b.map, b.first, slbp.rows, slbp.cols, slbp.chunks);
+            let s = score_tile(tile, b.col0 + j);
+            let e = t * len;
+            park_h(e + back_element(b, 0u, j), n, lif_back_h(&v0, s[0]));
+            let h1 = lif_back_h(&v1, s[1]);
+            let h2 = lif_back_h(&v2, s[2]);
+            let h3 = lif_back_h(&v3, s[3]);
+            if (b.live > 1u) {
+                park_h(e + back_element(b, 1u, j), n, h1);
+            }
+            if (b.live > 2u) {
+                park_h(e + back_element(b, 2u, j), n, h2);
+            }
+            if (b.live > 3u) {
+                park_h(e + back_element(b, 3u, j), n, h3);
+            }
+        }
+        var gh0 = vec4<f32>(0.0);
+        var gh1 = vec4<f32>(0.0);
+        var gh2 = vec4<f32>(0.0);
+        var gh3 = vec4<f32>(0.0);
+        for (var t = slbp.steps; t > 0u; t--) {
+            let e = (t - 1u) * len;
+            var share = back_row(e + back_element(b, 0u, j), n, &gh0, t - 1u, b.map);
+            if (b.live > 1u) {
+                share += back_row(e + back_element(b, 1u, j), n, &gh1, t - 1u, b.map);
+            }
+            if (b.live > 2u) {
+                share += back_row(e + back_element(b, 2u, j), n, &gh2, t - 1u, b.map);
+            }
+            if (b.live > 3u) {
+                share += back_row(e + back_element(b, 3u, j), n, &gh3, t - 1u, b.map);
+            }
+            add_lambda_share(b, g, t - 1u, j, share);
+        }
     }
-    let keep = 1.0 - 1.0 / slbp.tau;
-    var gh = 0.0;
-    for (var t = slbp.steps; t > 0u; t--) {
-        let i = (t - 1u) * len + e;
-        let sg = 1.0 / (1.0 + exp(-slbp.alpha * (slb_gs[i] - slbp.v_th)));
-        let s_t = slbp.scale * slb_factor[(t - 1u) * slbp.heads + at.map % slbp.heads];
-        gh = s_t * slb_ga[i] * slbp.alpha * sg * (1.0 - sg) + gh * keep;
-        slb_gs[i] = gh / slbp.tau;
+}
+
+@compute @workgroup_size(64)
+fn score_lif_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    let b = back_tile(g);
+    if (b.live == 0u) {
+        return;
+    }
+    let len4 = slbp.maps * slbp.rows * slbp.cols / 4u; // vec4s per time step
+    for (var j = 0u; j < b.n; j += 4u) {
+        var v0 = vec4<f32>(0.0);
+        var v1 = vec4<f32>(0.0);
+        var v2 = vec4<f32>(0.0);
+        var v3 = vec4<f32>(0.0);
+        for (var t = 0u; t < slbp.steps; t++) {
+            let tile = tile_rows(t * slbp.maps + b.map, b.first, slbp.rows, slbp.cols, slbp.chunks);
+            let s = score_tile(tile, b.col0 + j);
+            let e = t * len4;
+            slb_gs4[e + back_element(b, 0u, j) / 4u] = lif_back_h(&v0, s[0]);
+            let h1 = lif_back_h(&v1, s[1]);
+            let h2 = lif_back_h(&v2, s[2]);
+            let h3 = lif_back_h(&v3, s[3]);
+            if (b.live > 1u) {
+                slb_gs4[e + back_element(b, 1u, j) / 4u] = h1;
+            }
+            if (b.live > 2u) {
+                slb_gs4[e + back_element(b, 2u, j) / 4u] = h2;
+            }
+            if (b.live > 3u) {
+                slb_gs4[e + back_element(b, 3u, j) / 4u] = h3;
+            }
+        }
+        var gh0 = vec4<f32>(0.0);
+        var gh1 = vec4<f32>(0.0);
+        var gh2 = vec4<f32>(0.0);
+        var gh3 = vec4<f32>(0.0);
+        for (var t = slbp.steps; t > 0u; t--) {
+            let e = (t - 1u) * len4;
+            var share = back_row4(e + back_element(b, 0u, j) / 4u, &gh0, t - 1u, b.map);
+            if (b.live > 1u) {
+                share += back_row4(e + back_element(b, 1u, j) / 4u, &gh1, t - 1u, b.map);
+            }
+            if (b.live > 2u) {
+                share += back_row4(e + back_element(b, 2u, j) / 4u, &gh2, t - 1u, b.map);
+            }
+            if (b.live > 3u) {
+                share += back_row4(e + back_element(b, 3u, j) / 4u, &gh3, t - 1u, b.map);
+            }
+            add_lambda_share(b, g, t - 1u, j, share);
+        }
     }
 }
 
 // ------------------------------------------------------------------------------------
 // score_threshold_map (SSA_Bin): bit = S > delta[h] for S = X Y^T of map (t, b, h),
 // h = map % heads. Counts the ones; with TRAINING also sums the (integer) scores per
-// head for the running threshold. The grid of score_lif_map (one invocation per row
-// and packed word), so one atomic pair per workgroup and statistic.
+// head for the running threshold. The invocations of score_lif_map (a word of 32
+// columns of 4 rows, on score tiles): one atomic pair per workgroup for the count, one
+// per invocation for its head's sum (a workgroup may span heads).
 
 override TRAINING: bool = false;
 
@@ -264,7 +468,7 @@ struct ScoreThresholdParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32, // ceil(rows / 4)
 }
 
 @group(0) @binding(2) var<storage, read> st_delta: array<f32>;             // [heads]
@@ -273,50 +477,79 @@ struct ScoreThresholdParams {
 @group(0) @binding(5) var<storage, read_write> st_sums: array<atomic<u32>>; // [heads, 2]
 @group(0) @binding(6) var<uniform> stp: ScoreThresholdParams;
 
+// A row's packed word (columns col0 .. col0+n-1) and its padding words.
+fn put_threshold_word(o: u32, word: u32, bits: u32) {
+    st_bits[o] = bits;
+    if (word + 1u == stp.words) {
+        for (var p = 1u; word + p < stp.wpr; p++) {
+            st_bits[o + p] = 0u;
+        }
+    }
+}
+
 @compute @workgroup_size(64)
 fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= stp.maps * stp.words * stp.row_blocks) {
-        return;
-    }
     if (lid == 0u) {
         atomicStore(&wg_count, 0u);
-        atomicStore(&wg_sum, 0u);
     }
     workgroupBarrier();
-    let at = map_block(g, stp.words, stp.row_blocks, lid);
-    let head = at.map % stp.heads;
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
     var ones = 0u;
-    var sum = 0u;
-    if (at.row < stp.rows) {
-        let col0 = at.word * 32u;
+    if (g < stp.maps * stp.words * stp.groups) {
+        let map = g / (stp.words * stp.groups);
+        let word = (g / stp.groups) % stp.words;
+        let first = (g % stp.groups) * 4u;
+        let live = min(4u, stp.rows - first);
+        let head = map % stp.heads;
+        let col0 = word * 32u;
         let n = min(32u, stp.cols - col0);
-        let ch = stp.chunks;
-        let xa = (at.map * stp.rows + at.row) * ch;
-        let ya = (at.map * stp.cols + col0) * ch;
-        let x0 = sx[xa];
-        let delta = st_delta[head];
-        var word = 0u;
-        for (var j = 0u; j < n; j++) {
-            let s = score_with_row(x0, xa, ya + j * ch, ch);
-            word |= select(0u, 1u << j, f32(s) > delta);
-            sum += s;
+        let delta = vec4<f32>(st_delta[head]);
+        let tile = tile_rows(map, first, stp.rows, stp.cols, stp.chunks);
+        // Rows past the map's end repeat its last row: their bits and scores are dropped.
+        let rows_in = vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(live);
+        var w = vec4<u32>(0u); // the 4 rows' words
+        var sum = vec4<u32>(0u); // per row
+        for (var j = 0u; j < n; j += 4u) {
+            let s = score_tile(tile, col0 + j);
+            let cols_in = vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(n);
+            let shift = vec4<u32>(j, j + 1u, j + 2u, j + 3u);
+            let one = vec4<u32>(1u) << shift;
+            w.x |= hsum(select(vec4<u32>(0u), one, s[0] > delta & cols_in));
+            w.y |= hsum(select(vec4<u32>(0u), one, s[1] > delta & cols_in));
+            w.z |= hsum(select(vec4<u32>(0u), one, s[2] > delta & cols_in));
+            w.w |= hsum(select(vec4<u32>(0u), one, s[3] > delta & cols_in));
+            if (TRAINING) {
+                let zero = vec4<f32>(0.0);
+                sum += vec4<u32>(hsum(vec4<u32>(select(zero, s[0], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[1], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[2], cols_in))),
+                                 hsum(vec4<u32>(select(zero, s[3], cols_in))));
+            }
         }
-        ones = countOneBits(word);
-        let o = (at.map * stp.rows + at.row) * stp.wpr + at.word;
-        st_bits[o] = word;
-        if (at.word + 1u == stp.words) {
-            for (var p = 1u; at.word + p < stp.wpr; p++) {
-                st_bits[o + p] = 0u;
+        w = select(vec4<u32>(0u), w, rows_in);
+        ones = hsum(countOneBits(w));
+        let o = (map * stp.rows + first) * stp.wpr + word;
+        put_threshold_word(o, word, w.x);
+        if (live > 1u) {
+            put_threshold_word(o + stp.wpr, word, w.y);
+        }
+        if (live > 2u) {
+            put_threshold_word(o + 2u * stp.wpr, word, w.z);
+        }
+        if (live > 3u) {
+            put_threshold_word(o + 3u * stp.wpr, word, w.w);
+        }
+        if (TRAINING) {
+            let total = hsum(select(vec4<u32>(0u), sum, rows_in));
+            let old = atomicAdd(&st_sums[2u * head], total);
+            if (old + total < old) {
+                atomicAdd(&st_sums[2u * head + 1u], 1u);
             }
         }
     }
     atomicAdd(&wg_count, ones);
-    if (TRAINING) {
-        atomicAdd(&wg_sum, sum);
-    }
     workgroupBarrier();
     if (lid == 0u) {
         let c = atomicLoad(&wg_count);
@@ -324,76 +557,167 @@ fn score_threshold_map(@builtin(workgroup_id) wid: vec3<u32>,
         if (old + c < old) {
             atomicAdd(&st_ones[1], 1u);
         }
-        if (TRAINING) {
-            let s = atomicLoad(&wg_sum);
-            let old_s = atomicAdd(&st_sums[2u * head], s);
-            if (old_s + s < old_s) {
-                atomicAdd(&st_sums[2u * head + 1u], 1u);
-            }
-        }
     }
 }
 
 // ------------------------------------------------------------------------------------
 // score_softmax_surrogate (SSA_Bin backward): grad_S = grad_B * p (1 - p) with
 // p = softmax(S) along each row (the key axis), S = X Y^T recomputed from the packed
-// operands in each of the three sweeps (cheaper than storing it). One invocation per
-// row, a workgroup per (map, block of 64 rows).
+// operands in each of the two sweeps (cheaper than storing it). One invocation per
+// 4 rows of a map (flattened over the maps), so each column operand read serves 4 rows
+// (see score_tile); the columns go 4 at a time, read and written as one vec4 per row
+// (score_softmax_surrogate_vec4, cols a multiple of 4) or element by element.
 
 struct ScoreSoftmaxParams {
     maps: u32,
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    groups: u32, // ceil(rows / 4) row groups per map
 }
 
-@group(0) @binding(2) var<storage, read> ss_gb: array<f32>;       // [maps, rows, cols] dL/dB
-@group(0) @binding(3) var<storage, read_write> ss_gs: array<f32>; // [maps, rows, cols] dL/dS
+@group(0) @binding(2) var<storage, read> ss_gb: array<f32>;             // [maps, rows, cols] dL/dB
+@group(0) @binding(2) var<storage, read> ss_gb4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> ss_gs: array<f32>;       // [maps, rows, cols] dL/dS
+@group(0) @binding(3) var<storage, read_write> ss_gs4: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> ssp: ScoreSoftmaxParams;
+
+// The softmax of 4 rows: their first row over all maps, how many exist (1..4), the tile
+// operands, and per row (x, y, z, w) the maximum score and 1 / (sum of exp(S - max)).
+struct SoftmaxRows {
+    row0: u32,
+    n: u32,
+    tile: TileRows,
+    m: vec4<f32>,
+    inv: vec4<f32>,
+}
+
+// One step of the online softmax of a row: the running maximum m[k] and sum z[k] of
+// exp(S - m[k]) per column slot k, rescaled whenever the maximum grows; columns at or
+// past cols (repeats of the last one) are not counted.
+fn online_softmax(m: ptr<function, vec4<f32>>, z: ptr<function, vec4<f32>>, s: vec4<f32>,
+                  j: u32) {
+    let grown = max(*m, s);
+    let e = select(vec4<f32>(0.0), exp(s - grown),
+                   vec4<u32>(j, j + 1u, j + 2u, j + 3u) < vec4<u32>(ssp.cols));
+    *z = *z * exp(*m - grown) + e;
+    *m = grown;
+}
+
+// The row's maximum and 1 / sum from its per-slot statistics.
+fn softmax_total(m: vec4<f32>, z: vec4<f32>) -> vec2<f32> {
+    let top = max(max(m.x, m.y), max(m.z, m.w));
+    let zz = z * exp(m - vec4<f32>(top));
+    return vec2<f32>(top, 1.0 / (zz.x + zz.y + zz.z + zz.w));
+}
+
+// The softmax statistics of the lane's rows (n = 0: the lane is past the grid).
+fn softmax_rows(g: u32) -> SoftmaxRows {
+    var r: SoftmaxRows;
+    r.n = 0u;
+    if (g >= ssp.maps * ssp.groups) {
+        return r;
+    }
+    let map = g / ssp.groups;
+    let first = (g % ssp.groups) * 4u;
+    r.n = min(4u, ssp.rows - first);
+    r.row0 = map * ssp.rows + first;
+    r.tile = tile_rows(map, first, ssp.rows, ssp.cols, ssp.chunks);
+    // scores are counts, never negative: 0 is a valid starting maximum
+    var m0 = vec4<f32>(0.0);
+    var m1 = vec4<f32>(0.0);
+    var m2 = vec4<f32>(0.0);
+    var m3 = vec4<f32>(0.0);
+    var z0 = vec4<f32>(0.0);
+    var z1 = vec4<f32>(0.0);
+    var z2 = vec4<f32>(0.0);
+    var z3 = vec4<f32>(0.0);
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        let s = score_tile(r.tile, j);
+        online_softmax(&m0, &z0, s[0], j);
+        online_softmax(&m1, &z1, s[1], j);
+        online_softmax(&m2, &z2, s[2], j);
+        online_softmax(&m3, &z3, s[3], j);
+    }
+    let t0 = softmax_total(m0, z0);
+    let t1 = softmax_total(m1, z1);
+    let t2 = softmax_total(m2, z2);
+    let t3 = softmax_total(m3, z3);
+    r.m = vec4<f32>(t0.x, t1.x, t2.x, t3.x);
+    r.inv = vec4<f32>(t0.y, t1.y, t2.y, t3.y);
+    return r;
+}
+
+// p (1 - p) of columns j .. j+3 of row k of the tile.
+fn slope(r: SoftmaxRows, s: vec4<f32>, k: u32) -> vec4<f32> {
+    let p = exp(s - vec4<f32>(r.m[k])) * r.inv[k];
+    return p * (1.0 - p);
+}
+
+fn store_slope(r: SoftmaxRows, k: u32, j: u32, s: vec4<f32>) {
+    if (k < r.n) {
+        let base = (r.row0 + k) * ssp.cols + j;
+        let sl = slope(r, s, k);
+        for (var c = 0u; c < min(4u, ssp.cols - j); c++) {
+            ss_gs[base + c] = ss_gb[base + c] * sl[c];
+        }
+    }
+}
+
+fn store_slope4(r: SoftmaxRows, k: u32, j: u32, s: vec4<f32>) {
+    if (k < r.n) {
+        let i = ((r.row0 + k) * ssp.cols + j) / 4u;
+        ss_gs4[i] = ss_gb4[i] * slope(r, s, k);
+    }
+}
 
 @compute @workgroup_size(64)
 fn score_softmax_surrogate(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= ssp.maps * ssp.row_blocks) {
+    let r = softmax_rows((wid.x + wid.y * nwg.x) * 64u + lid);
+    if (r.n == 0u) {
         return;
     }
-    let at = map_block(g, 1u, ssp.row_blocks, lid);
-    if (at.row >= ssp.rows) {
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        let s = score_tile(r.tile, j);
+        store_slope(r, 0u, j, s[0]);
+        store_slope(r, 1u, j, s[1]);
+        store_slope(r, 2u, j, s[2]);
+        store_slope(r, 3u, j, s[3]);
+    }
+}
+
+@compute @workgroup_size(64)
+fn score_softmax_surrogate_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                                @builtin(num_workgroups) nwg: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32) {
+    let r = softmax_rows((wid.x + wid.y * nwg.x) * 64u + lid);
+    if (r.n == 0u) {
         return;
     }
-    let ch = ssp.chunks;
-    let row = at.map * ssp.rows + at.row;
-    let xa = row * ch;
-    let x0 = sx[xa];
-    let ya0 = at.map * ssp.cols * ch;
-    var m = 0.0; // scores are counts, never negative
-    for (var j = 0u; j < ssp.cols; j++) {
-        m = max(m, f32(score_with_row(x0, xa, ya0 + j * ch, ch)));
-    }
-    var z = 0.0;
-    for (var j = 0u; j < ssp.cols; j++) {
-        z += exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m);
-    }
-    let inv = 1.0 / z;
-    let base = row * ssp.cols;
-    for (var j = 0u; j < ssp.cols; j++) {
-        let p = exp(f32(score_with_row(x0, xa, ya0 + j * ch, ch)) - m) * inv;
-        ss_gs[base + j] = ss_gb[base + j] * p * (1.0 - p);
+    for (var j = 0u; j < ssp.cols; j += 4u) {
+        let s = score_tile(r.tile, j);
+        store_slope4(r, 0u, j, s[0]);
+        store_slope4(r, 1u, j, s[1]);
+        store_slope4(r, 2u, j, s[2]);
+        store_slope4(r, 3u, j, s[3]);
     }
 }
 
 // ------------------------------------------------------------------------------------
-// The product of a binary map with spikes, both packed: P[r, c] = popcount(X[r] & Y[c])
-// (A V with X = A, Y = V^T packed along N; Q A with X = Q, Y = A^T), written straight
-// into each form's output. One workgroup per (map, block of 64 columns), one invocation
-// per column: it keeps Y[c]'s chunk 0 in a register and walks the rows, whose X row is
-// uniform over the workgroup.
-//   bits_product_scaled:  y = scale * factor[t, h] * P, and P itself (BESTformer)
-//   bits_product_shifted: y = kappa * P - mean[h, c]; with TRAINING also the sums of P
-//                         per (h, c) for the running mean (SSA_Bin)
+// bits_product: the product of a binary map with spikes, both packed,
+// P[r, c] = popcount(X[r] & Y[c]) (A V with X = A, Y = V^T packed along N; Q A with
+// X = Q, Y = A^T), written straight into each form's output:
+//   SHIFTED = false: y = scale * factor[t, h] * P (BESTformer)
+//   SHIFTED = true:  y = scale * P - mean[h, c]; with TRAINING also the sums of P per
+//                    (h, c) for the running mean (SSA_Bin)
+// One invocation per (map, quad of 4 output columns), flattened over the maps so that
+// narrow outputs fill the workgroups; it keeps chunk 0 of its 4 Y rows in registers and
+// walks the rows, each X chunk read once for 4 outputs, which it stores as one vec4
+// (bits_product_vec4, cols a multiple of 4) or element by element (bits_product).
+
+override SHIFTED: bool = false;
 
 struct ProductParams {
     maps: u32,          // T * B * heads
@@ -402,76 +726,122 @@ struct ProductParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    col_blocks: u32,    // ceil(cols / 64)
-    scale: f32,         // scale (scaled) or kappa (shifted)
+    quads: u32,         // ceil(cols / 4)
+    scale: f32,         // scale (BESTformer) or kappa (SSA_Bin)
 }
 
-@group(0) @binding(2) var<storage, read> bp_coef: array<f32>;          // factor [T, heads] / mean [heads, cols]
-@group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;       // [maps, rows, cols]
-@group(0) @binding(4) var<storage, read_write> bp_product: array<f32>; // [maps, rows, cols]
-@group(0) @binding(4) var<storage, read_write> bp_sums: array<atomic<u32>>; // [heads, cols, 2]
+@group(0) @binding(2) var<storage, read> bp_coef: array<f32>;                // factor [T, heads] / mean [heads, cols]
+@group(0) @binding(3) var<storage, read_write> bp_y: array<f32>;             // [maps, rows, cols]
+@group(0) @binding(3) var<storage, read_write> bp_y4: array<vec4<f32>>;      // [maps, rows, cols / 4]
+@group(0) @binding(4) var<storage, read_write> bp_sums: array<atomic<u32>>;  // [heads, cols, 2] (TRAINING)
 @group(0) @binding(5) var<uniform> bpp: ProductParams;
 
-@compute @workgroup_size(64)
-fn bits_product_scaled(@builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= bpp.maps * bpp.col_blocks) {
-        return;
+// One invocation's share of a product: map, first column, valid columns (1..4), the
+// address and chunk 0 of each of its Y rows (past the last column: the last column's),
+// and the output transform y = mul * P - sub.
+struct ProductLane {
+    map: u32,
+    c0: u32,
+    n: u32,
+    ya: vec4<u32>,
+    y0: array<vec4<u32>, 4>,
+    mul: f32,
+    sub: vec4<f32>,
+}
+
+fn product_lane(g: u32) -> ProductLane {
+    var l: ProductLane;
+    l.map = g / bpp.quads;
+    l.c0 = (g % bpp.quads) * 4u;
+    l.n = min(4u, bpp.cols - l.c0);
+    let last = bpp.cols - 1u;
+    let head = l.map % bpp.heads;
+    for (var k = 0u; k < 4u; k++) {
+        l.ya[k] = (l.map * bpp.cols + min(l.c0 + k, last)) * bpp.chunks;
     }
-    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
-    if (at.row >= bpp.cols) {
-        return;
+    l.y0 = array<vec4<u32>, 4>(sy[l.ya.x], sy[l.ya.y], sy[l.ya.z], sy[l.ya.w]);
+    if (SHIFTED) {
+        l.mul = bpp.scale;
+        let m = head * bpp.cols;
+        l.sub = vec4<f32>(bp_coef[m + min(l.c0, last)], bp_coef[m + min(l.c0 + 1u, last)],
+                          bp_coef[m + min(l.c0 + 2u, last)], bp_coef[m + min(l.c0 + 3u, last)]);
+    } else {
+        l.mul = bpp.scale * bp_coef[(l.map / bpp.maps_per_step) * bpp.heads + head];
+        l.sub = vec4<f32>(0.0);
     }
-    let c = at.row;
-    let t = at.map / bpp.maps_per_step;
-    let s = bpp.scale * bp_coef[t * bpp.heads + at.map % bpp.heads];
-    let ch = bpp.chunks;
-    let ya = (at.map * bpp.cols + c) * ch;
-    let y0 = sy[ya];
-    for (var r = 0u; r < bpp.rows; r++) {
-        let row = at.map * bpp.rows + r;
-        let xa = row * ch;
-        let p = f32(hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch)));
-        let o = row * bpp.cols + c;
-        bp_product[o] = p;
-        bp_y[o] = s * p;
+    return l;
+}
+
+// P[r, c0 .. c0+3] for row r of the lane's map.
+fn product_row(l: ptr<function, ProductLane>, r: u32) -> vec4<u32> {
+    let xa = ((*l).map * bpp.rows + r) * bpp.chunks;
+    let x0 = sx[xa];
+    var p = vec4<u32>(count_chunk0(x0, (*l).y0[0]), count_chunk0(x0, (*l).y0[1]),
+                      count_chunk0(x0, (*l).y0[2]), count_chunk0(x0, (*l).y0[3]));
+    for (var c = 1u; c < bpp.chunks; c++) {
+        let x = sx[xa + c];
+        p += vec4<u32>(hsum(countOneBits(x & sy[(*l).ya.x + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.y + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.z + c])),
+                       hsum(countOneBits(x & sy[(*l).ya.w + c])));
+    }
+    return p;
+}
+
+// With TRAINING and SHIFTED: add the lane's column sums of P to the (lo, hi) pairs.
+fn add_product_sums(l: ptr<function, ProductLane>, sums: vec4<u32>) {
+    let base = ((*l).map % bpp.heads) * bpp.cols + (*l).c0;
+    for (var k = 0u; k < (*l).n; k++) {
+        let i = 2u * (base + k);
+        let old = atomicAdd(&bp_sums[i], sums[k]);
+        if (old + sums[k] < old) {
+            atomicAdd(&bp_sums[i + 1u], 1u);
+        }
     }
 }
 
 @compute @workgroup_size(64)
-fn bits_product_shifted(@builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(num_workgroups) nwg: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32) {
-    let g = wid.x + wid.y * nwg.x;
-    if (g >= bpp.maps * bpp.col_blocks) {
+fn bits_product(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (g >= bpp.maps * bpp.quads) {
         return;
     }
-    let at = map_block(g, 1u, bpp.col_blocks, lid); // `row` is the column here
-    if (at.row >= bpp.cols) {
-        return;
-    }
-    let c = at.row;
-    let head = at.map % bpp.heads;
-    let mean = bp_coef[head * bpp.cols + c];
-    let ch = bpp.chunks;
-    let ya = (at.map * bpp.cols + c) * ch;
-    let y0 = sy[ya];
-    var sum = 0u;
+    var l = product_lane(g);
+    var sums = vec4<u32>(0u);
     for (var r = 0u; r < bpp.rows; r++) {
-        let row = at.map * bpp.rows + r;
-        let xa = row * ch;
-        let p = hsum(countOneBits(sx[xa] & y0) + tail_counts(xa, ya, ch));
-        bp_y[row * bpp.cols + c] = bpp.scale * f32(p) - mean;
-        sum += p;
-    }
-    if (TRAINING) {
-        let k = 2u * (head * bpp.cols + c);
-        let old = atomicAdd(&bp_sums[k], sum);
-        if (old + sum < old) {
-            atomicAdd(&bp_sums[k + 1u], 1u);
+        let p = product_row(&l, r);
+        let y = l.mul * vec4<f32>(p) - l.sub;
+        let o = (l.map * bpp.rows + r) * bpp.cols + l.c0;
+        for (var k = 0u; k < l.n; k++) {
+            bp_y[o + k] = y[k];
         }
+        sums += p;
+    }
+    if (SHIFTED && TRAINING) {
+        add_product_sums(&l, sums);
+    }
+}
+
+@compute @workgroup_size(64)
+fn bits_product_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let g = (wid.x + wid.y * nwg.x) * 64u + lid;
+    if (g >= bpp.maps * bpp.quads) {
+        return;
+    }
+    var l = product_lane(g);
+    var sums = vec4<u32>(0u);
+    for (var r = 0u; r < bpp.rows; r++) {
+        let p = product_row(&l, r);
+        let o = (l.map * bpp.rows + r) * bpp.quads + l.c0 / 4u;
+        bp_y4[o] = l.mul * vec4<f32>(p) - l.sub;
+        sums += p;
+    }
+    if (SHIFTED && TRAINING) {
+        add_product_sums(&l, sums);
     }
 }
 
@@ -582,7 +952,8 @@ fn pack_columns4(@builtin(workgroup_id) wid: vec3<u32>,
 // ------------------------------------------------------------------------------------
 // unpack_bits: bits [rows, wpr] -> {0,1} f32 [rows, cols]; with HAS_FACTOR, the ones
 // become scale * factor[t, h] for the rows of map (t, b, h) (a binary map with the
-// output scale of its product). One invocation per word.
+// output scale of its product). One invocation per word, its values stored one by one
+// (unpack_bits) or, cols a multiple of 4, as 8 vec4s (unpack_bits_vec4).
 
 override HAS_FACTOR: bool = false;
 
@@ -596,34 +967,65 @@ struct UnpackParams {
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> up_bits: array<u32>;      // [rows, wpr]
-@group(0) @binding(1) var<storage, read> up_factor: array<f32>;    // [T, heads]
-@group(0) @binding(2) var<storage, read_write> up_out: array<f32>; // [rows, cols]
+@group(0) @binding(0) var<storage, read> up_bits: array<u32>;             // [rows, wpr]
+@group(0) @binding(1) var<storage, read> up_factor: array<f32>;           // [T, heads]
+@group(0) @binding(2) var<storage, read_write> up_out: array<f32>;        // [rows, cols]
+@group(0) @binding(2) var<storage, read_write> up_out4: array<vec4<f32>>; // [rows, cols / 4]
 @group(0) @binding(3) var<uniform> upp: UnpackParams;
 
-@compute @workgroup_size(256)
-fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
-               @builtin(num_workgroups) nwg: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
+// The word this invocation unpacks: its index, first column and value of a one; the
+// column is past the end (>= cols) for the padding words and past the grid.
+struct UnpackWord {
+    i: u32,
+    c0: u32,
+    one: f32,
+}
+
+fn unpack_word(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> UnpackWord {
     let i = (wid.x + wid.y * nwg.x) * 256u + lid;
     if (i >= upp.rows * upp.wpr) {
-        return;
+        return UnpackWord(i, upp.cols, 0.0);
     }
     let r = i / upp.wpr;
-    let c0 = (i % upp.wpr) * 32u;
-    if (c0 >= upp.cols) {
-        return;
-    }
-    let word = up_bits[i];
-    let base = r * upp.cols + c0;
-    let n = min(32u, upp.cols - c0);
     var one = 1.0;
     if (HAS_FACTOR) {
         let map = r / upp.rows_per_map;
         one = upp.scale * up_factor[(map / upp.maps_per_step) * upp.heads + map % upp.heads];
     }
+    return UnpackWord(i, (i % upp.wpr) * 32u, one);
+}
+
+@compute @workgroup_size(256)
+fn unpack_bits(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let w = unpack_word(wid, nwg, lid);
+    if (w.c0 >= upp.cols) {
+        return;
+    }
+    let word = up_bits[w.i];
+    let base = (w.i / upp.wpr) * upp.cols + w.c0;
+    let n = min(32u, upp.cols - w.c0);
     for (var j = 0u; j < n; j++) {
-        up_out[base + j] = select(0.0, one, ((word >> j) & 1u) != 0u);
+        up_out[base + j] = select(0.0, w.one, ((word >> j) & 1u) != 0u);
+    }
+}
+
+@compute @workgroup_size(256)
+fn unpack_bits_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let w = unpack_word(wid, nwg, lid);
+    if (w.c0 >= upp.cols) {
+        return;
+    }
+    let word = up_bits[w.i];
+    let base = ((w.i / upp.wpr) * upp.cols + w.c0) / 4u;
+    let n = min(32u, upp.cols - w.c0);
+    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
+    for (var j = 0u; j < n; j += 4u) {
+        let on = ((vec4<u32>(word >> j) >> lanes) & vec4<u32>(1u)) != vec4<u32>(0u);
+        up_out4[base + j / 4u] = select(vec4<f32>(0.0), vec4<f32>(w.one), on);
     }
 }
 
@@ -651,20 +1053,19 @@ fn scale_all(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ------------------------------------------------------------------------------------
-// lambda_grad: out[t, h] = scale * sum_{b, k} dy[t, b, h, k] * prod[t, b, h, k].
-// One workgroup per (t, h), reduced through workgroup memory.
+// lambda_grad: out[t, h] = scale * sum_{b, k} part[t, b, h, k], the partial sums of a
+// map backward. One workgroup per (t, h), reduced through workgroup memory.
 
 struct LambdaParams {
     batch: u32, // B
     heads: u32,
-    inner: u32, // elements per (t, b, h)
+    inner: u32, // partials per (t, b, h)
     scale: f32,
 }
 
-@group(0) @binding(0) var<storage, read> lg_dy: array<f32>;        // [T, B, heads, inner]
-@group(0) @binding(1) var<storage, read> lg_prod: array<f32>;      // [T, B, heads, inner]
-@group(0) @binding(2) var<storage, read_write> lg_out: array<f32>; // [T, heads]
-@group(0) @binding(3) var<uniform> lgp: LambdaParams;
+@group(0) @binding(0) var<storage, read> lg_part: array<f32>;      // [T, B, heads, inner]
+@group(0) @binding(1) var<storage, read_write> lg_out: array<f32>; // [T, heads]
+@group(0) @binding(2) var<uniform> lgp: LambdaParams;
 
 var<workgroup> partial: array<f32, 256>;
 
@@ -677,7 +1078,7 @@ fn lambda_grad(@builtin(workgroup_id) wid: vec3<u32>,
     for (var b = 0u; b < lgp.batch; b++) {
         let base = ((t * lgp.batch + b) * lgp.heads + h) * lgp.inner;
         for (var k = lid; k < lgp.inner; k += 256u) {
-            acc += lg_dy[base + k] * lg_prod[base + k];
+            acc += lg_part[base + k];
         }
     }
     partial[lid] = acc;

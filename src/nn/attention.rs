@@ -83,7 +83,7 @@ impl CoreSaved {
             CoreSaved::Ssa(s) => vec![&s.q, &s.k, &s.v, &s.scores],
             CoreSaved::Binary(s) => {
                 let (x, y) = &s.score_operands;
-                vec![&s.q, &s.k, &s.v, x, y, &s.map, &s.product]
+                vec![&s.q, &s.k, &s.v, x, y, &s.map]
             }
             CoreSaved::SsaBin(s) => {
                 let (x, y) = &s.score_operands;

@@ -22,8 +22,12 @@ const SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (3, 1, 2, 70, 33),
     (2, 1, 1, 130, 5),
     (2, 2, 1, 9, 131),
-    // d a multiple of 4: the 4-column transposed packing.
+    // d a multiple of 4: the 4-column transposed packing, and the vec4 variants of the
+    // products and of the Features map's backward.
     (2, 1, 2, 37, 12),
+    // N a multiple of 4 (the vec4 variants of the Tokens map's and SSA_Bin's backward),
+    // over two 128-bit chunks.
+    (2, 1, 2, 132, 20),
 ];
 
 fn shape((t, b, heads, n, d): (usize, usize, usize, usize, usize)) -> AttnShape {
@@ -240,12 +244,6 @@ fn binary_attention_forward_matches_reference_in_both_orders() {
                 let map = download_map(ctx, &saved.map, &want.map);
                 assert_exact(&format!("{what} map"), &map, &want.map);
                 assert_mixed(&what, &map);
-                close(
-                    &format!("{what} product"),
-                    &download(ctx, &saved.product),
-                    &want.product,
-                    0.0,
-                );
                 close(&format!("{what} y"), &download(ctx, &y), &want.y, 1e-6);
                 let rate = saved.rate.read(ctx).unwrap();
                 assert_eq!(rate, fraction(&want.map, |v| v != 0.0), "{what}: rate");
@@ -390,7 +388,13 @@ fn ssa_bin_backward_matches_reference() {
 fn spike_packing_both_ways_and_unpack_match_reference() {
     for ctx in contexts() {
         let mut rng = Rng::new(28);
-        for (batch, rows, cols) in [(1, 1, 1), (3, 37, 19), (2, 130, 5), (1, 5, 200)] {
+        for (batch, rows, cols) in [
+            (1, 1, 1),
+            (3, 37, 19),
+            (2, 130, 5),
+            (1, 5, 200),
+            (2, 36, 44),
+        ] {
             let x = rng.spikes(batch * rows * cols, 0.5);
             let tx = ctx.upload_f32(&x, &[batch, rows, cols]).unwrap();
             let bits = attention::pack_transposed(ctx, &tx).unwrap();

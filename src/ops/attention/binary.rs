@@ -13,8 +13,8 @@
 //! operands), the products linear (straight through the spikes).
 
 use super::kernels::{
-    bits_product_scaled, lambda_grad, pack_spike_rows, pack_transposed, score_lif_backward,
-    score_lif_map, unpack_scaled,
+    bits_product_scaled, pack_spike_rows, pack_transposed, score_lif_backward, score_lif_map,
+    unpack_scaled,
 };
 use super::{AttnShape, MapLif, MapRate};
 use crate::error::Result;
@@ -64,8 +64,6 @@ pub struct BinaryAttentionSaved {
     /// [T * B * heads, N, N]` (bits along the key axis j); Features: `A^T` `PackedBits
     /// [T * B * heads, d, d]` (row = output feature c, bits along a).
     pub map: Tensor,
-    /// The unscaled product, Tokens `A V`, Features `Q A`: f32 `[T, B, heads, N, d]`.
-    pub product: Tensor,
     pub config: BinaryAttentionConfig,
     /// Fraction of ones in the map (counted by the map kernel).
     pub rate: MapRate,
@@ -105,7 +103,7 @@ pub fn binary_attention_forward(
         ),
     };
     let (map, ones) = score_lif_map(ctx, &xb, &yb, s.t, &config.lif)?;
-    let (y, product) = match config.order {
+    let y = match config.order {
         MapOrder::Tokens => {
             // A V: the rows of A against the rows of V^T.
             let vt = pack_transposed(ctx, &s.batched(v)?)?; // [TBH, d, N]
@@ -126,14 +124,15 @@ pub fn binary_attention_forward(
         rate: MapRate::counted(ones, elements),
         score_operands: (xb, yb),
         map,
-        product: product.reshape(&s.dims())?,
         config: *config,
     };
     Ok((y.reshape(&s.dims())?, saved))
 }
 
 /// Gradients for the upstream gradient `dy` `[T, B, heads, N, d]`. With
-/// `dYs = 0.125 lambda dY`: `d lambda = 0.125 sum dY * product`; Tokens:
+/// `dYs = 0.125 lambda dY`: `d lambda = 0.125 sum dY * product`, which is
+/// `0.125 sum A * (dY V^T)` (Features: `0.125 sum A^T * (dY^T Q)`), summed by the map
+/// LIF's backward from the unscaled dA it reads; Tokens:
 /// `dA = dYs V^T`, `dV = A^T dYs`, `dX = LIF'(dA)`, `dQ = dX K`, `dK = dX^T Q`;
 /// Features: `dA^T = dYs^T Q`, `dQ = dYs A^T`, `dX^T = LIF'(dA^T)`, `dK = V dX^T`,
 /// `dV = K dX`.
@@ -146,7 +145,6 @@ pub fn binary_attention_backward(
     let s = AttnShape::of(OP, &saved.q)?;
     s.expect_all(OP, &[dy])?;
     let config = &saved.config;
-    let dlambda = lambda_grad(ctx, dy, &saved.product, config.scale)?;
     let (q, k, v) = (
         s.batched(&saved.q)?,
         s.batched(&saved.k)?,
@@ -157,24 +155,24 @@ pub fn binary_attention_backward(
     // into the unpacked map rather than applied to dY in a pass of its own.
     let out_scale = (&saved.lambda, config.scale);
     let (x, y) = &saved.score_operands;
-    let (dq, dk, dv) = match config.order {
+    let (dq, dk, dv, dlambda) = match config.order {
         MapOrder::Tokens => {
             let da = matmul(ctx, &dy, &v, MatmulForm::ABt)?; // [TBH, N, N], unscaled
-            let dx = score_lif_backward(ctx, x, y, &da, out_scale, &config.lif)?;
+            let (dx, dlambda) = score_lif_backward(ctx, x, y, &da, out_scale, &config.lif)?;
             let dq = matmul(ctx, &dx, &k, MatmulForm::AB)?;
             let dk = matmul(ctx, &dx, &q, MatmulForm::AtB)?;
             let a = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
             let dv = matmul(ctx, &a, &dy, MatmulForm::AtB)?;
-            (dq, dk, dv)
+            (dq, dk, dv, dlambda)
         }
         MapOrder::Features => {
             let dat = matmul(ctx, &dy, &q, MatmulForm::AtB)?; // [TBH, d(c), d(a)], unscaled
-            let dxt = score_lif_backward(ctx, x, y, &dat, out_scale, &config.lif)?;
+            let (dxt, dlambda) = score_lif_backward(ctx, x, y, &dat, out_scale, &config.lif)?;
             let dk = matmul(ctx, &v, &dxt, MatmulForm::AB)?;
             let dv = matmul(ctx, &k, &dxt, MatmulForm::ABt)?;
             let at = unpack_scaled(ctx, &saved.map, out_scale.0, out_scale.1)?;
             let dq = matmul(ctx, &dy, &at, MatmulForm::AB)?;
-            (dq, dk, dv)
+            (dq, dk, dv, dlambda)
         }
     };
     Ok(BinaryAttentionGrads {

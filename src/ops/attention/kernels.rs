@@ -20,29 +20,36 @@ const fn kernel(entry: &'static str, bindings: &'static [Access]) -> Kernel {
 use Access::{Read as R, ReadWrite as W};
 
 const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
-const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W]);
+const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W, W]);
+const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W, W]);
 const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
 const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
-const BITS_PRODUCT_SCALED: Kernel = kernel("bits_product_scaled", &[R, R, R, W, W]);
-const BITS_PRODUCT_SHIFTED: Kernel = kernel("bits_product_shifted", &[R, R, R, W, W]);
+const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel = kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
+const BITS_PRODUCT: Kernel = kernel("bits_product", &[R, R, R, W, W]);
+const BITS_PRODUCT_VEC4: Kernel = kernel("bits_product_vec4", &[R, R, R, W, W]);
 const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
 const PACK_SPIKES: Kernel = kernel("pack_spikes", &[R, W]);
 const PACK_COLUMNS4: Kernel = kernel("pack_columns4", &[R, W]);
 const UNPACK_BITS: Kernel = kernel("unpack_bits", &[R, R, W]);
+const UNPACK_BITS_VEC4: Kernel = kernel("unpack_bits_vec4", &[R, R, W]);
 const SCALE_ALL: Kernel = kernel("scale_all", &[R, W]);
-const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, R, W]);
+const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, W]);
 const COUNT_NONZERO: Kernel = kernel("count_nonzero", &[R, W]);
 
-/// Invocations (rows, or columns for the products) per workgroup of the map kernels.
-const MAP_WG: usize = 64;
+/// Invocations per workgroup of the score and product kernels.
+const SCORE_WG: usize = 64;
 
-/// The grid of the map kernels for `[rows, cols]` maps: words per packed row, words
-/// holding columns, blocks of `MAP_WG` rows.
+/// Rows per invocation of the score kernels (the rows of a 4 x 4 score tile).
+const TILE_ROWS: usize = 4;
+
+/// The invocations of the map kernels for `[rows, cols]` maps, one per (map, word of
+/// 32 columns, group of `TILE_ROWS` rows): words per packed row, words holding columns,
+/// row groups.
 fn map_grid(rows: usize, cols: usize) -> (usize, usize, usize) {
     (
         words_per_row(cols),
         cols.div_ceil(32),
-        rows.div_ceil(MAP_WG),
+        rows.div_ceil(TILE_ROWS),
     )
 }
 
@@ -83,6 +90,16 @@ fn score_dims(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(usize, usize,
     Ok((maps, rows, cols, words_per_row(k) / 4))
 }
 
+/// The `SCORE_WORDS` override of the kernels reading packed operands of `k` bits: the
+/// words of chunk 0 that can hold bits.
+fn score_words(x: &Tensor) -> f64 {
+    match x.shape().last().copied().unwrap_or(128) {
+        0..=32 => 1.0,
+        33..=64 => 2.0,
+        _ => 4.0,
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct ScoreLifParams {
@@ -93,7 +110,7 @@ struct ScoreLifParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32,
     tau: f32,
     v_th: f32,
 }
@@ -117,7 +134,7 @@ pub(crate) fn score_lif_map(
         )));
     }
     let maps = batch / steps;
-    let (wpr, words, row_blocks) = map_grid(rows, cols);
+    let (wpr, words, groups) = map_grid(rows, cols);
     let bits = ctx.empty(&[batch, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let params = ScoreLifParams {
@@ -128,16 +145,16 @@ pub(crate) fn score_lif_map(
         chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
         words: to_u32(OP, "words", words)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
         tau: lif.tau,
         v_th: lif.v_th,
     };
     ctx.dispatch(
         SCORE_LIF_MAP,
-        &[],
+        &[("SCORE_WORDS", score_words(x))],
         &[x, y, &bits, &ones],
         &params,
-        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok((bits, ones))
 }
@@ -150,7 +167,8 @@ struct ScoreLifBackParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    words: u32,
+    groups: u32,
     heads: u32,
     scale: f32,
     tau: f32,
@@ -161,7 +179,8 @@ struct ScoreLifBackParams {
 /// BPTT of [`score_lif_map`]: `dL/dS` f32 `[T * maps, rows, cols]` from the same packed
 /// operands (the scores are recomputed) and `grad_a` of that shape, `dL/dA` up to the
 /// output scale of the map's product: `dL/dA = scale * factor[t, h] * grad_a` with
-/// `factor` f32 `[T, heads]`.
+/// `factor` f32 `[T, heads]`. Also returns the gradient of `factor`, f32 `[T, heads]`:
+/// `scale * sum A grad_a` over the maps of (t, h).
 pub(crate) fn score_lif_backward(
     ctx: &GpuContext,
     x: &Tensor,
@@ -169,35 +188,43 @@ pub(crate) fn score_lif_backward(
     grad_a: &Tensor,
     (factor, scale): (&Tensor, f32),
     lif: &MapLif,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     const OP: &str = "score_lif_backward";
     let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
     let (steps, heads) = factor_dims(OP, factor, batch)?;
     let maps = batch / steps;
-    let row_blocks = rows.div_ceil(MAP_WG);
+    let (_, words, groups) = map_grid(rows, cols);
     let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
+    // The factor's gradient, per invocation: [T, B, heads, words * groups].
+    let shares = ctx.empty(&[steps, maps / heads, heads, words * groups], DType::F32)?;
     let params = ScoreLifBackParams {
         steps: to_u32(OP, "T", steps)?,
         maps: to_u32(OP, "maps", maps)?,
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        words: to_u32(OP, "words", words)?,
+        groups: to_u32(OP, "row groups", groups)?,
         heads: to_u32(OP, "heads", heads)?,
         scale,
         tau: lif.tau,
         v_th: lif.v_th,
         alpha: lif.alpha,
     };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_LIF_BACKWARD_VEC4
+    } else {
+        SCORE_LIF_BACKWARD
+    };
     ctx.dispatch(
-        SCORE_LIF_BACKWARD,
-        &[],
-        &[x, y, factor, grad_a, &gs],
+        kernel,
+        &[("SCORE_WORDS", score_words(x))],
+        &[x, y, factor, grad_a, &gs, &shares],
         &params,
-        grid_1d(ctx, (maps * cols * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
-    Ok(gs)
+    Ok((gs, lambda_grad(ctx, &shares, scale)?))
 }
 
 #[repr(C)]
@@ -210,7 +237,7 @@ struct ScoreThresholdParams {
     chunks: u32,
     wpr: u32,
     words: u32,
-    row_blocks: u32,
+    groups: u32,
 }
 
 /// What [`score_threshold_map`] produces.
@@ -237,7 +264,7 @@ pub(crate) fn score_threshold_map(
     const OP: &str = "score_threshold_map";
     let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     delta.expect(OP, &[heads], DType::F32)?;
-    let (wpr, words, row_blocks) = map_grid(rows, cols);
+    let (wpr, words, groups) = map_grid(rows, cols);
     let bits = ctx.empty(&[maps, rows, cols], DType::PackedBits)?;
     let ones = ctx.zeros(&[2], DType::U32)?;
     let sums = ctx.zeros(&[if training { heads } else { 1 }, 2], DType::U32)?;
@@ -249,14 +276,17 @@ pub(crate) fn score_threshold_map(
         chunks: to_u32(OP, "chunks", chunks)?,
         wpr: to_u32(OP, "words per row", wpr)?,
         words: to_u32(OP, "words", words)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
     };
     ctx.dispatch(
         SCORE_THRESHOLD_MAP,
-        &[("TRAINING", flag(training))],
+        &[
+            ("TRAINING", flag(training)),
+            ("SCORE_WORDS", score_words(x)),
+        ],
         &[x, y, delta, &bits, &ones, &sums],
         &params,
-        grid_1d(ctx, (maps * words * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok(Thresholded {
         bits,
@@ -272,7 +302,7 @@ struct ScoreSoftmaxParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    row_blocks: u32,
+    groups: u32,
 }
 
 /// SSA_Bin's surrogate: `grad_s = grad_b * p (1 - p)`, `p = softmax(X Y^T)` along the
@@ -288,20 +318,26 @@ pub(crate) fn score_softmax_surrogate(
     let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
     grad_b.expect(OP, &[maps, rows, cols], DType::F32)?;
     let gs = ctx.empty(&[maps, rows, cols], DType::F32)?;
-    let row_blocks = rows.div_ceil(MAP_WG);
+    // An invocation per row group.
+    let groups = rows.div_ceil(TILE_ROWS);
     let params = ScoreSoftmaxParams {
         maps: to_u32(OP, "maps", maps)?,
         rows: to_u32(OP, "rows", rows)?,
         cols: to_u32(OP, "cols", cols)?,
         chunks: to_u32(OP, "chunks", chunks)?,
-        row_blocks: to_u32(OP, "row blocks", row_blocks)?,
+        groups: to_u32(OP, "row groups", groups)?,
+    };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_SOFTMAX_SURROGATE_VEC4
+    } else {
+        SCORE_SOFTMAX_SURROGATE
     };
     ctx.dispatch(
-        SCORE_SOFTMAX_SURROGATE,
-        &[],
+        kernel,
+        &[("SCORE_WORDS", score_words(x))],
         &[x, y, grad_b, &gs],
         &params,
-        grid_1d(ctx, (maps * row_blocks) as u64)?,
+        grid_1d(ctx, (maps * groups).div_ceil(SCORE_WG) as u64)?,
     )?;
     Ok(gs)
 }
@@ -315,63 +351,98 @@ struct ProductParams {
     rows: u32,
     cols: u32,
     chunks: u32,
-    col_blocks: u32,
+    quads: u32,
     scale: f32,
 }
 
-/// The grid and parameters of a packed product `P = X Y^T` over `[maps, rows, cols]`
-/// with `maps = T * maps_per_step` and `h = map % heads`.
-fn product_params(
-    op: &'static str,
+/// The output transform of a packed product `P = X Y^T`.
+enum ProductOutput<'a> {
+    /// `y = scale * factor[t, h] * P` (`factor` f32 `[T, heads]`).
+    Scaled { factor: &'a Tensor, scale: f32 },
+    /// `y = kappa * P - mean[h, c]` (`mean` f32 `[heads, cols]`); when `training`, also
+    /// the U32 `[heads, cols, 2]` sums of P per (h, c).
+    Shifted {
+        mean: &'a Tensor,
+        kappa: f32,
+        training: bool,
+    },
+}
+
+/// `P = X Y^T` over `[maps, rows, cols]` for `x` `PackedBits [maps, rows, k]` and `y_bits`
+/// `PackedBits [maps, cols, k]`, `h = map % heads`, with `output`'s transform: returns
+/// y and, shifted and training, the sums.
+fn bits_product(
+    ctx: &GpuContext,
     x: &Tensor,
-    y: &Tensor,
-    heads: usize,
-    scale: f32,
-) -> Result<(ProductParams, [usize; 3])> {
-    let (maps, rows, cols, chunks) = score_dims(op, x, y)?;
-    if heads == 0 || !maps.is_multiple_of(heads) {
-        return Err(Error::InvalidArgument(format!(
-            "{op}: {maps} maps do not split into {heads} heads"
-        )));
-    }
+    y_bits: &Tensor,
+    output: ProductOutput,
+) -> Result<(Tensor, Option<Tensor>)> {
+    const OP: &str = "bits_product";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y_bits)?;
+    let (coef, scale, maps_per_step, heads) = match output {
+        ProductOutput::Scaled { factor, scale } => {
+            let (steps, heads) = factor_dims(OP, factor, maps)?;
+            (factor, scale, maps / steps, heads)
+        }
+        ProductOutput::Shifted { mean, kappa, .. } => {
+            let heads = mean.shape().first().copied().unwrap_or(0);
+            mean.expect(OP, &[heads, cols], DType::F32)?;
+            if heads == 0 || !maps.is_multiple_of(heads) {
+                return Err(Error::InvalidArgument(format!(
+                    "{OP}: {maps} maps do not split into {heads} heads"
+                )));
+            }
+            (mean, kappa, maps, heads)
+        }
+    };
+    let quads = cols.div_ceil(4);
     let params = ProductParams {
-        maps: to_u32(op, "maps", maps)?,
-        maps_per_step: 0,
-        heads: to_u32(op, "heads", heads)?,
-        rows: to_u32(op, "rows", rows)?,
-        cols: to_u32(op, "cols", cols)?,
-        chunks: to_u32(op, "chunks", chunks)?,
-        col_blocks: to_u32(op, "column blocks", cols.div_ceil(MAP_WG))?,
+        maps: to_u32(OP, "maps", maps)?,
+        maps_per_step: to_u32(OP, "maps per step", maps_per_step)?,
+        heads: to_u32(OP, "heads", heads)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        quads: to_u32(OP, "quads", quads)?,
         scale,
     };
-    Ok((params, [maps, rows, cols]))
+    let dims = [maps, rows, cols];
+    let out = ctx.empty(&dims, DType::F32)?;
+    let (shifted, training) = match output {
+        ProductOutput::Scaled { .. } => (false, false),
+        ProductOutput::Shifted { training, .. } => (true, training),
+    };
+    let sums = ctx.zeros(&[if training { heads * cols } else { 1 }, 2], DType::U32)?;
+    let kernel = if cols.is_multiple_of(4) {
+        BITS_PRODUCT_VEC4
+    } else {
+        BITS_PRODUCT
+    };
+    ctx.dispatch(
+        kernel,
+        &[
+            ("SHIFTED", flag(shifted)),
+            ("TRAINING", flag(training)),
+            ("SCORE_WORDS", score_words(x)),
+        ],
+        &[x, y_bits, coef, &out, &sums],
+        &params,
+        grid_1d(ctx, (maps * quads).div_ceil(SCORE_WG) as u64)?,
+    )?;
+    Ok((out, training.then_some(sums)))
 }
 
-/// BESTformer's output from the packed map: `P = X Y^T` (A V or Q A) and
-/// `y = scale * factor[t, h] * P` for `x` `PackedBits [T * maps, rows, k]`, `y_bits`
-/// `PackedBits [T * maps, cols, k]` and `factor` f32 `[T, heads]`. Returns `(y, P)`, f32
-/// `[T * maps, rows, cols]`.
+/// BESTformer's output from the packed map: `y = scale * factor[t, h] * X Y^T` (A V or
+/// Q A) for `x` `PackedBits [T * maps, rows, k]`, `y_bits` `PackedBits [T * maps, cols,
+/// k]` and `factor` f32 `[T, heads]`: f32 `[T * maps, rows, cols]`.
 pub(crate) fn bits_product_scaled(
     ctx: &GpuContext,
     x: &Tensor,
     y_bits: &Tensor,
     factor: &Tensor,
     scale: f32,
-) -> Result<(Tensor, Tensor)> {
-    const OP: &str = "bits_product_scaled";
-    let (steps, heads) = factor_dims(OP, factor, x.shape().first().copied().unwrap_or(0))?;
-    let (mut params, dims) = product_params(OP, x, y_bits, heads, scale)?;
-    params.maps_per_step = to_u32(OP, "maps per step", dims[0] / steps)?;
-    let out = ctx.empty(&dims, DType::F32)?;
-    let product = ctx.empty(&dims, DType::F32)?;
-    ctx.dispatch(
-        BITS_PRODUCT_SCALED,
-        &[],
-        &[x, y_bits, factor, &out, &product],
-        &params,
-        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
-    )?;
-    Ok((out, product))
+) -> Result<Tensor> {
+    Ok(bits_product(ctx, x, y_bits, ProductOutput::Scaled { factor, scale })?.0)
 }
 
 /// SSA_Bin's output from the packed map: `out = kappa * X Y^T - mean[h, c]` (B V) for
@@ -386,20 +457,16 @@ pub(crate) fn bits_product_shifted(
     kappa: f32,
     training: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    const OP: &str = "bits_product_shifted";
-    let heads = mean.shape().first().copied().unwrap_or(0);
-    let (params, dims) = product_params(OP, x, y_bits, heads, kappa)?;
-    mean.expect(OP, &[heads, dims[2]], DType::F32)?;
-    let out = ctx.empty(&dims, DType::F32)?;
-    let sums = ctx.zeros(&[if training { heads * dims[2] } else { 1 }, 2], DType::U32)?;
-    ctx.dispatch(
-        BITS_PRODUCT_SHIFTED,
-        &[("TRAINING", flag(training))],
-        &[x, y_bits, mean, &out, &sums],
-        &params,
-        grid_1d(ctx, (dims[0] * dims[2].div_ceil(MAP_WG)) as u64)?,
-    )?;
-    Ok((out, training.then_some(sums)))
+    bits_product(
+        ctx,
+        x,
+        y_bits,
+        ProductOutput::Shifted {
+            mean,
+            kappa,
+            training,
+        },
+    )
 }
 
 #[repr(C)]
@@ -554,8 +621,13 @@ fn unpack(ctx: &GpuContext, bits: &Tensor, factor: Option<(&Tensor, f32)>) -> Re
         heads: to_u32(OP, "heads", heads)?,
         scale,
     };
+    let kernel = if cols.is_multiple_of(4) {
+        UNPACK_BITS_VEC4
+    } else {
+        UNPACK_BITS
+    };
     ctx.dispatch(
-        UNPACK_BITS,
+        kernel,
         &[("HAS_FACTOR", flag(factor.is_some()))],
         &[bits, factor_tensor, &out],
         &params,
@@ -614,18 +686,12 @@ struct LambdaParams {
     scale: f32,
 }
 
-/// `out[t, h] = scale * sum_{b, ...} dy * prod` for `dy`, `prod` f32 `[T, B, heads, ...]`:
-/// the gradient of a per-(t, head) factor.
-pub(crate) fn lambda_grad(
-    ctx: &GpuContext,
-    dy: &Tensor,
-    prod: &Tensor,
-    scale: f32,
-) -> Result<Tensor> {
+/// `out[t, h] = scale * sum_{b, ...} part[t, b, h, ...]` for partial sums `part` f32
+/// `[T, B, heads, ...]`: the gradient of a per-(t, head) factor.
+fn lambda_grad(ctx: &GpuContext, part: &Tensor, scale: f32) -> Result<Tensor> {
     const OP: &str = "lambda_grad";
-    dy.expect(OP, dy.shape(), DType::F32)?;
-    prod.expect(OP, dy.shape(), DType::F32)?;
-    let s = dy.shape();
+    part.expect(OP, part.shape(), DType::F32)?;
+    let s = part.shape();
     if s.len() < 3 {
         return Err(Error::Shape {
             op: OP,
@@ -635,7 +701,7 @@ pub(crate) fn lambda_grad(
     }
     let (t, b, heads) = (s[0], s[1], s[2]);
     let inner: usize = s[3..].iter().product();
-    to_u32(OP, "size", dy.len())?;
+    to_u32(OP, "size", part.len())?;
     let out = ctx.zeros(&[t, heads], DType::F32)?;
     let params = LambdaParams {
         batch: to_u32(OP, "B", b)?,
@@ -646,7 +712,7 @@ pub(crate) fn lambda_grad(
     ctx.dispatch(
         LAMBDA_GRAD,
         &[],
-        &[dy, prod, &out],
+        &[part, &out],
         &params,
         [to_u32(OP, "heads", heads)?, to_u32(OP, "T", t)?, 1],
     )?;
