@@ -71,6 +71,25 @@ pub fn time_iterations(
     Ok(samples[samples.len() / 2])
 }
 
+/// [`time_interleaved`] over `works`, each timed by `run(work)` (at least 3 rounds).
+pub fn time_workloads<W>(
+    ctx: &GpuContext,
+    min_time: Duration,
+    works: &[W],
+    run: impl Fn(&W) -> Result<()>,
+) -> Result<Vec<f64>> {
+    let run = &run;
+    let mut runs: Vec<Box<dyn FnMut() -> Result<()> + '_>> = works
+        .iter()
+        .map(|w| Box::new(move || run(w)) as Box<dyn FnMut() -> Result<()>>)
+        .collect();
+    let mut refs: Vec<&mut dyn FnMut() -> Result<()>> = runs
+        .iter_mut()
+        .map(|r| r.as_mut() as &mut dyn FnMut() -> Result<()>)
+        .collect();
+    time_interleaved(ctx, min_time, 3, &mut refs)
+}
+
 /// Median seconds per iteration of each workload, measured in interleaved rounds (each
 /// round times every workload once, batched like `time_iterations`), so that a ratio
 /// between two of them sees the same machine conditions even when these drift.

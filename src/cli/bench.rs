@@ -11,7 +11,7 @@ use bitspike::bench::matmul::{
     F32FormWorkload, MatmulKernel, MatmulWorkload, F32_KERNELS, GRADIENT_SHAPES, MODEL_SHAPES,
 };
 use bitspike::bench::model::{self as model_bench, ModelPass, ModelWorkload};
-use bitspike::bench::{time_interleaved, time_iterations, Measurement};
+use bitspike::bench::{time_iterations, time_workloads, Measurement};
 use bitspike::ops::MatmulForm;
 use bitspike::GpuContext;
 
@@ -184,15 +184,7 @@ fn bench_matmul(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
             .map(|&kernel| MatmulWorkload::new(ctx, kernel, m, k, n))
             .collect::<bitspike::Result<Vec<_>>>()?;
         // Interleaved rounds: the ratios compare kernels timed under the same conditions.
-        let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
-            .iter()
-            .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
-            .collect();
-        let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
-            .iter_mut()
-            .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
-            .collect();
-        let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+        let seconds = time_workloads(ctx, min_time, &works, |w| w.run(ctx))?;
         let f32_rate = works[0].macs() / seconds[0] / 1e9;
         for (work, &secs) in works.iter().zip(&seconds) {
             let rate = work.macs() / secs / 1e9;
@@ -231,15 +223,7 @@ fn bench_f32_forms(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
             .iter()
             .map(|&kernel| F32FormWorkload::new(ctx, kernel, form, m, k, n))
             .collect::<bitspike::Result<Vec<_>>>()?;
-        let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
-            .iter()
-            .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
-            .collect();
-        let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
-            .iter_mut()
-            .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
-            .collect();
-        let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+        let seconds = time_workloads(ctx, min_time, &works, |w| w.run(ctx))?;
         let base_rate = works[0].macs() / seconds[0] / 1e9;
         for (i, (work, &secs)) in works.iter().zip(&seconds).enumerate() {
             let rate = work.macs() / secs / 1e9;
@@ -345,15 +329,7 @@ fn bench_attention(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                 }
             }
             // Interleaved rounds: the ratios compare forms timed under the same conditions.
-            let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
-                .iter()
-                .map(|w| Box::new(move || w.run(ctx)) as Box<dyn FnMut() -> bitspike::Result<()>>)
-                .collect();
-            let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
-                .iter_mut()
-                .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
-                .collect();
-            let seconds = time_interleaved(ctx, min_time, 3, &mut refs)?;
+            let seconds = time_workloads(ctx, min_time, &works, |w| w.run(ctx))?;
             let f32_seconds = works
                 .iter()
                 .zip(&seconds)
