@@ -3,6 +3,8 @@ use bitspike::ops::{
 };
 use bitspike::reference;
 
+use bitspike::GpuContext;
+
 use crate::common::{assert_close, contexts, ctx, Rng};
 
 const SHAPES: &[(usize, usize, usize)] = &[
@@ -50,29 +52,38 @@ fn operands(form: MatmulForm, m: usize, n: usize, k: usize) -> (Vec<usize>, Vec<
     }
 }
 
+/// Every form on `shapes` with the f32 kernel `kernel`, against the CPU reference.
+fn check_forms(
+    ctx: &GpuContext,
+    rng: &mut Rng,
+    shapes: &[(usize, usize, usize)],
+    kernel: F32Matmul,
+) {
+    for form in FORMS {
+        for &(m, n, k) in shapes {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &sa).unwrap();
+            let tb = ctx.upload_f32(&b, &sb).unwrap();
+            let c = matmul_with(ctx, &ta, &tb, form, kernel).unwrap();
+            assert_eq!(c.shape(), &[m, n]);
+            let got = ctx.download_f32(&c).unwrap();
+            let want = reference::matmul::matmul(&a, &b, m, n, k, form);
+            assert_close(
+                &format!("{kernel:?} {form:?} {m}x{n}x{k}"),
+                &got,
+                &want,
+                1e-4,
+            );
+        }
+    }
+}
+
 #[test]
 fn matmul_forms_match_reference_on_odd_shapes() {
     for ctx in contexts() {
-        let mut rng = Rng::new(7);
-        for form in [
-            MatmulForm::AB,
-            MatmulForm::AtB,
-            MatmulForm::ABt,
-            MatmulForm::AtBt,
-        ] {
-            for &(m, n, k) in SHAPES {
-                let (sa, sb) = operands(form, m, n, k);
-                let a = rng.vec(m * k, -1.0, 1.0);
-                let b = rng.vec(k * n, -1.0, 1.0);
-                let ta = ctx.upload_f32(&a, &sa).unwrap();
-                let tb = ctx.upload_f32(&b, &sb).unwrap();
-                let c = matmul(ctx, &ta, &tb, form).unwrap();
-                assert_eq!(c.shape(), &[m, n]);
-                let got = ctx.download_f32(&c).unwrap();
-                let want = reference::matmul::matmul(&a, &b, m, n, k, form);
-                assert_close(&format!("{form:?} {m}x{n}x{k}"), &got, &want, 1e-4);
-            }
-        }
+        check_forms(ctx, &mut Rng::new(7), SHAPES, F32Matmul::Auto);
     }
 }
 
@@ -207,22 +218,7 @@ fn transpose_matrices_swaps_the_last_two_axes() {
 
 #[test]
 fn tiled_matmul_forms_match_reference_on_odd_shapes() {
-    let ctx = ctx();
-    let mut rng = Rng::new(13);
-    for form in FORMS {
-        for &(m, n, k) in TILED_SHAPES {
-            let (sa, sb) = operands(form, m, n, k);
-            let a = rng.vec(m * k, -1.0, 1.0);
-            let b = rng.vec(k * n, -1.0, 1.0);
-            let ta = ctx.upload_f32(&a, &sa).unwrap();
-            let tb = ctx.upload_f32(&b, &sb).unwrap();
-            let c = matmul_with(ctx, &ta, &tb, form, F32Matmul::Tiled).unwrap();
-            assert_eq!(c.shape(), &[m, n]);
-            let got = ctx.download_f32(&c).unwrap();
-            let want = reference::matmul::matmul(&a, &b, m, n, k, form);
-            assert_close(&format!("tiled {form:?} {m}x{n}x{k}"), &got, &want, 1e-4);
-        }
-    }
+    check_forms(ctx(), &mut Rng::new(13), TILED_SHAPES, F32Matmul::Tiled);
 }
 
 #[test]
