@@ -114,17 +114,7 @@ impl ParamStore {
                 // A deploy export: the signs are the weights (already in kernel layout).
                 unpack_signs(p)
             } else {
-                let t = state.tensors.get(&spec.name).ok_or_else(|| {
-                    Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
-                })?;
-                if t.data.len() != spec.len() {
-                    return Err(Error::InvalidArgument(format!(
-                        "tensor '{}' has {} values, the model needs {:?}",
-                        spec.name,
-                        t.data.len(),
-                        spec.shape
-                    )));
-                }
+                let t = tensor_for(state, spec)?;
                 if is_conv3x3(spec) {
                     ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])?
                 } else {
@@ -171,17 +161,7 @@ impl ParamStore {
         }
         let mut buffers = HashMap::new();
         for spec in specs.iter().filter(|s| s.role == ParamRole::Buffer) {
-            let t = state.tensors.get(&spec.name).ok_or_else(|| {
-                Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
-            })?;
-            if t.data.len() != spec.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "tensor '{}' has {} values, the model needs {:?}",
-                    spec.name,
-                    t.data.len(),
-                    spec.shape
-                )));
-            }
+            let t = tensor_for(state, spec)?;
             buffers.insert(spec.name.clone(), ctx.upload_f32(&t.data, &spec.shape)?);
         }
         let mut store = Self {
@@ -401,4 +381,20 @@ impl ParamStore {
         );
         Ok(sd)
     }
+}
+
+/// The state dict's tensor for `spec`, which must hold exactly the values the model needs.
+fn tensor_for<'a>(state: &'a StateDict, spec: &ParamSpec) -> Result<&'a HostTensor> {
+    let t = state.tensors.get(&spec.name).ok_or_else(|| {
+        Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
+    })?;
+    if t.data.len() != spec.len() {
+        return Err(Error::InvalidArgument(format!(
+            "tensor '{}' has {} values, the model needs {:?}",
+            spec.name,
+            t.data.len(),
+            spec.shape
+        )));
+    }
+    Ok(t)
 }
