@@ -21,6 +21,19 @@ struct Params {
 
 const WG: u32 = 256u;
 
+// The values a word packs: the first one's index in x, and how many (0 for the padding
+// words of a row).
+struct WordSpan {
+    first: u32,
+    n: u32,
+}
+
+fn word_span(word: u32) -> WordSpan {
+    let row = word / p.words_per_row;
+    let col = (word % p.words_per_row) * 32u;
+    return WordSpan(row * p.k + col, select(0u, min(32u, p.k - col), col < p.k));
+}
+
 @compute @workgroup_size(256)
 fn pack(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
@@ -29,14 +42,10 @@ fn pack(@builtin(workgroup_id) wid: vec3<u32>,
     if (word >= p.rows * p.words_per_row) {
         return;
     }
-    let row = word / p.words_per_row;
-    let col = (word % p.words_per_row) * 32u;
-    // Values of this word inside the row (0 for the padding words of the last group).
-    let n = select(0u, min(32u, p.k - col), col < p.k);
-    let base = row * p.k + col;
+    let span = word_span(word);
     var w = 0u;
-    for (var b = 0u; b < n; b++) {
-        let v = x[base + b];
+    for (var b = 0u; b < span.n; b++) {
+        let v = x[span.first + b];
         if (select(v > 0.0, v >= 0.0, SIGNS)) {
             w |= 1u << b;
         }
@@ -61,13 +70,10 @@ fn pack_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     if (word >= p.rows * p.words_per_row) {
         return;
     }
-    let row = word / p.words_per_row;
-    let col = (word % p.words_per_row) * 32u;
-    let n = select(0u, min(32u, p.k - col), col < p.k);
-    let base4 = (row * p.k + col) / 4u;
+    let span = word_span(word);
     var w = 0u;
-    for (var b = 0u; b < n; b += 4u) {
-        let s = bits_of(x4[base4 + b / 4u]);
+    for (var b = 0u; b < span.n; b += 4u) {
+        let s = bits_of(x4[(span.first + b) / 4u]);
         w |= (s.x | (s.y << 1u) | (s.z << 2u) | (s.w << 3u)) << b;
     }
     bits[word] = w;
