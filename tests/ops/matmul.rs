@@ -87,38 +87,78 @@ fn matmul_forms_match_reference_on_odd_shapes() {
     }
 }
 
-#[test]
-fn matmul_batched_with_shared_and_per_batch_b() {
-    for ctx in contexts() {
-        let mut rng = Rng::new(8);
-        let (batch, m, n, k) = (3, 19, 45, 70);
-        let a = rng.vec(batch * m * k, -1.0, 1.0);
-        let b_shared = rng.vec(n * k, -1.0, 1.0);
-        let b_each = rng.vec(batch * n * k, -1.0, 1.0);
-        let ta = ctx.upload_f32(&a, &[batch, m, k]).unwrap();
-        let shared = ctx.upload_f32(&b_shared, &[n, k]).unwrap();
-        let each = ctx.upload_f32(&b_each, &[batch, n, k]).unwrap();
-        let c_shared = ctx
-            .download_f32(&matmul(ctx, &ta, &shared, MatmulForm::ABt).unwrap())
-            .unwrap();
-        let c_each = ctx
-            .download_f32(&matmul(ctx, &ta, &each, MatmulForm::ABt).unwrap())
-            .unwrap();
-        for i in 0..batch {
-            let ai = &a[i * m * k..(i + 1) * m * k];
-            let want_shared = reference::matmul::matmul(ai, &b_shared, m, n, k, MatmulForm::ABt);
-            let bi = &b_each[i * n * k..(i + 1) * n * k];
-            let want_each = reference::matmul::matmul(ai, bi, m, n, k, MatmulForm::ABt);
+/// Batched products with a shared and a per-batch B, each `(batch, m, n, k)` in every
+/// form of `forms`, with the f32 kernel `kernel`, against the CPU reference.
+fn check_batched(
+    ctx: &GpuContext,
+    rng: &mut Rng,
+    cases: &[(usize, usize, usize, usize)],
+    forms: &[MatmulForm],
+    kernel: F32Matmul,
+) {
+    for &(batch, m, n, k) in cases {
+        for &form in forms {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(batch * m * k, -1.0, 1.0);
+            let b_shared = rng.vec(n * k, -1.0, 1.0);
+            let b_each = rng.vec(batch * n * k, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &[&[batch], &sa[..]].concat()).unwrap();
+            let shared = ctx.upload_f32(&b_shared, &sb).unwrap();
+            let each = ctx
+                .upload_f32(&b_each, &[&[batch], &sb[..]].concat())
+                .unwrap();
+            let run = |b| {
+                let c = matmul_with(ctx, &ta, b, form, kernel).unwrap();
+                assert_eq!(c.shape(), &[batch, m, n]);
+                ctx.download_f32(&c).unwrap()
+            };
+            let (c_shared, c_each) = (run(&shared), run(&each));
+            for i in 0..batch {
+                let ai = &a[i * m * k..(i + 1) * m * k];
+                let bi = &b_each[i * n * k..(i + 1) * n * k];
+                let out = i * m * n..(i + 1) * m * n;
+                assert_close(
+                    &format!("{kernel:?} {form:?} shared B, batch {i}"),
+                    &c_shared[out.clone()],
+                    &reference::matmul::matmul(ai, &b_shared, m, n, k, form),
+                    1e-4,
+                );
+                assert_close(
+                    &format!("{kernel:?} {form:?} per-batch B, batch {i}"),
+                    &c_each[out],
+                    &reference::matmul::matmul(ai, bi, m, n, k, form),
+                    1e-4,
+                );
+            }
+        }
+    }
+}
+
+/// `C += op(A) op(B)` on each `(m, n, k)` in every form of `forms` with `kernel`.
+fn check_accumulate(
+    ctx: &GpuContext,
+    rng: &mut Rng,
+    shapes: &[(usize, usize, usize)],
+    forms: &[MatmulForm],
+    kernel: F32Matmul,
+) {
+    for &(m, n, k) in shapes {
+        for &form in forms {
+            let (sa, sb) = operands(form, m, n, k);
+            let a = rng.vec(m * k, -1.0, 1.0);
+            let b = rng.vec(k * n, -1.0, 1.0);
+            let c0 = rng.vec(m * n, -1.0, 1.0);
+            let ta = ctx.upload_f32(&a, &sa).unwrap();
+            let tb = ctx.upload_f32(&b, &sb).unwrap();
+            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
+            matmul_into_with(ctx, &ta, &tb, &tc, form, true, kernel).unwrap();
+            let got = ctx.download_f32(&tc).unwrap();
+            let prod = reference::matmul::matmul(&a, &b, m, n, k, form);
+            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
             assert_close(
-                "shared B",
-                &c_shared[i * m * n..(i + 1) * m * n],
-                &want_shared,
-                1e-4,
-            );
-            assert_close(
-                "per-batch B",
-                &c_each[i * m * n..(i + 1) * m * n],
-                &want_each,
+                &format!("{kernel:?} {form:?} accumulate"),
+                &got,
+                &want,
                 1e-4,
             );
         }
@@ -126,24 +166,46 @@ fn matmul_batched_with_shared_and_per_batch_b() {
 }
 
 #[test]
+fn matmul_batched_with_shared_and_per_batch_b() {
+    for ctx in contexts() {
+        let cases = [(3, 19, 45, 70)];
+        check_batched(
+            ctx,
+            &mut Rng::new(8),
+            &cases,
+            &[MatmulForm::ABt],
+            F32Matmul::Auto,
+        );
+    }
+}
+
+#[test]
 fn matmul_accumulates_into_output() {
     for ctx in contexts() {
-        let mut rng = Rng::new(9);
         // N = 16: the vec4 store path, N = 17: the scalar one.
-        for (m, n, k) in [(33, 17, 65), (33, 16, 65)] {
-            let a = rng.vec(k * m, -1.0, 1.0);
-            let b = rng.vec(k * n, -1.0, 1.0);
-            let c0 = rng.vec(m * n, -1.0, 1.0);
-            let ta = ctx.upload_f32(&a, &[k, m]).unwrap();
-            let tb = ctx.upload_f32(&b, &[k, n]).unwrap();
-            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
-            matmul_into(ctx, &ta, &tb, &tc, MatmulForm::AtB, true).unwrap();
-            let got = ctx.download_f32(&tc).unwrap();
-            let prod = reference::matmul::matmul(&a, &b, m, n, k, MatmulForm::AtB);
-            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
-            assert_close("accumulate", &got, &want, 1e-4);
-        }
+        let shapes = [(33, 17, 65), (33, 16, 65)];
+        check_accumulate(
+            ctx,
+            &mut Rng::new(9),
+            &shapes,
+            &[MatmulForm::AtB],
+            F32Matmul::Auto,
+        );
     }
+}
+
+#[test]
+fn tiled_matmul_batched_with_shared_and_per_batch_b() {
+    // N = 45: scalar stores, N = 68: vec4 stores; M and K off the tile and the step.
+    let cases = [(3, 67, 45, 70), (2, 19, 68, 33)];
+    check_batched(ctx(), &mut Rng::new(14), &cases, &FORMS, F32Matmul::Tiled);
+}
+
+#[test]
+fn tiled_matmul_accumulates_into_output() {
+    // N = 17: the scalar store path, N = 68: the vec4 one.
+    let shapes = [(33, 17, 65), (70, 68, 21)];
+    check_accumulate(ctx(), &mut Rng::new(15), &shapes, &FORMS, F32Matmul::Tiled);
 }
 
 #[test]
@@ -219,72 +281,6 @@ fn transpose_matrices_swaps_the_last_two_axes() {
 #[test]
 fn tiled_matmul_forms_match_reference_on_odd_shapes() {
     check_forms(ctx(), &mut Rng::new(13), TILED_SHAPES, F32Matmul::Tiled);
-}
-
-#[test]
-fn tiled_matmul_batched_with_shared_and_per_batch_b() {
-    let ctx = ctx();
-    let mut rng = Rng::new(14);
-    // N = 45: scalar stores, N = 68: vec4 stores; M and K off the tile and the step.
-    for (batch, m, n, k) in [(3, 67, 45, 70), (2, 19, 68, 33)] {
-        for form in FORMS {
-            let (sa, sb) = operands(form, m, n, k);
-            let a = rng.vec(batch * m * k, -1.0, 1.0);
-            let b_shared = rng.vec(n * k, -1.0, 1.0);
-            let b_each = rng.vec(batch * n * k, -1.0, 1.0);
-            let ta = ctx.upload_f32(&a, &[&[batch], &sa[..]].concat()).unwrap();
-            let shared = ctx.upload_f32(&b_shared, &sb).unwrap();
-            let each = ctx
-                .upload_f32(&b_each, &[&[batch], &sb[..]].concat())
-                .unwrap();
-            let run = |b| {
-                let c = matmul_with(ctx, &ta, b, form, F32Matmul::Tiled).unwrap();
-                assert_eq!(c.shape(), &[batch, m, n]);
-                ctx.download_f32(&c).unwrap()
-            };
-            let (c_shared, c_each) = (run(&shared), run(&each));
-            for i in 0..batch {
-                let ai = &a[i * m * k..(i + 1) * m * k];
-                let bi = &b_each[i * n * k..(i + 1) * n * k];
-                let out = i * m * n..(i + 1) * m * n;
-                assert_close(
-                    &format!("tiled {form:?} shared B, batch {i}"),
-                    &c_shared[out.clone()],
-                    &reference::matmul::matmul(ai, &b_shared, m, n, k, form),
-                    1e-4,
-                );
-                assert_close(
-                    &format!("tiled {form:?} per-batch B, batch {i}"),
-                    &c_each[out],
-                    &reference::matmul::matmul(ai, bi, m, n, k, form),
-                    1e-4,
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn tiled_matmul_accumulates_into_output() {
-    let ctx = ctx();
-    let mut rng = Rng::new(15);
-    // N = 17: the scalar store path, N = 68: the vec4 one.
-    for (m, n, k) in [(33, 17, 65), (70, 68, 21)] {
-        for form in FORMS {
-            let (sa, sb) = operands(form, m, n, k);
-            let a = rng.vec(m * k, -1.0, 1.0);
-            let b = rng.vec(k * n, -1.0, 1.0);
-            let c0 = rng.vec(m * n, -1.0, 1.0);
-            let ta = ctx.upload_f32(&a, &sa).unwrap();
-            let tb = ctx.upload_f32(&b, &sb).unwrap();
-            let tc = ctx.upload_f32(&c0, &[m, n]).unwrap();
-            matmul_into_with(ctx, &ta, &tb, &tc, form, true, F32Matmul::Tiled).unwrap();
-            let got = ctx.download_f32(&tc).unwrap();
-            let prod = reference::matmul::matmul(&a, &b, m, n, k, form);
-            let want: Vec<f32> = prod.iter().zip(&c0).map(|(p, c)| p + c).collect();
-            assert_close(&format!("tiled {form:?} accumulate"), &got, &want, 1e-4);
-        }
-    }
 }
 
 #[test]
