@@ -448,10 +448,7 @@ impl SpikingCnn {
             .real_input()
             .forward(ctx, store, &pooled)?;
         if train && self.rate_reg > 0.0 {
-            self.rates = units
-                .iter()
-                .map(|u| firing_rate(ctx, &u.spikes))
-                .collect::<Result<_>>()?;
+            self.rates = firing_rates(ctx, &units)?;
         }
         self.acts = (train || self.probe).then_some(Acts {
             units,
@@ -595,10 +592,20 @@ fn first_prefix(cfg: &ModelConfig) -> &'static str {
     }
 }
 
-/// Mean of a {0,1} spike tensor.
-fn firing_rate(ctx: &GpuContext, s: &Tensor) -> Result<f32> {
-    let n = s.len();
-    let sum = ctx.zeros(&[1], DType::F32)?;
-    ops::channel_sum_into(ctx, &s.reshape(&[n, 1])?, &sum, false)?;
-    Ok(ctx.download_f32(&sum)?[0] / n.max(1) as f32)
+/// The fraction of ones in each unit's spikes, read back together (one wait per step,
+/// not one per layer).
+fn firing_rates(ctx: &GpuContext, units: &[UnitActs]) -> Result<Vec<f32>> {
+    let sums = ctx.empty(&[units.len()], DType::F32)?;
+    for (i, u) in units.iter().enumerate() {
+        let n = u.spikes.len();
+        let sum = ctx.zeros(&[1], DType::F32)?;
+        ops::channel_sum_into(ctx, &u.spikes.reshape(&[n, 1])?, &sum, false)?;
+        ops::copy_range(ctx, &sum, 0, &sums, i, 1)?;
+    }
+    let sums = ctx.download_f32(&sums)?;
+    Ok(units
+        .iter()
+        .zip(sums)
+        .map(|(u, sum)| sum / u.spikes.len().max(1) as f32)
+        .collect())
 }
