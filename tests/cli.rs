@@ -163,6 +163,75 @@ fn bench_matmul_compares_f32_kernels_on_chosen_forms() {
     );
 }
 
+/// `bench attention --json`: every form's time with its ratio to f32 SSA, the maps'
+/// firing rates, and the bytes each forward keeps for backward (exact for this shape).
+#[test]
+fn bench_attention_reports_times_rates_and_saved_bytes() {
+    let out = bitspike(
+        &[
+            "bench",
+            "attention",
+            "--json",
+            "--shapes",
+            "2x2x2x37x19",
+            "--min-time",
+            "0",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
+        .collect();
+    let row = |kernel: &str| {
+        rows.iter()
+            .find(|r| r["kernel"] == kernel)
+            .unwrap_or_else(|| panic!("no row for {kernel}: {rows:?}"))
+    };
+    let forms = [
+        "ssa_f32",
+        "ssa_binary_scores",
+        "binary_attention_nxn",
+        "binary_attention_dxd",
+        "ssa_bin",
+        "a2os2a",
+    ];
+    for form in forms {
+        for pass in ["forward", "forward+backward"] {
+            let r = row(&format!("{form}/{pass}"));
+            assert_eq!(r["shape"], "2x2x2x37x19");
+            assert!(r["seconds"].as_f64().unwrap() > 0.0);
+            if form == "ssa_f32" {
+                assert!(r.get("ratio").is_none());
+            } else {
+                assert!(r["ratio"].as_f64().unwrap() > 0.0);
+                assert_eq!(r["ratio_to"], format!("ssa_f32/{pass} (time)"));
+            }
+        }
+        let rate = row(&format!("{form}/firing_rate"))["rate"]
+            .as_f64()
+            .unwrap();
+        assert!((0.0..=1.0).contains(&rate), "{form}: {rate}");
+    }
+    // 8 maps of 37 x 37: f32 scores; the binary forms keep packed rows of 4 words (the
+    // N x N map and the packed Q and K; the d x d map and the packed V^T and K^T).
+    let saved = |form: &str| {
+        row(&format!("{form}/saved_for_backward"))["rate"]
+            .as_f64()
+            .unwrap()
+    };
+    let mb = |bytes: usize| bytes as f64 / 1e6;
+    assert_eq!(saved("ssa_f32"), mb(8 * 37 * 37 * 4));
+    assert_eq!(saved("a2os2a"), mb(8 * 37 * 37 * 4));
+    assert_eq!(saved("binary_attention_nxn"), mb(3 * 8 * 37 * 4 * 4));
+    assert_eq!(saved("ssa_bin"), mb(3 * 8 * 37 * 4 * 4));
+    assert_eq!(saved("binary_attention_dxd"), mb(3 * 8 * 19 * 4 * 4));
+    let nxn = row("binary_attention_nxn/saved_for_backward");
+    assert_eq!(nxn["ratio"].as_f64().unwrap(), 37.0 / 12.0);
+    assert_eq!(nxn["ratio_to"], "less memory than ssa_f32");
+}
+
 #[test]
 fn bench_rejects_a_malformed_shape() {
     let out = bitspike(&["bench", "matmul", "--shapes", "12x0x3"], &[]);

@@ -73,6 +73,16 @@ impl AttentionPass {
 pub const MODEL_SHAPES: [(usize, usize, usize, usize, usize); 2] =
     [(4, 64, 8, 64, 48), (4, 64, 8, 196, 48)];
 
+/// What one forward of a form reports besides its time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ForwardStats {
+    /// Fraction of ones in the attention map (of non-zero scores for real-valued maps).
+    pub firing_rate: f64,
+    /// Bytes the forward keeps for backward beyond its inputs: f32 scores for SSA and
+    /// A2OS2A, the packed map and score operands for the binary forms.
+    pub saved_bytes: u64,
+}
+
 /// Operands of one (form, pass, shape), uploaded once.
 pub struct AttentionWorkload {
     pub kernel: AttentionKernel,
@@ -176,34 +186,42 @@ impl AttentionWorkload {
         (s.maps() * per_map * passes) as f64
     }
 
-    /// The firing rate of the form's attention map on these operands (one forward,
-    /// waited for).
-    pub fn firing_rate(&self, ctx: &GpuContext) -> Result<f64> {
+    /// One forward of the form on these operands, waited for: its map's firing rate and
+    /// what it keeps for backward.
+    pub fn forward_stats(&self, ctx: &GpuContext) -> Result<ForwardStats> {
         let (q, k, v) = (&self.q, &self.k, &self.v);
-        let rate = match self.kernel {
+        let (rate, saved_bytes) = match self.kernel {
             AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
                 let path = if self.kernel == AttentionKernel::Ssa {
                     SsaPath::Binary
                 } else {
                     SsaPath::F32
                 };
-                ssa_forward(ctx, q, k, v, 0.125, path)?.1.rate
+                let saved = ssa_forward(ctx, q, k, v, 0.125, path)?.1;
+                (saved.rate.clone(), saved.saved_bytes())
             }
             AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
-                binary_attention_forward(ctx, q, k, v, &self.lambda, &self.binary_config())?
-                    .1
-                    .rate
+                let config = self.binary_config();
+                let saved = binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?.1;
+                (saved.rate.clone(), saved.saved_bytes())
             }
             AttentionKernel::SsaBin => {
                 let eval = SsaBinConfig {
                     training: false,
                     ..Default::default()
                 };
-                ssa_bin_forward(ctx, q, k, v, &self.state, &eval)?.1.rate
+                let saved = ssa_bin_forward(ctx, q, k, v, &self.state, &eval)?.1;
+                (saved.rate.clone(), saved.saved_bytes())
             }
-            AttentionKernel::A2os2a => a2os2a_forward(ctx, q, k, v)?.1.rate,
+            AttentionKernel::A2os2a => {
+                let saved = a2os2a_forward(ctx, q, k, v)?.1;
+                (saved.rate.clone(), saved.saved_bytes())
+            }
         };
-        rate.read(ctx)
+        Ok(ForwardStats {
+            firing_rate: rate.read(ctx)?,
+            saved_bytes,
+        })
     }
 
     fn binary_config(&self) -> BinaryAttentionConfig {

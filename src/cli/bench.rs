@@ -159,8 +159,10 @@ fn report(m: &Measurement, json: bool) -> anyhow::Result<()> {
         .ratio
         .map(|r| format!("{r:6.2}x {}", m.ratio_to.as_deref().unwrap_or("")))
         .unwrap_or_default();
+    // Fractions need more digits than rates.
+    let digits = if m.unit == "fraction" { 3 } else { 1 };
     println!(
-        "{:<24} {:<16} {:>10.3} ms {:>10.1} {:<8} {}",
+        "{:<40} {:<16} {:>10.3} ms {:>10.digits$} {:<8} {}",
         m.kernel,
         m.shape,
         m.seconds * 1e3,
@@ -353,24 +355,60 @@ fn bench_attention(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                 )?;
             }
             if pass == AttentionPass::Forward {
-                // The attention maps' firing rates (fraction of ones, or of non-zero
-                // scores for the real-valued maps), for the energy estimates.
-                for work in &works {
-                    report(
-                        &Measurement {
-                            kernel: format!("{}/firing_rate", work.kernel.name()),
-                            shape: work.shape_name(),
-                            seconds: 0.0,
-                            rate: work.firing_rate(ctx)?,
-                            unit: "fraction",
-                            ratio: None,
-                            ratio_to: None,
-                        },
-                        args.json,
-                    )?;
-                }
+                report_forward_stats(ctx, &works, args.json)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Each form's map firing rate (fraction of ones, or of non-zero scores for the
+/// real-valued maps; for the energy estimates) and the bytes its forward keeps for
+/// backward, with f32 SSA's bytes over the form's.
+fn report_forward_stats(
+    ctx: &GpuContext,
+    works: &[AttentionWorkload],
+    json: bool,
+) -> anyhow::Result<()> {
+    let stats = works
+        .iter()
+        .map(|w| w.forward_stats(ctx))
+        .collect::<bitspike::Result<Vec<_>>>()?;
+    let f32_bytes = works
+        .iter()
+        .zip(&stats)
+        .find(|(w, _)| w.kernel == AttentionKernel::SsaF32)
+        .map(|(_, s)| s.saved_bytes as f64);
+    for (work, s) in works.iter().zip(&stats) {
+        report(
+            &Measurement {
+                kernel: format!("{}/firing_rate", work.kernel.name()),
+                shape: work.shape_name(),
+                seconds: 0.0,
+                rate: s.firing_rate,
+                unit: "fraction",
+                ratio: None,
+                ratio_to: None,
+            },
+            json,
+        )?;
+    }
+    for (work, s) in works.iter().zip(&stats) {
+        let ratio = f32_bytes
+            .filter(|_| work.kernel != AttentionKernel::SsaF32)
+            .map(|f| f / s.saved_bytes.max(1) as f64);
+        report(
+            &Measurement {
+                kernel: format!("{}/saved_for_backward", work.kernel.name()),
+                shape: work.shape_name(),
+                seconds: 0.0,
+                rate: s.saved_bytes as f64 / 1e6,
+                unit: "MB",
+                ratio,
+                ratio_to: ratio.map(|_| "less memory than ssa_f32".into()),
+            },
+            json,
+        )?;
     }
     Ok(())
 }

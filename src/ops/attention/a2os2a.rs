@@ -23,6 +23,14 @@ pub struct A2os2aSaved {
     pub rate: MapRate,
 }
 
+impl A2os2aSaved {
+    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
+    /// caller's tensors, shared, not copied).
+    pub fn saved_bytes(&self) -> u64 {
+        self.scores.byte_len()
+    }
+}
+
 /// Gradients of [`a2os2a_forward`]'s inputs, each `[T, B, heads, N, d]`.
 #[derive(Debug, Clone)]
 pub struct A2os2aGrads {

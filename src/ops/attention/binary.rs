@@ -69,6 +69,14 @@ pub struct BinaryAttentionSaved {
     pub rate: MapRate,
 }
 
+impl BinaryAttentionSaved {
+    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V, lambda are the
+    /// caller's tensors, shared, not copied).
+    pub fn saved_bytes(&self) -> u64 {
+        self.score_operands.0.byte_len() + self.score_operands.1.byte_len() + self.map.byte_len()
+    }
+}
+
 /// Gradients of [`binary_attention_forward`]'s inputs.
 #[derive(Debug, Clone)]
 pub struct BinaryAttentionGrads {

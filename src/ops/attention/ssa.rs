@@ -32,6 +32,14 @@ pub struct SsaSaved {
     pub rate: MapRate,
 }
 
+impl SsaSaved {
+    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
+    /// caller's tensors, shared, not copied).
+    pub fn saved_bytes(&self) -> u64 {
+        self.scores.byte_len()
+    }
+}
+
 /// Gradients of [`ssa_forward`]'s inputs, each `[T, B, heads, N, d]`.
 #[derive(Debug, Clone)]
 pub struct SsaGrads {

@@ -86,6 +86,14 @@ pub struct SsaBinSaved {
     pub rate: MapRate,
 }
 
+impl SsaBinSaved {
+    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
+    /// caller's tensors, shared, not copied).
+    pub fn saved_bytes(&self) -> u64 {
+        self.score_operands.0.byte_len() + self.score_operands.1.byte_len() + self.map.byte_len()
+    }
+}
+
 /// Gradients of [`ssa_bin_forward`]'s inputs, each `[T, B, heads, N, d]`.
 #[derive(Debug, Clone)]
 pub struct SsaBinGrads {
