@@ -19,14 +19,19 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn info_lists_adapters_as_json_lines() {
-    let out = bitspike(&["info", "--json"], &[]);
+/// Run `bitspike args` (which must succeed) and parse each line of its output as JSON.
+fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
+    let out = bitspike(args, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out)
+    stdout(&out)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn info_lists_adapters_as_json_lines() {
+    let lines = json_lines(&["info", "--json"]);
     assert!(!lines.is_empty());
     for a in &lines {
         for key in [
@@ -76,23 +81,15 @@ fn unknown_backend_is_an_error() {
 
 #[test]
 fn bench_matmul_json_reports_rates_and_ratios() {
-    let out = bitspike(
-        &[
-            "bench",
-            "matmul",
-            "--json",
-            "--shapes",
-            "37x97x53",
-            "--min-time",
-            "0",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
-        .collect();
+    let rows = json_lines(&[
+        "bench",
+        "matmul",
+        "--json",
+        "--shapes",
+        "37x97x53",
+        "--min-time",
+        "0",
+    ]);
     let kernels: Vec<&str> = rows.iter().map(|r| r["kernel"].as_str().unwrap()).collect();
     let mut want = vec![
         "matmul_f32",
@@ -131,25 +128,20 @@ fn bench_matmul_json_reports_rates_and_ratios() {
 
 #[test]
 fn bench_matmul_compares_f32_kernels_on_chosen_forms() {
-    let out = bitspike(
-        &[
-            "bench",
-            "matmul",
-            "--json",
-            "--shapes",
-            "70x33x65",
-            "--forms",
-            "atb,abt",
-            "--min-time",
-            "0",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let kernels: Vec<String> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON object"))
-        .filter_map(|r| r["kernel"].as_str().map(str::to_string))
+    let rows = json_lines(&[
+        "bench",
+        "matmul",
+        "--json",
+        "--shapes",
+        "70x33x65",
+        "--forms",
+        "atb,abt",
+        "--min-time",
+        "0",
+    ]);
+    let kernels: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["kernel"].as_str())
         .filter(|k| k.starts_with("matmul_f32_"))
         .collect();
     assert_eq!(
@@ -167,23 +159,15 @@ fn bench_matmul_compares_f32_kernels_on_chosen_forms() {
 /// firing rates, and the bytes each forward keeps for backward (exact for this shape).
 #[test]
 fn bench_attention_reports_times_rates_and_saved_bytes() {
-    let out = bitspike(
-        &[
-            "bench",
-            "attention",
-            "--json",
-            "--shapes",
-            "2x2x2x37x19",
-            "--min-time",
-            "0",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
-        .collect();
+    let rows = json_lines(&[
+        "bench",
+        "attention",
+        "--json",
+        "--shapes",
+        "2x2x2x37x19",
+        "--min-time",
+        "0",
+    ]);
     let row = |kernel: &str| {
         rows.iter()
             .find(|r| r["kernel"] == kernel)
@@ -344,24 +328,16 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
     image::RgbImage::from_fn(40, 30, |x, _| image::Rgb([(x * 6) as u8, 100, 50]))
         .save(&jpg)
         .unwrap();
-    let out = bitspike(
-        &[
-            "infer",
-            "--checkpoint",
-            best.to_str().unwrap(),
-            "--json",
-            "--topk",
-            "3",
-            png.to_str().unwrap(),
-            jpg.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&[
+        "infer",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--json",
+        "--topk",
+        "3",
+        png.to_str().unwrap(),
+        jpg.to_str().unwrap(),
+    ]);
     assert_eq!(rows.len(), 2);
     for r in &rows {
         assert_eq!(r["topk"].as_array().unwrap().len(), 3);
@@ -462,25 +438,17 @@ fn train_end_to_end_writes_checkpoints_and_resumes() {
         "packed export: identical logits"
     );
     // The energy report: a line per conv/linear layer, then the totals.
-    let out = bitspike(
-        &[
-            "eval",
-            "--checkpoint",
-            best.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--batch-size",
-            "16",
-            "--energy",
-            "--json",
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let rows: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&[
+        "eval",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--batch-size",
+        "16",
+        "--energy",
+        "--json",
+    ]);
     let layers: Vec<&serde_json::Value> =
         rows.iter().filter(|r| r.get("layer").is_some()).collect();
     assert_eq!(
@@ -715,24 +683,16 @@ fn train_eval_and_infer_on_event_recordings() {
         eval["top1"].as_f64().unwrap(),
         report["test_accuracy"].as_f64().unwrap()
     );
-    let out = bitspike(
-        &[
-            "infer",
-            "--checkpoint",
-            best.to_str().unwrap(),
-            "--json",
-            "--topk",
-            "2",
-            files[0].to_str().unwrap(),
-            files[9].to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<serde_json::Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&[
+        "infer",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--json",
+        "--topk",
+        "2",
+        files[0].to_str().unwrap(),
+        files[9].to_str().unwrap(),
+    ]);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["path"], files[9].to_str().unwrap());
     assert_eq!(lines[0]["topk"].as_array().unwrap().len(), 2);
