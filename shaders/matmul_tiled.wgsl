@@ -36,12 +36,13 @@ const STEP: u32 = 16u;  // K per staged step
 const SIDE: u32 = 16u;  // invocations along each side of the workgroup
 const TILE4: u32 = 16u; // vec4s across a tile's 64 rows or columns
 
-// tile_a[kk * TILE4 + r4] = A[row0 + 4 r4 .. + 4][k0 + kk]; tile_b likewise over columns.
-var<workgroup> tile_a: array<vec4<f32>, 256>;
-var<workgroup> tile_b: array<vec4<f32>, 256>;
+// Tile A at 0: tiles[kk * TILE4 + r4] = A[row0 + 4 r4 .. + 4][k0 + kk]; tile B at TILE_B
+// likewise over columns. One array, so that one `stage` writes either.
+var<workgroup> tiles: array<vec4<f32>, 512>;
+const TILE_B: u32 = 256u;
 
 // A and B as workgroup-memory steps: the vec4 invocation `t` (0..256) loads of a 64 x 16
-// block, and where it goes in tile_a / tile_b. Past K an operand reads zero; past M or N
+// block, and where it goes in tile A / tile B. Past K an operand reads zero; past M or N
 // rows and columns are clamped (their products land outside C, and are not stored).
 
 // A[row0 .. + 64][k0 .. + 16]: stored [M, K], row t / 4 at k 4 (t % 4) .. + 4; stored
@@ -80,34 +81,22 @@ fn load_b(base: u32, col0: u32, k0: u32, t: u32) -> vec4<f32> {
     return v;
 }
 
-// Write invocation t's vec4 of a [rows, K] operand k-major: its 4 k values go to 4 tile
-// rows, at the invocation's row. These scalar stores meet 4-way bank conflicts (a warp
-// covers 8 rows); the mapping keeps the global reads coalesced instead, which matters
-// more, and they happen once per step against 16 steps of arithmetic.
-fn stage_a(v: vec4<f32>, t: u32) {
-    if (TRANS_A) {
-        tile_a[t] = v;
+// Write invocation t's vec4 into a tile. Loaded along K (A stored [M, K], B stored
+// [N, K]), its 4 k values go to 4 tile rows, at the invocation's row. These scalar stores
+// meet 4-way bank conflicts (a warp covers 8 rows); the mapping keeps the global reads
+// coalesced instead, which matters more, and they happen once per step against 16 steps
+// of arithmetic. Loaded along M or N, the vec4 is already a tile row's 4 entries.
+fn stage(tile: u32, v: vec4<f32>, t: u32, along_k: bool) {
+    if (!along_k) {
+        tiles[tile + t] = v;
         return;
     }
     let r = t / 4u;
-    let i = 4u * (t % 4u) * TILE4 + r / 4u;
-    tile_a[i][r % 4u] = v.x;
-    tile_a[i + TILE4][r % 4u] = v.y;
-    tile_a[i + 2u * TILE4][r % 4u] = v.z;
-    tile_a[i + 3u * TILE4][r % 4u] = v.w;
-}
-
-fn stage_b(v: vec4<f32>, t: u32) {
-    if (!TRANS_B) {
-        tile_b[t] = v;
-        return;
-    }
-    let r = t / 4u;
-    let i = 4u * (t % 4u) * TILE4 + r / 4u;
-    tile_b[i][r % 4u] = v.x;
-    tile_b[i + TILE4][r % 4u] = v.y;
-    tile_b[i + 2u * TILE4][r % 4u] = v.z;
-    tile_b[i + 3u * TILE4][r % 4u] = v.w;
+    let i = tile + 4u * (t % 4u) * TILE4 + r / 4u;
+    tiles[i][r % 4u] = v.x;
+    tiles[i + TILE4][r % 4u] = v.y;
+    tiles[i + 2u * TILE4][r % 4u] = v.z;
+    tiles[i + 3u * TILE4][r % 4u] = v.w;
 }
 
 // Row i of an invocation's 4 x 4 block of C, as field rI.
@@ -131,14 +120,14 @@ fn block(batch: u32, row0: u32, col0: u32, t: u32) -> Block {
     var next_a = load_a(a_base, row0, 0u, t);
     var next_b = load_b(b_base, col0, 0u, t);
     for (var k0 = 0u; k0 < p.k; k0 += STEP) {
-        stage_a(next_a, t);
-        stage_b(next_b, t);
+        stage(0u, next_a, t, !TRANS_A);
+        stage(TILE_B, next_b, t, TRANS_B);
         workgroupBarrier();
         next_a = load_a(a_base, row0, k0 + STEP, t);
         next_b = load_b(b_base, col0, k0 + STEP, t);
         for (var kk = 0u; kk < STEP; kk++) {
-            let av = tile_a[kk * TILE4 + ty];
-            let bv = tile_b[kk * TILE4 + tx];
+            let av = tiles[kk * TILE4 + ty];
+            let bv = tiles[TILE_B + kk * TILE4 + tx];
             acc0 += av.x * bv;
             acc1 += av.y * bv;
             acc2 += av.z * bv;
