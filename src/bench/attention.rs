@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::attention::{
     a2os2a_backward, a2os2a_forward, binary_attention_backward, binary_attention_forward,
-    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, AttnShape, BinaryAttentionConfig,
-    MapOrder, SsaBinConfig, SsaBinState, SsaPath,
+    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, A2os2aSaved, AttnShape,
+    BinaryAttentionConfig, BinaryAttentionSaved, MapOrder, SsaBinConfig, SsaBinSaved, SsaBinState,
+    SsaPath, SsaSaved,
 };
 
 /// The attention forms `bitspike bench attention` compares.
@@ -186,41 +187,48 @@ impl AttentionWorkload {
         (s.maps() * per_map * passes) as f64
     }
 
-    /// One forward of the form on these operands, waited for: its map's firing rate and
-    /// what it keeps for backward.
+    /// One forward of the form on these operands (SSA_Bin in evaluation: the running
+    /// statistics stay as they are), waited for: its map's firing rate and what it keeps
+    /// for backward.
     pub fn forward_stats(&self, ctx: &GpuContext) -> Result<ForwardStats> {
+        let saved = self.forward(ctx, false)?;
+        let (rate, saved_bytes) = match &saved {
+            Saved::Ssa(s) => (&s.rate, s.saved_bytes()),
+            Saved::Binary(s) => (&s.rate, s.saved_bytes()),
+            Saved::SsaBin(s) => (&s.rate, s.saved_bytes()),
+            Saved::A2os2a(s) => (&s.rate, s.saved_bytes()),
+        };
+        Ok(ForwardStats {
+            firing_rate: rate.read(ctx)?,
+            saved_bytes,
+        })
+    }
+
+    /// The form's forward (its output dropped); SSA_Bin updates its running statistics
+    /// when `training`.
+    fn forward(&self, ctx: &GpuContext, training: bool) -> Result<Saved> {
         let (q, k, v) = (&self.q, &self.k, &self.v);
-        let (rate, saved_bytes) = match self.kernel {
+        Ok(match self.kernel {
             AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
                 let path = if self.kernel == AttentionKernel::Ssa {
                     SsaPath::Binary
                 } else {
                     SsaPath::F32
                 };
-                let saved = ssa_forward(ctx, q, k, v, 0.125, path)?.1;
-                (saved.rate.clone(), saved.saved_bytes())
+                Saved::Ssa(ssa_forward(ctx, q, k, v, 0.125, path)?.1)
             }
             AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
                 let config = self.binary_config();
-                let saved = binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?.1;
-                (saved.rate.clone(), saved.saved_bytes())
+                Saved::Binary(binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?.1)
             }
             AttentionKernel::SsaBin => {
-                let eval = SsaBinConfig {
-                    training: false,
+                let config = SsaBinConfig {
+                    training,
                     ..Default::default()
                 };
-                let saved = ssa_bin_forward(ctx, q, k, v, &self.state, &eval)?.1;
-                (saved.rate.clone(), saved.saved_bytes())
+                Saved::SsaBin(ssa_bin_forward(ctx, q, k, v, &self.state, &config)?.1)
             }
-            AttentionKernel::A2os2a => {
-                let saved = a2os2a_forward(ctx, q, k, v)?.1;
-                (saved.rate.clone(), saved.saved_bytes())
-            }
-        };
-        Ok(ForwardStats {
-            firing_rate: rate.read(ctx)?,
-            saved_bytes,
+            AttentionKernel::A2os2a => Saved::A2os2a(a2os2a_forward(ctx, q, k, v)?.1),
         })
     }
 
@@ -237,41 +245,24 @@ impl AttentionWorkload {
 
     /// Record one iteration (outputs go back to the pool when dropped).
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
-        let backward = self.pass == AttentionPass::ForwardBackward;
-        let (q, k, v, dy) = (&self.q, &self.k, &self.v, &self.dy);
-        match self.kernel {
-            AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
-                let path = if self.kernel == AttentionKernel::Ssa {
-                    SsaPath::Binary
-                } else {
-                    SsaPath::F32
-                };
-                let (_, saved) = ssa_forward(ctx, q, k, v, 0.125, path)?;
-                if backward {
-                    ssa_backward(ctx, dy, &saved)?;
-                }
-            }
-            AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
-                let config = self.binary_config();
-                let (_, saved) = binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?;
-                if backward {
-                    binary_attention_backward(ctx, dy, &saved)?;
-                }
-            }
-            AttentionKernel::SsaBin => {
-                let config = SsaBinConfig::default();
-                let (_, saved) = ssa_bin_forward(ctx, q, k, v, &self.state, &config)?;
-                if backward {
-                    ssa_bin_backward(ctx, dy, &saved)?;
-                }
-            }
-            AttentionKernel::A2os2a => {
-                let (_, saved) = a2os2a_forward(ctx, q, k, v)?;
-                if backward {
-                    a2os2a_backward(ctx, dy, &saved)?;
-                }
+        let saved = self.forward(ctx, true)?;
+        if self.pass == AttentionPass::ForwardBackward {
+            let dy = &self.dy;
+            match &saved {
+                Saved::Ssa(s) => drop(ssa_backward(ctx, dy, s)?),
+                Saved::Binary(s) => drop(binary_attention_backward(ctx, dy, s)?),
+                Saved::SsaBin(s) => drop(ssa_bin_backward(ctx, dy, s)?),
+                Saved::A2os2a(s) => drop(a2os2a_backward(ctx, dy, s)?),
             }
         }
         Ok(())
     }
+}
+
+/// What a form's forward keeps for its backward.
+enum Saved {
+    Ssa(SsaSaved),
+    Binary(BinaryAttentionSaved),
+    SsaBin(SsaBinSaved),
+    A2os2a(A2os2aSaved),
 }
