@@ -113,7 +113,7 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
 use bitspike::nn::Spikformer;
 use bitspike::reference::model::{ref_params, RefParams, Tape};
 use bitspike::{DType, GpuContext, Tensor};
-use common::{assert_close, Rng};
+use common::{assert_close, assert_exact, Rng};
 
 /// A small model config for tests: 16x16 grey images (4x4 tokens after the tokenizer).
 fn small(preset: &str) -> ModelConfig {
@@ -328,8 +328,7 @@ fn spikformer_training_steps_lower_the_loss() {
     train_smoke("spikformer-2-64", 1e-3, &mut model);
 }
 
-use bitspike::nn::layers::Mode;
-use bitspike::nn::Bestformer;
+use bitspike::nn::{Bestformer, Reversible};
 
 fn best_ref(
     cfg: &ModelConfig,
@@ -426,35 +425,60 @@ fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     }
 }
 
+/// `batch` digits of the shipped MNIST subset, normalized as training does.
+fn mnist_digits(batch: usize) -> Vec<f32> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/mnist-mini/t10k-images-idx3-ubyte.gz");
+    let (pixels, _, h, w) = bitspike::data::idx::read_images(&path).unwrap();
+    pixels[..batch * h * w]
+        .iter()
+        .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
+        .collect()
+}
+
+/// Where a float rebuild of the reversible blocks flips spikes (depth 4, batch 8, real
+/// digits): the recompute backward rebuilds every block's inputs bit for bit, and its
+/// gradients equal, bit for bit, those of storing every activation.
 #[test]
-fn bestformer_block_inverse_reproduces_the_inputs() {
+fn bestformer_rebuilds_every_block_input_bit_for_bit() {
     let ctx = ctx();
-    let cfg = small("bestformer-2-64");
-    let batch = 2;
-    let sd = init_state(&cfg, 15);
-    let store = ParamStore::new(ctx, &cfg, &sd).unwrap();
-    let model = Bestformer::new(&cfg, batch).unwrap();
-    let n = cfg.time_steps * batch * cfg.tokens() * cfg.dim;
-    let shape = [cfg.time_steps, batch, cfg.tokens(), cfg.dim];
-    let mut rng = Rng::new(3);
-    let x0v = rng.vec(n, -2.0, 2.0);
-    let x1v = rng.vec(n, -2.0, 2.0);
-    let x0 = ctx.upload_f32(&x0v, &shape).unwrap();
-    let x1 = ctx.upload_f32(&x1v, &shape).unwrap();
-    for (blk, first) in [(1, false), (0, true)] {
-        let input0 = (!first).then_some(&x0);
-        let (x2, x3) = model
-            .block_forward(ctx, &store, blk, input0, &x1, Mode::Recompute)
-            .unwrap();
-        let (r0, r1) = model
-            .block_inverse(ctx, &store, blk, &x2, &x3, first)
-            .unwrap();
-        assert_close("x1", &ctx.download_f32(&r1).unwrap(), &x1v, 1e-4);
-        match r0 {
-            Some(r0) => assert_close("x0", &ctx.download_f32(&r0).unwrap(), &x0v, 1e-4),
-            None => assert!(first),
+    let mut cfg = ModelConfig::preset("bestformer-2-64").unwrap();
+    cfg.depth = 4;
+    let batch = 8;
+    let sd = init_state(&cfg, 21);
+    let s = cfg.image_size;
+    let x = ctx
+        .upload_f32(&mnist_digits(batch), &[batch, 1, s, s])
+        .unwrap();
+    let r = Rng::new(22).vec(batch * cfg.classes, -1.0, 1.0);
+    let dlogits = ctx.upload_f32(&r, &[batch, cfg.classes]).unwrap();
+    let mut grads = Vec::new();
+    for mode in [Reversible::Store, Reversible::Recompute] {
+        let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+        let mut model = Bestformer::new(&cfg, batch).unwrap();
+        model.reversible = mode;
+        model.forward(ctx, &mut store, &x, true).unwrap();
+        if mode == Reversible::Store {
+            let stored = model.stored_block_inputs().unwrap();
+            let rebuilt = model.rebuild_block_inputs(ctx, &store).unwrap();
+            assert_eq!(rebuilt.len(), cfg.depth);
+            let words = |t: &Tensor| ctx.download_words::<i32>(t).unwrap();
+            for (blk, ((s0, s1), (r0, r1))) in stored.iter().zip(&rebuilt).enumerate() {
+                assert_exact(&format!("block {blk} x1"), &words(r1), &words(s1));
+                assert_eq!(s0.is_some(), blk > 0);
+                if let (Some(s0), Some(r0)) = (s0, r0) {
+                    assert_exact(&format!("block {blk} x0"), &words(r0), &words(s0));
+                }
+            }
+        } else {
+            assert!(model.stored_block_inputs().is_none());
         }
+        store.zero_grads(ctx);
+        model.backward(ctx, &store, &dlogits).unwrap();
+        grads.push(ctx.download_f32(&store.grads).unwrap());
     }
+    assert!(grads[0].iter().any(|&g| g != 0.0));
+    assert_exact("gradients, recompute vs store", &grads[1], &grads[0]);
 }
 
 #[test]
@@ -464,8 +488,9 @@ fn bestformer_training_steps_lower_the_loss() {
     train_smoke("bestformer-2-64", 5e-3, &mut model);
 }
 
-/// Bytes of activations kept for backward at depth 2, 4, 8: growing for Spikformer, flat
-/// for the reversible BESTformer.
+/// Bytes of activations kept for backward at depth 2, 4, 8: growing for Spikformer and
+/// for BESTformer storing its blocks, flat for the reversible BESTformer but for its
+/// parity bits (two bits per stream value and block).
 #[test]
 fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
     let ctx = ctx();
@@ -480,19 +505,37 @@ fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
         let mut st = ParamStore::new(ctx, &sc, &init_state(&sc, 1)).unwrap();
         let mut sm = Spikformer::new(&sc, batch).unwrap();
         sm.forward(ctx, &mut st, &x, true).unwrap();
-        let mut bt = ParamStore::new(ctx, &bc, &init_state(&bc, 1)).unwrap();
-        let mut bm = Bestformer::new(&bc, batch).unwrap();
-        bm.forward(ctx, &mut bt, &x, true).unwrap();
-        rows.push((depth, sm.activation_bytes(), bm.activation_bytes()));
+        let mut bytes = [sm.activation_bytes(), 0, 0];
+        for (mode, b) in [Reversible::Recompute, Reversible::Store]
+            .into_iter()
+            .zip(&mut bytes[1..])
+        {
+            let mut bt = ParamStore::new(ctx, &bc, &init_state(&bc, 1)).unwrap();
+            let mut bm = Bestformer::new(&bc, batch).unwrap();
+            bm.reversible = mode;
+            bm.forward(ctx, &mut bt, &x, true).unwrap();
+            *b = bm.activation_bytes();
+        }
         println!(
-            "depth {depth}: spikformer {} bytes, bestformer (reversible) {} bytes",
-            sm.activation_bytes(),
-            bm.activation_bytes()
+            "depth {depth}: spikformer {} bytes, bestformer recompute {} bytes, store {} bytes",
+            bytes[0], bytes[1], bytes[2]
         );
+        rows.push(bytes);
     }
-    assert!(rows[0].1 < rows[1].1 && rows[1].1 < rows[2].1, "{rows:?}");
-    assert!(rows[0].2 == rows[1].2 && rows[1].2 == rows[2].2, "{rows:?}");
-    assert!(rows[2].2 < rows[2].1, "{rows:?}");
+    // One parity row of 64 bits (4 words) per token per coupling; two couplings a block.
+    let tokens = 4 * batch * small("bestformer-2-64").tokens();
+    let parity_per_block = 2 * tokens as u64 * 16;
+    assert!(
+        rows[0][0] < rows[1][0] && rows[1][0] < rows[2][0],
+        "{rows:?}"
+    );
+    assert_eq!(rows[1][1] - rows[0][1], 2 * parity_per_block, "{rows:?}");
+    assert_eq!(rows[2][1] - rows[1][1], 4 * parity_per_block, "{rows:?}");
+    assert!(
+        rows[2][2] - rows[1][2] > 40 * (rows[2][1] - rows[1][1]),
+        "{rows:?}"
+    );
+    assert!(rows[2][1] < rows[2][0], "{rows:?}");
 }
 
 #[test]

@@ -35,3 +35,5 @@ mod pack;
 mod pool;
 #[path = "ops/quant.rs"]
 mod quant;
+#[path = "ops/reversible.rs"]
+mod reversible;

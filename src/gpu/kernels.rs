@@ -30,6 +30,7 @@ pub enum Shader {
     Binarize,
     Attention,
     Layout,
+    Reversible,
 }
 
 impl Shader {
@@ -51,6 +52,7 @@ impl Shader {
         Shader::Binarize,
         Shader::Attention,
         Shader::Layout,
+        Shader::Reversible,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Shader {
             Shader::Binarize => "binarize.wgsl",
             Shader::Attention => "attention.wgsl",
             Shader::Layout => "layout.wgsl",
+            Shader::Reversible => "reversible.wgsl",
         }
     }
 
@@ -96,6 +99,7 @@ impl Shader {
             Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
             Shader::Attention => include_str!("../../shaders/attention.wgsl"),
             Shader::Layout => include_str!("../../shaders/layout.wgsl"),
+            Shader::Reversible => include_str!("../../shaders/reversible.wgsl"),
         }
     }
 }

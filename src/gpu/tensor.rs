@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 pub enum DType {
     F32,
     U32,
+    /// Fixed-point counts (the reversible blocks' streams, see ops::reversible).
+    I32,
     /// Bits packed 32 to a `u32` along the last dimension, least significant bit first,
     /// each row zero-padded to a whole number of 128-bit groups (4 words), so kernels
     /// can read rows as `vec4<u32>`. The shape counts bits, not words.
@@ -28,7 +30,7 @@ pub fn words_per_row(k: usize) -> usize {
 /// Number of 4-byte words a tensor of this shape and dtype stores.
 pub fn storage_words(shape: &[usize], dtype: DType) -> usize {
     match dtype {
-        DType::F32 | DType::U32 => shape.iter().product(),
+        DType::F32 | DType::U32 | DType::I32 => shape.iter().product(),
         DType::PackedBits => match shape.split_last() {
             None => 0,
             Some((k, rows)) => rows.iter().product::<usize>() * words_per_row(*k),

@@ -11,12 +11,16 @@
 //! Any attention form replaces the binary map (see `nn::attention`); float weights keep
 //! every layer in f32.
 //!
-//! Training keeps only the tokenizer's activations and the last block's outputs: backward
-//! rebuilds each block's inputs from its outputs (`x1 = 2 (x3 - mlp(x2)) - x2`,
-//! `x0 = 2 (x2 - attn(x1)) - x1`), recomputing each sub-block forward (batch statistics,
-//! running statistics untouched) to get the activations its backward reads. SSA_Bin's
-//! running threshold and shift, which a training forward updates, are kept as they were
-//! before it so that the recomputed blocks see the same maps.
+//! The streams are fixed-point counts of 2^-20 (`ops::reversible`), whose coupling is
+//! exactly invertible. In [`Reversible::Recompute`] (the default) training keeps only the
+//! tokenizer's activations, the last block's outputs and one parity bit per value and
+//! coupling; backward rebuilds each block's inputs from its outputs bit for bit
+//! (`x1 = 2 (x3 - mlp(x2)) - x2`, `x0 = 2 (x2 - attn(x1)) - x1`) and recomputes each
+//! sub-block forward on them (batch statistics, running statistics untouched), which
+//! reproduces the forward's spikes and activations exactly. SSA_Bin's running threshold
+//! and shift, which a training forward updates, are kept as they were before it so that
+//! the recomputed blocks see the same maps. [`Reversible::Store`] keeps every block's
+//! activations instead (same gradients, memory growing with depth).
 
 use super::attention::{Attention, AttentionSaved, Branches};
 use super::config::{Arch, AttentionForm, ModelConfig};
@@ -26,7 +30,19 @@ use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::attention::SsaBinState;
+use crate::ops::reversible::{couple, to_stream, uncouple, Coupling, Stream};
 use crate::ops::{self, LifConfig};
+
+/// How the backward gets each reversible block's activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Reversible {
+    /// Rebuild each block's inputs from its outputs and recompute its sub-blocks:
+    /// activation memory flat in depth.
+    #[default]
+    Recompute,
+    /// Keep every block's activations from the forward: more memory, no recompute.
+    Store,
+}
 
 /// LIF -> weight -> BN: BESTformer's unit.
 struct PreUnit {
@@ -40,9 +56,24 @@ struct AttnActs {
     proj: UnitSaved,
 }
 
+impl AttnActs {
+    fn bytes(&self) -> u64 {
+        self.h.byte_len() + self.attn.bytes() + self.proj.bytes()
+    }
+}
+
 struct MlpActs {
     fc1: PreUnit,
     fc2: PreUnit,
+}
+
+impl MlpActs {
+    fn bytes(&self) -> u64 {
+        [&self.fc1, &self.fc2]
+            .iter()
+            .map(|u| u.h.byte_len() + u.unit.bytes())
+            .sum()
+    }
 }
 
 /// One of block1..4: the LIF's membrane, the pool's argmax and input shape, conv -> BN.
@@ -58,10 +89,35 @@ struct TokenizerActs {
     blocks: Vec<TokenizerStage>,
 }
 
+/// A block's output streams and the parity bits its inverse needs.
+struct BlockOutputs {
+    x2: Stream,
+    x3: Stream,
+    /// `(x0 + x1) & 1` (None in the first block, which adds x1 whole).
+    parity_attn: Option<Tensor>,
+    /// `(x1 + x2) & 1`.
+    parity_mlp: Tensor,
+}
+
+/// What [`Reversible::Store`] keeps of a block.
+struct StoredBlock {
+    /// The fixed-point inputs `(x0, x1)` the block read.
+    inputs: (Option<Tensor>, Tensor),
+    attn: AttnActs,
+    mlp: MlpActs,
+}
+
+struct BlockSaved {
+    parity_attn: Option<Tensor>,
+    parity_mlp: Tensor,
+    stored: Option<StoredBlock>,
+}
+
 struct Acts {
     tokenizer: TokenizerActs,
-    /// The last block's outputs `(x2, x3)` `[T, B, N, D]`; earlier blocks are rebuilt.
-    out: (Tensor, Tensor),
+    /// The last block's output streams `(x2, x3)` `[T, B, N, D]`.
+    out: (Stream, Stream),
+    blocks: Vec<BlockSaved>,
     /// SSA_Bin: each block's running statistics as the forward read them.
     ssa_bin: Vec<SsaBinState>,
     pooled: (Tensor, Tensor), // [B, D] each
@@ -73,6 +129,8 @@ pub struct Bestformer {
     pub batch: usize,
     lif: LifConfig,
     attention: Attention,
+    /// How training keeps the blocks' activations for backward.
+    pub reversible: Reversible,
     acts: Option<Acts>,
     /// Both heads' logits of the last forward.
     pub heads: Option<(Tensor, Tensor)>,
@@ -102,6 +160,7 @@ impl Bestformer {
                     spike_input: true,
                 },
             ),
+            reversible: Reversible::default(),
             acts: None,
             heads: None,
         })
@@ -221,45 +280,111 @@ impl Bestformer {
         self.pre_unit_backward(ctx, store, &w1, &format!("{p}.mlp1_bn"), &a.fc1, &dh)
     }
 
-    /// One reversible block: `(x0, x1) -> (x2, x3)` (x0 None for the first block).
-    pub fn block_forward(
+    /// One reversible block: `(x0, x1) -> (x2, x3)` on fixed-point streams (x0 None for
+    /// the first block), with the sub-blocks' activations.
+    fn block_forward(
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
         blk: usize,
-        x0: Option<&Tensor>,
-        x1: &Tensor,
+        x0: Option<&Stream>,
+        x1: &Stream,
         mode: Mode,
-    ) -> Result<(Tensor, Tensor)> {
-        let (a, _) = self.attn_forward(ctx, store, blk, x1, mode, None)?;
-        let x2 = match x0 {
-            Some(x0) => ops::add_avg(ctx, &a, x0, x1)?,
-            None => ops::add(ctx, &a, x1)?,
+    ) -> Result<(BlockOutputs, AttnActs, MlpActs)> {
+        let (a, attn) = self.attn_forward(ctx, store, blk, &x1.value, mode, None)?;
+        // x2 = attn(x1) + (x0 + x1) / 2, or + x1 in the first block
+        let (x2, parity_attn) = match x0 {
+            Some(x0) => couple(ctx, &a, &x0.fixed, Coupling::Mean { r: &x1.fixed })?,
+            None => couple(ctx, &a, &x1.fixed, Coupling::Add)?,
         };
-        let (m, _) = self.mlp_forward(ctx, store, blk, &x2, mode)?;
-        let x3 = ops::add_avg(ctx, &m, x1, &x2)?;
-        Ok((x2, x3))
+        // x3 = mlp(x2) + (x1 + x2) / 2
+        let (m, mlp) = self.mlp_forward(ctx, store, blk, &x2.value, mode)?;
+        let (x3, parity_mlp) = couple(ctx, &m, &x1.fixed, Coupling::Mean { r: &x2.fixed })?;
+        let parity_mlp = parity_mlp.expect("a mean coupling keeps its parity");
+        Ok((
+            BlockOutputs {
+                x2,
+                x3,
+                parity_attn,
+                parity_mlp,
+            },
+            attn,
+            mlp,
+        ))
     }
 
-    /// The inverse of [`Bestformer::block_forward`] for a later block (`first`: the first
-    /// block, which has no x0): `x1 = 2 (x3 - mlp(x2)) - x2`, `x0 = 2 (x2 - attn(x1)) - x1`.
-    pub fn block_inverse(
+    /// `x1 = 2 (x3 - mlp(x2)) - x2`, exactly, with the recomputed MLP's activations.
+    fn inverse_mlp(
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
         blk: usize,
-        x2: &Tensor,
-        x3: &Tensor,
-        first: bool,
-    ) -> Result<(Option<Tensor>, Tensor)> {
-        let (m, _) = self.mlp_forward(ctx, store, blk, x2, Mode::Recompute)?;
-        let x1 = ops::weighted_sum(ctx, &[(2.0, x3), (-2.0, &m), (-1.0, x2)])?;
-        if first {
-            return Ok((None, x1));
+        (x2, x3): (&Stream, &Stream),
+        parity: &Tensor,
+    ) -> Result<(Stream, MlpActs)> {
+        let (m, mlp) = self.mlp_forward(ctx, store, blk, &x2.value, Mode::Recompute)?;
+        let x1 = uncouple(ctx, &x3.fixed, &m, Some((&x2.fixed, parity)))?;
+        Ok((x1, mlp))
+    }
+
+    /// `x0 = 2 (x2 - attn(x1)) - x1`, exactly (None for the first block, `parity` None),
+    /// with the recomputed attention's activations; `frozen` as in `attn_forward`.
+    fn inverse_attn(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+        blk: usize,
+        (x1, x2): (&Stream, &Stream),
+        parity: Option<&Tensor>,
+        frozen: Option<&SsaBinState>,
+    ) -> Result<(Option<Stream>, AttnActs)> {
+        let (a, attn) = self.attn_forward(ctx, store, blk, &x1.value, Mode::Recompute, frozen)?;
+        let x0 = match parity {
+            Some(parity) => Some(uncouple(ctx, &x2.fixed, &a, Some((&x1.fixed, parity)))?),
+            None => None,
+        };
+        Ok((x0, attn))
+    }
+
+    /// The fixed-point inputs `(x0, x1)` of every block (x0 None for the first), rebuilt
+    /// from the last training forward's outputs exactly as the recompute backward does.
+    pub fn rebuild_block_inputs(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+    ) -> Result<Vec<(Option<Tensor>, Tensor)>> {
+        let acts = self.training_acts()?;
+        let (mut x2, mut x3) = acts.out.clone();
+        let mut inputs = Vec::new();
+        for (blk, saved) in acts.blocks.iter().enumerate().rev() {
+            let (x1, _) = self.inverse_mlp(ctx, store, blk, (&x2, &x3), &saved.parity_mlp)?;
+            let frozen = acts.ssa_bin.get(blk);
+            let parity = saved.parity_attn.as_ref();
+            let (x0, _) = self.inverse_attn(ctx, store, blk, (&x1, &x2), parity, frozen)?;
+            inputs.push((x0.as_ref().map(|x| x.fixed.clone()), x1.fixed.clone()));
+            match x0 {
+                Some(x0) => (x2, x3) = (x0, x1),
+                None => break,
+            }
         }
-        let (a, _) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute, None)?;
-        let x0 = ops::weighted_sum(ctx, &[(2.0, x2), (-2.0, &a), (-1.0, &x1)])?;
-        Ok((Some(x0), x1))
+        inputs.reverse();
+        Ok(inputs)
+    }
+
+    /// The inputs every block's forward read, as kept by [`Reversible::Store`] (None in
+    /// recompute mode or before a training forward).
+    pub fn stored_block_inputs(&self) -> Option<Vec<(Option<Tensor>, Tensor)>> {
+        let acts = self.acts.as_ref()?;
+        acts.blocks
+            .iter()
+            .map(|b| b.stored.as_ref().map(|s| s.inputs.clone()))
+            .collect()
+    }
+
+    fn training_acts(&self) -> Result<&Acts> {
+        self.acts.as_ref().ok_or_else(|| {
+            Error::InvalidArgument("Bestformer::backward needs a training forward first".into())
+        })
     }
 
     /// Logits `[B, classes]` = the mean of both heads, for images f32 `[B, C, H, W]` or
@@ -296,9 +421,10 @@ impl Bestformer {
             blocks.push(TokenizerStage { h, pool, unit });
             y = out;
         }
-        let mut x1 = y.reshape(&self.tokens())?;
-        let mut x0: Option<Tensor> = None;
+        let mut x1 = to_stream(ctx, &y.reshape(&self.tokens())?)?;
+        let mut x0: Option<Stream> = None;
         let mut ssa_bin = Vec::new();
+        let mut saved = Vec::new();
         for blk in 0..cfg.depth {
             if train && cfg.attention == AttentionForm::SsaBin {
                 let state = self.attention.ssa_bin_state(store, blk)?;
@@ -307,13 +433,23 @@ impl Bestformer {
                     mean: ops::copy(ctx, &state.mean)?,
                 });
             }
-            let (x2, x3) = self.block_forward(ctx, store, blk, x0.as_ref(), &x1, mode)?;
-            x0 = Some(x2);
-            x1 = x3;
+            let (out, attn, mlp) = self.block_forward(ctx, store, blk, x0.as_ref(), &x1, mode)?;
+            let stored = (train && self.reversible == Reversible::Store).then(|| StoredBlock {
+                inputs: (x0.as_ref().map(|x| x.fixed.clone()), x1.fixed.clone()),
+                attn,
+                mlp,
+            });
+            saved.push(BlockSaved {
+                parity_attn: out.parity_attn,
+                parity_mlp: out.parity_mlp,
+                stored,
+            });
+            x0 = Some(out.x2);
+            x1 = out.x3;
         }
         let x2 = x0.expect("depth >= 1");
-        let p0 = ops::mean_tokens(ctx, &x2)?;
-        let p1 = ops::mean_tokens(ctx, &x1)?;
+        let p0 = ops::mean_tokens(ctx, &x2.value)?;
+        let p1 = ops::mean_tokens(ctx, &x1.value)?;
         let head = |name: &str, x: &Tensor| -> Result<Tensor> {
             ops::linear(
                 ctx,
@@ -336,6 +472,7 @@ impl Bestformer {
         self.acts = train.then_some(Acts {
             tokenizer: TokenizerActs { block0, blocks },
             out: (x2, x1),
+            blocks: saved,
             ssa_bin,
             pooled: (p0, p1),
         });
@@ -356,9 +493,7 @@ impl Bestformer {
         dout0: &Tensor,
         dout1: &Tensor,
     ) -> Result<()> {
-        let acts = self.acts.as_ref().ok_or_else(|| {
-            Error::InvalidArgument("Bestformer::backward needs a training forward first".into())
-        })?;
+        let acts = self.training_acts()?;
         let tokens = self.tokens();
         let head = |name: &str, x: &Tensor, dy: &Tensor| -> Result<Tensor> {
             let dp = ops::linear_backward(
@@ -373,35 +508,54 @@ impl Bestformer {
         };
         let mut dx2 = head("head", &acts.pooled.0, dout0)?;
         let mut dx3 = head("head2", &acts.pooled.1, dout1)?;
-        let (mut x2, mut x3) = acts.out.clone();
-        for blk in (0..self.config.depth).rev() {
+        // The outputs (x2, x3) of the block being undone (recompute mode).
+        let mut streams = acts.out.clone();
+        for (blk, saved) in acts.blocks.iter().enumerate().rev() {
             let first = blk == 0;
-            // x3 = mlp(x2) + (x1 + x2) / 2
-            let (m, mlp) = self.mlp_forward(ctx, store, blk, &x2, Mode::Recompute)?;
-            let x1 = ops::weighted_sum(ctx, &[(2.0, &x3), (-2.0, &m), (-1.0, &x2)])?;
-            let dm = self.mlp_backward(ctx, store, blk, &mlp, &dx3)?;
-            drop(mlp);
-            // d x2 total = dx2 + mlp'(dx3) + dx3 / 2; d x1 = dx3 / 2 (+ more below)
-            let dx2t = ops::weighted_sum(ctx, &[(1.0, &dx2), (1.0, &dm), (0.5, &dx3)])?;
+            // x3 = mlp(x2) + (x1 + x2) / 2; a rebuilt sub-block's activations are dropped
+            // as soon as its backward has run.
+            let (x1, dx2t) = {
+                let rebuilt;
+                let (x1, mlp) = match &saved.stored {
+                    Some(stored) => (None, &stored.mlp),
+                    None => {
+                        let (x2, x3) = (&streams.0, &streams.1);
+                        let (x1, mlp) =
+                            self.inverse_mlp(ctx, store, blk, (x2, x3), &saved.parity_mlp)?;
+                        rebuilt = mlp;
+                        (Some(x1), &rebuilt)
+                    }
+                };
+                let dm = self.mlp_backward(ctx, store, blk, mlp, &dx3)?;
+                // d x2 total = dx2 + mlp'(dx3) + dx3 / 2; d x1 = dx3 / 2 (+ more below)
+                let dx2t = ops::weighted_sum(ctx, &[(1.0, &dx2), (1.0, &dm), (0.5, &dx3)])?;
+                (x1, dx2t)
+            };
             // x2 = attn(x1) + (x0 + x1) / 2, or + x1 in the first block
-            let frozen = acts.ssa_bin.get(blk);
-            let (a, attn) = self.attn_forward(ctx, store, blk, &x1, Mode::Recompute, frozen)?;
-            let da = self.attn_backward(ctx, store, blk, &attn, &dx2t)?;
-            drop(attn);
+            let (x0, da) = {
+                let rebuilt;
+                let (x0, attn) = match (&saved.stored, x1) {
+                    (Some(stored), _) => (None, &stored.attn),
+                    (None, Some(x1)) => {
+                        let frozen = acts.ssa_bin.get(blk);
+                        let parity = saved.parity_attn.as_ref();
+                        let (x0, attn) =
+                            self.inverse_attn(ctx, store, blk, (&x1, &streams.0), parity, frozen)?;
+                        rebuilt = attn;
+                        (x0.map(|x0| (x0, x1)), &rebuilt)
+                    }
+                    (None, None) => unreachable!("recompute mode rebuilds x1"),
+                };
+                (x0, self.attn_backward(ctx, store, blk, attn, &dx2t)?)
+            };
             let c = if first { 1.0 } else { 0.5 };
-            let dx1 = ops::weighted_sum(ctx, &[(1.0, &da), (c, &dx2t), (0.5, &dx3)])?;
-            if first {
-                dx3 = dx1;
-                x3 = x1;
-                break;
-            }
-            let x0 = ops::weighted_sum(ctx, &[(2.0, &x2), (-2.0, &a), (-1.0, &x1)])?;
+            dx3 = ops::weighted_sum(ctx, &[(1.0, &da), (c, &dx2t), (0.5, &dx3)])?;
             dx2 = ops::scale(ctx, &dx2t, 0.5)?;
-            dx3 = dx1;
-            x2 = x0;
-            x3 = x1;
+            if let Some(next) = x0 {
+                streams = next;
+            }
         }
-        drop(x3);
+        drop(streams);
         // Tokenizer, reversed; its output's gradient is the first block's d x1.
         let tk = &acts.tokenizer;
         let t = self.config.time_steps;
@@ -446,6 +600,15 @@ impl Bestformer {
             total += pool.as_ref().map_or(0, |(arg, _)| arg.byte_len());
         }
         total += a.out.0.byte_len() + a.out.1.byte_len();
+        for b in &a.blocks {
+            total += b.parity_mlp.byte_len();
+            total += b.parity_attn.as_ref().map_or(0, Tensor::byte_len);
+            if let Some(s) = &b.stored {
+                total += s.inputs.1.byte_len();
+                total += s.inputs.0.as_ref().map_or(0, Tensor::byte_len);
+                total += s.attn.bytes() + s.mlp.bytes();
+            }
+        }
         for s in &a.ssa_bin {
             total += s.delta.byte_len() + s.mean.byte_len();
         }

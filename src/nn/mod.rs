@@ -15,7 +15,7 @@ pub mod prune;
 pub mod spikformer;
 pub mod store;
 
-pub use bestformer::Bestformer;
+pub use bestformer::{Bestformer, Reversible};
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use classifier::{combine_heads, Classifier};
 pub use cnn::SpikingCnn;

@@ -25,6 +25,7 @@ pub mod optim;
 pub mod pack;
 pub mod pool;
 pub mod quant;
+pub mod reversible;
 
 pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
 pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};

@@ -20,3 +20,4 @@ pub mod optim;
 pub mod pack;
 pub mod pool;
 pub mod quant;
+pub mod reversible;
