@@ -7,7 +7,7 @@
 use super::pseudo_random;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::nn::{init_state, Classifier, Model, ModelConfig, ParamStore};
+use crate::nn::{init_state, Classifier, Model, ModelConfig, ParamStore, Reversible};
 use crate::ops::loss::cross_entropy;
 use crate::ops::optim::AdamW;
 use crate::train::Optimizer;
@@ -107,6 +107,11 @@ impl ModelWorkload {
     /// Images per iteration (the batch).
     pub fn images(&self) -> usize {
         self.batch
+    }
+
+    /// How a BESTformer's reversible blocks keep their activations.
+    pub fn set_reversible(&mut self, mode: Reversible) {
+        self.model.set_reversible(mode);
     }
 
     /// Bytes of activations kept for backward by the last training forward (0 before

@@ -11,7 +11,8 @@ use bitspike::bench::matmul::{
     F32FormWorkload, MatmulKernel, MatmulWorkload, F32_KERNELS, GRADIENT_SHAPES, MODEL_SHAPES,
 };
 use bitspike::bench::model::{self as model_bench, ModelPass, ModelWorkload};
-use bitspike::bench::{time_iterations, time_workloads, Measurement};
+use bitspike::bench::{time_interleaved, time_iterations, time_workloads, Measurement};
+use bitspike::nn::{Arch, Reversible};
 use bitspike::ops::MatmulForm;
 use bitspike::GpuContext;
 
@@ -413,6 +414,10 @@ fn report_forward_stats(
     Ok(())
 }
 
+/// Per preset, in interleaved rounds: the forward, the training step (with its speed
+/// relative to the forward) and, for reversible models, the training step that stores
+/// the blocks' activations instead of rebuilding them (with its speed relative to the
+/// rebuilding one); then each training step's activation memory.
 fn bench_model(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
     let min_time = Duration::from_secs_f64(args.min_time);
     let presets: Vec<String> = if args.models.is_empty() {
@@ -424,37 +429,66 @@ fn bench_model(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
         args.models.clone()
     };
     for preset in &presets {
-        for pass in [ModelPass::Forward, ModelPass::TrainStep] {
-            let mut work = ModelWorkload::new(ctx, preset, args.batch, pass)?;
-            let seconds = time_iterations(ctx, min_time, 2, || work.run(ctx).map(drop))?;
+        let mut works = vec![
+            (
+                "forward",
+                ModelWorkload::new(ctx, preset, args.batch, ModelPass::Forward)?,
+            ),
+            (
+                "train_step",
+                ModelWorkload::new(ctx, preset, args.batch, ModelPass::TrainStep)?,
+            ),
+        ];
+        if works[0].1.config.arch == Arch::Bestformer {
+            let mut store = ModelWorkload::new(ctx, preset, args.batch, ModelPass::TrainStep)?;
+            store.set_reversible(Reversible::Store);
+            works.push(("train_step_store", store));
+        }
+        let seconds = {
+            let mut runs: Vec<Box<dyn FnMut() -> bitspike::Result<()> + '_>> = works
+                .iter_mut()
+                .map(|(_, w)| Box::new(move || w.run(ctx).map(drop)) as Box<_>)
+                .collect();
+            let mut refs: Vec<&mut dyn FnMut() -> bitspike::Result<()>> = runs
+                .iter_mut()
+                .map(|r| r.as_mut() as &mut dyn FnMut() -> bitspike::Result<()>)
+                .collect();
+            time_interleaved(ctx, min_time, 2, &mut refs)?
+        };
+        for (i, (pass, work)) in works.iter().enumerate() {
+            let (ratio, ratio_to) = match i {
+                0 => (None, None),
+                1 => (Some(seconds[0] / seconds[1]), Some("forward".to_string())),
+                _ => (
+                    Some(seconds[1] / seconds[i]),
+                    Some("train_step".to_string()),
+                ),
+            };
             report(
                 &Measurement {
-                    kernel: work.name(),
+                    kernel: format!("{preset}/{pass}"),
                     shape: work.shape_name(),
-                    seconds,
-                    rate: work.images() as f64 / seconds,
+                    seconds: seconds[i],
+                    rate: work.images() as f64 / seconds[i],
                     unit: "images/s",
-                    ratio: None,
-                    ratio_to: None,
+                    ratio,
+                    ratio_to,
                 },
                 args.json,
             )?;
-            if pass == ModelPass::TrainStep {
-                let mib = work.activation_bytes() as f64 / (1 << 20) as f64;
-                if args.json {
-                    print_json(&serde_json::json!({
-                        "kernel": format!("{preset}/activation_memory"),
-                        "shape": work.shape_name(),
-                        "rate": mib,
-                        "unit": "MiB",
-                    }))?;
-                } else {
-                    println!(
-                        "{:<24} {:<16} activation memory {mib:.1} MiB",
-                        preset,
-                        work.shape_name()
-                    );
-                }
+        }
+        for (pass, work) in &works[1..] {
+            let mib = work.activation_bytes() as f64 / (1 << 20) as f64;
+            let kernel = format!("{preset}/{pass}/activation_memory");
+            if args.json {
+                print_json(&serde_json::json!({
+                    "kernel": kernel,
+                    "shape": work.shape_name(),
+                    "rate": mib,
+                    "unit": "MiB",
+                }))?;
+            } else {
+                println!("{kernel:<40} {:<16} {mib:.1} MiB", work.shape_name());
             }
         }
     }

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader};
 use bitspike::nn::checkpoint::write_atomic;
-use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, StateDict};
+use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
 use bitspike::ops::optim::AdamW;
 use bitspike::train::{
     evaluate, CosineSchedule, Distillation, EpochReport, Optimizer, Teacher, Trainer,
@@ -75,6 +75,11 @@ pub struct TrainArgs {
     /// loss (spiking CNNs; the paper uses 5e-3).
     #[arg(long, default_value_t = 0.0)]
     rate_reg: f32,
+    /// BESTformer's reversible blocks in training: rebuild their inputs in backward
+    /// (activation memory flat in depth) or store their activations (faster, more memory).
+    /// Both give the same gradients.
+    #[arg(long, value_enum, default_value_t = Reversible::Recompute)]
+    reversible: Reversible,
     /// Run directory for checkpoints and the metrics log (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -199,6 +204,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     let mut model = Model::new(&cfg, args.batch_size)?;
     model.set_rate_reg(args.rate_reg)?;
+    model.set_reversible(args.reversible);
 
     let mut teacher_parts = match &args.teacher {
         Some(path) => {

@@ -1,6 +1,8 @@
 //! A model of any supported architecture, as the trainer, evaluation and inference see it.
 
-use super::{Arch, Bestformer, Classifier, ModelConfig, ParamStore, Spikformer, SpikingCnn};
+use super::{
+    Arch, Bestformer, Classifier, ModelConfig, ParamStore, Reversible, Spikformer, SpikingCnn,
+};
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
 
@@ -46,6 +48,21 @@ impl Model {
         }
     }
 
+    /// How a model with reversible blocks (BESTformer) keeps their activations for
+    /// backward; the other models store theirs whatever this says.
+    pub fn set_reversible(&mut self, mode: Reversible) {
+        if let Model::Bestformer(m) = self {
+            m.reversible = mode;
+        }
+    }
+
+    fn reversible(&self) -> Reversible {
+        match self {
+            Model::Bestformer(m) => m.reversible,
+            _ => Reversible::default(),
+        }
+    }
+
     /// Q-SNN's firing-rate regularizer `lambda mean_layers (rate - 0.5)^2` added to the
     /// loss (spiking CNNs only).
     pub fn set_rate_reg(&mut self, lambda: f32) -> Result<()> {
@@ -80,8 +97,10 @@ impl Classifier for Model {
                 Model::Cnn(m) => m.rate_reg,
                 _ => 0.0,
             };
+            let reversible = self.reversible();
             *self = Model::new(&self.config().clone(), n)?;
             self.set_rate_reg(rate_reg)?;
+            self.set_reversible(reversible);
         }
         match self {
             Model::Spikformer(m) => Ok(vec![m.forward(ctx, store, images, train)?]),

@@ -330,23 +330,7 @@ impl ParamStore {
     /// Download everything as a state dict with the reference names and layouts, the
     /// config in the metadata.
     pub fn to_state_dict(&self, ctx: &GpuContext) -> Result<StateDict> {
-        let flat = ctx.download_f32(&self.params)?;
-        let mut sd = StateDict::default();
-        for s in self.slots.values() {
-            let data = &flat[s.offset..s.offset + s.spec.len()];
-            let data = if is_conv3x3(&s.spec) {
-                ops::conv_weight_to_torch(data, s.spec.shape[0], s.spec.shape[1])?
-            } else {
-                data.to_vec()
-            };
-            sd.tensors.insert(
-                s.spec.name.clone(),
-                HostTensor {
-                    shape: s.spec.shape.clone(),
-                    data,
-                },
-            );
-        }
+        let mut sd = self.trainable_state_dict(ctx, &self.params)?;
         for (prefix, (mean, var)) in &self.running {
             let c = mean.len();
             for (suffix, t) in [("running_mean", mean), ("running_var", var)] {
@@ -379,6 +363,36 @@ impl ParamStore {
             CONFIG_KEY.into(),
             serde_json::to_string(&self.config).expect("a config always serializes"),
         );
+        Ok(sd)
+    }
+
+    /// Every trainable parameter's gradient (`grads`) by the parameter's reference name,
+    /// in the reference layout (conv weights `[C_out, C_in, 3, 3]`), as `to_state_dict`
+    /// gives the parameters.
+    pub fn grads_state_dict(&self, ctx: &GpuContext) -> Result<StateDict> {
+        self.trainable_state_dict(ctx, &self.grads)
+    }
+
+    /// The trainable tensors of a flat buffer in `params`' layout, by reference name and
+    /// in the reference layout.
+    fn trainable_state_dict(&self, ctx: &GpuContext, flat: &Tensor) -> Result<StateDict> {
+        let flat = ctx.download_f32(flat)?;
+        let mut sd = StateDict::default();
+        for s in self.slots.values() {
+            let data = &flat[s.offset..s.offset + s.spec.len()];
+            let data = if is_conv3x3(&s.spec) {
+                ops::conv_weight_to_torch(data, s.spec.shape[0], s.spec.shape[1])?
+            } else {
+                data.to_vec()
+            };
+            sd.tensors.insert(
+                s.spec.name.clone(),
+                HostTensor {
+                    shape: s.spec.shape.clone(),
+                    data,
+                },
+            );
+        }
         Ok(sd)
     }
 }
