@@ -142,10 +142,17 @@ fn rate_term(model: &Model) -> f64 {
 }
 
 fn check(name: &str) {
-    check_fixture(name, &Fixture::load(name));
+    check_fixture(name, &Fixture::load(name), Steps::Assert);
 }
 
-fn check_fixture(name: &str, fx: &Fixture) {
+/// Whether the five AdamW losses must match or are only reported.
+#[derive(PartialEq)]
+enum Steps {
+    Assert,
+    Report,
+}
+
+fn check_fixture(name: &str, fx: &Fixture, steps: Steps) {
     let ctx = common::ctx();
     let cfg = &fx.config;
     // The fixture's state dict is exactly the one bitspike's init produces (names, shapes).
@@ -291,7 +298,7 @@ fn check_fixture(name: &str, fx: &Fixture) {
         .collect();
     let worst_step = step_rel.iter().copied().fold(0.0, f64::max);
     report.push(format!("losses worst rel {worst_step:.3e}"));
-    if worst_step > LOSSES_TOL {
+    if worst_step > LOSSES_TOL && steps == Steps::Assert {
         failures.push(format!(
             "AdamW losses: got {got:?}, want {want:?} (rel {step_rel:.3?}) > {LOSSES_TOL:e}"
         ));
@@ -371,10 +378,13 @@ fn spiking_resnet_qsnn() {
 
 /// A fixture too large to commit, e.g. bestformer-4-384 on a CIFAR batch
 /// (`scripts/golden/transformers.py --only bestformer-4-384 --out DIR`), named by
-/// `BITSPIKE_GOLDEN_FIXTURE`.
+/// `BITSPIKE_GOLDEN_FIXTURE`: logits, loss and every gradient must match; the AdamW
+/// losses are reported only. Adam's first update is lr sign(g) even where g is rounding
+/// noise, so with millions of binary weights float32 and float64 flip different signs
+/// after the first step.
 #[test]
 #[ignore = "needs BITSPIKE_GOLDEN_FIXTURE=FILE"]
 fn external() {
     let path = std::env::var("BITSPIKE_GOLDEN_FIXTURE").expect("BITSPIKE_GOLDEN_FIXTURE=FILE");
-    check_fixture(&path, &Fixture::load_path(path.as_ref()));
+    check_fixture(&path, &Fixture::load_path(path.as_ref()), Steps::Report);
 }

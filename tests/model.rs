@@ -462,7 +462,7 @@ fn bestformer_rebuilds_every_block_input_bit_for_bit() {
             let stored = model.stored_block_inputs().unwrap();
             let rebuilt = model.rebuild_block_inputs(ctx, &store).unwrap();
             assert_eq!(rebuilt.len(), cfg.depth);
-            let words = |t: &Tensor| ctx.download_words::<i32>(t).unwrap();
+            let words = |t: &Tensor| ctx.download_words::<i64>(t).unwrap();
             for (blk, ((s0, s1), (r0, r1))) in stored.iter().zip(&rebuilt).enumerate() {
                 assert_exact(&format!("block {blk} x1"), &words(r1), &words(s1));
                 assert_eq!(s0.is_some(), blk > 0);

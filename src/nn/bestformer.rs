@@ -11,7 +11,7 @@
 //! Any attention form replaces the binary map (see `nn::attention`); float weights keep
 //! every layer in f32.
 //!
-//! The streams are fixed-point counts of 2^-20 (`ops::reversible`), whose coupling is
+//! The streams are 64-bit fixed-point counts of 2^-32 (`ops::reversible`), whose coupling is
 //! exactly invertible. In [`Reversible::Recompute`] (the default) training keeps only the
 //! tokenizer's activations, the last block's outputs and one parity bit per value and
 //! coupling; backward rebuilds each block's inputs from its outputs bit for bit

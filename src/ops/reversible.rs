@@ -1,5 +1,5 @@
 //! The exactly invertible coupling of BESTformer's reversible blocks: streams held as
-//! fixed-point counts of 2^-20, so that the backward rebuilds each block's inputs from its
+//! 64-bit fixed-point counts of 2^-32, so that the backward rebuilds each block's inputs from its
 //! outputs bit for bit. See shaders/reversible.wgsl and docs/reversible.md; the CPU
 //! reference is `reference::reversible`.
 //!
@@ -11,9 +11,9 @@ use super::to_u32;
 use crate::error::Result;
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
 
-/// Fraction bits of a stream's fixed-point counts: a resolution of 2^-20 (about 1e-6)
-/// over a range of +-2048.
-pub const STREAM_FRACTION_BITS: u32 = 20;
+/// Fraction bits of a stream's 64-bit fixed-point counts: a resolution of 2^-32, finer
+/// than f32's rounding of any value above 2^-9, over a range of +-2^31.
+pub const STREAM_FRACTION_BITS: u32 = 32;
 
 const TO_STREAM: Kernel = Kernel {
     shader: Shader::Reversible,
@@ -61,7 +61,7 @@ struct RowParams {
     words_per_row: u32,
 }
 
-/// One stream of a reversible block: its exact fixed-point counts (`I32`) and their f32
+/// One stream of a reversible block: its exact fixed-point counts (`I64`) and their f32
 /// values (what the sub-blocks and heads read), of the same shape.
 #[derive(Debug, Clone)]
 pub struct Stream {
@@ -105,7 +105,7 @@ fn row_params(op: &'static str, shape: &[usize]) -> Result<(RowParams, usize)> {
 pub fn to_stream(ctx: &GpuContext, x: &Tensor) -> Result<Stream> {
     const OP: &str = "to_stream";
     x.expect(OP, x.shape(), DType::F32)?;
-    let fixed = ctx.empty(x.shape(), DType::I32)?;
+    let fixed = ctx.empty(x.shape(), DType::I64)?;
     let value = ctx.empty(x.shape(), DType::F32)?;
     let params = LenParams {
         len: to_u32(OP, "len", x.len())?,
@@ -132,16 +132,16 @@ pub fn couple(
     const OP: &str = "couple";
     let shape = a.shape();
     a.expect(OP, shape, DType::F32)?;
-    p.expect(OP, shape, DType::I32)?;
+    p.expect(OP, shape, DType::I64)?;
     let (halve, r) = match coupling {
         Coupling::Add => (false, p),
         Coupling::Mean { r } => {
-            r.expect(OP, shape, DType::I32)?;
+            r.expect(OP, shape, DType::I64)?;
             (true, r)
         }
     };
     let out = Stream {
-        fixed: ctx.empty(shape, DType::I32)?,
+        fixed: ctx.empty(shape, DType::I64)?,
         value: ctx.empty(shape, DType::F32)?,
     };
     // The first block keeps no parity; its binding still needs a buffer.
@@ -168,18 +168,18 @@ pub fn uncouple(
 ) -> Result<Stream> {
     const OP: &str = "uncouple";
     let shape = out.shape();
-    out.expect(OP, shape, DType::I32)?;
+    out.expect(OP, shape, DType::I64)?;
     a.expect(OP, shape, DType::F32)?;
     let (halve, r, parity) = match mean {
         Some((r, parity)) => {
-            r.expect(OP, shape, DType::I32)?;
+            r.expect(OP, shape, DType::I64)?;
             parity.expect(OP, shape, DType::PackedBits)?;
             (true, r, parity)
         }
         None => (false, out, out),
     };
     let p = Stream {
-        fixed: ctx.empty(shape, DType::I32)?,
+        fixed: ctx.empty(shape, DType::I64)?,
         value: ctx.empty(shape, DType::F32)?,
     };
     let (params, words) = row_params(OP, shape)?;

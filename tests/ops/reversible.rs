@@ -8,12 +8,15 @@ use crate::common::{assert_close, assert_exact, ctx, Rng};
 const SHAPES: &[(usize, usize)] = &[(1, 1), (37, 19), (5, 131), (3, 32), (2, 64), (7, 200)];
 
 /// Fixed-point counts spread over the stream's range, with values near the wrap-around.
-fn counts(rng: &mut Rng, n: usize) -> Vec<i32> {
+fn counts(rng: &mut Rng, n: usize) -> Vec<i64> {
     (0..n)
         .map(|i| match i % 7 {
-            0 => i32::MAX - (rng.next_u64() % 3) as i32,
-            1 => i32::MIN + (rng.next_u64() % 3) as i32,
-            _ => (rng.range(-8.0, 8.0) * (1u32 << STREAM_FRACTION_BITS) as f32) as i32,
+            0 => i64::MAX - (rng.next_u64() % 3) as i64,
+            1 => i64::MIN + (rng.next_u64() % 3) as i64,
+            _ => {
+                (rng.range(-8.0, 8.0) as f64 * (1u64 << STREAM_FRACTION_BITS) as f64) as i64
+                    + (rng.next_u64() % 1000) as i64
+            }
         })
         .collect()
 }
@@ -24,15 +27,16 @@ fn to_stream_rounds_to_the_fixed_point_grid() {
     for (i, &(rows, k)) in SHAPES.iter().enumerate() {
         let mut rng = Rng::new(i as u64);
         let mut x = rng.vec(rows * k, -20.0, 20.0);
-        // Ties, and values past the clamp.
-        x[0] = 0.5f32.powi(21);
-        if x.len() > 2 {
-            x[1] = 1e4;
-            x[2] = -1e4;
+        // Values below the grid, past the clamp, and negative with a fraction.
+        x[0] = -0.5f32.powi(40);
+        if x.len() > 3 {
+            x[1] = 3e9;
+            x[2] = -3e9;
+            x[3] = -1.0 - 0.5f32.powi(20);
         }
         let s = to_stream(ctx, &ctx.upload_f32(&x, &[rows, k]).unwrap()).unwrap();
-        assert_eq!(s.fixed.dtype(), DType::I32);
-        let fixed: Vec<i32> = ctx.download_words(&s.fixed).unwrap();
+        assert_eq!(s.fixed.dtype(), DType::I64);
+        let fixed: Vec<i64> = ctx.download_words(&s.fixed).unwrap();
         let want = rf::to_stream(&x);
         assert_exact(&format!("to_stream {rows}x{k}"), &fixed, &want);
         let values = ctx.download_f32(&s.value).unwrap();
@@ -52,11 +56,11 @@ fn couple_matches_reference_and_the_real_mean() {
         let r = counts(&mut rng, n);
         let shape = [rows, k];
         let ta = ctx.upload_f32(&a, &shape).unwrap();
-        let tp = ctx.upload_words(&p, &shape, DType::I32).unwrap();
-        let tr = ctx.upload_words(&r, &shape, DType::I32).unwrap();
+        let tp = ctx.upload_words(&p, &shape, DType::I64).unwrap();
+        let tr = ctx.upload_words(&r, &shape, DType::I64).unwrap();
         let (out, parity) = couple(ctx, &ta, &tp, Coupling::Mean { r: &tr }).unwrap();
         let (want, want_parity) = rf::couple(&a, &p, Some(&r));
-        let got: Vec<i32> = ctx.download_words(&out.fixed).unwrap();
+        let got: Vec<i64> = ctx.download_words(&out.fixed).unwrap();
         assert_exact(&format!("couple {rows}x{k}"), &got, &want);
         let bits: Vec<u32> = ctx.download_words(&parity.unwrap()).unwrap();
         let parity_spikes: Vec<f32> = want_parity.iter().map(|&b| b as u8 as f32).collect();
@@ -70,10 +74,15 @@ fn couple_matches_reference_and_the_real_mean() {
             got_real.push(values[j]);
             want_real.push(a[j] + (rf::value_of(p[j]) + rf::value_of(r[j])) / 2.0);
         }
-        assert_close("couple values", &got_real, &want_real, 2.0 * grid);
+        assert_close(
+            "couple values",
+            &got_real,
+            &want_real,
+            4.0 * f32::EPSILON + grid,
+        );
         let (first, none) = couple(ctx, &ta, &tp, Coupling::Add).unwrap();
         assert!(none.is_none());
-        let got: Vec<i32> = ctx.download_words(&first.fixed).unwrap();
+        let got: Vec<i64> = ctx.download_words(&first.fixed).unwrap();
         assert_exact("couple (add)", &got, &rf::couple(&a, &p, None).0);
     }
 }
@@ -90,12 +99,12 @@ fn uncouple_inverts_couple_exactly() {
         let r = counts(&mut rng, n);
         let shape = [rows, k];
         let ta = ctx.upload_f32(&a, &shape).unwrap();
-        let tp = ctx.upload_words(&p, &shape, DType::I32).unwrap();
-        let tr = ctx.upload_words(&r, &shape, DType::I32).unwrap();
+        let tp = ctx.upload_words(&p, &shape, DType::I64).unwrap();
+        let tr = ctx.upload_words(&r, &shape, DType::I64).unwrap();
         let (out, parity) = couple(ctx, &ta, &tp, Coupling::Mean { r: &tr }).unwrap();
         let parity = parity.unwrap();
         let back = uncouple(ctx, &out.fixed, &ta, Some((&tr, &parity))).unwrap();
-        let got: Vec<i32> = ctx.download_words(&back.fixed).unwrap();
+        let got: Vec<i64> = ctx.download_words(&back.fixed).unwrap();
         assert_exact(&format!("uncouple {rows}x{k}"), &got, &p);
         let values = ctx.download_f32(&back.value).unwrap();
         let want_values: Vec<f32> = p.iter().map(|&f| rf::value_of(f)).collect();
@@ -108,7 +117,7 @@ fn uncouple_inverts_couple_exactly() {
         );
         let (first, _) = couple(ctx, &ta, &tp, Coupling::Add).unwrap();
         let back = uncouple(ctx, &first.fixed, &ta, None).unwrap();
-        let got: Vec<i32> = ctx.download_words(&back.fixed).unwrap();
+        let got: Vec<i64> = ctx.download_words(&back.fixed).unwrap();
         assert_exact("uncouple (add)", &got, &p);
     }
 }
