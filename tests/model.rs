@@ -425,30 +425,43 @@ fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     }
 }
 
-/// `batch` digits of the shipped MNIST subset, normalized as training does.
-fn mnist_digits(batch: usize) -> Vec<f32> {
+/// `batch` digits of the shipped MNIST subset, normalized as training does, zero-padded
+/// to 32 x 32 and repeated over 3 channels: real images at CIFAR's geometry.
+fn mnist_digits_rgb32(batch: usize) -> Vec<f32> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/mnist-mini/t10k-images-idx3-ubyte.gz");
     let (pixels, _, h, w) = bitspike::data::idx::read_images(&path).unwrap();
-    pixels[..batch * h * w]
-        .iter()
-        .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
-        .collect()
+    let norm = |p: u8| (p as f32 / 255.0 - 0.1307) / 0.3081;
+    let mut out = Vec::new();
+    for img in pixels.chunks(h * w).take(batch) {
+        let plane: Vec<f32> = (0..32 * 32usize)
+            .map(|i| {
+                let (y, x) = (i / 32, i % 32);
+                match (y.checked_sub(2), x.checked_sub(2)) {
+                    (Some(y), Some(x)) if y < h && x < w => norm(img[y * w + x]),
+                    _ => norm(0),
+                }
+            })
+            .collect();
+        for _ in 0..3 {
+            out.extend_from_slice(&plane);
+        }
+    }
+    out
 }
 
-/// Where a float rebuild of the reversible blocks flips spikes (depth 4, batch 8, real
-/// digits): the recompute backward rebuilds every block's inputs bit for bit, and its
-/// gradients equal, bit for bit, those of storing every activation.
+/// At the size where a float rebuild of the reversible blocks went wrong
+/// (bestformer-4-384, batch 8, real images): the recompute backward rebuilds every
+/// block's inputs bit for bit, and its gradients equal, bit for bit, those of storing
+/// every activation.
 #[test]
 fn bestformer_rebuilds_every_block_input_bit_for_bit() {
     let ctx = ctx();
-    let mut cfg = ModelConfig::preset("bestformer-2-64").unwrap();
-    cfg.depth = 4;
+    let cfg = ModelConfig::preset("bestformer-4-384").unwrap();
     let batch = 8;
     let sd = init_state(&cfg, 21);
-    let s = cfg.image_size;
     let x = ctx
-        .upload_f32(&mnist_digits(batch), &[batch, 1, s, s])
+        .upload_f32(&mnist_digits_rgb32(batch), &[batch, 3, 32, 32])
         .unwrap();
     let r = Rng::new(22).vec(batch * cfg.classes, -1.0, 1.0);
     let dlogits = ctx.upload_f32(&r, &[batch, cfg.classes]).unwrap();
