@@ -1,7 +1,7 @@
 use bitspike::ops::reversible::{couple, to_stream, uncouple, Coupling, STREAM_FRACTION_BITS};
 use bitspike::ops::PackMode;
 use bitspike::reference::{self, reversible as rf};
-use bitspike::DType;
+use bitspike::{DType, Tensor};
 
 use crate::common::{assert_close, assert_exact, ctx, Rng};
 
@@ -45,19 +45,48 @@ fn to_stream_rounds_to_the_fixed_point_grid() {
     }
 }
 
+/// A sub-block output `a` and two streams' counts `p`, `r` of shape `[rows, k]`, on the
+/// host and on the GPU.
+struct Operands {
+    a: Vec<f32>,
+    p: Vec<i64>,
+    r: Vec<i64>,
+    ta: Tensor,
+    tp: Tensor,
+    tr: Tensor,
+}
+
+fn operands(seed: u64, rows: usize, k: usize) -> Operands {
+    let ctx = ctx();
+    let mut rng = Rng::new(seed);
+    let n = rows * k;
+    let a = rng.vec(n, -4.0, 4.0);
+    let p = counts(&mut rng, n);
+    let r = counts(&mut rng, n);
+    let shape = [rows, k];
+    Operands {
+        ta: ctx.upload_f32(&a, &shape).unwrap(),
+        tp: ctx.upload_words(&p, &shape, DType::I64).unwrap(),
+        tr: ctx.upload_words(&r, &shape, DType::I64).unwrap(),
+        a,
+        p,
+        r,
+    }
+}
+
 #[test]
 fn couple_matches_reference_and_the_real_mean() {
     let ctx = ctx();
     for (i, &(rows, k)) in SHAPES.iter().enumerate() {
-        let mut rng = Rng::new(10 + i as u64);
         let n = rows * k;
-        let a = rng.vec(n, -4.0, 4.0);
-        let p = counts(&mut rng, n);
-        let r = counts(&mut rng, n);
-        let shape = [rows, k];
-        let ta = ctx.upload_f32(&a, &shape).unwrap();
-        let tp = ctx.upload_words(&p, &shape, DType::I64).unwrap();
-        let tr = ctx.upload_words(&r, &shape, DType::I64).unwrap();
+        let Operands {
+            a,
+            p,
+            r,
+            ta,
+            tp,
+            tr,
+        } = operands(10 + i as u64, rows, k);
         let (out, parity) = couple(ctx, &ta, &tp, Coupling::Mean { r: &tr }).unwrap();
         let (want, want_parity) = rf::couple(&a, &p, Some(&r));
         let got: Vec<i64> = ctx.download_words(&out.fixed).unwrap();
@@ -92,15 +121,14 @@ fn couple_matches_reference_and_the_real_mean() {
 fn uncouple_inverts_couple_exactly() {
     let ctx = ctx();
     for (i, &(rows, k)) in SHAPES.iter().enumerate() {
-        let mut rng = Rng::new(20 + i as u64);
-        let n = rows * k;
-        let a = rng.vec(n, -4.0, 4.0);
-        let p = counts(&mut rng, n);
-        let r = counts(&mut rng, n);
-        let shape = [rows, k];
-        let ta = ctx.upload_f32(&a, &shape).unwrap();
-        let tp = ctx.upload_words(&p, &shape, DType::I64).unwrap();
-        let tr = ctx.upload_words(&r, &shape, DType::I64).unwrap();
+        let Operands {
+            a,
+            p,
+            r,
+            ta,
+            tp,
+            tr,
+        } = operands(20 + i as u64, rows, k);
         let (out, parity) = couple(ctx, &ta, &tp, Coupling::Mean { r: &tr }).unwrap();
         let parity = parity.unwrap();
         let back = uncouple(ctx, &out.fixed, &ta, Some((&tr, &parity))).unwrap();
