@@ -10,7 +10,7 @@ cargo build --release
 ./target/release/bitspike info
 ./target/release/bitspike info --model bestformer-2-64
 ./target/release/bitspike train --model bestformer-2-64 --data assets/mnist-mini \
-    --epochs 1 --batch-size 32 --lr 5e-3 --out runs/demo "$@"
+    --epochs 1 --batch-size 32 --lr 5e-3 --out runs/demo --overwrite "$@"
 ./target/release/bitspike infer --checkpoint runs/demo/best.safetensors --topk 3 \
     assets/samples/*.png
 ./target/release/bitspike bench matmul --shapes 8192x384x1536

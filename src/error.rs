@@ -56,12 +56,31 @@ pub enum Error {
     #[error("{path}: {message}")]
     Data { path: String, message: String },
 
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
+    #[error("{field} = {value} is out of range (allowed: {allowed})")]
+    OutOfRange {
+        field: String,
+        value: String,
+        allowed: String,
     },
+
+    #[error("{tensor} would take {size}, over {limit}; {advice}")]
+    RunTooLarge {
+        tensor: String,
+        size: String,
+        limit: String,
+        advice: String,
+    },
+
+    #[error(
+        "training diverged at {at}: {what}; lower --lr or set --clip-grad (the checkpoints \
+         of earlier epochs are kept, nothing was written for this one)"
+    )]
+    Diverged { at: String, what: String },
+
+    /// The I/O error is part of the message, not a `source`: a chain printed with `{:#}`
+    /// would say it twice.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -82,10 +101,10 @@ impl Error {
     }
 
     /// An I/O failure on `path`.
-    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<std::path::Path>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error,
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod input;
 pub mod nn;
 pub mod ops;
 pub mod reference;

@@ -12,7 +12,7 @@ use bitspike::nn::checkpoint::{HostTensor, StateDict};
 use bitspike::nn::{Classifier, ModelConfig, ParamRole, ParamSpec, ParamStore};
 use bitspike::ops::optim::AdamW;
 use bitspike::ops::{linear, linear_backward};
-use bitspike::train::{evaluate, CosineSchedule, Optimizer, Trainer};
+use bitspike::train::{evaluate, CosineSchedule, EpochProgress, Optimizer, Trainer};
 use bitspike::{GpuContext, Result, Tensor};
 
 use common::ctx;
@@ -148,14 +148,29 @@ fn a_linear_probe_learns_mnist_through_the_trainer() {
     .unwrap();
     let mut reports = 0;
     let first = t
-        .train_epoch(0, &mut model, &mut store, &mut opt, None, |_| reports += 1)
+        .train_epoch(
+            EpochProgress::start(0),
+            &mut model,
+            &mut store,
+            &mut opt,
+            None,
+            |_| reports += 1,
+        )
         .unwrap();
     let second = t
-        .train_epoch(1, &mut model, &mut store, &mut opt, None, |_| ())
+        .train_epoch(
+            EpochProgress::start(1),
+            &mut model,
+            &mut store,
+            &mut opt,
+            None,
+            |_| (),
+        )
         .unwrap();
     assert_eq!(reports, 5, "50 steps reported every 10");
     assert!(second.loss < first.loss, "{first:?} -> {second:?}");
-    let (top1, top5) = evaluate(ctx, &mut model, &mut store, &test).unwrap();
+    let e = evaluate(ctx, &mut model, &mut store, &test).unwrap();
+    let (top1, top5) = (e.top1, e.top5);
     assert!(
         top1 > 0.8 && top5 > top1,
         "linear probe on MNIST: top-1 {top1}, top-5 {top5}"
@@ -172,7 +187,7 @@ fn resuming_from_saved_state_gives_the_same_next_loss() {
         for e in epochs {
             last = Some(
                 t.train_epoch(
-                    e,
+                    EpochProgress::start(e),
                     &mut LinearProbe { input: None },
                     store,
                     opt,

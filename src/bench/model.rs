@@ -7,6 +7,7 @@
 use super::pseudo_random;
 use crate::error::Result;
 use crate::gpu::{DType, GpuContext, Tensor};
+use crate::nn::limits::Run;
 use crate::nn::{init_state, Classifier, Model, ModelConfig, ParamStore, Reversible};
 use crate::ops::loss::cross_entropy;
 use crate::ops::optim::AdamW;
@@ -64,6 +65,13 @@ impl ModelWorkload {
         batch: usize,
         pass: ModelPass,
     ) -> Result<Self> {
+        ctx.check_run(
+            config,
+            match pass {
+                ModelPass::Forward => Run::Forward { batch },
+                ModelPass::TrainStep => Run::Train { batch },
+            },
+        )?;
         let model = Model::new(config, batch)?;
         let store = ParamStore::new(ctx, config, &init_state(config, 1))?;
         let optimizer = Optimizer::new(ctx, &store, AdamW::default())?;

@@ -26,13 +26,13 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Seconds to repeat each measurement for (after one warm-up).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::float::seconds)]
     min_time: f64,
     /// Model presets for `bench model`, comma-separated.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// Batch size for `bench model`.
-    #[arg(long, default_value_t = model_bench::DEFAULT_BATCH)]
+    #[arg(long, default_value_t = model_bench::DEFAULT_BATCH, value_parser = super::int::positive)]
     batch: usize,
     /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif, TxBxHxNxD for
     /// attention (default: the real models' shapes).
@@ -42,7 +42,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "../shared/data/nmnist-small")]
     data: std::path::PathBuf,
     /// Frames per sample for `bench events`.
-    #[arg(long = "time-steps", default_value_t = 16)]
+    #[arg(long = "time-steps", default_value_t = 16, value_parser = super::int::whole)]
     time_steps: usize,
     #[command(flatten)]
     events: super::EventArgs,

@@ -11,6 +11,7 @@ use clap::Args;
 use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader, Normalization};
 use bitspike::nn::energy::EnergyLog;
+use bitspike::nn::limits::Run;
 use bitspike::nn::{param_counts, Model, ParamStore, StateDict};
 use bitspike::train::evaluate;
 
@@ -29,7 +30,7 @@ pub struct EvalArgs {
     /// Dataset directory (its test split is evaluated).
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::int::positive)]
     batch_size: usize,
     /// Report per-layer firing rates, SOPs and energy (MODELS.md section 7).
     #[arg(long)]
@@ -73,11 +74,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         })?,
     };
     sd.check(&cfg, &args.checkpoint)?;
+    let ctx = args.gpu.open()?;
+    ctx.check_run(
+        &cfg,
+        Run::Forward {
+            batch: args.batch_size,
+        },
+    )?;
     let stored = stored_frames(&sd, &args.checkpoint)?;
     let splits = data::open_with(
         &args.data,
         &args.events.options(cfg.time_steps, stored.as_ref())?,
     )?;
+    splits.check_classes(cfg.classes, &args.data)?;
     let test = splits.test;
     if test.is_empty() {
         anyhow::bail!("{}: the test split is empty", args.data.display());
@@ -101,7 +110,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?,
         None => splits.train.normalization(),
     };
-    let ctx = args.gpu.open()?;
     let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
     let mut model = Model::new(&cfg, args.batch_size)?;
     let loader = BatchLoader {
@@ -117,7 +125,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         store.energy = Some(EnergyLog::default());
     }
     let start = Instant::now();
-    let (top1, top5) = evaluate(&ctx, &mut model, &mut store, &loader)?;
+    let evaluation = evaluate(&ctx, &mut model, &mut store, &loader)?;
+    let (top1, top5) = (evaluation.top1, evaluation.top5);
+    if evaluation.nan_predictions > 0 {
+        eprintln!(
+            "warning: {} of {} images have NaN logits (counted as wrong): the checkpoint's \
+             weights are not all numbers",
+            evaluation.nan_predictions, evaluation.samples
+        );
+    }
     let report = EvalReport {
         checkpoint: args.checkpoint.display().to_string(),
         images: loader.data.len(),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{print_json, GpuArgs, ModelArgs};
 use bitspike::nn::checkpoint::CONFIG_KEY;
+use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, param_counts, ParamStore, StateDict};
 
 #[derive(Args)]
@@ -31,6 +32,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let ctx = args.gpu.open()?;
     let (cfg, source) = match &args.checkpoint {
         Some(path) => {
             let sd = StateDict::read(path)?;
@@ -43,6 +45,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                     )
                 })?,
             };
+            ctx.check_run(&cfg, Run::Params)?;
             sd.check(&cfg, path)?;
             (cfg, sd)
         }
@@ -51,11 +54,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 .model
                 .config()?
                 .context("pass --checkpoint FILE, or --model PRESET for a fresh model")?;
+            ctx.check_run(&cfg, Run::Params)?;
             let sd = init_state(&cfg, args.seed);
             (cfg, sd)
         }
     };
-    let ctx = args.gpu.open()?;
     let store = ParamStore::new(&ctx, &cfg, &source)?;
     let mut out = store.to_state_dict(&ctx)?;
     for (name, packed) in store.packed_binary(&ctx)? {

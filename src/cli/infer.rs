@@ -9,6 +9,7 @@ use clap::Args;
 use super::{print_json, EventArgs, GpuArgs, ModelArgs};
 use bitspike::data::events::{self, FrameSettings};
 use bitspike::data::Normalization;
+use bitspike::nn::limits::Run;
 use bitspike::nn::{combine_heads, Classifier, Model, ModelConfig, ParamStore, StateDict};
 
 #[derive(Args)]
@@ -27,14 +28,14 @@ pub struct InferArgs {
     #[arg(required = true)]
     images: Vec<PathBuf>,
     /// Classes to print per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::int::whole)]
     topk: usize,
     /// Per-channel normalization mean (comma-separated), for checkpoints that carry none.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::float::finite)]
     mean: Vec<f32>,
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::float::positive)]
     std: Vec<f32>,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::int::positive)]
     batch_size: usize,
     /// One JSON object per image: path, top-k (class, probability) and the raw logits.
     #[arg(long)]
@@ -44,12 +45,7 @@ pub struct InferArgs {
 /// The image as the model's input: grey or RGB, resized so the short side fits, centre
 /// cropped, channel-planar in [0, 1] units normalized.
 fn load_image(path: &Path, cfg: &ModelConfig, norm: &Normalization) -> anyhow::Result<Vec<f32>> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: cannot decode image", path.display()))?;
+    let img = bitspike::data::folder::open_image(path)?;
     let s = cfg.image_size as u32;
     let img = img.resize_to_fill(s, s, image::imageops::FilterType::Triangle);
     let plane = (s * s) as usize;
@@ -87,11 +83,26 @@ fn load_events(
         .collect())
 }
 
-fn softmax(z: &[f32]) -> Vec<f32> {
+/// Class probabilities of logits `z`: a NaN logit gets probability 0 (it ranks last),
+/// infinities count as the largest finite values; None when every logit is NaN.
+fn softmax(z: &[f32]) -> Option<Vec<f32>> {
+    if z.iter().all(|v| v.is_nan()) {
+        return None;
+    }
+    let z: Vec<f32> = z
+        .iter()
+        .map(|&v| {
+            if v.is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                v.clamp(-f32::MAX, f32::MAX)
+            }
+        })
+        .collect();
     let m = z.iter().copied().fold(f32::MIN, f32::max);
     let e: Vec<f32> = z.iter().map(|v| (v - m).exp()).collect();
     let s: f32 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
+    Some(e.iter().map(|v| v / s).collect())
 }
 
 pub fn run(args: InferArgs) -> anyhow::Result<()> {
@@ -175,6 +186,10 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             paths.push(path.clone());
         }
     }
+    // The run's buffers against the adapter's limits before any input is decoded.
+    let batch = args.batch_size.max(1);
+    let ctx = args.gpu.open()?;
+    ctx.check_run(&cfg, Run::Forward { batch })?;
     // Decode everything first: a bad file is reported, the others still run.
     let mut inputs = Vec::new();
     let mut failures = Vec::new();
@@ -193,11 +208,10 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         }
     }
     if !inputs.is_empty() {
-        let ctx = args.gpu.open()?;
         let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
-        let mut model = Model::new(&cfg, args.batch_size.max(1))?;
+        let mut model = Model::new(&cfg, batch)?;
         let s = cfg.image_size;
-        for chunk in inputs.chunks(args.batch_size.max(1)) {
+        for chunk in inputs.chunks(batch) {
             let images = match &frames {
                 // Frames [T, B, C, S, S]: step t of every input, then the next step.
                 Some(f) => {
@@ -220,7 +234,13 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
             let logits = combine_heads(&ctx, &model.forward(&ctx, &mut store, &images, false)?)?;
             let values = ctx.download_f32(&logits)?;
             for ((path, _), row) in chunk.iter().zip(values.chunks(cfg.classes)) {
-                let p = softmax(row);
+                let Some(p) = softmax(row) else {
+                    failures.push(format!(
+                        "{}: the model's logits are all NaN (its weights are not numbers?)",
+                        path.display()
+                    ));
+                    continue;
+                };
                 let mut order: Vec<usize> = (0..row.len()).collect();
                 order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
                 order.truncate(args.topk.max(1));

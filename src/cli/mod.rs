@@ -79,9 +79,9 @@ pub struct ModelArgs {
     #[arg(long = "model")]
     pub model: Option<String>,
     /// Time steps T.
-    #[arg(long = "time-steps", visible_alias = "T")]
+    #[arg(long = "time-steps", visible_alias = "T", value_parser = int::whole)]
     pub time_steps: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = int::whole)]
     pub heads: Option<usize>,
     #[arg(long, value_enum)]
     pub attention: Option<AttentionForm>,
@@ -90,11 +90,11 @@ pub struct ModelArgs {
     /// Bits of quantized weights (--weight-mode quantized), 1..=8.
     #[arg(long = "weight-bits")]
     pub weight_bits: Option<u32>,
-    #[arg(long)]
+    #[arg(long, value_parser = int::whole)]
     pub classes: Option<usize>,
-    #[arg(long = "in-channels")]
+    #[arg(long = "in-channels", value_parser = int::whole)]
     pub in_channels: Option<usize>,
-    #[arg(long = "image-size")]
+    #[arg(long = "image-size", value_parser = int::whole)]
     pub image_size: Option<usize>,
 }
 
@@ -143,7 +143,7 @@ pub struct EventArgs {
     pub split_by: Option<String>,
     /// Side of the square frames: events are scaled from the sensor to it (e.g. 128 -> 64
     /// or 48; 34 -> 32 for N-MNIST). Default: the sensor's, or the checkpoint's.
-    #[arg(long = "frame-size")]
+    #[arg(long = "frame-size", value_parser = int::whole)]
     pub frame_size: Option<usize>,
     /// Sensor size WxH (default: from the file headers, else the events' extent).
     #[arg(long)]
@@ -166,6 +166,8 @@ impl EventArgs {
         stored: Option<&bitspike::data::events::FrameSettings>,
     ) -> anyhow::Result<bitspike::data::events::dataset::EventOptions> {
         use bitspike::data::events::{dataset::EventOptions, SplitBy};
+        use bitspike::nn::limits::{check_range, IMAGE_SIZE, TIME_STEPS};
+        check_range("time steps (frames per recording)", time_steps, &TIME_STEPS)?;
         let sensor = match &self.sensor {
             Some(s) => {
                 let (w, h) = s
@@ -182,10 +184,14 @@ impl EventArgs {
             (None, Some(s)) => s.split_by,
             (None, None) => SplitBy::Number,
         };
+        let size = self.frame_size.or(stored.map(|s| s.size));
+        if let Some(size) = size {
+            check_range("frame size (--frame-size)", size, &IMAGE_SIZE)?;
+        }
         Ok(EventOptions {
             time_steps,
             split_by,
-            size: self.frame_size.or(stored.map(|s| s.size)),
+            size,
             sensor,
             cache_dir: if self.no_cache {
                 None
@@ -215,8 +221,102 @@ pub fn run() -> anyhow::Result<()> {
     }
 }
 
+/// The exit status of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report).
+pub const INTERRUPTED_EXIT_CODE: i32 = 130;
+
+/// A run stopped by the user: the message says what was saved; not an error of the run.
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 /// Print one JSON object per line.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
+}
+
+/// Parsers of integer flags that refuse values outside the flag's range at parse time.
+pub mod int {
+    fn parse(s: &str) -> Result<usize, String> {
+        s.trim().parse().map_err(|e: std::num::ParseIntError| {
+            use std::num::IntErrorKind::{NegOverflow, PosOverflow};
+            match e.kind() {
+                PosOverflow | NegOverflow => format!("{s} is far out of range"),
+                _ => format!("'{s}' is not a whole number >= 0"),
+            }
+        })
+    }
+
+    /// A whole number >= 0; its range is checked where the value is used.
+    pub fn whole(s: &str) -> Result<usize, String> {
+        parse(s)
+    }
+
+    /// A count >= 1 (a batch size, a number of batches).
+    pub fn positive(s: &str) -> Result<usize, String> {
+        match parse(s)? {
+            0 => Err("0 is out of range: must be at least 1".into()),
+            v => Ok(v),
+        }
+    }
+}
+
+/// Parsers of float flags that refuse NaN, infinities and values outside the flag's
+/// range at parse time.
+pub mod float {
+    pub(super) fn parse<T>(s: &str, ok: impl Fn(T) -> bool, range: &str) -> Result<T, String>
+    where
+        T: std::str::FromStr + Copy + std::fmt::Display,
+    {
+        let v: T = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number"))?;
+        if ok(v) {
+            Ok(v)
+        } else {
+            Err(format!("{} is out of range: must be {range}", s.trim()))
+        }
+    }
+
+    /// A finite value > 0.
+    pub fn positive(s: &str) -> Result<f32, String> {
+        parse(s, |v: f32| v.is_finite() && v > 0.0, "a finite number > 0")
+    }
+
+    /// A finite value >= 0.
+    pub fn non_negative(s: &str) -> Result<f32, String> {
+        parse(
+            s,
+            |v: f32| v.is_finite() && v >= 0.0,
+            "a finite number >= 0",
+        )
+    }
+
+    /// A finite value.
+    pub fn finite(s: &str) -> Result<f32, String> {
+        parse(s, |v: f32| v.is_finite(), "a finite number")
+    }
+
+    /// A value in [0, 1).
+    pub fn fraction(s: &str) -> Result<f32, String> {
+        parse(s, |v: f32| (0.0..1.0).contains(&v), "in [0, 1)")
+    }
+
+    /// A fraction in [0, 1), as f64.
+    pub fn fraction_f64(s: &str) -> Result<f64, String> {
+        parse(s, |v: f64| (0.0..1.0).contains(&v), "in [0, 1)")
+    }
+
+    /// Seconds in [0, 1e6].
+    pub fn seconds(s: &str) -> Result<f64, String> {
+        parse(s, |v: f64| (0.0..=1e6).contains(&v), "seconds in [0, 1e6]")
+    }
 }

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::{print_json, GpuArgs};
 use bitspike::data::{self, Augment, BatchLoader};
+use bitspike::nn::limits::Run;
 use bitspike::nn::prune::{prune_state, score_kernels};
 use bitspike::nn::{param_counts, ParamStore, StateDict};
 use bitspike::rng::Rng;
@@ -23,12 +24,12 @@ pub struct PruneArgs {
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
     /// Fraction of each prunable layer's kernels to remove.
-    #[arg(long)]
+    #[arg(long, value_parser = super::float::fraction_f64)]
     ratio: f64,
     /// Batches of training images to average the rank scores over.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::int::positive)]
     batches: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::int::positive)]
     batch_size: usize,
     /// The pruned checkpoint (default: CHECKPOINT with `-pruned` added to its name).
     #[arg(long)]
@@ -70,6 +71,13 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     if args.batches == 0 || args.batch_size == 0 {
         anyhow::bail!("--batches and --batch-size must be positive");
     }
+    let ctx = args.gpu.open()?;
+    ctx.check_run(
+        &cfg,
+        Run::Forward {
+            batch: args.batch_size,
+        },
+    )?;
     let splits = data::open(&args.data)?;
     let train = splits.train;
     if (train.channels, train.height) != (cfg.in_channels, cfg.image_size) {
@@ -96,7 +104,6 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         seed: 0,
         prefetch: 1,
     };
-    let ctx = args.gpu.open()?;
     let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
     let (c, s) = (cfg.in_channels, cfg.image_size);
     let n = loader.data.len().min(args.batches * args.batch_size);

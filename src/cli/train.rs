@@ -8,13 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
+use super::{float, print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader};
-use bitspike::nn::checkpoint::write_atomic;
+use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
 use bitspike::ops::optim::AdamW;
 use bitspike::train::{
-    evaluate, CosineSchedule, Distillation, EpochReport, Optimizer, Teacher, Trainer,
+    evaluate, CosineSchedule, Distillation, EpochProgress, EpochReport, Optimizer, RunDir, RunMode,
+    Teacher, Trainer,
 };
 
 #[derive(Args)]
@@ -30,27 +31,27 @@ pub struct TrainArgs {
     /// class folders).
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::int::whole)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::int::positive)]
     batch_size: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 5e-4, value_parser = float::positive)]
     lr: f32,
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = float::non_negative)]
     min_lr: f32,
     /// Epochs of linear warm-up from --min-lr.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
     warmup_epochs: f32,
-    #[arg(long, default_value_t = 0.06)]
+    #[arg(long, default_value_t = 0.06, value_parser = float::non_negative)]
     weight_decay: f32,
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = float::fraction)]
     label_smoothing: f32,
     /// Clip the global gradient norm to this.
-    #[arg(long)]
+    #[arg(long, value_parser = float::positive)]
     clip_grad: Option<f32>,
     /// Random crop with this zero padding (0: none).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = super::int::whole)]
     crop_padding: usize,
     /// Random horizontal flips.
     #[arg(long)]
@@ -60,20 +61,25 @@ pub struct TrainArgs {
     /// Initial weights: a plain state_dict with the reference names (or a checkpoint).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Continue from this run directory's last checkpoint (weights, optimizer, epoch).
-    #[arg(long)]
+    /// Continue from this run directory's last checkpoint (weights, optimizer, epoch and
+    /// step of an interrupted epoch).
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start over in a run directory that holds a run (its checkpoints and log are
+    /// removed).
+    #[arg(long)]
+    overwrite: bool,
     /// Teacher checkpoint for distillation into the second head (two-head models).
     #[arg(long)]
     teacher: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DistillKind::Hard)]
     distill: DistillKind,
     /// Temperature of soft distillation.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = float::positive)]
     tau: f32,
     /// Q-SNN's firing-rate regularizer: adds lambda mean_layers (rate - 0.5)^2 to the
     /// loss (spiking CNNs; the paper uses 5e-3).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
     rate_reg: f32,
     /// BESTformer's reversible blocks in training: rebuild their inputs in backward
     /// (activation memory flat in depth) or store their activations (faster, more memory).
@@ -84,12 +90,18 @@ pub struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Steps between progress updates (each reads the GPU's results back once).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::int::whole)]
     report_every: usize,
     /// One JSON object per epoch instead of a progress bar.
     #[arg(long)]
     json: bool,
 }
+
+/// The checkpoint metadata of an interrupted epoch: its [`EpochProgress`] as JSON.
+const PARTIAL_EPOCH_KEY: &str = "train.partial_epoch";
+
+/// The most epochs one run may ask for.
+const MAX_EPOCHS: usize = 1_000_000;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DistillKind {
@@ -100,6 +112,8 @@ enum DistillKind {
 /// Load `path` as a state dict for `cfg` (checked, errors naming the tensor).
 fn load_weights(path: &Path, cfg: &ModelConfig) -> anyhow::Result<StateDict> {
     let sd = StateDict::read(path)?;
+    // The model is the command line's, but a config the file carries must be sound.
+    sd.config(path)?;
     sd.check(cfg, path)?;
     Ok(sd)
 }
@@ -122,7 +136,40 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut cfg = args.model.config()?.context(
         "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
     )?;
+    if args.epochs > MAX_EPOCHS {
+        anyhow::bail!(
+            "--epochs {} is out of range (allowed: 0..={MAX_EPOCHS})",
+            args.epochs
+        );
+    }
+    if args.crop_padding > cfg.image_size {
+        anyhow::bail!(
+            "--crop-padding {} is out of range (allowed: 0..={}, the image size)",
+            args.crop_padding,
+            cfg.image_size
+        );
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(args.model.model.as_deref().unwrap_or("model"))
+    });
+    let last_path = out.join("last.safetensors");
+    let best_path = out.join("best.safetensors");
+    match (&args.weights, args.resume) {
+        (_, true) => pruned_widths(&mut cfg, &last_path)?,
+        (Some(w), false) => pruned_widths(&mut cfg, w)?,
+        (None, false) => {}
+    }
+    // Every buffer of the run checked against the adapter and the host before anything
+    // is allocated, the data read, or a directory created.
+    let ctx = args.gpu.open()?;
+    ctx.check_run(
+        &cfg,
+        Run::Train {
+            batch: args.batch_size,
+        },
+    )?;
     let splits = data::open_with(&args.data, &args.events.options(cfg.time_steps, None)?)?;
+    splits.check_classes(cfg.classes, &args.data)?;
     let (c, s) = (splits.train.channels, splits.train.height);
     if c != cfg.in_channels || s != cfg.image_size || splits.train.width != s {
         anyhow::bail!(
@@ -136,27 +183,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             cfg.image_size
         );
     }
-    if splits.train.classes.len() > cfg.classes {
-        anyhow::bail!(
-            "the data has {} classes, the model {}: pass --classes",
-            splits.train.classes.len(),
-            cfg.classes
-        );
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("runs").join(args.model.model.as_deref().unwrap_or("model"))
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let last_path = out.join("last.safetensors");
-    let best_path = out.join("best.safetensors");
-    match (&args.weights, args.resume) {
-        (_, true) => pruned_widths(&mut cfg, &last_path)?,
-        (Some(w), false) => pruned_widths(&mut cfg, w)?,
-        (None, false) => {}
-    }
-    let metrics_path = out.join("metrics.jsonl");
+    let mode = match (args.resume, args.overwrite) {
+        (true, _) => RunMode::Resume,
+        (false, true) => RunMode::Overwrite,
+        (false, false) => RunMode::Fresh,
+    };
+    let run_dir = RunDir::open(&out, mode)?;
 
-    let ctx = args.gpu.open()?;
     let norm = splits.train.normalization();
     let splits_frames = splits.frames;
     let loader = BatchLoader {
@@ -192,10 +225,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let mut optimizer = Optimizer::new(&ctx, &store, opt_config)?;
     let mut first_epoch = 0;
+    let mut resume_from = None;
     let mut best = 0.0;
     if args.resume {
         optimizer.load_from(&ctx, &initial)?;
         first_epoch = meta_usize(&initial, "train.epochs_done");
+        if let Some(partial) = initial.metadata.get(PARTIAL_EPOCH_KEY) {
+            let progress: EpochProgress = serde_json::from_str(partial).with_context(|| {
+                format!("{}: unreadable {PARTIAL_EPOCH_KEY}", last_path.display())
+            })?;
+            if progress.epoch != first_epoch || progress.steps_done > loader.batches() {
+                anyhow::bail!(
+                    "{}: {PARTIAL_EPOCH_KEY} ({partial}) does not fit the run ({first_epoch} \
+                     epochs done, {} steps an epoch): was the batch size changed?",
+                    last_path.display(),
+                    loader.batches()
+                );
+            }
+            resume_from = Some(progress);
+        }
         best = initial
             .metadata
             .get("train.best_accuracy")
@@ -215,6 +263,20 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     path.display()
                 )
             })?;
+            if tcfg.classes != cfg.classes {
+                anyhow::bail!(
+                    "{}: the teacher has {} classes, the model {}",
+                    path.display(),
+                    tcfg.classes,
+                    cfg.classes
+                );
+            }
+            ctx.check_run(
+                &tcfg,
+                Run::Forward {
+                    batch: args.batch_size,
+                },
+            )?;
             sd.check(&tcfg, path)?;
             Some((
                 Model::new(&tcfg, args.batch_size)?,
@@ -227,8 +289,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let steps = loader.batches();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    // Ctrl-C finishes the current step and stops; the last checkpoint is a complete epoch.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    // The first Ctrl-C (or SIGTERM) ends the epoch within a step and saves; a second one
+    // quits at once (a save it cuts short leaves a temporary file that the next run in
+    // this directory removes).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("interrupted again: quitting without saving");
+            std::process::exit(super::INTERRUPTED_EXIT_CODE);
+        }
+        eprintln!("interrupted: stopping after this step to save (again to quit at once)");
+    });
     let trainer = Trainer {
         ctx: &ctx,
         loader,
@@ -278,8 +348,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 DistillKind::Soft => Distillation::Soft { tau: args.tau },
             },
         });
+        let from = resume_from
+            .take()
+            .unwrap_or_else(|| EpochProgress::start(epoch));
         let outcome = trainer.train_epoch(
-            epoch,
+            from,
             &mut model,
             &mut store,
             &mut optimizer,
@@ -299,29 +372,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
-        if outcome.interrupted {
-            eprintln!(
-                "interrupted: the last checkpoint ({}) holds the last complete epoch",
-                last_path.display()
-            );
-            return Ok(());
-        }
-        let (top1, top5) = evaluate(&ctx, &mut model, &mut store, &test_loader)?;
-        let report = EpochReport {
-            epoch: epoch + 1,
-            train_loss: outcome.loss,
-            train_accuracy: outcome.accuracy,
-            test_accuracy: top1,
-            test_top5: top5,
-            images_per_second: outcome.images_per_second,
-            lr: trainer.schedule.at((epoch + 1) * steps),
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        // The checkpoint: weights (reference names), optimizer state, epoch, best so far.
-        best = f64::max(best, top1);
         let mut sd = store.to_state_dict(&ctx)?;
-        sd.metadata
-            .insert("train.epochs_done".into(), (epoch + 1).to_string());
         sd.metadata
             .insert("train.best_accuracy".into(), best.to_string());
         sd.metadata
@@ -334,15 +385,59 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             "data.classes".into(),
             serde_json::to_string(&trainer.loader.data.classes)?,
         );
+        if outcome.interrupted {
+            // A checkpoint inside the epoch: the complete epochs, and the steps of this one.
+            let p = outcome.progress;
+            sd.metadata
+                .insert("train.epochs_done".into(), epoch.to_string());
+            sd.metadata
+                .insert(PARTIAL_EPOCH_KEY.into(), serde_json::to_string(&p)?);
+            optimizer.save_into(&ctx, &mut sd)?;
+            sd.write(&last_path)?;
+            return Err(super::Interrupted(format!(
+                "interrupted in epoch {} after step {} of {steps}: saved {}; continue with \
+                 --resume --out {}",
+                epoch + 1,
+                p.steps_done,
+                last_path.display(),
+                out.display()
+            ))
+            .into());
+        }
+        let evaluation = evaluate(&ctx, &mut model, &mut store, &test_loader)?;
+        if evaluation.nan_predictions > 0 {
+            return Err(bitspike::Error::Diverged {
+                at: format!("epoch {}", epoch + 1),
+                what: format!(
+                    "{} of {} test images have NaN logits",
+                    evaluation.nan_predictions, evaluation.samples
+                ),
+            }
+            .into());
+        }
+        let (top1, top5) = (evaluation.top1, evaluation.top5);
+        let report = EpochReport {
+            epoch: epoch + 1,
+            train_loss: outcome.loss,
+            train_accuracy: outcome.accuracy,
+            test_accuracy: top1,
+            test_top5: top5,
+            images_per_second: outcome.images_per_second,
+            lr: trainer.schedule.at((epoch + 1) * steps),
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        // The checkpoint: weights (reference names), optimizer state, epoch, best so far.
+        best = f64::max(best, top1);
+        sd.metadata
+            .insert("train.epochs_done".into(), (epoch + 1).to_string());
+        sd.metadata
+            .insert("train.best_accuracy".into(), best.to_string());
         if top1 >= best {
             sd.write(&best_path)?;
         }
         optimizer.save_into(&ctx, &mut sd)?;
         sd.write(&last_path)?;
-        let mut log = std::fs::read(&metrics_path).unwrap_or_default();
-        log.extend(serde_json::to_string(&report)?.bytes());
-        log.push(b'\n');
-        write_atomic(&metrics_path, &log)?;
+        run_dir.append_metrics(&serde_json::to_string(&report)?)?;
         if args.json {
             print_json(&report)?;
         } else {

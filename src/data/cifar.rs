@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ImageDataset, Splits};
 use crate::error::{Error, Result};
+use crate::input::read_file;
 
 const PIXELS: usize = 3 * 32 * 32;
 
@@ -22,25 +23,46 @@ const CIFAR10_CLASSES: [&str; 10] = [
     "truck",
 ];
 
+/// The most bytes one batch file may have (CIFAR's largest, CIFAR-100's train.bin, has
+/// 154 MB).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
+
 fn read_records(files: &[PathBuf], label_bytes: usize, out: &mut ImageDataset) -> Result<()> {
-    let record = label_bytes + PIXELS;
     for path in files {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if bytes.is_empty() || bytes.len() % record != 0 {
-            return Err(Error::data(
-                path,
-                format!(
-                    "truncated or not a CIFAR binary batch: {} bytes is not a whole number of \
-                     {record}-byte records (the last record starts at offset {})",
-                    bytes.len(),
-                    bytes.len() / record * record
-                ),
-            ));
-        }
-        for r in bytes.chunks_exact(record) {
-            out.labels.push(r[label_bytes - 1] as u32);
-            out.images.extend_from_slice(&r[label_bytes..]);
-        }
+        let bytes = read_file(path, MAX_FILE_BYTES, "CIFAR batch")?;
+        parse_records(path, &bytes, label_bytes, out)?;
+    }
+    Ok(())
+}
+
+/// Append the records of one batch file's contents `bytes` (`label_bytes` per record: 1
+/// for CIFAR-10, 2 for CIFAR-100) to `out`; `path` names the file in errors.
+pub fn parse_records(
+    path: &Path,
+    bytes: &[u8],
+    label_bytes: usize,
+    out: &mut ImageDataset,
+) -> Result<()> {
+    if !(1..=2).contains(&label_bytes) {
+        return Err(Error::InvalidArgument(format!(
+            "CIFAR records have 1 or 2 label bytes, not {label_bytes}"
+        )));
+    }
+    let record = label_bytes + PIXELS;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
+        return Err(Error::data(
+            path,
+            format!(
+                "truncated or not a CIFAR binary batch: {} bytes is not a whole number of \
+                 {record}-byte records (the last record starts at offset {})",
+                bytes.len(),
+                bytes.len() / record * record
+            ),
+        ));
+    }
+    for r in bytes.chunks_exact(record) {
+        out.labels.push(r[label_bytes - 1] as u32);
+        out.images.extend_from_slice(&r[label_bytes..]);
     }
     Ok(())
 }

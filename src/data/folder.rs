@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{ImageDataset, Splits};
 use crate::error::{Error, Result};
+use crate::input::read_file;
 
 const EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "gif", "webp"];
 
@@ -24,10 +25,38 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// The most bytes an image file may have.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// The largest width and height a decoded image may have.
+pub const MAX_SIDE: u32 = 16384;
+/// The most memory decoding one image may take.
+pub const MAX_DECODED_BYTES: u64 = 512 << 20;
+
+/// Decode an image file's contents `bytes` (PNG, JPEG, BMP, GIF or WebP, recognised by
+/// their first bytes) within [`MAX_SIDE`] and [`MAX_DECODED_BYTES`]; `path` names the
+/// file in errors.
+pub fn decode_image(path: &Path, bytes: &[u8]) -> Result<image::DynamicImage> {
+    let bad = |e: image::ImageError| Error::data(path, format!("cannot decode image: {e}"));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(bad)
+}
+
+/// Read and decode the image file `path` as [`decode_image`] does; refuses anything but
+/// a regular file of at most [`MAX_FILE_BYTES`].
+pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
+    decode_image(path, &read_file(path, MAX_FILE_BYTES, "image file")?)
+}
+
 /// Decode one image into channel-planar u8 of the given channels and size.
 pub fn decode_planar(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
-    let img =
-        image::open(path).map_err(|e| Error::data(path, format!("cannot decode image: {e}")))?;
+    let img = open_image(path)?;
     let img = if img.width() as usize != width || img.height() as usize != height {
         img.resize_exact(
             width as u32,
@@ -155,10 +184,28 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
             "holds no images in class subfolders",
         ));
     }
-    let probe =
-        image::open(first).map_err(|e| Error::data(first, format!("cannot decode image: {e}")))?;
+    let probe = open_image(first)?;
     let channels = if probe.color().has_color() { 3 } else { 1 };
     let (height, width) = (probe.height() as usize, probe.width() as usize);
+    let image_bytes = (channels * height * width) as u64;
+    let need = (train_files.len() + test_files.len()) as u64 * image_bytes;
+    if let Some(host) = crate::nn::limits::host_memory_available() {
+        // Decoded images stay in memory; leave half of it for the model and the loader.
+        if need > host / 2 {
+            return Err(Error::data(
+                dir,
+                format!(
+                    "holds {} images of {channels}x{height}x{width} (the size of {}): {} MiB \
+                     decoded, more than half of this host's available {} MiB; resize the \
+                     images or use a subset",
+                    train_files.len() + test_files.len(),
+                    first.display(),
+                    need >> 20,
+                    host >> 20
+                ),
+            ));
+        }
+    }
     Ok(Some(Splits {
         train: load(&train_files, channels, height, width, &classes)?,
         test: load(&test_files, channels, height, width, &classes)?,

@@ -46,16 +46,27 @@ impl BatchLoader {
     /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on a
     /// background thread. Dropping the iterator stops the thread.
     pub fn epoch(&self, epoch: u64) -> Receiver<Batch> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on: the same batches, augmented alike,
+    /// as the whole epoch's (each batch's augmentation has its own seed), so that an
+    /// interrupted epoch resumes exactly.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Receiver<Batch> {
         let (tx, rx) = sync_channel(self.prefetch.max(1));
         let me = self.clone();
         std::thread::spawn(move || {
-            let mut rng = Rng::new(me.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let epoch_seed = me.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let mut order: Vec<usize> = (0..me.data.len()).collect();
             if me.shuffle {
-                rng.shuffle(&mut order);
+                Rng::new(epoch_seed).shuffle(&mut order);
             }
-            for chunk in order.chunks(me.batch_size.max(1)) {
-                if tx.send(me.make_batch(chunk, &mut rng)).is_err() {
+            for (b, chunk) in order.chunks(me.batch_size.max(1)).enumerate().skip(first) {
+                let batch_seed = epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                if tx
+                    .send(me.make_batch(chunk, &mut Rng::new(batch_seed)))
+                    .is_err()
+                {
                     return;
                 }
             }

@@ -93,6 +93,50 @@ pub struct Splits {
     pub frames: Option<events::FrameSettings>,
 }
 
+impl Splits {
+    /// Check that the data fits a model of `classes` classes before anything trains or
+    /// evaluates on it: every label of both splits below `classes` (the error names the
+    /// dataset `path`, the split, the sample's index and its label), and no more classes
+    /// than the model has.
+    pub fn check_classes(&self, classes: usize, path: &Path) -> Result<()> {
+        for (split, data) in [("train", &self.train), ("test", &self.test)] {
+            let bad = data
+                .labels
+                .iter()
+                .enumerate()
+                .find(|(_, &l)| l as usize >= classes);
+            if let Some((i, &label)) = bad {
+                let name = data
+                    .classes
+                    .get(label as usize)
+                    .filter(|n| **n != label.to_string())
+                    .map(|n| format!(" (class '{n}')"))
+                    .unwrap_or_default();
+                return Err(Error::data(
+                    path,
+                    format!(
+                        "{} {split} split, sample {i}: label {label}{name} is outside the \
+                         model's {classes} classes (0..={})",
+                        self.format,
+                        classes.saturating_sub(1)
+                    ),
+                ));
+            }
+        }
+        let found = self.train.classes.len().max(self.test.classes.len());
+        if found > classes {
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} with {found} classes, but the model has {classes} (--classes)",
+                    self.format
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Open a dataset directory, recognising its layout:
 /// - IDX: `train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
 ///   `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST);
@@ -106,6 +150,19 @@ pub fn open(path: &Path) -> Result<Splits> {
 
 /// [`open`], binning event data as `events` says.
 pub fn open_with(path: &Path, events: &events::dataset::EventOptions) -> Result<Splits> {
+    let splits = find_and_open(path, events)?;
+    for (split, data) in [("train", &splits.train), ("test", &splits.test)] {
+        if data.is_empty() {
+            return Err(Error::data(
+                path,
+                format!("{}: the {split} split holds no samples", splits.format),
+            ));
+        }
+    }
+    Ok(splits)
+}
+
+fn find_and_open(path: &Path, events: &events::dataset::EventOptions) -> Result<Splits> {
     if !path.is_dir() {
         return Err(Error::data(path, "is not a dataset directory"));
     }
@@ -127,4 +184,56 @@ pub fn open_with(path: &Path, events: &events::dataset::EventOptions) -> Result<
          train/ and test/ folders with one subfolder per class, or event recordings \
          (Train/ and Test/ class folders, samples/ with label files, or class folders)",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(labels: Vec<u32>, classes: usize) -> ImageDataset {
+        ImageDataset {
+            images: vec![0; labels.len()],
+            labels,
+            channels: 1,
+            height: 1,
+            width: 1,
+            time_steps: 1,
+            classes: (0..classes).map(|c| format!("c{c}")).collect(),
+        }
+    }
+
+    fn splits(train: ImageDataset, test: ImageDataset) -> Splits {
+        Splits {
+            train,
+            test,
+            format: "IDX (MNIST-style)",
+            frames: None,
+        }
+    }
+
+    #[test]
+    fn labels_outside_the_models_classes_name_split_sample_and_label() {
+        let path = Path::new("/data/mnist");
+        let ok = splits(split(vec![0, 9, 3], 10), split(vec![1, 2], 10));
+        ok.check_classes(10, path).unwrap();
+        ok.check_classes(12, path).unwrap();
+        let bad = splits(split(vec![0, 9, 3], 10), split(vec![1, 200], 201));
+        let e = bad.check_classes(10, path).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/data/mnist: ")
+                && e.contains("test split, sample 1: label 200 (class 'c200')")
+                && e.contains("10 classes (0..=9)"),
+            "{e}"
+        );
+        let e = bad.check_classes(0, path).unwrap_err().to_string();
+        assert!(e.contains("train split, sample 0: label 0"), "{e}");
+    }
+
+    #[test]
+    fn more_classes_than_the_model_is_an_error() {
+        let path = Path::new("/data/folders");
+        let twelve = splits(split(vec![0, 1], 12), split(vec![2], 12));
+        let e = twelve.check_classes(10, path).unwrap_err().to_string();
+        assert!(e.contains("with 12 classes, but the model has 10"), "{e}");
+    }
 }

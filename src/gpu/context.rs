@@ -261,6 +261,28 @@ impl GpuContext {
         }
     }
 
+    /// Submit everything recorded so far and return the submission's index, to wait on
+    /// with [`GpuContext::wait_for`].
+    pub fn submit(&self) -> wgpu::SubmissionIndex {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        self.queue.submit(pending.take().map(|e| e.finish()))
+    }
+
+    /// Wait until the GPU has finished the submission `index` and all before it (not what
+    /// was submitted after): how a caller keeps the GPU at most a step ahead of it.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                context: "waiting for the GPU".into(),
+                message: e.to_string(),
+            })?;
+        self.check_errors("GPU work")
+    }
+
     /// Submit and wait until the GPU has finished all work; report any GPU error.
     pub fn sync(&self) -> Result<()> {
         self.flush();

@@ -4,6 +4,7 @@
 //! Files are written atomically: to a temporary file beside the target, then renamed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -12,6 +13,21 @@ use super::config::ModelConfig;
 use super::params::{param_specs, ParamRole};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+/// The most bytes a checkpoint file may have (bitspike's models are far smaller).
+pub const MAX_BYTES: u64 = 4 << 30;
+/// The longest JSON header a safetensors file may have (the safetensors crate's limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+/// The tensor types a checkpoint may hold (u32 for packed binary weights).
+const SUPPORTED: [Dtype; 7] = [
+    Dtype::F32,
+    Dtype::F64,
+    Dtype::F16,
+    Dtype::BF16,
+    Dtype::I64,
+    Dtype::I32,
+    Dtype::U32,
+];
 
 /// The metadata key of the model config.
 pub const CONFIG_KEY: &str = "bitspike.config";
@@ -99,15 +115,78 @@ fn to_f32(name: &str, path: &Path, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32
 
 impl StateDict {
     /// Read a safetensors file (f32, f64, f16, bf16, i64, i32 tensors, converted to f32).
+    /// The header is read and checked against the file's size first: a file whose header
+    /// is damaged, or that is larger than it says or than [`MAX_BYTES`], is never read.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        let (mut file, size) = crate::input::open_regular(path)?;
+        let bad = |m: String| Err(Error::data(path, m));
+        let mut head = [0u8; 8];
+        if size < 8 {
+            return bad(format!(
+                "truncated: {size} bytes, too short for a safetensors file"
+            ));
+        }
+        file.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+        let n = u64::from_le_bytes(head);
+        if n > MAX_HEADER_BYTES || 8 + n > size {
+            return bad(format!(
+                "not a safetensors file (truncated or corrupt): its first 8 bytes give a \
+                 header of {n} bytes in a file of {size}"
+            ));
+        }
+        let mut bytes = Vec::with_capacity(8 + n as usize);
+        bytes.extend_from_slice(&head);
+        (&mut file)
+            .take(n)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        let meta: safetensors::tensor::Metadata =
+            serde_json::from_slice(&bytes[8..]).map_err(|e| {
+                Error::data(
+                    path,
+                    format!("not a safetensors file: bad JSON header: {e}"),
+                )
+            })?;
+        let mut end = 0;
+        for (name, info) in meta.tensors() {
+            if !SUPPORTED.contains(&info.dtype) {
+                return bad(format!(
+                    "tensor '{name}' has dtype {:?}; expected a float or integer type",
+                    info.dtype
+                ));
+            }
+            end = end.max(info.data_offsets.1 as u64);
+        }
+        let want = (8 + n).saturating_add(end);
+        if want != size {
+            return bad(format!(
+                "not a complete safetensors file (truncated or corrupt): the header \
+                 describes {end} bytes of tensor data, but {} bytes follow it",
+                size - 8 - n
+            ));
+        }
+        if size > MAX_BYTES {
+            return bad(format!(
+                "is {size} bytes, more than the {} a checkpoint may have",
+                crate::input::mib(MAX_BYTES)
+            ));
+        }
+        bytes.reserve_exact(end as usize);
+        file.take(end)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes)
+    }
+
+    /// [`StateDict::read`] on a whole file's bytes; `path` names it in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
             Error::data(
                 path,
                 format!("not a complete safetensors file (truncated or corrupt): {e}"),
             )
         })?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
+        let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| Error::data(path, format!("unreadable safetensors header: {e}")))?;
         let mut out = StateDict {
             metadata: meta
@@ -228,17 +307,21 @@ impl StateDict {
         write_atomic(path, &bytes)
     }
 
-    /// The model config stored in the metadata, if any.
+    /// The model config stored in the metadata, if any, validated (`ModelConfig::validate`).
     pub fn config(&self, path: &Path) -> Result<Option<ModelConfig>> {
         self.metadata
             .get(CONFIG_KEY)
             .map(|json| {
-                serde_json::from_str(json).map_err(|e| {
+                let cfg: ModelConfig = serde_json::from_str(json).map_err(|e| {
                     Error::data(
                         path,
                         format!("metadata '{CONFIG_KEY}' is not a model config: {e}"),
                     )
-                })
+                })?;
+                // Validated as a config from the command line is (nn::limits).
+                cfg.validate()
+                    .map_err(|e| Error::data(path, format!("metadata '{CONFIG_KEY}': {e}")))?;
+                Ok(cfg)
             })
             .transpose()
     }
@@ -249,15 +332,24 @@ impl StateDict {
         let specs = param_specs(cfg);
         for spec in &specs {
             if let Some(p) = self.packed.get(&spec.name) {
-                let k: usize = p.shape.iter().skip(1).product();
-                let want = p.shape.first().copied().unwrap_or(0) * crate::gpu::words_per_row(k);
-                if p.words.len() != want {
+                // The shape comes from the file's metadata: any product may overflow.
+                let want = p
+                    .shape
+                    .iter()
+                    .skip(1)
+                    .try_fold(1usize, |k, &d| k.checked_mul(d))
+                    .and_then(|k| {
+                        let rows = p.shape.first().copied().unwrap_or(0);
+                        rows.checked_mul(crate::gpu::words_per_row(k))
+                    });
+                if want != Some(p.words.len()) {
                     return Err(Error::data(
                         path,
                         format!(
-                            "packed tensor '{}' has {} words, expected {want}",
+                            "packed tensor '{}' has {} words, not what its shape {:?} needs",
                             spec.name,
-                            p.words.len()
+                            p.words.len(),
+                            p.shape
                         ),
                     ));
                 }
@@ -324,6 +416,29 @@ fn is_ignorable(name: &str) -> bool {
     name.contains(".norm1.") || name.contains(".norm2.")
 }
 
+/// How the temporary files of [`write_atomic`] are named, so that one left by a killed
+/// process can be recognised and removed.
+const TEMP_PREFIX: &str = ".bitspike-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Remove the temporary files that an interrupted [`write_atomic`] left in `dir`; only
+/// for a directory that no other process writes (a locked run directory). Returns how
+/// many were removed.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file && name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Write `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -331,7 +446,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
+    // Readable by others as a file written directly would be (a temp file is 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(tmp.path(), e))?;
     tmp.as_file()
         .sync_all()

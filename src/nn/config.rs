@@ -189,8 +189,10 @@ impl ModelConfig {
         matches!(self.arch, Arch::SpikingVgg | Arch::SpikingResnet)
     }
 
-    /// Check the sizes fit together.
+    /// Check every size lies in its allowed range ([`super::limits`]) and the sizes fit
+    /// together.
     pub fn validate(&self) -> Result<()> {
+        super::limits::check_config_ranges(self)?;
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if !(1..=crate::ops::MAX_WEIGHT_BITS).contains(&self.weight_bits) {
             return bad(format!(

@@ -9,6 +9,7 @@ pub mod cnn;
 pub mod config;
 pub mod energy;
 pub mod layers;
+pub mod limits;
 pub mod model;
 pub mod params;
 pub mod prune;

@@ -1,11 +1,15 @@
-//! Training: the optimizer state, the learning-rate schedule.
+//! Training: the optimizer state, the learning-rate schedule, the epoch loop, the run
+//! directory.
 
 pub mod optimizer;
+pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 
 pub use optimizer::Optimizer;
+pub use run_dir::{RunDir, RunMode};
 pub use schedule::CosineSchedule;
 pub use trainer::{
-    evaluate, Distillation, EpochOutcome, EpochReport, StepProgress, Teacher, Trainer,
+    evaluate, Distillation, EpochOutcome, EpochProgress, EpochReport, Evaluation, StepProgress,
+    Teacher, Trainer,
 };

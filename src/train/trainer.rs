@@ -45,14 +45,51 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
+/// How far an epoch (0-based) got: its steps done and the sums of their figures. An
+/// interrupted epoch saves this in its checkpoint, and resumes from it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochProgress {
+    pub epoch: usize,
+    pub steps_done: usize,
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+}
+
+impl EpochProgress {
+    /// Epoch `epoch`, before its first step.
+    pub fn start(epoch: usize) -> Self {
+        Self {
+            epoch,
+            ..Self::default()
+        }
+    }
+
+    fn add(&mut self, (loss, correct, seen): (f64, usize, usize)) {
+        self.loss_sum += loss;
+        self.correct += correct;
+        self.seen += seen;
+    }
+
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.seen.max(1) as f64
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.seen.max(1) as f64
+    }
+}
+
 /// What one training epoch measured.
 #[derive(Debug, Clone, Copy)]
 pub struct EpochOutcome {
     pub loss: f64,
     pub accuracy: f64,
+    /// Images per second of this call (not counting steps done before a resume).
     pub images_per_second: f64,
     /// The stop flag was set: the epoch ended early, after a complete step.
     pub interrupted: bool,
+    pub progress: EpochProgress,
 }
 
 /// Progress of the running epoch, for a progress bar.
@@ -76,8 +113,9 @@ pub struct Trainer<'a> {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Per-step results waiting on the GPU: (per-row losses of head 0, predictions, labels).
-type Pending = Vec<(Tensor, Tensor, Vec<u32>)>;
+/// Per-step results waiting on the GPU: (step index in the epoch, per-row losses,
+/// predictions, labels).
+type Pending = Vec<(usize, Tensor, Tensor, Vec<u32>)>;
 
 /// The batch on the GPU: images `[B, C, H, W]`, or frames `[T, B, C, H, W]` when the data
 /// has several frames per sample, and labels.
@@ -93,15 +131,25 @@ fn upload_batch(ctx: &GpuContext, batch: &Batch, data: &ImageDataset) -> Result<
     Ok((images, labels))
 }
 
-/// Read back the pending steps: (loss sum, correct, images).
-fn drain(ctx: &GpuContext, pending: &mut Pending) -> Result<(f64, usize, usize)> {
+/// Read back the pending steps of epoch `epoch` (0-based) of `steps`: (loss sum,
+/// correct, images); a loss that is not a finite number stops training with an error
+/// naming its step.
+fn drain(
+    ctx: &GpuContext,
+    pending: &mut Pending,
+    epoch: usize,
+    steps: usize,
+) -> Result<(f64, usize, usize)> {
     let (mut loss, mut correct, mut seen) = (0.0, 0, 0);
-    for (losses, predicted, labels) in pending.drain(..) {
-        loss += ctx
-            .download_f32(&losses)?
-            .iter()
-            .map(|&v| v as f64)
-            .sum::<f64>();
+    for (step, losses, predicted, labels) in pending.drain(..) {
+        let values = ctx.download_f32(&losses)?;
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Diverged {
+                at: format!("epoch {}, step {} of {steps}", epoch + 1, step + 1),
+                what: format!("the training loss is {bad}"),
+            });
+        }
+        loss += values.iter().map(|&v| v as f64).sum::<f64>();
         let p: Vec<u32> = ctx.download_words(&predicted)?;
         correct += p.iter().zip(&labels).filter(|(a, b)| a == b).count();
         seen += labels.len();
@@ -146,11 +194,12 @@ impl Trainer<'_> {
         }
     }
 
-    /// Train one epoch; `on_progress` sees the running figures every `report_every`
-    /// steps. Stops after the current step when `stop` is set.
+    /// Train an epoch from `from` (a whole epoch: `EpochProgress::start(epoch)`);
+    /// `on_progress` sees the running figures every `report_every` steps. When `stop` is
+    /// set the epoch ends within a step: the GPU is kept at most one step ahead.
     pub fn train_epoch(
         &self,
-        epoch: usize,
+        from: EpochProgress,
         model: &mut dyn Classifier,
         store: &mut ParamStore,
         optimizer: &mut Optimizer,
@@ -158,12 +207,16 @@ impl Trainer<'_> {
         mut on_progress: impl FnMut(&StepProgress),
     ) -> Result<EpochOutcome> {
         let ctx = self.ctx;
+        let epoch = from.epoch;
         let steps = self.loader.batches();
         let start = Instant::now();
         let mut pending: Pending = Vec::new();
-        let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0);
+        let mut progress = from;
+        let seen_before = from.seen;
+        let mut in_flight = None;
         let mut interrupted = false;
-        for (i, batch) in self.loader.epoch(epoch as u64).iter().enumerate() {
+        let batches = self.loader.epoch_from(epoch as u64, from.steps_done);
+        for (i, batch) in (from.steps_done..).zip(batches.iter()) {
             if self.stop.load(Ordering::SeqCst) {
                 interrupted = true;
                 break;
@@ -195,32 +248,60 @@ impl Trainer<'_> {
                 .collect();
             let loss = weighted_sum(ctx, &terms)?;
             let predicted = argmax(ctx, &combine_heads(ctx, &heads)?)?;
-            pending.push((loss, predicted, batch.labels.clone()));
+            pending.push((i, loss, predicted, batch.labels.clone()));
+            progress.steps_done = i + 1;
+            // Wait for the step before this one: the GPU keeps a step queued, and a stop
+            // never waits behind more than two.
+            if let Some(previous) = in_flight.replace(ctx.submit()) {
+                ctx.wait_for(previous)?;
+            }
             if pending.len() >= self.report_every || i + 1 == steps {
-                let (l, k, n) = drain(ctx, &mut pending)?;
-                loss_sum += l;
-                correct += k;
-                seen += n;
+                progress.add(drain(ctx, &mut pending, epoch, steps)?);
                 on_progress(&StepProgress {
                     step: i + 1,
                     steps,
-                    loss: loss_sum / seen.max(1) as f64,
-                    accuracy: correct as f64 / seen.max(1) as f64,
-                    images_per_second: seen as f64 / start.elapsed().as_secs_f64(),
+                    loss: progress.loss(),
+                    accuracy: progress.accuracy(),
+                    images_per_second: (progress.seen - seen_before) as f64
+                        / start.elapsed().as_secs_f64(),
                 });
             }
         }
-        let (l, k, n) = drain(ctx, &mut pending)?;
-        loss_sum += l;
-        correct += k;
-        seen += n;
+        progress.add(drain(ctx, &mut pending, epoch, steps)?);
         Ok(EpochOutcome {
-            loss: loss_sum / seen.max(1) as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-            images_per_second: seen as f64 / start.elapsed().as_secs_f64(),
+            loss: progress.loss(),
+            accuracy: progress.accuracy(),
+            images_per_second: (progress.seen - seen_before) as f64 / start.elapsed().as_secs_f64(),
             interrupted,
+            progress,
         })
     }
+}
+
+/// What [`evaluate`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    pub top1: f64,
+    pub top5: f64,
+    /// Samples whose logits hold a NaN (counted as wrong).
+    pub nan_predictions: usize,
+    pub samples: usize,
+}
+
+/// Whether the logits `row` rank class `label` first and among the first five: a class
+/// ranks below each strictly larger logit; a row with a NaN is wrong.
+fn top1_top5(row: &[f32], label: usize) -> Result<(bool, bool)> {
+    let target = *row.get(label).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "label {label} is outside the model's {} classes",
+            row.len()
+        ))
+    })?;
+    if row.iter().any(|v| v.is_nan()) {
+        return Ok((false, false));
+    }
+    let better = row.iter().filter(|&&v| v > target).count();
+    Ok((better == 0, better < 5))
 }
 
 /// Top-1 and top-5 accuracy of `model` on every batch of `loader`.
@@ -229,23 +310,52 @@ pub fn evaluate(
     model: &mut dyn Classifier,
     store: &mut ParamStore,
     loader: &BatchLoader,
-) -> Result<(f64, f64)> {
-    let (mut top1, mut top5, mut seen) = (0usize, 0usize, 0usize);
+) -> Result<Evaluation> {
+    let (mut top1, mut top5, mut nan, mut seen) = (0usize, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0).iter() {
         let (images, _) = upload_batch(ctx, &batch, &loader.data)?;
         let logits = combine_heads(ctx, &model.forward(ctx, store, &images, false)?)?;
         let classes = logits.shape()[1];
         let values = ctx.download_f32(&logits)?;
         for (row, &label) in values.chunks(classes).zip(&batch.labels) {
-            let target = row[label as usize];
-            let better = row.iter().filter(|&&v| v > target).count();
-            top1 += (better == 0) as usize;
-            top5 += (better < 5) as usize;
+            let (first, five) = top1_top5(row, label as usize)?;
+            top1 += first as usize;
+            top5 += five as usize;
+            nan += row.iter().any(|v| v.is_nan()) as usize;
         }
         seen += batch.len();
     }
-    Ok((
-        top1 as f64 / seen.max(1) as f64,
-        top5 as f64 / seen.max(1) as f64,
-    ))
+    Ok(Evaluation {
+        top1: top1 as f64 / seen.max(1) as f64,
+        top5: top5 as f64 / seen.max(1) as f64,
+        nan_predictions: nan,
+        samples: seen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top1_top5;
+
+    #[test]
+    fn a_nan_prediction_is_wrong() {
+        assert_eq!(top1_top5(&[0.1, 0.9, 0.3], 1).unwrap(), (true, true));
+        assert_eq!(top1_top5(&[0.1, 0.9, 0.3], 0).unwrap(), (false, true));
+        // `v > NaN` is false for every v: without the check these would score.
+        assert_eq!(top1_top5(&[f32::NAN; 3], 1).unwrap(), (false, false));
+        assert_eq!(top1_top5(&[0.1, f32::NAN, 0.3], 2).unwrap(), (false, false));
+        assert_eq!(
+            top1_top5(&[0.1, f32::INFINITY, 0.3], 1).unwrap(),
+            (true, true)
+        );
+    }
+
+    #[test]
+    fn a_label_outside_the_logits_is_an_error() {
+        let e = top1_top5(&[0.1, 0.9], 7).unwrap_err().to_string();
+        assert!(
+            e.contains("label 7 is outside the model's 2 classes"),
+            "{e}"
+        );
+    }
 }

@@ -2,6 +2,8 @@
 //! that name the failing index with both values.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::sync::OnceLock;
 
 use bitspike::GpuContext;

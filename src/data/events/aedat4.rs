@@ -6,11 +6,11 @@
 //! bool on). Other streams (frames, IMU, triggers) are skipped. The flatbuffers are read
 //! by hand: only these few fields are needed.
 
-use std::io::Read;
 use std::path::Path;
 
-use super::{corrupt, Events};
+use super::{check_count, corrupt, Events, MAX_BYTES};
 use crate::error::Result;
+use crate::input::read_capped;
 
 const MAGIC: &[u8] = b"#!AER-DAT4.0\r\n";
 const EVENT_BYTES: usize = 16;
@@ -158,7 +158,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
         sensor: sensor(&info),
         ..Events::default()
     };
-    let mut payload = Vec::new();
+    let mut payload;
+    // What the packets may still decompress to: a bomb stops at the cap.
+    let mut budget = MAX_BYTES;
     while pos < end {
         if end - pos < 8 {
             return Err(corrupt(path, pos, "truncated packet header"));
@@ -183,12 +185,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
         let data: &[u8] = match compression {
             Compression::None => raw,
             Compression::Lz4 => {
-                payload.clear();
-                lz4_flex::frame::FrameDecoder::new(raw)
-                    .read_to_end(&mut payload)
-                    .map_err(|e| {
+                payload =
+                    read_capped(lz4_flex::frame::FrameDecoder::new(raw), budget).map_err(|e| {
                         corrupt(path, body, format!("LZ4 packet does not decompress: {e}"))
                     })?;
+                budget -= payload.len() as u64;
                 &payload
             }
         };
@@ -224,6 +225,7 @@ fn read_packet(path: &Path, at: usize, data: &[u8], ev: &mut Events) -> Result<(
         .buf
         .get(first..first + n.saturating_mul(EVENT_BYTES))
         .ok_or_else(|| corrupt(path, at, format!("event vector of {n} events out of range")))?;
+    check_count(path, at, ev.len() + n)?;
     ev.x.reserve(n);
     ev.y.reserve(n);
     ev.t.reserve(n);

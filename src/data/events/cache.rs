@@ -70,7 +70,7 @@ const HEADER: usize = 8 + 5 * 8;
 /// The cached frames of `samples` samples with `time_steps` frames and the settings they
 /// were binned with, if the file is there and whole.
 pub fn load(path: &Path, samples: usize, time_steps: usize) -> Option<(Vec<u8>, FrameSettings)> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = crate::input::read_file(path, u64::MAX, "frame cache").ok()?;
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return None;
     }

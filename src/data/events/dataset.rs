@@ -129,8 +129,17 @@ fn split_folders(dir: &Path) -> Result<Option<Listing>> {
 }
 
 /// `<id> <label>` lines (`#` lines are comments), resolved to files in `samples`.
+/// The largest label list read (about a million lines).
+const MAX_LIST_BYTES: u64 = 64 << 20;
+
 fn read_list(list: &Path, samples: &Path) -> Result<Vec<(PathBuf, u32)>> {
-    let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
+    let bytes = crate::input::read_file(list, MAX_LIST_BYTES, "label list")?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Error::data(
+            list,
+            "is not UTF-8 text: a label list has lines 'name label'",
+        )
+    })?;
     let files: Vec<PathBuf> = sorted_entries(samples)?
         .into_iter()
         .filter(|p| is_event_file(p))
@@ -166,6 +175,18 @@ fn read_list(list: &Path, samples: &Path) -> Result<Vec<(PathBuf, u32)>> {
                 format!("line {}: label '{label}' is not a number", n + 1),
             )
         })?;
+        // Bounded before the class list is built from the largest label.
+        let classes = crate::nn::limits::CLASSES;
+        if label as usize >= *classes.end() {
+            return Err(Error::data(
+                list,
+                format!(
+                    "line {}: label {label} is over the largest class index {}",
+                    n + 1,
+                    classes.end() - 1
+                ),
+            ));
+        }
         let stem = Path::new(id)
             .file_stem()
             .unwrap_or_default()

@@ -66,12 +66,15 @@ impl FrameSettings {
 /// The frame of each event, by the rules above.
 fn frame_of(events: &Events, split_by: SplitBy, t_steps: usize) -> impl Fn(usize) -> usize + '_ {
     let n = events.len();
-    let t0 = events.t.first().copied().unwrap_or(0);
-    let dt = (events.t.last().copied().unwrap_or(0) - t0) / t_steps as i64;
+    // In i128: a recording's timestamps may span more than i64 holds.
+    let t0 = events.t.first().copied().unwrap_or(0) as i128;
+    let dt = (events.t.last().copied().unwrap_or(0) as i128 - t0) / t_steps as i128;
     let di = n / t_steps;
     move |i| {
         let f = match split_by {
-            SplitBy::Time if dt > 0 => ((events.t[i] - t0) / dt) as usize,
+            SplitBy::Time if dt > 0 => {
+                ((events.t[i] as i128 - t0) / dt).min(t_steps as i128) as usize
+            }
             SplitBy::Number if di > 0 => i / di,
             _ => t_steps - 1,
         };

@@ -85,10 +85,30 @@ pub fn is_event_file(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// The most bytes of event data one recording may hold: the file's size, and what its
+/// compressed packets or members (AEDAT 4 LZ4, .npz deflate) decompress to in all.
+pub const MAX_BYTES: u64 = 1 << 30;
+
+/// The most events one recording may hold where a reader's memory grows faster than the
+/// file (numpy columns of small types, compressed AEDAT 4 packets): 33.5 million.
+pub const MAX_EVENTS: usize = 1 << 25;
+
+/// An error unless `n` events fit under [`MAX_EVENTS`].
+pub(crate) fn check_count(path: &Path, offset: usize, n: usize) -> Result<()> {
+    if n > MAX_EVENTS {
+        return Err(corrupt(
+            path,
+            offset,
+            format!("{n} events, more than the {MAX_EVENTS} a recording may hold"),
+        ));
+    }
+    Ok(())
+}
+
 /// Read an event file, recognising its format by its first bytes (AEDAT, numpy, zip) or
 /// else its extension (`.bin`/`.bs2`: N-MNIST / N-Caltech101 5-byte events).
 pub fn read(path: &Path) -> Result<Events> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read_file(path, MAX_BYTES, "event recording")?;
     parse(path, &bytes)
 }
 

@@ -4,11 +4,11 @@
 //! - `.npz` (a zip of `.npy` members): SpikingJelly's layout of one 1-D array per field
 //!   (`x.npy`, `y.npy`, `t.npy`, `p.npy`), or a single structured array member.
 
-use std::io::Read;
 use std::path::Path;
 
-use super::{corrupt, Events};
+use super::{check_count, corrupt, Events, MAX_BYTES};
 use crate::error::{Error, Result};
+use crate::input::{mib, read_capped};
 
 pub const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -36,7 +36,7 @@ impl Scalar {
                 big_endian,
             });
         }
-        let bytes: usize = rest[1..].parse().ok()?;
+        let bytes: usize = rest[kind.len_utf8()..].parse().ok()?;
         matches!(
             (kind, bytes),
             ('i' | 'u', 1 | 2 | 4 | 8) | ('f', 4 | 8) | ('b', 1)
@@ -102,7 +102,8 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
         return Err(bad("Fortran order is not supported"));
     }
     let shape_text = value_of("shape").ok_or_else(|| bad("no shape"))?;
-    let shape_text = &shape_text[1..shape_text.find(')').ok_or_else(|| bad("shape"))?];
+    let shape_text = shape_text.strip_prefix('(').ok_or_else(|| bad("shape"))?;
+    let shape_text = &shape_text[..shape_text.find(')').ok_or_else(|| bad("shape"))?];
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)
@@ -112,9 +113,9 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
         .map_err(|_| bad("shape"))?;
     let descr = value_of("descr").ok_or_else(|| bad("no descr"))?;
     let mut fields = Vec::new();
-    let record = if descr.starts_with('[') {
+    let record = if let Some(list) = descr.strip_prefix('[') {
         // [('x', '<i8'), ('y', '<i8'), ...]
-        let list = &descr[1..descr.find(']').ok_or_else(|| bad("descr"))?];
+        let list = &list[..list.find(']').ok_or_else(|| bad("descr"))?];
         let mut offset = 0;
         for item in list
             .split(')')
@@ -134,16 +135,22 @@ fn parse_header<'a>(path: &Path, bytes: &'a [u8]) -> Result<Npy<'a>> {
             fields.push((name.to_string(), s, offset));
             offset += s.bytes;
         }
+        if fields.is_empty() {
+            return Err(bad("a structured type without fields"));
+        }
         offset
     } else {
-        let end = descr[1..].find('\'').ok_or_else(|| bad("descr"))? + 1;
-        let s = Scalar::parse(&descr[1..end]).ok_or_else(|| bad("dtype"))?;
+        let quoted = descr.strip_prefix('\'').ok_or_else(|| bad("descr"))?;
+        let end = quoted.find('\'').ok_or_else(|| bad("descr"))?;
+        let s = Scalar::parse(&quoted[..end]).ok_or_else(|| bad("dtype"))?;
         fields.push((String::new(), s, 0));
         s.bytes
     };
     let data_offset = start + len;
-    let count: usize = shape.iter().product();
-    let need = count.saturating_mul(record);
+    let need = shape
+        .iter()
+        .try_fold(record, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad("an array of more bytes than memory has"))?;
     let data = bytes.get(data_offset..).unwrap_or_default();
     if data.len() < need {
         return Err(corrupt(
@@ -198,6 +205,7 @@ fn build(path: &Path, columns: [Vec<i64>; 4], offset: usize) -> Result<Events> {
 fn columns(path: &Path, npy: &Npy) -> Result<[Vec<i64>; 4]> {
     let names = ["x", "y", "t", "p"];
     if npy.fields.len() > 1 {
+        check_count(path, npy.data_offset, npy.data.len() / npy.record)?;
         let mut out: [Vec<i64>; 4] = Default::default();
         for (col, name) in out.iter_mut().zip(names) {
             let Some((_, s, off)) = npy.fields.iter().find(|(n, ..)| {
@@ -218,7 +226,8 @@ fn columns(path: &Path, npy: &Npy) -> Result<[Vec<i64>; 4]> {
     }
     let s = npy.fields[0].1;
     match npy.shape[..] {
-        [_, 4] => {
+        [n, 4] => {
+            check_count(path, npy.data_offset, n)?;
             let mut out: [Vec<i64>; 4] = Default::default();
             for (i, v) in npy.data.chunks_exact(s.bytes).enumerate() {
                 out[i % 4].push(s.read(v));
@@ -252,6 +261,7 @@ fn vector(path: &Path, npy: &Npy) -> Result<Vec<i64>> {
             format!("expected a 1-D array, got shape {:?}", npy.shape),
         ));
     }
+    check_count(path, npy.data_offset, npy.shape[0])?;
     let s = npy.fields[0].1;
     Ok(npy.data.chunks_exact(s.bytes).map(|v| s.read(v)).collect())
 }
@@ -260,20 +270,34 @@ pub fn parse_npz_events(path: &Path, bytes: &[u8]) -> Result<Events> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| corrupt(path, 0, format!("not a readable .npz (zip) archive: {e}")))?;
     let mut members = Vec::new();
+    let mut budget = MAX_BYTES;
     for i in 0..zip.len() {
         let mut f = zip
             .by_index(i)
             .map_err(|e| corrupt(path, 0, format!("zip member {i}: {e}")))?;
         let name = f.name().trim_end_matches(".npy").to_string();
         let offset = f.data_start().unwrap_or(0) as usize;
-        let mut buf = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut buf).map_err(|e| {
+        let size = f.size();
+        if size > budget {
+            return Err(corrupt(
+                path,
+                offset,
+                format!(
+                    "member '{name}' says it holds {size} bytes: past the {} of event data \
+                     a recording may hold",
+                    mib(MAX_BYTES)
+                ),
+            ));
+        }
+        // No further than the size the archive gives: a bomb stops there.
+        let buf = read_capped(&mut f, size).map_err(|e| {
             corrupt(
                 path,
                 offset,
                 format!("member '{name}' does not decompress: {e}"),
             )
         })?;
+        budget -= buf.len() as u64;
         members.push((name, buf, offset));
     }
     let member_path = |name: &str| path.join(format!("{name}.npy"));
