@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bitspike::data::events::{self, Events, FrameSettings, SplitBy};
-use bitspike::data::{cifar, folder, idx, ImageDataset, Normalization};
+use bitspike::data::{cifar, folder, idx, Normalization};
 use bitspike::nn::StateDict;
 
 /// Run `read` on every file of the target's folder; the number of files.
@@ -81,15 +81,7 @@ fn idx() {
 fn cifar() {
     replay("cifar", |path, bytes| {
         for label_bytes in [1, 2] {
-            let mut out = ImageDataset {
-                images: Vec::new(),
-                labels: Vec::new(),
-                channels: 3,
-                height: 32,
-                width: 32,
-                time_steps: 1,
-                classes: Vec::new(),
-            };
+            let mut out = cifar::empty_split(Vec::new());
             if cifar::parse_records(path, bytes, label_bytes, &mut out).is_ok() {
                 assert_eq!(out.images.len(), out.len() * out.image_len());
             }

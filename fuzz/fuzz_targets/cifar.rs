@@ -5,19 +5,11 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 
-use bitspike::data::{cifar, ImageDataset};
+use bitspike::data::cifar;
 
 fuzz_target!(|data: &[u8]| {
     for label_bytes in [1, 2] {
-        let mut out = ImageDataset {
-            images: Vec::new(),
-            labels: Vec::new(),
-            channels: 3,
-            height: 32,
-            width: 32,
-            time_steps: 1,
-            classes: Vec::new(),
-        };
+        let mut out = cifar::empty_split(Vec::new());
         if cifar::parse_records(Path::new("fuzz-input.bin"), data, label_bytes, &mut out).is_ok() {
             assert_eq!(out.images.len(), out.len() * out.image_len());
         }

@@ -68,9 +68,6 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     if !cfg.is_cnn() {
         anyhow::bail!("prune works on the spiking CNN presets, not {:?}", cfg.arch);
     }
-    if args.batches == 0 || args.batch_size == 0 {
-        anyhow::bail!("--batches and --batch-size must be positive");
-    }
     let ctx = args.gpu.open()?;
     ctx.check_run(
         &cfg,

@@ -67,7 +67,9 @@ pub fn parse_records(
     Ok(())
 }
 
-fn empty(classes: Vec<String>) -> ImageDataset {
+/// A split of 32 x 32 RGB images with these class names and no samples yet, for
+/// [`parse_records`] to fill.
+pub fn empty_split(classes: Vec<String>) -> ImageDataset {
     ImageDataset {
         images: Vec::new(),
         labels: Vec::new(),
@@ -93,7 +95,7 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
             .collect();
         if !batches.is_empty() {
             let names: Vec<String> = CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect();
-            let (mut train, mut test) = (empty(names.clone()), empty(names));
+            let (mut train, mut test) = (empty_split(names.clone()), empty_split(names));
             read_records(&batches, 1, &mut train)?;
             read_records(&[d.join("test_batch.bin")], 1, &mut test)?;
             return Ok(Some(Splits {
@@ -105,7 +107,7 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
         }
         if d.join("train.bin").is_file() && d.join("test.bin").is_file() {
             let names: Vec<String> = (0..100).map(|c| c.to_string()).collect();
-            let (mut train, mut test) = (empty(names.clone()), empty(names));
+            let (mut train, mut test) = (empty_split(names.clone()), empty_split(names));
             read_records(&[d.join("train.bin")], 2, &mut train)?;
             read_records(&[d.join("test.bin")], 2, &mut test)?;
             return Ok(Some(Splits {
