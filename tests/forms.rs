@@ -5,7 +5,6 @@
 
 mod common;
 
-use bitspike::nn::params::{SSA_BIN_DELTA, SSA_BIN_SHIFT};
 use bitspike::nn::{
     init_state, param_counts, param_specs, AttentionForm, Classifier, Model, ModelConfig,
     ParamRole, ParamStore, WeightMode,
@@ -29,7 +28,7 @@ const MODES: [WeightMode; 2] = [WeightMode::Float, WeightMode::Binary];
 fn config(preset: &str, form: AttentionForm, mode: WeightMode) -> ModelConfig {
     let mut cfg = ModelConfig::preset(preset).unwrap();
     cfg.image_size = 16;
-    cfg.attention = form;
+    cfg.transformer_mut().unwrap().attention = form;
     cfg.weights = mode;
     cfg
 }
@@ -45,7 +44,7 @@ fn upload(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -> Tenso
 }
 
 fn is_spikformer(cfg: &ModelConfig) -> bool {
-    cfg.arch == bitspike::nn::Arch::Spikformer
+    cfg.kind() == bitspike::nn::Arch::Spikformer
 }
 
 /// The reference's heads, concatenated (Spikformer: its one head).
@@ -89,11 +88,11 @@ fn every_combination_has_its_parameters() {
                 };
                 let what = format!("{preset} {form:?} {mode:?}");
                 assert_eq!(has("lambda_attn"), form == AttentionForm::Binary, "{what}");
-                assert_eq!(has(SSA_BIN_DELTA), form == AttentionForm::SsaBin, "{what}");
-                assert_eq!(has(SSA_BIN_SHIFT), form == AttentionForm::SsaBin, "{what}");
+                assert_eq!(has("attn_delta"), form == AttentionForm::SsaBin, "{what}");
+                assert_eq!(has("attn_shift"), form == AttentionForm::SsaBin, "{what}");
                 let buffers = specs.iter().filter(|s| s.role == ParamRole::Buffer).count();
                 let want = if form == AttentionForm::SsaBin {
-                    2 * cfg.depth
+                    2 * cfg.transformer().unwrap().depth
                 } else {
                     0
                 };
@@ -201,7 +200,8 @@ fn check_grads(
 fn gradient_check(cfg: &ModelConfig, seed: u64) {
     let ctx = ctx();
     let batch = 2;
-    let what = format!("{:?} {:?} {:?}", cfg.arch, cfg.attention, cfg.weights);
+    let attention = cfg.transformer().unwrap().attention;
+    let what = format!("{:?} {attention:?} {:?}", cfg.kind(), cfg.weights);
     let sd = init_state(cfg, seed);
     let mut store = ParamStore::new(ctx, cfg, &sd).unwrap();
     let mut model = Model::new(cfg, batch).unwrap();
@@ -237,11 +237,13 @@ fn gradient_check(cfg: &ModelConfig, seed: u64) {
         tok.to_string(),
         "head.weight".to_string(),
     ];
-    if cfg.attention == AttentionForm::Binary {
+    if attention == AttentionForm::Binary {
         names.push("block.1.attn.lambda_attn".into());
     }
     for name in names {
-        let g = ctx.download_f32(&store.grad(ctx, &name).unwrap()).unwrap();
+        let g = ctx
+            .download_f32(&store.grad(store.id(&name).unwrap()).unwrap())
+            .unwrap();
         assert!(
             g.iter().any(|v| *v != 0.0),
             "{what}: {name}: gradient all zero"
@@ -342,8 +344,8 @@ fn train_smoke(cfg: &ModelConfig, lr: f32) {
     assert!(
         last < 0.7 * first,
         "{:?} {:?} {:?}: loss {losses:?}",
-        cfg.arch,
-        cfg.attention,
+        cfg.kind(),
+        cfg.transformer().unwrap().attention,
         cfg.weights
     );
 }
@@ -391,8 +393,8 @@ fn ssa_bin_statistics_are_checkpoint_state() {
         let mut model = Model::new(&cfg, batch).unwrap();
         let xt = upload(ctx, &cfg, &images(&cfg, batch, 62), batch);
         let names = [
-            format!("block.1.attn.{SSA_BIN_DELTA}"),
-            format!("block.1.attn.{SSA_BIN_SHIFT}"),
+            "block.1.attn.attn_delta".to_string(),
+            "block.1.attn.attn_shift".to_string(),
         ];
         let heads = model.forward(ctx, &mut store, &xt, true).unwrap();
         let trained = store.to_state_dict(ctx).unwrap();
@@ -447,7 +449,7 @@ fn patch_16_forms_match_the_cpu_reference() {
     for (preset, form, mode) in cases {
         let mut cfg = config(preset, form, mode);
         cfg.image_size = 32;
-        cfg.patch_size = 16;
+        cfg.transformer_mut().unwrap().patch_size = 16;
         let sd = init_state(&cfg, 71);
         let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
         let mut model = Model::new(&cfg, batch).unwrap();

@@ -33,27 +33,31 @@ fn store_keeps_kernel_layouts_binary_weights_and_the_decay_split() {
     let sd = init_state(&cfg, 4);
     let store = ParamStore::new(ctx, &cfg, &sd).unwrap();
     let name = "patch_embed.block1_conv.weight";
-    let w = store.param(ctx, name).unwrap();
+    let w = store.param(store.id(name).unwrap()).unwrap();
     assert_eq!(w.shape(), &[16, 9 * 8]);
     let want = ops::conv_weight_from_torch(&sd.tensors[name].data, 16, 8).unwrap();
     assert_eq!(ctx.download_f32(&w).unwrap(), want);
     assert_eq!(
         store
-            .param(ctx, "block.0.attn.q_conv.weight")
+            .param(store.id("block.0.attn.q_conv.weight").unwrap())
             .unwrap()
             .shape(),
         &[64, 64]
     );
-    let b = store.binary("block.0.mlp.mlp1_conv.weight").unwrap();
+    let b = store
+        .binary(store.id("block.0.mlp.mlp1_conv.weight").unwrap())
+        .unwrap();
     assert_eq!(b.bits.shape(), &[256, 64]);
     assert!(
-        store.binary("patch_embed.block0_conv.weight").is_err(),
+        store
+            .binary(store.id("patch_embed.block0_conv.weight").unwrap())
+            .is_none(),
         "the first conv stays float"
     );
     // Decayed tensors (matrices) come first; biases and BN parameters after decay_end.
     let all = ctx.download_f32(&store.params).unwrap();
     assert!(store.decay_end < all.len());
-    let head_bias = store.param(ctx, "head.bias").unwrap();
+    let head_bias = store.param(store.id("head.bias").unwrap()).unwrap();
     assert!(head_bias.offset_bytes() / 4 >= store.decay_end as u64);
     assert!((w.offset_bytes() / 4) < store.decay_end as u64);
 }
@@ -67,14 +71,14 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
     let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 5)).unwrap();
     let name = "block.0.attn.q_conv.weight";
     let bits_before: Vec<u32> = ctx
-        .download_words(&store.binary(name).unwrap().bits)
+        .download_words(&store.binary(store.id(name).unwrap()).unwrap().bits)
         .unwrap();
     // A gradient that pushes every weight of the layer the same way flips signs.
-    let g = store.grad(ctx, name).unwrap();
+    let g = store.grad(store.id(name).unwrap()).unwrap();
     ctx.write_words(&g, &vec![1.0f32; g.len()]).unwrap();
     let mut opt = Optimizer::new(ctx, &store, AdamW::default()).unwrap();
     for _ in 0..3 {
-        let g = store.grad(ctx, name).unwrap();
+        let g = store.grad(store.id(name).unwrap()).unwrap();
         ctx.write_words(
             &g,
             &(0..g.len())
@@ -85,7 +89,7 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
         opt.step(ctx, &mut store, 0.5).unwrap();
     }
     let bits_after: Vec<u32> = ctx
-        .download_words(&store.binary(name).unwrap().bits)
+        .download_words(&store.binary(store.id(name).unwrap()).unwrap().bits)
         .unwrap();
     assert_ne!(
         bits_before, bits_after,
@@ -134,7 +138,8 @@ fn upload_images(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -
 
 /// Index `i` of a store gradient.
 fn grad_at(ctx: &GpuContext, store: &ParamStore, name: &str) -> Vec<f32> {
-    ctx.download_f32(&store.grad(ctx, name).unwrap()).unwrap()
+    ctx.download_f32(&store.grad(store.id(name).unwrap()).unwrap())
+        .unwrap()
 }
 
 /// `sum logits * r` of a reference forward.
@@ -474,7 +479,7 @@ fn bestformer_rebuilds_every_block_input_bit_for_bit() {
         if mode == Reversible::Store {
             let stored = model.stored_block_inputs().unwrap();
             let rebuilt = model.rebuild_block_inputs(ctx, &store).unwrap();
-            assert_eq!(rebuilt.len(), cfg.depth);
+            assert_eq!(rebuilt.len(), cfg.transformer().unwrap().depth);
             let words = |t: &Tensor| ctx.download_words::<i64>(t).unwrap();
             for (blk, ((s0, s1), (r0, r1))) in stored.iter().zip(&rebuilt).enumerate() {
                 assert_exact(&format!("block {blk} x1"), &words(r1), &words(s1));
@@ -511,9 +516,9 @@ fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
     let mut rows = Vec::new();
     for depth in [2, 4, 8] {
         let mut sc = small("spikformer-2-64");
-        sc.depth = depth;
+        sc.transformer_mut().unwrap().depth = depth;
         let mut bc = small("bestformer-2-64");
-        bc.depth = depth;
+        bc.transformer_mut().unwrap().depth = depth;
         let x = upload_images(ctx, &sc, &images(&sc, batch, 1), batch);
         let mut st = ParamStore::new(ctx, &sc, &init_state(&sc, 1)).unwrap();
         let mut sm = Spikformer::new(&sc, batch).unwrap();
@@ -536,7 +541,8 @@ fn activation_memory_is_flat_in_depth_for_the_reversible_model() {
         rows.push(bytes);
     }
     // One parity row of 64 bits (4 words) per token per coupling; two couplings a block.
-    let tokens = 4 * batch * small("bestformer-2-64").tokens();
+    let cfg = small("bestformer-2-64");
+    let tokens = 4 * batch * cfg.transformer().unwrap().tokens(cfg.image_size);
     let parity_per_block = 2 * tokens as u64 * 16;
     assert!(
         rows[0][0] < rows[1][0] && rows[1][0] < rows[2][0],
@@ -616,7 +622,7 @@ fn patch_16_models_match_the_cpu_reference() {
     for preset in ["spikformer-2-64", "bestformer-2-64"] {
         let mut cfg = small(preset);
         cfg.image_size = 32;
-        cfg.patch_size = 16;
+        cfg.transformer_mut().unwrap().patch_size = 16;
         let sd = init_state(&cfg, 16);
         let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
         let x = images(&cfg, batch, 17);
@@ -891,7 +897,7 @@ fn qsnn_trains_on_the_logits_of_every_time_step() {
 fn rate_regularizer_reports_every_layer_rate() {
     let cfg = cnn("spiking-resnet-small", WeightMode::Qsnn);
     let rates = cnn_train_smoke(&cfg, 5e-3);
-    assert_eq!(rates.len(), cfg.channels.len());
+    assert_eq!(rates.len(), cfg.cnn().unwrap().channels.len());
     assert!(rates.iter().all(|r| (0.0..=1.0).contains(r)), "{rates:?}");
 }
 
@@ -906,18 +912,32 @@ fn cnn_weight_modes_store_planes_signs_and_scales() {
         "features.1.conv.weight",
         "head.weight",
     ] {
-        let q = store.quant(name).expect("every layer is b-bit");
+        let q = store
+            .quant(store.id(name).unwrap())
+            .expect("every layer is b-bit");
         assert_eq!(q.bits, 3, "{name}");
         assert_eq!(q.planes.shape()[0], 3 * q.q.shape()[0]);
     }
     let cfg = cnn("spiking-resnet-small", WeightMode::Qsnn);
     let store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 5)).unwrap();
-    assert_eq!(store.quant("stem.conv.weight").unwrap().bits, 8);
-    assert_eq!(store.quant("head.weight").unwrap().bits, 8);
+    assert_eq!(
+        store
+            .quant(store.id("stem.conv.weight").unwrap())
+            .unwrap()
+            .bits,
+        8
+    );
+    assert_eq!(
+        store.quant(store.id("head.weight").unwrap()).unwrap().bits,
+        8
+    );
     let inner = "blocks.1.conv1.weight";
-    assert!(store.binary(inner).is_ok() && store.quant(inner).is_none());
+    assert!(
+        store.binary(store.id(inner).unwrap()).is_some()
+            && store.quant(store.id(inner).unwrap()).is_none()
+    );
     let scale = ctx
-        .download_f32(store.binary_scale(inner).unwrap())
+        .download_f32(store.binary_scale(store.id(inner).unwrap()).unwrap())
         .unwrap();
     assert!(scale.iter().all(|s| s.log2().fract() == 0.0), "{scale:?}");
     let sizes = bitspike::nn::param_counts(&cfg);
@@ -979,17 +999,18 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
         // Scores that rank each layer's kernels by a pseudo-random order.
         let scores: Vec<Vec<f64>> = layers
             .iter()
-            .map(|(_, l, _)| {
+            .map(|l| {
                 (0..l.c_out)
                     .map(|k| ((k * 7 + 3) % l.c_out) as f64)
                     .collect()
             })
             .collect();
         let (pcfg, psd) = prune_state(&cfg, &sd, &scores, 0.5).unwrap();
-        for ((i, layer, consumer), s) in layers.iter().zip(&scores) {
+        for (layer, s) in layers.iter().zip(&scores) {
+            let (i, consumer) = (layer.index, &layer.consumer);
             let keep = kept_kernels(s, 0.5);
             assert_eq!(keep.len(), layer.c_out - layer.c_out / 2, "{preset} {i}");
-            assert_eq!(pcfg.channels[*i], keep.len());
+            assert_eq!(pcfg.cnn().unwrap().channels[i], keep.len());
             // Every removed kernel scores below every kept one.
             let min_kept = keep.iter().map(|&k| s[k]).fold(f64::MAX, f64::min);
             for k in (0..layer.c_out).filter(|k| !keep.contains(k)) {
@@ -1000,7 +1021,7 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
             let inputs: Vec<usize> = layers
                 .iter()
                 .zip(&scores)
-                .find(|((_, _, c), _)| c == &layer.conv)
+                .find(|(l, _)| l.consumer == layer.conv)
                 .map_or((0..layer.c_in).collect(), |(_, s)| kept_kernels(s, 0.5));
             let per = w0.data.len() / layer.c_out;
             let mut r1 = w1.data.chunks(inputs.len() * 9);
@@ -1011,8 +1032,8 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
                     .collect();
                 assert_eq!(r1.next().unwrap(), &want[..], "{}: kernel {k}", layer.conv);
             }
-            let bn = format!("{}.running_var", layer.bn);
-            assert_eq!(psd.tensors[&bn].shape, vec![keep.len()]);
+            let bn = &layer.bn[3]; // running_var
+            assert_eq!(psd.tensors[bn].shape, vec![keep.len()]);
             let (n0, n1) = (&sd.tensors[consumer], &psd.tensors[consumer]);
             assert_eq!(n1.shape[1], keep.len(), "{consumer}");
             let inner: usize = n0.shape[2..].iter().product();
@@ -1020,7 +1041,7 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
             let row = layers
                 .iter()
                 .zip(&scores)
-                .find(|((_, l, _), _)| &l.conv == consumer)
+                .find(|(l, _)| &l.conv == consumer)
                 .map_or(0, |(_, s)| kept_kernels(s, 0.5)[0]);
             let (cols0, cols1) = (n0.shape[1] * inner, n1.shape[1] * inner);
             for (col, &k) in keep.iter().enumerate() {
@@ -1037,7 +1058,7 @@ fn pruning_removes_exactly_the_lowest_ranked_kernels_and_the_model_runs() {
         let mut store = ParamStore::new(ctx, &pcfg, &psd).unwrap();
         let x = upload_images(ctx, &pcfg, &images(&pcfg, 3, 10), 3);
         let got = prune::score_kernels(ctx, &pcfg, &mut store, std::slice::from_ref(&x)).unwrap();
-        for ((_, l, _), s) in prune::prunable(&pcfg).iter().zip(&got) {
+        for (l, s) in prune::prunable(&pcfg).iter().zip(&got) {
             assert_eq!(s.len(), l.c_out);
             assert!(s.iter().all(|v| (0.0..=16.0).contains(v)), "{s:?}");
         }

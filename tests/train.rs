@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bitspike::data::{self, Augment, BatchLoader};
 use bitspike::nn::checkpoint::{HostTensor, StateDict};
+use bitspike::nn::params::Init;
 use bitspike::nn::{Classifier, ModelConfig, ParamRole, ParamSpec, ParamStore};
 use bitspike::ops::optim::AdamW;
 use bitspike::ops::{linear, linear_backward};
@@ -34,8 +35,8 @@ impl Classifier for LinearProbe {
         let n = images.shape()[0];
         let x = images.reshape(&[n, 784])?;
         self.input = Some(x.clone());
-        let w = store.param(ctx, "probe.weight")?;
-        let b = store.param(ctx, "probe.bias")?;
+        let w = store.param(store.id("probe.weight").unwrap())?;
+        let b = store.param(store.id("probe.bias").unwrap())?;
         Ok(vec![linear(ctx, &x, &w, Some(&b))?])
     }
 
@@ -47,9 +48,9 @@ impl Classifier for LinearProbe {
     ) -> Result<()> {
         let x = self.input.as_ref().expect("forward ran");
         let (w, dw, db) = (
-            store.param(ctx, "probe.weight")?,
-            store.grad(ctx, "probe.weight")?,
-            store.grad(ctx, "probe.bias")?,
+            store.param(store.id("probe.weight").unwrap())?,
+            store.grad(store.id("probe.weight").unwrap())?,
+            store.grad(store.id("probe.bias").unwrap())?,
         );
         linear_backward(ctx, x, &w, &dlogits[0], &dw, Some(&db))?;
         Ok(())
@@ -79,6 +80,7 @@ fn probe_store(ctx: &GpuContext) -> ParamStore {
         role: ParamRole::Trainable,
         binary: false,
         quant_bits: 0,
+        init: Init::Constant(0.0),
     };
     let specs = vec![
         spec("probe.weight", vec![10, 784]),

@@ -439,7 +439,7 @@ fn bench_model(ctx: &GpuContext, args: &BenchArgs) -> anyhow::Result<()> {
                 ModelWorkload::new(ctx, preset, args.batch, ModelPass::TrainStep)?,
             ),
         ];
-        if works[0].1.config.arch == Arch::Bestformer {
+        if works[0].1.config.kind() == Arch::Bestformer {
             let mut store = ModelWorkload::new(ctx, preset, args.batch, ModelPass::TrainStep)?;
             store.set_reversible(Reversible::Store);
             works.push(("train_step_store", store));

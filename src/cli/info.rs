@@ -27,12 +27,12 @@ fn describe_model(cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
     }
     let m = |n: usize| format!("{:.2} M", n as f64 / 1e6);
     let mb = |b: usize| format!("{:.2} MB", b as f64 / 1e6);
-    if cfg.is_cnn() {
+    if let Some(cnn) = cfg.cnn() {
         println!(
             "{:?}: conv widths {:?}, max-pool after convs {:?}, T {}, {}x{}x{} input, {} classes",
-            cfg.arch,
-            cfg.channels,
-            cfg.pool_after,
+            cfg.kind(),
+            cnn.channels,
+            cnn.pool_after,
             cfg.time_steps,
             cfg.in_channels,
             cfg.image_size,
@@ -43,22 +43,22 @@ fn describe_model(cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
             "weights {:?} ({} bits when quantized)",
             cfg.weights, cfg.weight_bits
         );
-    } else {
+    } else if let Some(t) = cfg.transformer() {
         println!(
             "{:?}: {} blocks, D {}, {} heads, MLP {}, T {}, {}x{}x{} input, {} tokens, {} classes",
-            cfg.arch,
-            cfg.depth,
-            cfg.dim,
-            cfg.heads,
-            cfg.hidden(),
+            cfg.kind(),
+            t.depth,
+            t.dim,
+            t.heads,
+            t.hidden(),
             cfg.time_steps,
             cfg.in_channels,
             cfg.image_size,
             cfg.image_size,
-            cfg.tokens(),
+            t.tokens(cfg.image_size),
             cfg.classes
         );
-        println!("attention {:?}, weights {:?}", cfg.attention, cfg.weights);
+        println!("attention {:?}, weights {:?}", t.attention, cfg.weights);
     }
     println!(
         "parameters: {} total, {} binary, {} float ({} parameters)",

@@ -108,11 +108,18 @@ impl ModelArgs {
         if let Some(t) = self.time_steps {
             cfg.time_steps = t;
         }
-        if let Some(h) = self.heads {
-            cfg.heads = h;
-        }
-        if let Some(a) = self.attention {
-            cfg.attention = a;
+        if self.heads.is_some() || self.attention.is_some() {
+            let Some(t) = cfg.transformer_mut() else {
+                anyhow::bail!(
+                    "--heads and --attention apply to the transformer presets, not {name}"
+                );
+            };
+            if let Some(h) = self.heads {
+                t.heads = h;
+            }
+            if let Some(a) = self.attention {
+                t.attention = a;
+            }
         }
         if let Some(w) = self.weight_mode {
             cfg.weights = w;
@@ -166,7 +173,7 @@ impl EventArgs {
         stored: Option<&bitspike::data::events::FrameSettings>,
     ) -> anyhow::Result<bitspike::data::events::dataset::EventOptions> {
         use bitspike::data::events::{dataset::EventOptions, SplitBy};
-        use bitspike::nn::limits::{check_range, IMAGE_SIZE, TIME_STEPS};
+        use bitspike::nn::config::{check_range, IMAGE_SIZE, TIME_STEPS};
         check_range("time steps (frames per recording)", time_steps, &TIME_STEPS)?;
         let sensor = match &self.sensor {
             Some(s) => {

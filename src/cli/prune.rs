@@ -66,7 +66,10 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     })?;
     sd.check(&cfg, &args.checkpoint)?;
     if !cfg.is_cnn() {
-        anyhow::bail!("prune works on the spiking CNN presets, not {:?}", cfg.arch);
+        anyhow::bail!(
+            "prune works on the spiking CNN presets, not {:?}",
+            cfg.kind()
+        );
     }
     let ctx = args.gpu.open()?;
     ctx.check_run(
@@ -131,10 +134,10 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     let layers = bitspike::nn::prune::prunable(&cfg)
         .into_iter()
         .zip(&scores)
-        .map(|((i, l, _), s)| LayerReport {
+        .map(|(l, s)| LayerReport {
+            kept: new_cfg.cnn().map_or(0, |c| c.channels[l.index]),
             layer: l.conv,
             kernels: l.c_out,
-            kept: new_cfg.channels[i],
             mean_rank: s.iter().sum::<f64>() / s.len().max(1) as f64,
         })
         .collect();

@@ -125,8 +125,11 @@ fn pruned_widths(cfg: &mut ModelConfig, path: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     if let Some(saved) = StateDict::read(path)?.config(path)? {
-        if saved.arch == cfg.arch && saved.channels.len() == cfg.channels.len() {
-            cfg.channels = saved.channels;
+        let same_arch = saved.kind() == cfg.kind();
+        if let (Some(old), Some(new)) = (saved.cnn(), cfg.cnn_mut()) {
+            if same_arch && old.channels.len() == new.channels.len() {
+                new.channels = old.channels.clone();
+            }
         }
     }
     Ok(())

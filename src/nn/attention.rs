@@ -16,9 +16,9 @@
 //! `(Q K^T) V` (MODELS.md section 5: "then proj conv + BN"), and a binary proj then
 //! multiplies by its f32 signs.
 
-use super::config::{AttentionForm, ModelConfig};
+use super::config::{AttentionForm, ModelConfig, TransformerConfig};
 use super::layers::{self, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
-use super::params::{SSA_BIN_DELTA, SSA_BIN_SHIFT};
+use super::params::{AttnParams, UnitParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
@@ -29,17 +29,6 @@ use crate::ops::{self, LifConfig, LifOutputs};
 
 /// SSA's fixed scale.
 pub const SSA_SCALE: f32 = 0.125;
-
-/// How a family names and feeds its q/k/v layers.
-#[derive(Debug, Clone, Copy)]
-pub struct Branches {
-    /// `{prefix}.{q,k,v}{suffix}`: "_linear" (Spikformer) or "_conv" (BESTformer).
-    pub suffix: &'static str,
-    pub bias: bool,
-    /// Their input is spikes (BESTformer's LIF first) or real (Spikformer's residual
-    /// stream).
-    pub spike_input: bool,
-}
 
 /// A branch's neuron after its BN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,25 +112,27 @@ pub struct Attention {
     pub form: AttentionForm,
     heads: usize,
     t: usize,
-    branches: Branches,
+    /// The q/k/v layers' input is spikes (BESTformer's LIF first) or real (Spikformer's
+    /// residual stream).
+    spike_input: bool,
     lif: LifConfig,
     out_lif: LifConfig,
     binary: BinaryAttentionConfig,
 }
 
 impl Attention {
-    pub fn new(config: &ModelConfig, branches: Branches) -> Self {
+    pub fn new(config: &ModelConfig, t: &TransformerConfig, spike_input: bool) -> Self {
         // Large token counts (patch-16 models) build the binary map in the d x d order.
-        let order = if config.patch_size == 16 {
+        let order = if t.feature_order() {
             MapOrder::Features
         } else {
             MapOrder::Tokens
         };
         Self {
-            form: config.attention,
-            heads: config.heads,
+            form: t.attention,
+            heads: t.heads,
             t: config.time_steps,
-            branches,
+            spike_input,
             lif: LifConfig::default(),
             out_lif: LifConfig {
                 v_th: 0.5,
@@ -161,34 +152,39 @@ impl Attention {
         }
     }
 
-    fn weight(&self, prefix: &str, name: &str) -> Weight {
-        let w = Weight::linear(
-            &format!("{prefix}.{name}{}", self.branches.suffix),
-            self.branches.bias,
-        );
-        if self.branches.spike_input {
+    fn weight(&self, unit: &UnitParams) -> Weight {
+        let w = Weight::linear(unit.weight);
+        if self.spike_input {
             w
         } else {
             w.real_input()
         }
     }
 
-    /// SSA_Bin's running statistics of block `blk` (the store's buffers, shared: a
-    /// training forward updates them in place).
-    pub fn ssa_bin_state(&self, store: &ParamStore, blk: usize) -> Result<SsaBinState> {
-        let p = format!("block.{blk}.attn");
+    /// SSA_Bin's running statistics of a block (the store's buffers, shared: a training
+    /// forward updates them in place).
+    pub fn ssa_bin_state(&self, store: &ParamStore, p: &AttnParams) -> Result<SsaBinState> {
+        let stat = |i: usize| -> Result<Tensor> {
+            let id = p.form.stats.get(i).ok_or_else(|| {
+                crate::Error::InvalidArgument(format!("'{}' has no SSA_Bin statistics", p.name))
+            })?;
+            Ok(store.stat(*id)?.clone())
+        };
         Ok(SsaBinState {
-            delta: store.buffer(&format!("{p}.{SSA_BIN_DELTA}"))?.clone(),
-            mean: store.buffer(&format!("{p}.{SSA_BIN_SHIFT}"))?.clone(),
+            delta: stat(0)?,
+            mean: stat(1)?,
         })
     }
 
-    fn lambda(&self, ctx: &GpuContext, store: &ParamStore, p: &str, grad: bool) -> Result<Tensor> {
-        let name = format!("{p}.lambda_attn");
+    fn lambda(&self, store: &ParamStore, p: &AttnParams, grad: bool) -> Result<Tensor> {
+        let id =
+            *p.form.learned.first().ok_or_else(|| {
+                crate::Error::InvalidArgument(format!("'{}' has no lambda", p.name))
+            })?;
         let t = if grad {
-            store.grad(ctx, &name)?
+            store.grad(id)?
         } else {
-            store.param(ctx, &name)?
+            store.param(id)?
         };
         t.reshape(&[self.t, self.heads])
     }
@@ -207,7 +203,7 @@ impl Attention {
         }
     }
 
-    /// Block `blk`'s attention on `x [T, B, N, D]` (the q/k/v layers' input): proj's
+    /// A block's attention `p` on `x [T, B, N, D]` (the q/k/v layers' input): proj's
     /// input `[T, B, N, D]`, the attention LIF's spikes (A2OS2A: `(Q K^T) V` itself).
     /// SSA_Bin reads `frozen` statistics when given (a reversible block recomputed in
     /// backward), else the store's, which a [`Mode::Train`] forward updates.
@@ -215,18 +211,16 @@ impl Attention {
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
-        blk: usize,
+        p: &AttnParams,
         x: &Tensor,
         mode: Mode,
         frozen: Option<&SsaBinState>,
     ) -> Result<(Tensor, AttentionSaved)> {
-        let p = format!("block.{blk}.attn");
         let mut qkv = Vec::new();
         let mut saved = Vec::new();
-        for (name, neuron) in ["q", "k", "v"].into_iter().zip(self.neurons()) {
-            let w = self.weight(&p, name);
-            let bn = format!("{p}.{name}_bn");
-            let (z, unit) = unit_forward_with(ctx, store, &w, &bn, None, x, mode)?;
+        for (branch, neuron) in [&p.q, &p.k, &p.v].into_iter().zip(self.neurons()) {
+            let w = self.weight(branch);
+            let (z, unit) = unit_forward_with(ctx, store, &w, &branch.bn, None, x, mode)?;
             let (out, h) = match neuron {
                 Neuron::Lif => layers::lif_forward(ctx, &z, self.t, &self.lif)?,
                 Neuron::Relu => (ops::relu(ctx, &z)?, z),
@@ -248,7 +242,7 @@ impl Attention {
                 (y, CoreSaved::Ssa(s))
             }
             AttentionForm::Binary => {
-                let lambda = self.lambda(ctx, store, &p, false)?;
+                let lambda = self.lambda(store, p, false)?;
                 let (y, s) =
                     attention::binary_attention_forward(ctx, q, k, v, &lambda, &self.binary)?;
                 (y, CoreSaved::Binary(s))
@@ -256,7 +250,7 @@ impl Attention {
             AttentionForm::SsaBin => {
                 let state = match frozen {
                     Some(s) => s.clone(),
-                    None => self.ssa_bin_state(store, blk)?,
+                    None => self.ssa_bin_state(store, p)?,
                 };
                 let config = SsaBinConfig {
                     training: mode == Mode::Train && frozen.is_none(),
@@ -271,7 +265,7 @@ impl Attention {
             }
         };
         if let Some(log) = &store.energy {
-            self.record_products(ctx, log, &p, q, k, &core)?;
+            self.record_products(ctx, log, &p.name, q, k, &core)?;
         }
         let (ys, y_h) = if self.output_is_spikes() {
             let (ys, y_h) = layers::lif_forward(ctx, &y, self.t, &self.out_lif)?;
@@ -323,11 +317,10 @@ impl Attention {
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
-        blk: usize,
+        p: &AttnParams,
         a: &AttentionSaved,
         dys: &Tensor,
     ) -> Result<Tensor> {
-        let p = format!("block.{blk}.attn");
         let dys = ops::split_heads(ctx, dys, self.heads)?;
         let dy = match &a.y_h {
             Some(y_h) => layers::lif_backward(ctx, &dys, y_h, self.t, &self.out_lif)?,
@@ -340,7 +333,7 @@ impl Attention {
             }
             CoreSaved::Binary(s) => {
                 let g = attention::binary_attention_backward(ctx, &dy, s)?;
-                ops::axpy_into(ctx, &self.lambda(ctx, store, &p, true)?, &g.dlambda, 1.0)?;
+                ops::axpy_into(ctx, &self.lambda(store, p, true)?, &g.dlambda, 1.0)?;
                 (g.dq, g.dk, g.dv)
             }
             CoreSaved::SsaBin(s) => {
@@ -354,7 +347,7 @@ impl Attention {
         };
         let mut dx: Option<Tensor> = None;
         let branches = [(&a.q, dq), (&a.k, dk), (&a.v, dv)];
-        for ((name, neuron), (b, d)) in ["q", "k", "v"]
+        for ((branch, neuron), (b, d)) in [&p.q, &p.k, &p.v]
             .into_iter()
             .zip(self.neurons())
             .zip(branches)
@@ -375,9 +368,8 @@ impl Attention {
                     .reshape(ds.shape())?
                 }
             };
-            let w = self.weight(&p, name);
-            let bn = format!("{p}.{name}_bn");
-            let d = unit_backward(ctx, store, &w, &bn, None, &b.unit, &dz, true)?
+            let w = self.weight(branch);
+            let d = unit_backward(ctx, store, &w, &branch.bn, None, &b.unit, &dz, true)?
                 .expect("asked for dx");
             match &dx {
                 Some(acc) => ops::axpy_into(ctx, acc, &d, 1.0)?,

@@ -22,10 +22,11 @@
 //! the recomputed blocks see the same maps. [`Reversible::Store`] keeps every block's
 //! activations instead (same gradients, memory growing with depth).
 
-use super::attention::{Attention, AttentionSaved, Branches};
-use super::config::{Arch, AttentionForm, ModelConfig};
+use super::attention::{Attention, AttentionSaved};
+use super::classifier::Classifier;
+use super::config::{AttentionForm, ModelConfig, TransformerConfig};
 use super::layers::{self, bn_backward, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
-use super::params::param_specs;
+use super::params::{param_layout, BestformerParams, BnParams, WeightParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
@@ -126,7 +127,9 @@ struct Acts {
 /// BESTformer on the GPU for batch size `batch`.
 pub struct Bestformer {
     pub config: ModelConfig,
+    sizes: TransformerConfig,
     pub batch: usize,
+    params: BestformerParams,
     lif: LifConfig,
     attention: Attention,
     /// How training keeps the blocks' activations for backward.
@@ -139,27 +142,23 @@ pub struct Bestformer {
 impl Bestformer {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
-        if config.arch != Arch::Bestformer {
+        let layout = param_layout(config);
+        let (Some(params), Some(sizes)) = (layout.bestformer(), config.transformer()) else {
             return Err(Error::InvalidArgument(format!(
                 "a {:?} config is not a BESTformer",
-                config.arch
+                config.kind()
             )));
-        }
+        };
         if batch == 0 {
             return Err(Error::InvalidArgument("batch size must be positive".into()));
         }
         Ok(Self {
             config: config.clone(),
+            sizes: *sizes,
             batch,
+            params: params.clone(),
             lif: LifConfig::default(),
-            attention: Attention::new(
-                config,
-                Branches {
-                    suffix: "_conv",
-                    bias: false,
-                    spike_input: true,
-                },
-            ),
+            attention: Attention::new(config, sizes, true),
             reversible: Reversible::default(),
             acts: None,
             heads: None,
@@ -168,7 +167,12 @@ impl Bestformer {
 
     fn tokens(&self) -> [usize; 4] {
         let c = &self.config;
-        [c.time_steps, self.batch, c.tokens(), c.dim]
+        [
+            c.time_steps,
+            self.batch,
+            self.sizes.tokens(c.image_size),
+            self.sizes.dim,
+        ]
     }
 
     /// LIF -> weight -> BN.
@@ -177,7 +181,7 @@ impl Bestformer {
         ctx: &GpuContext,
         store: &ParamStore,
         weight: &Weight,
-        bn: &str,
+        bn: &BnParams,
         x: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, PreUnit)> {
@@ -191,7 +195,7 @@ impl Bestformer {
         ctx: &GpuContext,
         store: &ParamStore,
         weight: &Weight,
-        bn: &str,
+        bn: &BnParams,
         a: &PreUnit,
         dy: &Tensor,
     ) -> Result<Tensor> {
@@ -211,14 +215,11 @@ impl Bestformer {
         mode: Mode,
         frozen: Option<&SsaBinState>,
     ) -> Result<(Tensor, AttnActs)> {
-        let p = format!("block.{blk}.attn");
+        let p = &self.params.blocks[blk].attn;
         let (s, h) = layers::lif_forward(ctx, x, self.config.time_steps, &self.lif)?;
-        let (ys, attn) = self.attention.forward(ctx, store, blk, &s, mode, frozen)?;
-        let w = self
-            .attention
-            .proj(Weight::linear(&format!("{p}.proj_conv"), false));
-        let (out, proj) =
-            unit_forward_with(ctx, store, &w, &format!("{p}.proj_bn"), None, &ys, mode)?;
+        let (ys, attn) = self.attention.forward(ctx, store, p, &s, mode, frozen)?;
+        let w = self.attention.proj(Weight::linear(p.proj.weight));
+        let (out, proj) = unit_forward_with(ctx, store, &w, &p.proj.bn, None, &ys, mode)?;
         Ok((out, AttnActs { h, attn, proj }))
     }
 
@@ -230,22 +231,11 @@ impl Bestformer {
         a: &AttnActs,
         dout: &Tensor,
     ) -> Result<Tensor> {
-        let p = format!("block.{blk}.attn");
-        let w = self
-            .attention
-            .proj(Weight::linear(&format!("{p}.proj_conv"), false));
-        let dys = unit_backward(
-            ctx,
-            store,
-            &w,
-            &format!("{p}.proj_bn"),
-            None,
-            &a.proj,
-            dout,
-            true,
-        )?
-        .expect("asked for dx");
-        let ds = self.attention.backward(ctx, store, blk, &a.attn, &dys)?;
+        let p = &self.params.blocks[blk].attn;
+        let w = self.attention.proj(Weight::linear(p.proj.weight));
+        let dys = unit_backward(ctx, store, &w, &p.proj.bn, None, &a.proj, dout, true)?
+            .expect("asked for dx");
+        let ds = self.attention.backward(ctx, store, p, &a.attn, &dys)?;
         layers::lif_backward(ctx, &ds, &a.h, self.config.time_steps, &self.lif)
     }
 
@@ -257,11 +247,11 @@ impl Bestformer {
         x: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, MlpActs)> {
-        let p = format!("block.{blk}.mlp");
-        let w1 = Weight::linear(&format!("{p}.mlp1_conv"), false);
-        let (h, fc1) = self.pre_unit(ctx, store, &w1, &format!("{p}.mlp1_bn"), x, mode)?;
-        let w2 = Weight::linear(&format!("{p}.mlp2_conv"), false);
-        let (out, fc2) = self.pre_unit(ctx, store, &w2, &format!("{p}.mlp2_bn"), &h, mode)?;
+        let p = &self.params.blocks[blk].mlp;
+        let w1 = Weight::linear(p.fc1.weight);
+        let (h, fc1) = self.pre_unit(ctx, store, &w1, &p.fc1.bn, x, mode)?;
+        let w2 = Weight::linear(p.fc2.weight);
+        let (out, fc2) = self.pre_unit(ctx, store, &w2, &p.fc2.bn, &h, mode)?;
         Ok((out, MlpActs { fc1, fc2 }))
     }
 
@@ -273,11 +263,11 @@ impl Bestformer {
         a: &MlpActs,
         dout: &Tensor,
     ) -> Result<Tensor> {
-        let p = format!("block.{blk}.mlp");
-        let w2 = Weight::linear(&format!("{p}.mlp2_conv"), false);
-        let dh = self.pre_unit_backward(ctx, store, &w2, &format!("{p}.mlp2_bn"), &a.fc2, dout)?;
-        let w1 = Weight::linear(&format!("{p}.mlp1_conv"), false);
-        self.pre_unit_backward(ctx, store, &w1, &format!("{p}.mlp1_bn"), &a.fc1, &dh)
+        let p = &self.params.blocks[blk].mlp;
+        let w2 = Weight::linear(p.fc2.weight);
+        let dh = self.pre_unit_backward(ctx, store, &w2, &p.fc2.bn, &a.fc2, dout)?;
+        let w1 = Weight::linear(p.fc1.weight);
+        self.pre_unit_backward(ctx, store, &w1, &p.fc1.bn, &a.fc1, &dh)
     }
 
     /// One reversible block: `(x0, x1) -> (x2, x3)` on fixed-point streams (x0 None for
@@ -402,22 +392,23 @@ impl Bestformer {
         let mode = Mode::of(train);
         // Tokenizer
         let x = ops::time_step_inputs(ctx, images, t, [b, cfg.in_channels, s, s])?;
-        let w0 = Weight::conv("patch_embed.block0_conv.weight".into());
-        let (mut y, block0) =
-            unit_forward_with(ctx, store, &w0, "patch_embed.block0_bn", None, &x, mode)?;
+        let [block0_p, stages @ ..] = &self.params.tokenizer[..] else {
+            return Err(Error::InvalidArgument("a BSPS has five blocks".into()));
+        };
+        let w0 = Weight::conv(block0_p.weight);
+        let (mut y, block0) = unit_forward_with(ctx, store, &w0, &block0_p.bn, None, &x, mode)?;
         let mut blocks = Vec::new();
-        for i in 1..5 {
+        for (i, stage) in stages.iter().enumerate() {
             let (sp, h) = layers::lif_forward(ctx, &y, t, &self.lif)?;
-            let (sp, pool) = if cfg.stage_pools(i - 1) {
+            let (sp, pool) = if self.sizes.stage_pools(i) {
                 let shape = sp.shape().to_vec();
                 let (p, arg) = ops::max_pool2d(ctx, &sp)?;
                 (p, Some((arg, shape)))
             } else {
                 (sp, None)
             };
-            let w = Weight::conv(format!("patch_embed.block{i}_conv.weight"));
-            let bn = format!("patch_embed.block{i}_bn");
-            let (out, unit) = unit_forward_with(ctx, store, &w, &bn, None, &sp, mode)?;
+            let w = Weight::conv(stage.weight);
+            let (out, unit) = unit_forward_with(ctx, store, &w, &stage.bn, None, &sp, mode)?;
             blocks.push(TokenizerStage { h, pool, unit });
             y = out;
         }
@@ -425,9 +416,9 @@ impl Bestformer {
         let mut x0: Option<Stream> = None;
         let mut ssa_bin = Vec::new();
         let mut saved = Vec::new();
-        for blk in 0..cfg.depth {
-            if train && cfg.attention == AttentionForm::SsaBin {
-                let state = self.attention.ssa_bin_state(store, blk)?;
+        for (blk, params) in self.params.blocks.iter().enumerate() {
+            if train && self.sizes.attention == AttentionForm::SsaBin {
+                let state = self.attention.ssa_bin_state(store, &params.attn)?;
                 ssa_bin.push(SsaBinState {
                     delta: ops::copy(ctx, &state.delta)?,
                     mean: ops::copy(ctx, &state.mean)?,
@@ -450,24 +441,16 @@ impl Bestformer {
         let x2 = x0.expect("depth >= 1");
         let p0 = ops::mean_tokens(ctx, &x2.value)?;
         let p1 = ops::mean_tokens(ctx, &x1.value)?;
-        let head = |name: &str, x: &Tensor| -> Result<Tensor> {
-            ops::linear(
-                ctx,
-                x,
-                &store.param(ctx, &format!("{name}.weight"))?,
-                Some(&store.param(ctx, &format!("{name}.bias"))?),
-            )
+        let head = |p: &WeightParams, x: &Tensor| -> Result<Tensor> {
+            let bias = p.bias.map(|b| store.param(b)).transpose()?;
+            ops::linear(ctx, x, store.param(p.weight)?, bias)
         };
-        let out0 = head("head", &p0)?;
-        let out1 = head("head2", &p1)?;
+        let out0 = head(&self.params.heads[0], &p0)?;
+        let out1 = head(&self.params.heads[1], &p1)?;
         let logits = ops::weighted_sum(ctx, &[(0.5, &out0), (0.5, &out1)])?;
         self.heads = Some((out0, out1));
         if train {
-            for spec in param_specs(&cfg) {
-                if let Some(prefix) = spec.name.strip_suffix(".running_mean") {
-                    store.count_batch(prefix);
-                }
-            }
+            store.count_every_batch_norm();
         }
         self.acts = train.then_some(Acts {
             tokenizer: TokenizerActs { block0, blocks },
@@ -495,19 +478,14 @@ impl Bestformer {
     ) -> Result<()> {
         let acts = self.training_acts()?;
         let tokens = self.tokens();
-        let head = |name: &str, x: &Tensor, dy: &Tensor| -> Result<Tensor> {
-            let dp = ops::linear_backward(
-                ctx,
-                x,
-                &store.param(ctx, &format!("{name}.weight"))?,
-                dy,
-                &store.grad(ctx, &format!("{name}.weight"))?,
-                Some(&store.grad(ctx, &format!("{name}.bias"))?),
-            )?;
+        let head = |p: &WeightParams, x: &Tensor, dy: &Tensor| -> Result<Tensor> {
+            let dbias = p.bias.map(|b| store.grad(b)).transpose()?;
+            let w = store.param(p.weight)?;
+            let dp = ops::linear_backward(ctx, x, w, dy, store.grad(p.weight)?, dbias)?;
             ops::mean_tokens_backward(ctx, &dp, &tokens)
         };
-        let mut dx2 = head("head", &acts.pooled.0, dout0)?;
-        let mut dx3 = head("head2", &acts.pooled.1, dout1)?;
+        let mut dx2 = head(&self.params.heads[0], &acts.pooled.0, dout0)?;
+        let mut dx3 = head(&self.params.heads[1], &acts.pooled.1, dout1)?;
         // The outputs (x2, x3) of the block being undone (recompute mode).
         let mut streams = acts.out.clone();
         for (blk, saved) in acts.blocks.iter().enumerate().rev() {
@@ -560,12 +538,13 @@ impl Bestformer {
         let tk = &acts.tokenizer;
         let t = self.config.time_steps;
         let mut dy = dx3.reshape(tk.blocks[3].unit.z.shape())?;
-        for (i, TokenizerStage { h, pool, unit }) in tk.blocks.iter().enumerate().rev() {
-            let blk = i + 1;
-            let w = Weight::conv(format!("patch_embed.block{blk}_conv.weight"));
-            let bn = format!("patch_embed.block{blk}_bn");
-            let ds =
-                unit_backward(ctx, store, &w, &bn, None, unit, &dy, true)?.expect("asked for dx");
+        let [block0_p, stages @ ..] = &self.params.tokenizer[..] else {
+            return Err(Error::InvalidArgument("a BSPS has five blocks".into()));
+        };
+        for (stage, TokenizerStage { h, pool, unit }) in stages.iter().zip(&tk.blocks).rev() {
+            let w = Weight::conv(stage.weight);
+            let ds = unit_backward(ctx, store, &w, &stage.bn, None, unit, &dy, true)?
+                .expect("asked for dx");
             let ds = match pool {
                 Some((arg, shape)) => ops::max_pool2d_backward(ctx, &ds, arg, shape)?,
                 None => ds,
@@ -575,18 +554,12 @@ impl Bestformer {
         let dz = bn_backward(
             ctx,
             store,
-            "patch_embed.block0_bn",
+            &block0_p.bn,
             &tk.block0.z,
             tk.block0.stats.as_ref(),
             &dy,
         )?;
-        Weight::conv("patch_embed.block0_conv.weight".into()).backward(
-            ctx,
-            store,
-            &tk.block0.x,
-            &dz,
-            false,
-        )?;
+        Weight::conv(block0_p.weight).backward(ctx, store, &tk.block0.x, &dz, false)?;
         Ok(())
     }
 
@@ -613,5 +586,35 @@ impl Bestformer {
             total += s.delta.byte_len() + s.mean.byte_len();
         }
         total + a.pooled.0.byte_len() + a.pooled.1.byte_len()
+    }
+}
+
+impl Classifier for Bestformer {
+    /// Both heads' logits `[out0, out1]` (the prediction is their mean).
+    fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        Bestformer::forward(self, ctx, store, images, train)?;
+        let (out0, out1) = self.heads.clone().expect("a forward leaves both heads");
+        Ok(vec![out0, out1])
+    }
+
+    fn backward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        dlogits: &[Tensor],
+    ) -> Result<()> {
+        match dlogits {
+            [d0, d1] => self.backward_heads(ctx, store, d0, d1),
+            d => Err(Error::InvalidArgument(format!(
+                "a BESTformer's backward takes its two heads' gradients, not {}",
+                d.len()
+            ))),
+        }
     }
 }

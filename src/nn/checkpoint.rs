@@ -10,7 +10,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use super::config::ModelConfig;
-use super::params::{param_specs, ParamRole};
+use super::params::{param_specs, Init, ParamRole};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -472,23 +472,16 @@ pub fn init_state(cfg: &ModelConfig, seed: u64) -> StateDict {
     let mut sd = StateDict::default();
     for spec in param_specs(cfg) {
         let n = spec.len();
-        let name = spec.name.as_str();
-        let data: Vec<f32> = if name.ends_with("running_var") || name.ends_with("lambda_attn") {
-            vec![1.0; n]
-        } else if spec.role != ParamRole::Trainable || name.ends_with(".bias") {
-            vec![0.0; n]
-        } else if spec.shape.len() == 1 {
-            vec![1.0; n] // BatchNorm weight
-        } else if name.contains("_linear.") || name.starts_with("head") {
-            // timm's trunc_normal_(std=.02) truncates at +-2 in absolute units, which a
-            // 0.02-wide normal never reaches: a plain normal.
-            (0..n).map(|_| 0.02 * rng.normal()).collect()
-        } else {
-            let fan_in = n / spec.shape[0];
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            (0..n)
-                .map(|_| bound * (2.0 * rng.uniform() - 1.0))
-                .collect()
+        let data: Vec<f32> = match spec.init {
+            Init::Constant(v) => vec![v; n],
+            Init::Normal002 => (0..n).map(|_| 0.02 * rng.normal()).collect(),
+            Init::FanInUniform => {
+                let fan_in = n / spec.shape[0];
+                let bound = 1.0 / (fan_in as f32).sqrt();
+                (0..n)
+                    .map(|_| bound * (2.0 * rng.uniform() - 1.0))
+                    .collect()
+            }
         };
         sd.tensors.insert(
             spec.name.clone(),

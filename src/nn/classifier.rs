@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 
-use super::ParamStore;
+use super::store::ParamStore;
 
 pub trait Classifier {
     /// Logits `[B, classes]` of each head for images `[B, C, H, W]` (normalized f32),
@@ -44,5 +44,16 @@ pub fn combine_heads(ctx: &GpuContext, heads: &[Tensor]) -> Result<Tensor> {
             }
             Ok(sum)
         }
+    }
+}
+
+/// The one head gradient of a single-head model.
+pub fn one_head(dlogits: &[Tensor]) -> Result<&Tensor> {
+    match dlogits {
+        [d] => Ok(d),
+        d => Err(crate::Error::InvalidArgument(format!(
+            "backward of a one-head model got {} head gradients",
+            d.len()
+        ))),
     }
 }

@@ -12,217 +12,14 @@
 //! with its 8-bit membrane. Pruning (`nn::prune`) narrows the prunable convs: every VGG
 //! conv, and a ResNet block's conv1 (the only convs whose outputs feed no shortcut).
 
-use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
+use super::classifier::Classifier;
+use super::config::{Arch, ModelConfig, WeightMode};
 use super::layers::{bn_backward, bn_forward, Weight};
-use super::params::Inventory;
+use super::params::{param_layout, CnnParams, ConvLayer};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{self, LifConfig, LifOutputs, QsnnConfig};
-
-/// `(name, arch, channels, pool_after, in_channels, image_size, classes)` of each preset.
-type Preset = (
-    &'static str,
-    Arch,
-    &'static [usize],
-    &'static [usize],
-    usize,
-    usize,
-    usize,
-);
-
-const PRESETS: &[Preset] = &[
-    (
-        "spiking-vgg11",
-        Arch::SpikingVgg,
-        &[64, 128, 256, 256, 512, 512, 512, 512],
-        &[0, 1, 3, 5],
-        3,
-        32,
-        10,
-    ),
-    (
-        "spiking-resnet19",
-        Arch::SpikingResnet,
-        &[
-            128, 128, 128, 128, 128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512, 512, 512,
-        ],
-        &[6, 12],
-        3,
-        32,
-        10,
-    ),
-    (
-        "spiking-vgg-small",
-        Arch::SpikingVgg,
-        &[32, 64, 128],
-        &[1, 2],
-        1,
-        28,
-        10,
-    ),
-    (
-        "spiking-resnet-small",
-        Arch::SpikingResnet,
-        &[16, 16, 16, 32, 32],
-        &[2, 4],
-        1,
-        28,
-        10,
-    ),
-];
-
-/// The configuration of a CNN preset (None for other names).
-pub fn preset(name: &str) -> Option<ModelConfig> {
-    let &(_, arch, channels, pools, in_channels, image_size, classes) =
-        PRESETS.iter().find(|p| p.0 == name)?;
-    Some(ModelConfig {
-        arch,
-        depth: channels.len(),
-        dim: *channels.last().expect("presets have convs"),
-        heads: 1,
-        mlp_ratio: 1,
-        time_steps: 4,
-        in_channels,
-        image_size,
-        patch_size: 1,
-        classes,
-        attention: AttentionForm::Ssa,
-        weights: WeightMode::Float,
-        weight_bits: 4,
-        channels: channels.to_vec(),
-        pool_after: pools.to_vec(),
-    })
-}
-
-/// One conv of a spiking CNN, in forward order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConvLayer {
-    /// The conv weight's name.
-    pub conv: String,
-    /// The BatchNorm's prefix.
-    pub bn: String,
-    pub c_in: usize,
-    pub c_out: usize,
-    /// Max-pool after its neuron (a ResNet conv2: after the block's output neuron).
-    pub pool: bool,
-    /// Its output channels can be pruned (they feed only the next conv or the head).
-    pub prunable: bool,
-}
-
-/// The convs of `cfg` in forward order (a ResNet's: stem, then conv1, conv2 per block;
-/// shortcuts are not listed: see [`shortcut`]).
-pub fn conv_layers(cfg: &ModelConfig) -> Vec<ConvLayer> {
-    let c = &cfg.channels;
-    let pool = |i: usize| cfg.pool_after.contains(&i);
-    match cfg.arch {
-        Arch::SpikingResnet => {
-            let mut out = vec![ConvLayer {
-                conv: "stem.conv.weight".into(),
-                bn: "stem.bn".into(),
-                c_in: cfg.in_channels,
-                c_out: c[0],
-                pool: pool(0),
-                prunable: false,
-            }];
-            for j in 0..(c.len() - 1) / 2 {
-                let (i1, i2) = (1 + 2 * j, 2 + 2 * j);
-                let c_in = c[i1 - 1];
-                out.push(ConvLayer {
-                    conv: format!("blocks.{j}.conv1.weight"),
-                    bn: format!("blocks.{j}.bn1"),
-                    c_in,
-                    c_out: c[i1],
-                    pool: false,
-                    prunable: true,
-                });
-                out.push(ConvLayer {
-                    conv: format!("blocks.{j}.conv2.weight"),
-                    bn: format!("blocks.{j}.bn2"),
-                    c_in: c[i1],
-                    c_out: c[i2],
-                    pool: pool(i2),
-                    prunable: false,
-                });
-            }
-            out
-        }
-        _ => (0..c.len())
-            .map(|i| ConvLayer {
-                conv: format!("features.{i}.conv.weight"),
-                bn: format!("features.{i}.bn"),
-                c_in: if i == 0 { cfg.in_channels } else { c[i - 1] },
-                c_out: c[i],
-                pool: pool(i),
-                prunable: true,
-            })
-            .collect(),
-    }
-}
-
-/// Block j's 1x1 shortcut `(weight, bn, c_in, c_out)` when its width changes.
-pub fn shortcut(cfg: &ModelConfig, j: usize) -> Option<(String, String, usize, usize)> {
-    let c = &cfg.channels;
-    let (c_in, c_out) = (c[2 * j], c[2 + 2 * j]);
-    (c_in != c_out).then(|| {
-        (
-            format!("blocks.{j}.shortcut"),
-            format!("blocks.{j}.shortcut_bn"),
-            c_in,
-            c_out,
-        )
-    })
-}
-
-pub fn validate(cfg: &ModelConfig) -> Result<()> {
-    let bad = |m: String| Err(Error::InvalidArgument(m));
-    let c = &cfg.channels;
-    if c.is_empty() || c.contains(&0) {
-        return bad(format!("CNN channels {c:?} must be non-empty and positive"));
-    }
-    if cfg.arch == Arch::SpikingResnet && c.len() % 2 != 1 {
-        return bad(format!(
-            "ResNet channels {c:?}: a stem, then two convs per block (an odd count)"
-        ));
-    }
-    if cfg.pool_after.iter().any(|&i| i >= c.len())
-        || (cfg.arch == Arch::SpikingResnet && cfg.pool_after.iter().any(|i| i % 2 == 1))
-    {
-        return bad(format!(
-            "pool_after {:?} must name convs (a ResNet's stem or a block's conv2)",
-            cfg.pool_after
-        ));
-    }
-    let mut side = cfg.image_size;
-    for _ in &cfg.pool_after {
-        side = ops::max_pool_out(side);
-    }
-    if cfg.time_steps == 0 || cfg.classes == 0 || cfg.in_channels == 0 || side == 0 {
-        return bad("time steps, classes, input channels and image size must be positive".into());
-    }
-    if cfg.weights == WeightMode::Binary {
-        return bad("the CNNs take float, quantized or qsnn weights".into());
-    }
-    Ok(())
-}
-
-/// The state_dict entries of a CNN.
-pub(crate) fn param_specs(cfg: &ModelConfig, inv: &mut Inventory) {
-    for (i, l) in conv_layers(cfg).iter().enumerate() {
-        inv.weight(l.conv.clone(), vec![l.c_out, l.c_in, 3, 3], i > 0);
-        inv.batch_norm(&l.bn, l.c_out);
-        let block = i.checked_sub(2).map(|b| b / 2);
-        if let (Arch::SpikingResnet, Some(j), 0) = (cfg.arch, block, i % 2) {
-            if let Some((w, bn, c_in, c_out)) = shortcut(cfg, j) {
-                inv.weight(format!("{w}.weight"), vec![c_out, c_in, 1, 1], true);
-                inv.batch_norm(&bn, c_out);
-            }
-        }
-    }
-    let last = *cfg.channels.last().expect("validated");
-    inv.weight("head.weight".into(), vec![cfg.classes, last], false);
-    inv.bias("head.bias".into(), cfg.classes);
-}
 
 /// The spiking neuron of every layer.
 #[derive(Debug, Clone, Copy)]
@@ -292,6 +89,7 @@ struct Acts {
 pub struct SpikingCnn {
     pub config: ModelConfig,
     pub batch: usize,
+    params: CnnParams,
     neuron: Neuron,
     /// Q-SNN's firing-rate regularizer weight lambda (0: off).
     pub rate_reg: f32,
@@ -305,12 +103,12 @@ pub struct SpikingCnn {
 impl SpikingCnn {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
-        if !config.is_cnn() {
+        let Some(params) = param_layout(config).cnn().cloned() else {
             return Err(Error::InvalidArgument(format!(
                 "{:?} is not a spiking CNN",
-                config.arch
+                config.kind()
             )));
-        }
+        };
         if batch == 0 {
             return Err(Error::InvalidArgument("batch size must be positive".into()));
         }
@@ -321,6 +119,7 @@ impl SpikingCnn {
         Ok(Self {
             config: config.clone(),
             batch,
+            params,
             neuron,
             rate_reg: 0.0,
             rates: Vec::new(),
@@ -342,7 +141,7 @@ impl SpikingCnn {
     }
 
     /// The spikes `[T * B, H, W, C]` of each conv layer's neuron in the last forward
-    /// (kept in evaluation mode only when `probe` is set), in `conv_layers` order.
+    /// (kept in evaluation mode only when `probe` is set), in `CnnParams::convs` order.
     pub fn layer_spikes(&self) -> Vec<Tensor> {
         self.acts
             .as_ref()
@@ -355,14 +154,14 @@ impl SpikingCnn {
         &self,
         ctx: &GpuContext,
         store: &mut ParamStore,
-        layer: &ConvLayer,
+        index: usize,
         x: &Tensor,
         residual: Option<&Tensor>,
         train: bool,
     ) -> Result<(Tensor, UnitActs)> {
-        let w = conv_weight(layer, first_prefix(&self.config));
-        let z = w.forward(ctx, store, x)?;
-        let (mut y, stats) = bn_forward(ctx, store, &layer.bn, &z, train)?;
+        let layer = &self.params.convs[index];
+        let z = conv_weight(layer, index).forward(ctx, store, x)?;
+        let (mut y, stats) = bn_forward(ctx, store, &layer.unit.bn, &z, train)?;
         if let Some(r) = residual {
             y = ops::add(ctx, &y, r)?;
         }
@@ -397,26 +196,27 @@ impl SpikingCnn {
         let cfg = self.config.clone();
         let (t, b, s) = (cfg.time_steps, self.batch, cfg.image_size);
         images.expect("spiking_cnn", &[b, cfg.in_channels, s, s], DType::F32)?;
-        let layers = conv_layers(&cfg);
+        let layers = self.params.convs.len();
         let mut x = ops::nchw_to_nhwc_repeat(ctx, images, t)?; // [T*B, H, W, C_in]
-        let mut units = Vec::with_capacity(layers.len());
+        let mut units = Vec::with_capacity(layers);
         let mut shortcuts = Vec::new();
-        match cfg.arch {
+        match cfg.kind() {
             Arch::SpikingResnet => {
-                let (out, a) = self.unit(ctx, store, &layers[0], &x, None, train)?;
+                let (out, a) = self.unit(ctx, store, 0, &x, None, train)?;
                 units.push(a);
                 x = out;
-                for (j, pair) in layers[1..].chunks(2).enumerate() {
-                    let (s1, a1) = self.unit(ctx, store, &pair[0], &x, None, train)?;
-                    let (residual, sc) = match shortcut(&cfg, j) {
-                        Some((w, bn, ..)) => {
-                            let z = Weight::linear(&w, false).forward(ctx, store, &x)?;
-                            let (y, stats) = bn_forward(ctx, store, &bn, &z, train)?;
+                for j in 0..self.params.shortcuts.len() {
+                    let (s1, a1) = self.unit(ctx, store, 1 + 2 * j, &x, None, train)?;
+                    let (residual, sc) = match &self.params.shortcuts[j] {
+                        Some(p) => {
+                            let z = Weight::linear(p.weight).forward(ctx, store, &x)?;
+                            let (y, stats) = bn_forward(ctx, store, &p.bn, &z, train)?;
                             (y, Some(ShortcutActs { z, stats }))
                         }
                         None => (x.clone(), None),
                     };
-                    let (out, a2) = self.unit(ctx, store, &pair[1], &s1, Some(&residual), train)?;
+                    let (out, a2) =
+                        self.unit(ctx, store, 2 + 2 * j, &s1, Some(&residual), train)?;
                     units.push(a1);
                     units.push(a2);
                     shortcuts.push(sc);
@@ -424,8 +224,8 @@ impl SpikingCnn {
                 }
             }
             _ => {
-                for layer in &layers {
-                    let (out, a) = self.unit(ctx, store, layer, &x, None, train)?;
+                for index in 0..layers {
+                    let (out, a) = self.unit(ctx, store, index, &x, None, train)?;
                     units.push(a);
                     x = out;
                 }
@@ -444,7 +244,7 @@ impl SpikingCnn {
         // classifier sees (a mean of sparse spikes leaves the logits nearly flat).
         let mean = ops::mean_tokens(ctx, &x.reshape(&head_shape)?)?;
         let pooled = ops::scale(ctx, &mean, (h * w) as f32)?;
-        let logits = Weight::linear("head", true)
+        let logits = Weight::linear(self.params.head)
             .real_input()
             .forward(ctx, store, &pooled)?;
         if train && self.rate_reg > 0.0 {
@@ -471,8 +271,8 @@ impl SpikingCnn {
             Error::InvalidArgument("backward needs a training forward first".into())
         })?;
         let cfg = self.config.clone();
-        let layers = conv_layers(&cfg);
-        let head = Weight::linear("head", true).real_input();
+        let layers = &self.params.convs;
+        let head = Weight::linear(self.params.head).real_input();
         let dpooled = head
             .backward(ctx, store, &acts.pooled, dlogits, true)?
             .expect("asked for dx");
@@ -495,7 +295,7 @@ impl SpikingCnn {
             vec![t * b, side[0], side[1], c]
         };
         let mut dx = dlast.reshape(&last_out)?;
-        match cfg.arch {
+        match cfg.kind() {
             Arch::SpikingResnet => {
                 let blocks = acts.shortcuts.len();
                 for j in (0..blocks).rev() {
@@ -503,17 +303,17 @@ impl SpikingCnn {
                     let (u1, u2) = (&acts.units[1 + 2 * j], &acts.units[2 + 2 * j]);
                     // Output neuron (and pool) of the block.
                     let du = self.neuron_backward(ctx, &dx, u2, 2 + 2 * j)?;
-                    let dz2 = bn_backward(ctx, store, &l2.bn, &u2.z, u2.stats.as_ref(), &du)?;
-                    let ds1 = Weight::conv(l2.conv.clone())
+                    let dz2 = bn_backward(ctx, store, &l2.unit.bn, &u2.z, u2.stats.as_ref(), &du)?;
+                    let ds1 = Weight::conv(l2.unit.weight)
                         .backward(ctx, store, &u2.x, &dz2, true)?
                         .expect("asked for dx");
                     let dx1 = self
                         .unit_backward(ctx, store, l1, u1, &ds1, 1 + 2 * j, true)?
                         .expect("asked for dx");
-                    let dsc = match (&acts.shortcuts[j], shortcut(&cfg, j)) {
-                        (Some(sa), Some((w, bn, ..))) => {
-                            let dz = bn_backward(ctx, store, &bn, &sa.z, sa.stats.as_ref(), &du)?;
-                            Weight::linear(&w, false)
+                    let dsc = match (&acts.shortcuts[j], &self.params.shortcuts[j]) {
+                        (Some(sa), Some(p)) => {
+                            let dz = bn_backward(ctx, store, &p.bn, &sa.z, sa.stats.as_ref(), &du)?;
+                            Weight::linear(p.weight)
                                 .backward(ctx, store, &u1.x, &dz, true)?
                                 .expect("asked for dx")
                         }
@@ -569,26 +369,18 @@ impl SpikingCnn {
         need_dx: bool,
     ) -> Result<Option<Tensor>> {
         let dy = self.neuron_backward(ctx, dout, u, index)?;
-        let dz = bn_backward(ctx, store, &layer.bn, &u.z, u.stats.as_ref(), &dy)?;
-        conv_weight(layer, first_prefix(&self.config)).backward(ctx, store, &u.x, &dz, need_dx)
+        let dz = bn_backward(ctx, store, &layer.unit.bn, &u.z, u.stats.as_ref(), &dy)?;
+        conv_weight(layer, index).backward(ctx, store, &u.x, &dz, need_dx)
     }
 }
 
-/// A layer's conv, reading real input when it is the first (the image).
-fn conv_weight(layer: &ConvLayer, first: &str) -> Weight {
-    let w = Weight::conv(layer.conv.clone());
-    if layer.conv.starts_with(first) {
+/// The conv of layer `index`, reading real input when it is the first (the image).
+fn conv_weight(layer: &ConvLayer, index: usize) -> Weight {
+    let w = Weight::conv(layer.unit.weight);
+    if index == 0 {
         w.real_input()
     } else {
         w
-    }
-}
-
-/// The first conv's name prefix (its input is the image, not spikes).
-fn first_prefix(cfg: &ModelConfig) -> &'static str {
-    match cfg.arch {
-        Arch::SpikingResnet => "stem.",
-        _ => "features.0.",
     }
 }
 
@@ -608,4 +400,55 @@ fn firing_rates(ctx: &GpuContext, units: &[UnitActs]) -> Result<Vec<f32>> {
         .zip(sums)
         .map(|(u, sum)| sum / u.spikes.len().max(1) as f32)
         .collect())
+}
+
+impl Classifier for SpikingCnn {
+    /// One head, or in Q-SNN training one per time step (each `[B, classes]`).
+    fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let logits = SpikingCnn::forward(self, ctx, store, images, train)?;
+        let steps = logits.shape()[0] / self.batch;
+        if steps == 1 {
+            return Ok(vec![logits]);
+        }
+        let len = logits.len() / steps;
+        (0..steps)
+            .map(|t| {
+                let head = ctx.empty(&[self.batch, logits.shape()[1]], DType::F32)?;
+                ops::copy_range(ctx, &logits, t * len, &head, 0, len)?;
+                Ok(head)
+            })
+            .collect()
+    }
+
+    fn backward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        dlogits: &[Tensor],
+    ) -> Result<()> {
+        match dlogits {
+            [] => Err(Error::InvalidArgument(
+                "backward got no head gradients".into(),
+            )),
+            [d] => SpikingCnn::backward(self, ctx, store, d),
+            steps @ [first, ..] => {
+                let [b, classes] = *first.shape() else {
+                    return Err(Error::InvalidArgument(
+                        "head gradients must be [B, classes]".into(),
+                    ));
+                };
+                let all = ctx.empty(&[steps.len() * b, classes], DType::F32)?;
+                for (t, d) in steps.iter().enumerate() {
+                    ops::copy_range(ctx, d, 0, &all, t * d.len(), d.len())?;
+                }
+                SpikingCnn::backward(self, ctx, store, &all)
+            }
+        }
+    }
 }

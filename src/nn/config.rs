@@ -1,8 +1,28 @@
-//! Model configurations and the named presets.
+//! Model configurations: plain data, the fields every model has plus the architecture's
+//! own ([`ArchConfig`]), the allowed range of every size, and the checks that a config
+//! is sound. The named presets are `nn::presets`'.
+//!
+//! On disk (a checkpoint's metadata) a config keeps its flat form, `{"arch":
+//! "spikformer", "depth": 4, ...}`, which older checkpoints carry too.
+
+use std::ops::RangeInclusive;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+/// The attention form of every block (MODELS.md sections 2-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionForm {
+    /// Spikformer's SSA: (Q K^T) V * 0.125.
+    Ssa,
+    /// BESTformer's binary map: LIF_soft(Q K^T) V * 0.125 * lambda.
+    Binary,
+    /// SSA_Bin: thresholded map with attention shift.
+    SsaBin,
+    /// A2OS2A: binary Q, ReLU K, ternary V.
+    A2os2a,
+}
 
 /// Which published architecture the block structure follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,20 +42,6 @@ pub enum Arch {
     SpikingResnet,
 }
 
-/// The attention form of every block (MODELS.md sections 2-5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttentionForm {
-    /// Spikformer's SSA: (Q K^T) V * 0.125.
-    Ssa,
-    /// BESTformer's binary map: LIF_soft(Q K^T) V * 0.125 * lambda.
-    Binary,
-    /// SSA_Bin: thresholded map with attention shift.
-    SsaBin,
-    /// A2OS2A: binary Q, ReLU K, ternary V.
-    A2os2a,
-}
-
 /// Whether the binarizable layers keep float weights or use 1-bit or b-bit weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -50,13 +56,12 @@ pub enum WeightMode {
     Qsnn,
 }
 
-fn default_weight_bits() -> u32 {
-    4
-}
+/// Bits of quantized weights unless a config says otherwise.
+pub const DEFAULT_WEIGHT_BITS: u32 = 4;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    pub arch: Arch,
+/// The sizes of a spiking transformer (Spikformer or BESTformer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransformerConfig {
     /// Transformer blocks.
     pub depth: usize,
     /// Embedding width D.
@@ -64,177 +69,12 @@ pub struct ModelConfig {
     pub heads: usize,
     /// MLP hidden width = mlp_ratio * D.
     pub mlp_ratio: usize,
-    /// Time steps T.
-    pub time_steps: usize,
-    pub in_channels: usize,
-    /// Input height and width (square).
-    pub image_size: usize,
     /// Total downsampling of the tokenizer (4: two max-pools, 16: four).
     pub patch_size: usize,
-    pub classes: usize,
     pub attention: AttentionForm,
-    pub weights: WeightMode,
-    /// Bits of the quantized weights (`WeightMode::Quantized`), 1..=8.
-    #[serde(default = "default_weight_bits")]
-    pub weight_bits: u32,
-    /// A spiking CNN's conv widths, one per conv layer (empty: the preset's; pruning
-    /// narrows them).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub channels: Vec<usize>,
-    /// A spiking CNN's convs followed by a max-pool (3, 2, 1), by index.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub pool_after: Vec<usize>,
 }
 
-/// Every preset name with a one-line description.
-pub const PRESETS: &[(&str, &str)] = &[
-    (
-        "spikformer-4-384",
-        "Spikformer, 4 blocks, D 384, 12 heads, T 4, 32x32 RGB (CIFAR)",
-    ),
-    (
-        "bestformer-4-384",
-        "BESTformer, 4 blocks, D 384, 8 heads, T 4, 32x32 RGB (CIFAR)",
-    ),
-    (
-        "spikformer-8-512",
-        "Spikformer, 8 blocks, D 512, 8 heads, T 4, 224x224 RGB (ImageNet)",
-    ),
-    (
-        "bestformer-8-512",
-        "BESTformer, 8 blocks, D 512, 8 heads, T 4, 224x224 RGB (ImageNet)",
-    ),
-    (
-        "spikformer-2-64",
-        "small Spikformer, 2 blocks, D 64, 4 heads, T 4, 28x28 grey (MNIST)",
-    ),
-    (
-        "bestformer-2-64",
-        "small BESTformer, 2 blocks, D 64, 4 heads, T 4, 28x28 grey (MNIST)",
-    ),
-    (
-        "spiking-vgg11",
-        "spiking VGG-11 (64..512 channels, 8 convs), T 4, 32x32 RGB (CIFAR)",
-    ),
-    (
-        "spiking-resnet19",
-        "spiking ResNet-19 (128..512 channels, 3 stages), T 4, 32x32 RGB (CIFAR)",
-    ),
-    (
-        "spiking-vgg-small",
-        "small spiking VGG (16-32-32 channels, 3 convs), T 4, 28x28 grey (MNIST)",
-    ),
-    (
-        "spiking-resnet-small",
-        "small spiking ResNet (16-16-32 channels, 2 blocks), T 4, 28x28 grey (MNIST)",
-    ),
-];
-
-impl ModelConfig {
-    /// The configuration a preset names.
-    pub fn preset(name: &str) -> Result<Self> {
-        if let Some(cnn) = super::cnn::preset(name) {
-            return Ok(cnn);
-        }
-        let (arch, depth, dim) = match name {
-            "spikformer-4-384" => (Arch::Spikformer, 4, 384),
-            "bestformer-4-384" => (Arch::Bestformer, 4, 384),
-            "spikformer-8-512" => (Arch::Spikformer, 8, 512),
-            "bestformer-8-512" => (Arch::Bestformer, 8, 512),
-            "spikformer-2-64" => (Arch::Spikformer, 2, 64),
-            "bestformer-2-64" => (Arch::Bestformer, 2, 64),
-            other => {
-                let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-                return Err(Error::InvalidArgument(format!(
-                    "unknown model preset '{other}' (known: {})",
-                    names.join(", ")
-                )));
-            }
-        };
-        let (image_size, patch_size, in_channels, classes) = match dim {
-            384 => (32, 4, 3, 10),
-            512 => (224, 16, 3, 1000),
-            _ => (28, 4, 1, 10),
-        };
-        let heads = match (arch, dim) {
-            (Arch::Spikformer, 384) => 12,
-            (_, 64) => 4,
-            _ => 8,
-        };
-        let (attention, weights) = match arch {
-            Arch::Bestformer => (AttentionForm::Binary, WeightMode::Binary),
-            _ => (AttentionForm::Ssa, WeightMode::Float),
-        };
-        Ok(Self {
-            arch,
-            depth,
-            dim,
-            heads,
-            mlp_ratio: 4,
-            time_steps: 4,
-            in_channels,
-            image_size,
-            patch_size,
-            classes,
-            attention,
-            weights,
-            weight_bits: default_weight_bits(),
-            channels: Vec::new(),
-            pool_after: Vec::new(),
-        })
-    }
-
-    /// Whether the architecture is one of the spiking CNNs (`nn::cnn`).
-    pub fn is_cnn(&self) -> bool {
-        matches!(self.arch, Arch::SpikingVgg | Arch::SpikingResnet)
-    }
-
-    /// Check every size lies in its allowed range ([`super::limits`]) and the sizes fit
-    /// together.
-    pub fn validate(&self) -> Result<()> {
-        super::limits::check_config_ranges(self)?;
-        let bad = |m: String| Err(Error::InvalidArgument(m));
-        if !(1..=crate::ops::MAX_WEIGHT_BITS).contains(&self.weight_bits) {
-            return bad(format!(
-                "weight bits {} must be in 1..={}",
-                self.weight_bits,
-                crate::ops::MAX_WEIGHT_BITS
-            ));
-        }
-        if self.is_cnn() {
-            return super::cnn::validate(self);
-        }
-        if self.weights == WeightMode::Qsnn {
-            return bad("Q-SNN weights are for the spiking CNN presets".into());
-        }
-        if !self.dim.is_multiple_of(8) || self.dim == 0 {
-            return bad(format!("dim {} must be a positive multiple of 8", self.dim));
-        }
-        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
-            return bad(format!(
-                "dim {} is not divisible by {} heads",
-                self.dim, self.heads
-            ));
-        }
-        if !matches!(self.patch_size, 4 | 16) || !self.image_size.is_multiple_of(self.patch_size) {
-            return bad(format!(
-                "image size {} with patch size {}: the tokenizer downsamples by 4 (two \
-                 max-pools) or 16 (four), and the image size must be a multiple of it",
-                self.image_size, self.patch_size
-            ));
-        }
-        if self.time_steps == 0 || self.depth == 0 || self.classes == 0 || self.in_channels == 0 {
-            return bad("time steps, depth, classes and input channels must be positive".into());
-        }
-        Ok(())
-    }
-
-    /// Tokens per image after the tokenizer.
-    pub fn tokens(&self) -> usize {
-        let side = self.image_size / self.patch_size;
-        side * side
-    }
-
+impl TransformerConfig {
     pub fn head_dim(&self) -> usize {
         self.dim / self.heads
     }
@@ -243,10 +83,16 @@ impl ModelConfig {
         self.mlp_ratio * self.dim
     }
 
+    /// Tokens per image of side `image_size` after the tokenizer.
+    pub fn tokens(&self, image_size: usize) -> usize {
+        let side = image_size / self.patch_size;
+        side * side
+    }
+
     /// Tokenizer conv widths: in -> D/8 -> D/4 -> D/2 -> D (-> D for the last stage).
-    pub fn tokenizer_widths(&self) -> [usize; 5] {
+    pub fn tokenizer_widths(&self, in_channels: usize) -> [usize; 5] {
         let d = self.dim;
-        [self.in_channels, d / 8, d / 4, d / 2, d]
+        [in_channels, d / 8, d / 4, d / 2, d]
     }
 
     /// Whether tokenizer stage `i` (0..4) ends with (Spikformer) or starts with
@@ -254,5 +100,359 @@ impl ModelConfig {
     pub fn stage_pools(&self, stage: usize) -> bool {
         let pools = self.patch_size.trailing_zeros() as usize;
         stage >= 4 - pools
+    }
+
+    /// Whether the binary map is built in the d x d order (patch-16 models, N = 196).
+    pub fn feature_order(&self) -> bool {
+        self.patch_size == 16
+    }
+}
+
+/// The layers of a spiking CNN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CnnConfig {
+    /// Conv widths, one per conv layer (a ResNet's: the stem, then two per block);
+    /// pruning narrows them.
+    pub channels: Vec<usize>,
+    /// The convs followed by a max-pool (3, 2, 1), by index.
+    pub pool_after: Vec<usize>,
+}
+
+impl CnnConfig {
+    /// Width of the last conv (the head's input).
+    pub fn last_width(&self) -> usize {
+        self.channels.last().copied().unwrap_or(0)
+    }
+}
+
+/// What is particular to each architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchConfig {
+    Spikformer(TransformerConfig),
+    Bestformer(TransformerConfig),
+    SpikingVgg(CnnConfig),
+    SpikingResnet(CnnConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "FlatConfig", from = "FlatConfig")]
+pub struct ModelConfig {
+    /// Time steps T.
+    pub time_steps: usize,
+    pub in_channels: usize,
+    /// Input height and width (square).
+    pub image_size: usize,
+    pub classes: usize,
+    pub weights: WeightMode,
+    /// Bits of the quantized weights (`WeightMode::Quantized`), 1..=8.
+    pub weight_bits: u32,
+    pub arch: ArchConfig,
+}
+
+impl ModelConfig {
+    /// Which architecture this is.
+    pub fn kind(&self) -> Arch {
+        match self.arch {
+            ArchConfig::Spikformer(_) => Arch::Spikformer,
+            ArchConfig::Bestformer(_) => Arch::Bestformer,
+            ArchConfig::SpikingVgg(_) => Arch::SpikingVgg,
+            ArchConfig::SpikingResnet(_) => Arch::SpikingResnet,
+        }
+    }
+
+    /// Whether the architecture is one of the spiking CNNs (`nn::cnn`).
+    pub fn is_cnn(&self) -> bool {
+        self.cnn().is_some()
+    }
+
+    /// A transformer's sizes (None for a CNN).
+    pub fn transformer(&self) -> Option<&TransformerConfig> {
+        match &self.arch {
+            ArchConfig::Spikformer(t) | ArchConfig::Bestformer(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn transformer_mut(&mut self) -> Option<&mut TransformerConfig> {
+        match &mut self.arch {
+            ArchConfig::Spikformer(t) | ArchConfig::Bestformer(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A CNN's layers (None for a transformer).
+    pub fn cnn(&self) -> Option<&CnnConfig> {
+        match &self.arch {
+            ArchConfig::SpikingVgg(c) | ArchConfig::SpikingResnet(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn cnn_mut(&mut self) -> Option<&mut CnnConfig> {
+        match &mut self.arch {
+            ArchConfig::SpikingVgg(c) | ArchConfig::SpikingResnet(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The transformer's sizes, or an error naming `what` needs a transformer.
+    pub fn expect_transformer(&self, what: &str) -> Result<&TransformerConfig> {
+        self.transformer().ok_or_else(|| {
+            Error::InvalidArgument(format!("{what} needs a transformer, not {:?}", self.kind()))
+        })
+    }
+
+    /// The CNN's layers, or an error naming `what` needs a spiking CNN.
+    pub fn expect_cnn(&self, what: &str) -> Result<&CnnConfig> {
+        self.cnn().ok_or_else(|| {
+            Error::InvalidArgument(format!("{what} needs a spiking CNN, not {:?}", self.kind()))
+        })
+    }
+
+    /// Check every size lies in its allowed range and the sizes fit together.
+    pub fn validate(&self) -> Result<()> {
+        check_range("image_size", self.image_size, &IMAGE_SIZE)?;
+        check_range("in_channels", self.in_channels, &IN_CHANNELS)?;
+        check_range("classes", self.classes, &CLASSES)?;
+        check_range("time_steps", self.time_steps, &TIME_STEPS)?;
+        if !(1..=crate::ops::MAX_WEIGHT_BITS).contains(&self.weight_bits) {
+            return invalid(format!(
+                "weight bits {} must be in 1..={}",
+                self.weight_bits,
+                crate::ops::MAX_WEIGHT_BITS
+            ));
+        }
+        match &self.arch {
+            ArchConfig::Spikformer(t) | ArchConfig::Bestformer(t) => self.validate_transformer(t),
+            ArchConfig::SpikingVgg(c) | ArchConfig::SpikingResnet(c) => self.validate_cnn(c),
+        }
+    }
+
+    fn validate_transformer(&self, t: &TransformerConfig) -> Result<()> {
+        check_range("dim", t.dim, &DIM)?;
+        check_range("depth", t.depth, &DEPTH)?;
+        check_range("heads", t.heads, &HEADS)?;
+        check_range("mlp_ratio", t.mlp_ratio, &MLP_RATIO)?;
+        if self.weights == WeightMode::Qsnn {
+            return invalid("Q-SNN weights are for the spiking CNN presets".into());
+        }
+        if !t.dim.is_multiple_of(8) || t.dim == 0 {
+            return invalid(format!("dim {} must be a positive multiple of 8", t.dim));
+        }
+        if t.heads == 0 || !t.dim.is_multiple_of(t.heads) {
+            return invalid(format!(
+                "dim {} is not divisible by {} heads",
+                t.dim, t.heads
+            ));
+        }
+        if !matches!(t.patch_size, 4 | 16) || !self.image_size.is_multiple_of(t.patch_size) {
+            return invalid(format!(
+                "image size {} with patch size {}: the tokenizer downsamples by 4 (two \
+                 max-pools) or 16 (four), and the image size must be a multiple of it",
+                self.image_size, t.patch_size
+            ));
+        }
+        if self.time_steps == 0 || t.depth == 0 || self.classes == 0 || self.in_channels == 0 {
+            return invalid(
+                "time steps, depth, classes and input channels must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn validate_cnn(&self, cnn: &CnnConfig) -> Result<()> {
+        let c = &cnn.channels;
+        check_range("channels (conv layers)", c.len(), &CNN_LAYERS)?;
+        for (i, &w) in c.iter().enumerate() {
+            check_range(&format!("channels[{i}]"), w, &CNN_CHANNELS)?;
+        }
+        check_range("pool_after (pools)", cnn.pool_after.len(), &(0..=c.len()))?;
+        let resnet = self.kind() == Arch::SpikingResnet;
+        if c.is_empty() || c.contains(&0) {
+            return invalid(format!("CNN channels {c:?} must be non-empty and positive"));
+        }
+        if resnet && c.len() % 2 != 1 {
+            return invalid(format!(
+                "ResNet channels {c:?}: a stem, then two convs per block (an odd count)"
+            ));
+        }
+        if cnn.pool_after.iter().any(|&i| i >= c.len())
+            || (resnet && cnn.pool_after.iter().any(|i| i % 2 == 1))
+        {
+            return invalid(format!(
+                "pool_after {:?} must name convs (a ResNet's stem or a block's conv2)",
+                cnn.pool_after
+            ));
+        }
+        let mut side = self.image_size;
+        for _ in &cnn.pool_after {
+            side = crate::ops::max_pool_out(side);
+        }
+        if self.time_steps == 0 || self.classes == 0 || self.in_channels == 0 || side == 0 {
+            return invalid(
+                "time steps, classes, input channels and image size must be positive".into(),
+            );
+        }
+        if self.weights == WeightMode::Binary {
+            return invalid("the CNNs take float, quantized or qsnn weights".into());
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: String) -> Result<()> {
+    Err(Error::InvalidArgument(message))
+}
+
+/// Input height and width (also the side of event frames).
+pub const IMAGE_SIZE: RangeInclusive<usize> = 1..=1024;
+/// Input channels (also of event frames: 2 polarities).
+pub const IN_CHANNELS: RangeInclusive<usize> = 1..=256;
+pub const CLASSES: RangeInclusive<usize> = 1..=65_536;
+pub const DIM: RangeInclusive<usize> = 8..=4096;
+pub const DEPTH: RangeInclusive<usize> = 1..=64;
+pub const HEADS: RangeInclusive<usize> = 1..=64;
+/// Time steps T (also the frames per event recording).
+pub const TIME_STEPS: RangeInclusive<usize> = 1..=256;
+pub const MLP_RATIO: RangeInclusive<usize> = 1..=16;
+/// A spiking CNN's conv layers, and the width of each.
+pub const CNN_LAYERS: RangeInclusive<usize> = 1..=64;
+pub const CNN_CHANNELS: RangeInclusive<usize> = 1..=4096;
+
+/// `Ok` when `value` lies in `range`, else an error naming the field, the value and the
+/// range.
+pub fn check_range(field: &str, value: usize, range: &RangeInclusive<usize>) -> Result<()> {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::OutOfRange {
+        field: field.into(),
+        value: value.to_string(),
+        allowed: format!("{}..={}", range.start(), range.end()),
+    })
+}
+
+fn default_weight_bits() -> u32 {
+    DEFAULT_WEIGHT_BITS
+}
+
+/// The on-disk form: every architecture's fields side by side (a CNN's transformer
+/// fields hold its depth and last width, and the rest ones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FlatConfig {
+    arch: Arch,
+    depth: usize,
+    dim: usize,
+    heads: usize,
+    mlp_ratio: usize,
+    time_steps: usize,
+    in_channels: usize,
+    image_size: usize,
+    patch_size: usize,
+    classes: usize,
+    attention: AttentionForm,
+    weights: WeightMode,
+    #[serde(default = "default_weight_bits")]
+    weight_bits: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pool_after: Vec<usize>,
+}
+
+impl From<ModelConfig> for FlatConfig {
+    fn from(c: ModelConfig) -> Self {
+        let kind = c.kind();
+        let (t, cnn) = match c.arch {
+            ArchConfig::Spikformer(t) | ArchConfig::Bestformer(t) => (t, None),
+            ArchConfig::SpikingVgg(cnn) | ArchConfig::SpikingResnet(cnn) => {
+                let t = TransformerConfig {
+                    depth: cnn.channels.len(),
+                    dim: cnn.last_width(),
+                    heads: 1,
+                    mlp_ratio: 1,
+                    patch_size: 1,
+                    attention: AttentionForm::Ssa,
+                };
+                (t, Some(cnn))
+            }
+        };
+        let cnn = cnn.unwrap_or(CnnConfig {
+            channels: Vec::new(),
+            pool_after: Vec::new(),
+        });
+        FlatConfig {
+            arch: kind,
+            depth: t.depth,
+            dim: t.dim,
+            heads: t.heads,
+            mlp_ratio: t.mlp_ratio,
+            time_steps: c.time_steps,
+            in_channels: c.in_channels,
+            image_size: c.image_size,
+            patch_size: t.patch_size,
+            classes: c.classes,
+            attention: t.attention,
+            weights: c.weights,
+            weight_bits: c.weight_bits,
+            channels: cnn.channels,
+            pool_after: cnn.pool_after,
+        }
+    }
+}
+
+impl From<FlatConfig> for ModelConfig {
+    fn from(f: FlatConfig) -> Self {
+        let t = TransformerConfig {
+            depth: f.depth,
+            dim: f.dim,
+            heads: f.heads,
+            mlp_ratio: f.mlp_ratio,
+            patch_size: f.patch_size,
+            attention: f.attention,
+        };
+        let cnn = || CnnConfig {
+            channels: f.channels.clone(),
+            pool_after: f.pool_after.clone(),
+        };
+        let arch = match f.arch {
+            Arch::Spikformer => ArchConfig::Spikformer(t),
+            Arch::Bestformer => ArchConfig::Bestformer(t),
+            Arch::SpikingVgg => ArchConfig::SpikingVgg(cnn()),
+            Arch::SpikingResnet => ArchConfig::SpikingResnet(cnn()),
+        };
+        ModelConfig {
+            time_steps: f.time_steps,
+            in_channels: f.in_channels,
+            image_size: f.image_size,
+            classes: f.classes,
+            weights: f.weights,
+            weight_bits: f.weight_bits,
+            arch,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checkpoints written before the config had its per-architecture parts carry this
+    /// flat form, and new ones must write it unchanged.
+    #[test]
+    fn configs_keep_their_flat_on_disk_form() {
+        let flat = [
+            r#"{"arch":"spikformer","depth":2,"dim":64,"heads":4,"mlp_ratio":4,"time_steps":4,"in_channels":1,"image_size":28,"patch_size":4,"classes":10,"attention":"ssa","weights":"float","weight_bits":4}"#,
+            r#"{"arch":"spiking-resnet","depth":5,"dim":32,"heads":1,"mlp_ratio":1,"time_steps":4,"in_channels":1,"image_size":28,"patch_size":1,"classes":10,"attention":"ssa","weights":"float","weight_bits":4,"channels":[16,16,16,32,32],"pool_after":[2,4]}"#,
+        ];
+        for (name, json) in ["spikformer-2-64", "spiking-resnet-small"].iter().zip(flat) {
+            let cfg = ModelConfig::preset(name).unwrap();
+            assert_eq!(serde_json::to_string(&cfg).unwrap(), json, "{name}");
+            assert_eq!(
+                serde_json::from_str::<ModelConfig>(json).unwrap(),
+                cfg,
+                "{name}"
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! - BatchNorm over every leading axis (T folded in);
 //! - the multi-step LIF over `[T, ...]`.
 
+use super::params::{BnParams, ParamId, UnitParams, WeightParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
@@ -23,33 +24,41 @@ pub enum WeightOp {
     Linear,
 }
 
-/// One conv/linear layer: its weight (and bias) names in the store.
-#[derive(Debug, Clone)]
+/// One conv/linear layer: its weight (and bias) in the store.
+#[derive(Debug, Clone, Copy)]
 pub struct Weight {
     pub op: WeightOp,
-    pub weight: String,
-    pub bias: Option<String>,
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
     /// The input is spikes {0,1}, so a binary weight can run on packed bits; a binary
     /// layer fed real values (Spikformer's residual stream) multiplies by its f32 signs.
     pub spike_input: bool,
 }
 
 impl Weight {
-    pub fn conv(weight: String) -> Self {
+    pub fn conv(p: WeightParams) -> Self {
         Self {
             op: WeightOp::Conv3x3,
-            weight,
-            bias: None,
+            weight: p.weight,
+            bias: p.bias,
             spike_input: true,
         }
     }
 
-    pub fn linear(prefix: &str, bias: bool) -> Self {
+    pub fn linear(p: WeightParams) -> Self {
         Self {
             op: WeightOp::Linear,
-            weight: format!("{prefix}.weight"),
-            bias: bias.then(|| format!("{prefix}.bias")),
+            weight: p.weight,
+            bias: p.bias,
             spike_input: true,
+        }
+    }
+
+    /// The weight layer of a weight -> BN unit.
+    pub fn of_unit(op: WeightOp, unit: &UnitParams) -> Self {
+        match op {
+            WeightOp::Conv3x3 => Self::conv(unit.weight),
+            WeightOp::Linear => Self::linear(unit.weight),
         }
     }
 
@@ -65,20 +74,21 @@ impl Weight {
     /// spikes {0,1}).
     pub fn forward(&self, ctx: &GpuContext, store: &ParamStore, x: &Tensor) -> Result<Tensor> {
         if let Some(log) = &store.energy {
-            let w = store.param(ctx, &self.weight)?;
+            let w = store.param(self.weight)?;
             let (out, k) = (w.shape()[0], w.shape()[1]); // [C_out, 9 C_in] or [out, in]
             let rows = match self.op {
                 WeightOp::Conv3x3 => x.len() / (k / 9).max(1),
                 WeightOp::Linear => x.len() / k.max(1),
             };
-            let binary = store.binary(&self.weight).is_ok();
-            log.record(ctx, &self.weight, binary, x, (rows * k * out) as u64)?;
+            let binary = store.binary(self.weight).is_some();
+            let name = &store.spec(self.weight).name;
+            log.record(ctx, name, binary, x, (rows * k * out) as u64)?;
         }
-        let bias = match &self.bias {
-            Some(b) => Some(store.param(ctx, b)?),
+        let bias = match self.bias {
+            Some(b) => Some(store.param(b)?),
             None => None,
         };
-        if let Some(q) = store.quant(&self.weight) {
+        if let Some(q) = store.quant(self.weight) {
             return match (self.op, self.spike_input) {
                 (WeightOp::Conv3x3, false) => ops::conv3x3(ctx, x, &q.q),
                 (WeightOp::Conv3x3, true) => ops::conv3x3_quant(ctx, x, q),
@@ -89,34 +99,34 @@ impl Weight {
                         x.clone()
                     };
                     let y = ops::linear_quant(ctx, &x, q)?;
-                    if let Some(b) = &bias {
+                    if let Some(b) = bias {
                         ops::add_bias_into(ctx, &y, b)?;
                     }
                     Ok(y)
                 }
             };
         }
-        let y = match store.binary(&self.weight) {
-            Ok(bw) if self.spike_input => match self.op {
+        let y = match store.binary(self.weight) {
+            Some(bw) if self.spike_input => match self.op {
                 WeightOp::Conv3x3 => ops::conv3x3_binary(ctx, x, &bw.bits),
                 WeightOp::Linear => {
                     let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
-                    ops::linear_binary(ctx, &xb, &bw.bits, bias.as_ref())
+                    ops::linear_binary(ctx, &xb, &bw.bits, bias)
                 }
             },
             binary => {
                 let w = match binary {
-                    Ok(bw) => bw.signs.clone(),
-                    Err(_) => store.param(ctx, &self.weight)?,
+                    Some(bw) => &bw.signs,
+                    None => store.param(self.weight)?,
                 };
                 match self.op {
-                    WeightOp::Conv3x3 => ops::conv3x3(ctx, x, &w),
-                    WeightOp::Linear => ops::linear(ctx, x, &w, bias.as_ref()),
+                    WeightOp::Conv3x3 => ops::conv3x3(ctx, x, w),
+                    WeightOp::Linear => ops::linear(ctx, x, w, bias),
                 }
             }
         }?;
         // Q-SNN's binary layers: y = s_o (x . sign(w_hat)), one scale per output channel.
-        match store.binary_scale(&self.weight) {
+        match store.binary_scale(self.weight) {
             Some(scale) => ops::sum_planes(ctx, &y, scale, 1),
             None => Ok(y),
         }
@@ -132,10 +142,10 @@ impl Weight {
         dy: &Tensor,
         need_dx: bool,
     ) -> Result<Option<Tensor>> {
-        let latent = store.param(ctx, &self.weight)?;
-        let dlatent = store.grad(ctx, &self.weight)?;
-        let binary = store.binary(&self.weight).ok();
-        let quant = store.quant(&self.weight);
+        let latent = store.param(self.weight)?;
+        let dlatent = store.grad(self.weight)?;
+        let binary = store.binary(self.weight);
+        let quant = store.quant(self.weight);
         // Binary and b-bit: the op's weight is the f32 signs or the dequantized weights,
         // its gradient a scratch buffer.
         let (w, dw) = match (binary, quant) {
@@ -144,7 +154,7 @@ impl Weight {
             (None, None) => (latent.clone(), dlatent.clone()),
         };
         // Q-SNN's scale is a constant per output channel: scale dy by it.
-        let dy = &match store.binary_scale(&self.weight) {
+        let dy = &match store.binary_scale(self.weight) {
             Some(scale) => ops::sum_planes(ctx, dy, scale, 1)?,
             None => dy.clone(),
         };
@@ -159,35 +169,35 @@ impl Weight {
                 }
             }
             WeightOp::Linear => {
-                let db = match &self.bias {
-                    Some(b) => Some(store.grad(ctx, b)?),
+                let db = match self.bias {
+                    Some(b) => Some(store.grad(b)?),
                     None => None,
                 };
-                let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db.as_ref())?;
+                let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db)?;
                 need_dx.then_some(dx)
             }
         };
         if let Some(bw) = binary {
-            ops::binarize_weights_backward(ctx, &latent, &bw.stats, &dw, &dlatent)?;
+            ops::binarize_weights_backward(ctx, latent, &bw.stats, &dw, dlatent)?;
         } else if let Some(q) = quant {
-            ops::rescaw_backward(ctx, &latent, &q.gamma, &dw, &dlatent)?;
+            ops::rescaw_backward(ctx, latent, &q.gamma, &dw, dlatent)?;
         }
         Ok(dx)
     }
 }
 
-/// BatchNorm `prefix` (`.weight`, `.bias`, running statistics) over `x [.., C]`.
+/// BatchNorm `bn` (weight, bias, running statistics) over `x [.., C]`.
 /// Returns `(y, stats)`; stats (for backward) only when training.
 pub fn bn_forward(
     ctx: &GpuContext,
     store: &mut ParamStore,
-    prefix: &str,
+    bn: &BnParams,
     x: &Tensor,
     train: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let out = bn_forward_with(ctx, store, prefix, x, Mode::of(train))?;
+    let out = bn_forward_with(ctx, store, bn, x, Mode::of(train))?;
     if train {
-        store.count_batch(prefix);
+        store.count_batch(bn);
     }
     Ok(out)
 }
@@ -218,14 +228,11 @@ impl Mode {
 pub fn bn_forward_with(
     ctx: &GpuContext,
     store: &ParamStore,
-    prefix: &str,
+    bn: &BnParams,
     x: &Tensor,
     mode: Mode,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let w = store.param(ctx, &format!("{prefix}.weight"))?;
-    let b = store.param(ctx, &format!("{prefix}.bias"))?;
-    let (rm, rv) = store.running(prefix)?;
-    let mut bn = BatchNorm::new(&w, &b, rm, rv);
+    let mut bn = batch_norm(store, bn)?;
     match mode {
         Mode::Eval => Ok((bn.forward_eval(ctx, x)?, None)),
         Mode::Train | Mode::Recompute => {
@@ -242,27 +249,35 @@ pub fn bn_forward_with(
 pub fn bn_backward(
     ctx: &GpuContext,
     store: &ParamStore,
-    prefix: &str,
+    bn: &BnParams,
     x: &Tensor,
     stats: Option<&Tensor>,
     dy: &Tensor,
 ) -> Result<Tensor> {
     let stats = stats.ok_or_else(|| {
         crate::Error::InvalidArgument(format!(
-            "backward of BatchNorm '{prefix}' needs a training forward"
+            "backward of BatchNorm '{}' needs a training forward",
+            store.spec(bn.weight).name
         ))
     })?;
-    let w = store.param(ctx, &format!("{prefix}.weight"))?;
-    let b = store.param(ctx, &format!("{prefix}.bias"))?;
-    let (rm, rv) = store.running(prefix)?;
-    let dw = store.grad(ctx, &format!("{prefix}.weight"))?;
-    let db = store.grad(ctx, &format!("{prefix}.bias"))?;
+    let dw = store.grad(bn.weight)?;
+    let db = store.grad(bn.bias)?;
     // The op refuses dweight and dbias in one buffer (the store's flat grads): the bias
     // gradient goes through a scratch tensor.
     let db_scratch = ctx.zeros(db.shape(), db.dtype())?;
-    let dx = BatchNorm::new(&w, &b, rm, rv).backward(ctx, x, dy, stats, &dw, &db_scratch)?;
-    ops::axpy_into(ctx, &db, &db_scratch, 1.0)?;
+    let dx = batch_norm(store, bn)?.backward(ctx, x, dy, stats, dw, &db_scratch)?;
+    ops::axpy_into(ctx, db, &db_scratch, 1.0)?;
     Ok(dx)
+}
+
+/// The BatchNorm op over the store's tensors of `bn`.
+fn batch_norm<'a>(store: &'a ParamStore, bn: &BnParams) -> Result<BatchNorm<'a>> {
+    Ok(BatchNorm::new(
+        store.param(bn.weight)?,
+        store.param(bn.bias)?,
+        store.stat(bn.running_mean)?,
+        store.stat(bn.running_var)?,
+    ))
 }
 
 /// LIF over `x [T * .., ..]` (T leading, folded or not): returns (spikes, H) like x.
@@ -326,7 +341,7 @@ pub fn unit_forward(
     ctx: &GpuContext,
     store: &mut ParamStore,
     weight: &Weight,
-    bn: &str,
+    bn: &BnParams,
     lif: Option<(&LifConfig, usize)>,
     x: &Tensor,
     train: bool,
@@ -344,7 +359,7 @@ pub fn unit_forward_with(
     ctx: &GpuContext,
     store: &ParamStore,
     weight: &Weight,
-    bn: &str,
+    bn: &BnParams,
     lif: Option<(&LifConfig, usize)>,
     x: &Tensor,
     mode: Mode,
@@ -373,7 +388,7 @@ pub fn unit_backward(
     ctx: &GpuContext,
     store: &ParamStore,
     weight: &Weight,
-    bn: &str,
+    bn: &BnParams,
     lif: Option<(&LifConfig, usize)>,
     saved: &UnitSaved,
     dout: &Tensor,

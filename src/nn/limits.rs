@@ -1,67 +1,12 @@
-//! The bounds every run is checked against before anything is allocated: the allowed
-//! range of each size in a model config (whether it comes from a preset, the command
-//! line or a checkpoint's metadata), and the largest buffers a run of a config at a batch
-//! size will allocate, against the adapter's limits and the host's memory.
+//! The bounds every run is checked against before anything is allocated: the largest
+//! buffers a run of a config at a batch size will allocate, against the adapter's limits
+//! and the host's memory. (The allowed range of each size in a config, whether it comes
+//! from a preset, the command line or a checkpoint's metadata, is `nn::config`'s.)
 
-use std::ops::RangeInclusive;
-
-use super::config::{Arch, AttentionForm, ModelConfig};
+use super::config::{Arch, AttentionForm, ModelConfig, TransformerConfig};
+use super::params::{param_counts, param_layout};
 use crate::error::{Error, Result};
 use crate::gpu::{words_per_row, GpuContext};
-
-/// Input height and width (also the side of event frames).
-pub const IMAGE_SIZE: RangeInclusive<usize> = 1..=1024;
-/// Input channels (also of event frames: 2 polarities).
-pub const IN_CHANNELS: RangeInclusive<usize> = 1..=256;
-pub const CLASSES: RangeInclusive<usize> = 1..=65_536;
-pub const DIM: RangeInclusive<usize> = 8..=4096;
-pub const DEPTH: RangeInclusive<usize> = 1..=64;
-pub const HEADS: RangeInclusive<usize> = 1..=64;
-/// Time steps T (also the frames per event recording).
-pub const TIME_STEPS: RangeInclusive<usize> = 1..=256;
-pub const MLP_RATIO: RangeInclusive<usize> = 1..=16;
-/// A spiking CNN's conv layers, and the width of each.
-pub const CNN_LAYERS: RangeInclusive<usize> = 1..=64;
-pub const CNN_CHANNELS: RangeInclusive<usize> = 1..=4096;
-
-/// `Ok` when `value` lies in `range`, else an error naming the field, the value and the
-/// range.
-pub fn check_range(field: &str, value: usize, range: &RangeInclusive<usize>) -> Result<()> {
-    if range.contains(&value) {
-        return Ok(());
-    }
-    Err(Error::OutOfRange {
-        field: field.into(),
-        value: value.to_string(),
-        allowed: format!("{}..={}", range.start(), range.end()),
-    })
-}
-
-/// Every size of `cfg` in its allowed range (the structural checks are
-/// [`ModelConfig::validate`]'s, which calls this first).
-pub fn check_config_ranges(cfg: &ModelConfig) -> Result<()> {
-    check_range("image_size", cfg.image_size, &IMAGE_SIZE)?;
-    check_range("in_channels", cfg.in_channels, &IN_CHANNELS)?;
-    check_range("classes", cfg.classes, &CLASSES)?;
-    check_range("time_steps", cfg.time_steps, &TIME_STEPS)?;
-    if cfg.is_cnn() {
-        check_range("channels (conv layers)", cfg.channels.len(), &CNN_LAYERS)?;
-        for (i, &c) in cfg.channels.iter().enumerate() {
-            check_range(&format!("channels[{i}]"), c, &CNN_CHANNELS)?;
-        }
-        check_range(
-            "pool_after (pools)",
-            cfg.pool_after.len(),
-            &(0..=cfg.channels.len()),
-        )?;
-        return Ok(());
-    }
-    check_range("dim", cfg.dim, &DIM)?;
-    check_range("depth", cfg.depth, &DEPTH)?;
-    check_range("heads", cfg.heads, &HEADS)?;
-    check_range("mlp_ratio", cfg.mlp_ratio, &MLP_RATIO)?;
-    Ok(())
-}
 
 /// What a run does with a model, which decides the buffers it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,15 +81,21 @@ impl Needs {
 /// The buffers of a transformer's attention maps: f32 `[T*B*heads, r, r]` (r: tokens N,
 /// or head features d for the binary map of patch-16 models), packed bits (one 4-byte
 /// word per 32 columns) when only the binary map's forward runs.
-fn attention_maps(cfg: &ModelConfig, run: Run, needs: &mut Needs, copies: usize) {
-    let (t, heads) = (cfg.time_steps, cfg.heads);
-    let features = cfg.attention == AttentionForm::Binary && cfg.patch_size == 16;
+fn attention_maps(
+    cfg: &ModelConfig,
+    tc: &TransformerConfig,
+    run: Run,
+    needs: &mut Needs,
+    copies: usize,
+) {
+    let (t, heads) = (cfg.time_steps, tc.heads);
+    let features = tc.attention == AttentionForm::Binary && tc.feature_order();
     let (r, name) = if features {
-        (cfg.head_dim(), "d x d")
+        (tc.head_dim(), "d x d")
     } else {
-        (cfg.tokens(), "N x N")
+        (tc.tokens(cfg.image_size), "N x N")
     };
-    if cfg.attention == AttentionForm::Binary && !run.training() {
+    if tc.attention == AttentionForm::Binary && !run.training() {
         needs.batched(
             format!("packed attention maps [T*B*heads = {t}*B*{heads}, {r}, {r}] ({name})"),
             &[t, heads, r, words_per_row(r)],
@@ -170,7 +121,7 @@ pub fn run_buffers(cfg: &ModelConfig, run: Run) -> Vec<Need> {
         batch: run.batch(),
         list: Vec::new(),
     };
-    let params = super::param_counts(cfg).fp32_bytes as u64 / 4;
+    let params = param_counts(cfg).fp32_bytes as u64 / 4;
     needs.fixed(format!("parameters ({params} floats)"), params, 1);
     if run.training() {
         needs.fixed(
@@ -183,8 +134,13 @@ pub fn run_buffers(cfg: &ModelConfig, run: Run) -> Vec<Need> {
         return needs.list;
     }
     // Buffers of one kind alive at once: all layers' in training, a few in a forward.
+    let depth = match (cfg.transformer(), cfg.cnn()) {
+        (Some(tc), _) => tc.depth,
+        (_, Some(cnn)) => cnn.channels.len(),
+        _ => 1,
+    };
     let (per_layer, layers) = if run.training() {
-        (3, cfg.depth.max(1))
+        (3, depth.max(1))
     } else {
         (2, 1)
     };
@@ -197,49 +153,49 @@ pub fn run_buffers(cfg: &ModelConfig, run: Run) -> Vec<Need> {
     needs.batched(format!("logits [B, {}]", cfg.classes), &[cfg.classes], 2);
     // (name, side, channels in, channels out) of every 3x3 conv, at the side it runs on.
     let mut convs: Vec<(String, usize, usize, usize)> = Vec::new();
-    match cfg.arch {
-        Arch::Spikformer | Arch::Bestformer => {
-            let w = cfg.tokenizer_widths();
-            let mut side = s;
-            for i in 0..4 {
-                if cfg.arch == Arch::Bestformer && i > 0 && cfg.stage_pools(i - 1) {
-                    side /= 2;
-                }
-                convs.push((format!("tokenizer conv {i}"), side, w[i], w[i + 1]));
-                if cfg.arch == Arch::Spikformer && cfg.stage_pools(i) {
-                    side /= 2;
-                }
-            }
-            if cfg.arch == Arch::Bestformer && cfg.stage_pools(3) {
+    let layout = param_layout(cfg);
+    if let Some(tc) = cfg.transformer() {
+        let best = cfg.kind() == Arch::Bestformer;
+        let w = tc.tokenizer_widths(c);
+        let mut side = s;
+        for i in 0..4 {
+            if best && i > 0 && tc.stage_pools(i - 1) {
                 side /= 2;
             }
-            // Spikformer's rpe conv, BESTformer's fifth conv: D -> D on the tokens.
-            convs.push(("tokenizer conv 4".into(), side, w[4], w[4]));
-            let (n, d, hidden) = (cfg.tokens(), cfg.dim, cfg.hidden());
-            needs.batched(
-                format!("tokens [T*B = {t}*B, {n}, {d}]"),
-                &[t, n, d],
-                8 * layers + 2,
-            );
-            needs.batched(
-                format!("MLP hidden activations [T*B = {t}*B, {n}, {hidden}]"),
-                &[t, n, hidden],
-                per_layer * layers,
-            );
-            attention_maps(cfg, run, &mut needs, per_layer * layers);
+            convs.push((format!("tokenizer conv {i}"), side, w[i], w[i + 1]));
+            if !best && tc.stage_pools(i) {
+                side /= 2;
+            }
         }
-        Arch::SpikingVgg | Arch::SpikingResnet => {
-            let mut side = s;
-            for (i, layer) in super::cnn::conv_layers(cfg).iter().enumerate() {
-                convs.push((
-                    format!("conv {i} ({})", layer.conv),
-                    side,
-                    layer.c_in,
-                    layer.c_out,
-                ));
-                if layer.pool {
-                    side = crate::ops::max_pool_out(side);
-                }
+        if best && tc.stage_pools(3) {
+            side /= 2;
+        }
+        // Spikformer's rpe conv, BESTformer's fifth conv: D -> D on the tokens.
+        convs.push(("tokenizer conv 4".into(), side, w[4], w[4]));
+        let (n, d, hidden) = (tc.tokens(s), tc.dim, tc.hidden());
+        needs.batched(
+            format!("tokens [T*B = {t}*B, {n}, {d}]"),
+            &[t, n, d],
+            8 * layers + 2,
+        );
+        needs.batched(
+            format!("MLP hidden activations [T*B = {t}*B, {n}, {hidden}]"),
+            &[t, n, hidden],
+            per_layer * layers,
+        );
+        attention_maps(cfg, tc, run, &mut needs, per_layer * layers);
+    }
+    if let Some(cnn) = layout.cnn() {
+        let mut side = s;
+        for (i, layer) in cnn.convs.iter().enumerate() {
+            convs.push((
+                format!("conv {i} ({})", layout.name(layer.unit.weight.weight)),
+                side,
+                layer.c_in,
+                layer.c_out,
+            ));
+            if layer.pool {
+                side = crate::ops::max_pool_out(side);
             }
         }
     }
@@ -381,24 +337,24 @@ pub fn check_run(cfg: &ModelConfig, run: Run, limits: &RunLimits) -> Result<()> 
         batch.div_ceil(LOSS_ROWS_PER_WORKGROUP),
         1.0 / LOSS_ROWS_PER_WORKGROUP as f64,
     )];
-    if !cfg.is_cnn() {
-        let rows = product(&[cfg.time_steps, cfg.tokens()]);
+    if let Some(tc) = cfg.transformer() {
+        let tokens = tc.tokens(cfg.image_size);
+        let rows = product(&[cfg.time_steps, tokens]);
         dispatches.push((
             format!(
                 "the token matmuls over T*B*N = {}*{batch}*{} rows (at most \
                  {MAX_MATMUL_ROWS_PER_WORKGROUP} a workgroup)",
-                cfg.time_steps,
-                cfg.tokens()
+                cfg.time_steps, tokens
             ),
             rows.saturating_mul(batch)
                 .div_ceil(MAX_MATMUL_ROWS_PER_WORKGROUP),
             rows as f64 / MAX_MATMUL_ROWS_PER_WORKGROUP as f64,
         ));
-        let maps = product(&[cfg.time_steps, cfg.heads]);
+        let maps = product(&[cfg.time_steps, tc.heads]);
         dispatches.push((
             format!(
                 "the attention products over T*B*heads = {}*{batch}*{} maps",
-                cfg.time_steps, cfg.heads
+                cfg.time_steps, tc.heads
             ),
             maps.saturating_mul(batch),
             maps as f64,
@@ -465,7 +421,7 @@ impl GpuContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::PRESETS;
+    use crate::nn::presets::PRESETS;
 
     /// lavapipe's limits, with no host budget.
     fn lavapipe() -> RunLimits {
@@ -482,10 +438,14 @@ mod tests {
         ModelConfig::preset(name).unwrap()
     }
 
+    fn transformer(cfg: &mut ModelConfig) -> &mut TransformerConfig {
+        cfg.transformer_mut().unwrap()
+    }
+
     #[test]
     fn every_preset_is_in_range() {
         for (name, _) in PRESETS {
-            check_config_ranges(&preset(name)).unwrap();
+            preset(name).validate().unwrap();
         }
     }
 
@@ -501,10 +461,10 @@ mod tests {
                 c.time_steps = usize::MAX
             }),
             ("image_size = 100000", |c| c.image_size = 100_000),
-            ("dim = 1048576", |c| c.dim = 1 << 20),
-            ("depth = 0", |c| c.depth = 0),
-            ("heads = 4096", |c| c.heads = 4096),
-            ("mlp_ratio = 0", |c| c.mlp_ratio = 0),
+            ("dim = 1048576", |c| transformer(c).dim = 1 << 20),
+            ("depth = 0", |c| transformer(c).depth = 0),
+            ("heads = 4096", |c| transformer(c).heads = 4096),
+            ("mlp_ratio = 0", |c| transformer(c).mlp_ratio = 0),
             ("classes = 0", |c| c.classes = 0),
         ];
         for (want, set) in cases {
@@ -514,10 +474,10 @@ mod tests {
             assert!(e.contains(want) && e.contains("allowed: "), "{want}: {e}");
         }
         let mut cnn = preset("spiking-vgg-small");
-        cnn.channels[1] = 1 << 30;
+        cnn.cnn_mut().unwrap().channels[1] = 1 << 30;
         let e = cnn.validate().unwrap_err().to_string();
         assert!(e.contains("channels[1] = 1073741824"), "{e}");
-        cnn.channels = vec![8; 1000];
+        cnn.cnn_mut().unwrap().channels = vec![8; 1000];
         let e = cnn.validate().unwrap_err().to_string();
         assert!(e.contains("channels (conv layers) = 1000"), "{e}");
     }
@@ -567,8 +527,8 @@ mod tests {
     fn the_parameters_alone_can_be_too_large() {
         let mut cfg = preset("spikformer-2-64");
         cfg.classes = 65_536;
-        cfg.dim = 4096;
-        cfg.heads = 64;
+        transformer(&mut cfg).dim = 4096;
+        transformer(&mut cfg).heads = 64;
         let e = check_run(&cfg, Run::Params, &lavapipe())
             .unwrap_err()
             .to_string();

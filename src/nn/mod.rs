@@ -1,5 +1,7 @@
-//! Layers and models: configurations and presets, the parameter inventory with the
-//! reference implementations' names.
+//! Layers and models, in the order they depend on each other: configurations (plain
+//! data) and presets, the parameter specs with the reference implementations' names and
+//! the typed layout built from them, checkpoints, the GPU parameter store, the layers,
+//! then the models. See docs/ARCHITECTURE.md.
 
 pub mod attention;
 pub mod bestformer;
@@ -12,6 +14,7 @@ pub mod layers;
 pub mod limits;
 pub mod model;
 pub mod params;
+pub mod presets;
 pub mod prune;
 pub mod spikformer;
 pub mod store;
@@ -20,8 +23,14 @@ pub use bestformer::{Bestformer, Reversible};
 pub use checkpoint::{init_state, HostTensor, StateDict};
 pub use classifier::{combine_heads, Classifier};
 pub use cnn::SpikingCnn;
-pub use config::{Arch, AttentionForm, ModelConfig, WeightMode, PRESETS};
+pub use config::{
+    Arch, ArchConfig, AttentionForm, CnnConfig, ModelConfig, TransformerConfig, WeightMode,
+};
 pub use model::Model;
-pub use params::{param_counts, param_specs, ParamCounts, ParamRole, ParamSpec};
+pub use params::{
+    param_counts, param_layout, param_specs, ParamCounts, ParamId, ParamLayout, ParamRole,
+    ParamSpec,
+};
+pub use presets::PRESETS;
 pub use spikformer::Spikformer;
 pub use store::ParamStore;

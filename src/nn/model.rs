@@ -1,10 +1,13 @@
 //! A model of any supported architecture, as the trainer, evaluation and inference see it.
 
-use super::{
-    Arch, Bestformer, Classifier, ModelConfig, ParamStore, Reversible, Spikformer, SpikingCnn,
-};
+use super::bestformer::{Bestformer, Reversible};
+use super::classifier::Classifier;
+use super::cnn::SpikingCnn;
+use super::config::{Arch, ModelConfig};
+use super::spikformer::Spikformer;
+use super::store::ParamStore;
 use crate::error::Result;
-use crate::gpu::{DType, GpuContext, Tensor};
+use crate::gpu::{GpuContext, Tensor};
 
 pub enum Model {
     Spikformer(Box<Spikformer>),
@@ -14,7 +17,7 @@ pub enum Model {
 
 impl Model {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
-        Ok(match config.arch {
+        Ok(match config.kind() {
             Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),
             Arch::Bestformer => Model::Bestformer(Box::new(Bestformer::new(config, batch)?)),
             Arch::SpikingVgg | Arch::SpikingResnet => {
@@ -103,28 +106,9 @@ impl Classifier for Model {
             self.set_reversible(reversible);
         }
         match self {
-            Model::Spikformer(m) => Ok(vec![m.forward(ctx, store, images, train)?]),
-            Model::Cnn(m) => {
-                let logits = m.forward(ctx, store, images, train)?;
-                // Q-SNN training: one head per time step, each [B, classes].
-                let steps = logits.shape()[0] / m.batch;
-                if steps == 1 {
-                    return Ok(vec![logits]);
-                }
-                let len = logits.len() / steps;
-                (0..steps)
-                    .map(|t| {
-                        let head = ctx.empty(&[m.batch, logits.shape()[1]], DType::F32)?;
-                        crate::ops::copy_range(ctx, &logits, t * len, &head, 0, len)?;
-                        Ok(head)
-                    })
-                    .collect()
-            }
-            Model::Bestformer(m) => {
-                m.forward(ctx, store, images, train)?;
-                let (out0, out1) = m.heads.clone().expect("a forward leaves both heads");
-                Ok(vec![out0, out1])
-            }
+            Model::Spikformer(m) => Classifier::forward(m.as_mut(), ctx, store, images, train),
+            Model::Bestformer(m) => Classifier::forward(m.as_mut(), ctx, store, images, train),
+            Model::Cnn(m) => Classifier::forward(m.as_mut(), ctx, store, images, train),
         }
     }
 
@@ -134,26 +118,10 @@ impl Classifier for Model {
         store: &mut ParamStore,
         dlogits: &[Tensor],
     ) -> Result<()> {
-        match (self, dlogits) {
-            (Model::Spikformer(m), [d]) => m.backward(ctx, store, d),
-            (Model::Cnn(m), [d]) => m.backward(ctx, store, d),
-            (Model::Cnn(m), steps) => {
-                let [b, classes] = *steps[0].shape() else {
-                    return Err(crate::Error::InvalidArgument(
-                        "head gradients must be [B, classes]".into(),
-                    ));
-                };
-                let all = ctx.empty(&[steps.len() * b, classes], DType::F32)?;
-                for (t, d) in steps.iter().enumerate() {
-                    crate::ops::copy_range(ctx, d, 0, &all, t * d.len(), d.len())?;
-                }
-                m.backward(ctx, store, &all)
-            }
-            (Model::Bestformer(m), [d0, d1]) => m.backward_heads(ctx, store, d0, d1),
-            (_, d) => Err(crate::Error::InvalidArgument(format!(
-                "backward got {} head gradients for this model",
-                d.len()
-            ))),
+        match self {
+            Model::Spikformer(m) => Classifier::backward(m.as_mut(), ctx, store, dlogits),
+            Model::Bestformer(m) => Classifier::backward(m.as_mut(), ctx, store, dlogits),
+            Model::Cnn(m) => Classifier::backward(m.as_mut(), ctx, store, dlogits),
         }
     }
 }

@@ -1,10 +1,14 @@
 //! The parameter inventory of a model: every tensor of the reference implementation's
-//! state_dict, by its reference name, with its shape and whether it is binarized. The
+//! state_dict, by its reference name, with its shape and whether it is binarized, and
+//! the typed layout the models run on ([`ModelParams`]: one struct per block holding a
+//! [`ParamId`] per tensor). The reference names are written here and nowhere else; the
 //! counts `bitspike info --model` prints and the checkpoint format both come from here.
 
 use serde::Serialize;
 
-use super::config::{Arch, AttentionForm, ModelConfig, WeightMode};
+use super::config::{
+    ArchConfig, AttentionForm, CnnConfig, ModelConfig, TransformerConfig, WeightMode,
+};
 use crate::gpu::words_per_row;
 
 /// What a state_dict entry holds.
@@ -21,7 +25,7 @@ pub enum ParamRole {
     Buffer,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
@@ -30,6 +34,20 @@ pub struct ParamSpec {
     pub binary: bool,
     /// Bits of a ReScaW-quantized weight stored as bit-planes (0: not quantized).
     pub quant_bits: u32,
+    /// How `init_state` fills it.
+    pub init: Init,
+}
+
+/// A fresh model's values of a tensor (timm's and PyTorch's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Init {
+    /// Every element this value (BN weight 1, biases 0, running var 1, lambda 1, ...).
+    Constant(f32),
+    /// normal(0, 0.02): linear layers and heads (timm's trunc_normal_, whose truncation
+    /// at +-2 a 0.02-wide normal never reaches).
+    Normal002,
+    /// PyTorch's conv default, uniform(+-1 / sqrt(fan_in)).
+    FanInUniform,
 }
 
 impl ParamSpec {
@@ -42,13 +60,167 @@ impl ParamSpec {
     }
 }
 
-/// SSA_Bin's running threshold Delta per head, `block.{i}.attn.<this>` (the published
-/// models give no name: ours).
-pub const SSA_BIN_DELTA: &str = "attn_delta";
-/// SSA_Bin's running attention shift (the mean of `B V`) per head and feature.
-pub const SSA_BIN_SHIFT: &str = "attn_shift";
+/// One state_dict entry of a model: its index in the model's [`ParamLayout::specs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParamId(usize);
 
-pub(crate) struct Inventory {
+impl ParamId {
+    pub(crate) fn new(index: usize) -> Self {
+        Self(index)
+    }
+
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
+/// A conv or linear layer's weight and optional bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightParams {
+    pub weight: ParamId,
+    pub bias: Option<ParamId>,
+}
+
+/// A BatchNorm's affine parameters and running statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BnParams {
+    pub weight: ParamId,
+    pub bias: ParamId,
+    pub running_mean: ParamId,
+    pub running_var: ParamId,
+    pub batches_tracked: ParamId,
+}
+
+/// A weight layer followed by its BatchNorm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitParams {
+    pub weight: WeightParams,
+    pub bn: BnParams,
+}
+
+/// The tensors an attention form adds to a block (see `ops::attention::form`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FormParams {
+    /// Learned (BESTformer's lambda), in the form's order.
+    pub learned: Vec<ParamId>,
+    /// Running statistics (SSA_Bin's threshold and shift), in the form's order.
+    pub stats: Vec<ParamId>,
+}
+
+/// A block's attention: the q, k, v branches, the form's own tensors and proj.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttnParams {
+    /// The module's reference name (`block.{i}.attn`), which the energy report's
+    /// entries for the attention products extend.
+    pub name: String,
+    pub q: UnitParams,
+    pub k: UnitParams,
+    pub v: UnitParams,
+    pub form: FormParams,
+    pub proj: UnitParams,
+}
+
+/// A block's MLP (Spikformer's fc1/fc2, BESTformer's mlp1/mlp2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlpParams {
+    pub fc1: UnitParams,
+    pub fc2: UnitParams,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockParams {
+    pub attn: AttnParams,
+    pub mlp: MlpParams,
+}
+
+/// Spikformer: the SPS stages, rpe, the blocks and the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpikformerParams {
+    pub stages: Vec<UnitParams>,
+    pub rpe: UnitParams,
+    pub blocks: Vec<BlockParams>,
+    pub head: WeightParams,
+}
+
+/// BESTformer: the BSPS blocks (block0 float), the blocks and both heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BestformerParams {
+    pub tokenizer: Vec<UnitParams>,
+    pub blocks: Vec<BlockParams>,
+    pub heads: [WeightParams; 2],
+}
+
+/// One conv of a spiking CNN, in forward order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvLayer {
+    pub unit: UnitParams,
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Max-pool after its neuron (a ResNet conv2: after the block's output neuron).
+    pub pool: bool,
+    /// Its output channels can be pruned (they feed only the next conv or the head).
+    pub prunable: bool,
+}
+
+/// A spiking CNN: its convs in forward order (a ResNet's: the stem, then conv1, conv2
+/// per block), each ResNet block's 1x1 shortcut where the width changes, the head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CnnParams {
+    pub convs: Vec<ConvLayer>,
+    /// One per ResNet block (empty for a VGG).
+    pub shortcuts: Vec<Option<UnitParams>>,
+    pub head: WeightParams,
+}
+
+/// The typed parameters of any model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelParams {
+    Spikformer(SpikformerParams),
+    Bestformer(BestformerParams),
+    Cnn(CnnParams),
+}
+
+/// Every state_dict entry of a model, in the reference implementation's order, and the
+/// typed handles into them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamLayout {
+    pub specs: Vec<ParamSpec>,
+    pub model: ModelParams,
+}
+
+impl ParamLayout {
+    pub fn spec(&self, id: ParamId) -> &ParamSpec {
+        &self.specs[id.0]
+    }
+
+    pub fn name(&self, id: ParamId) -> &str {
+        &self.specs[id.0].name
+    }
+
+    pub fn spikformer(&self) -> Option<&SpikformerParams> {
+        match &self.model {
+            ModelParams::Spikformer(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn bestformer(&self) -> Option<&BestformerParams> {
+        match &self.model {
+            ModelParams::Bestformer(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn cnn(&self) -> Option<&CnnParams> {
+        match &self.model {
+            ModelParams::Cnn(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Builds the spec list and hands out the ids.
+struct Inventory {
     specs: Vec<ParamSpec>,
     mode: WeightMode,
     bits: u32,
@@ -60,19 +232,30 @@ pub(crate) struct Inventory {
 pub const QSNN_END_BITS: u32 = 8;
 
 impl Inventory {
-    fn push(&mut self, name: String, shape: Vec<usize>, role: ParamRole, binary: bool) {
+    fn push(&mut self, name: String, shape: Vec<usize>, role: ParamRole, init: Init) -> ParamId {
         self.specs.push(ParamSpec {
             name,
             shape,
             role,
-            binary,
+            binary: false,
             quant_bits: 0,
+            init,
         });
+        ParamId(self.specs.len() - 1)
     }
 
-    /// A conv/linear weight: `binarizable` layers (all but the first conv and the heads)
-    /// are binary in binary weight mode; the weight mode says how the others are stored.
-    pub(crate) fn weight(&mut self, name: String, shape: Vec<usize>, binarizable: bool) {
+    /// A conv/linear weight `{prefix}.weight` (and `{prefix}.bias` when `bias`):
+    /// `binarizable` layers (all but the first conv and the heads) are binary in binary
+    /// weight mode; the weight mode says how the others are stored. `normal`: linear
+    /// layers' init, else a conv's.
+    fn weight(
+        &mut self,
+        prefix: &str,
+        shape: Vec<usize>,
+        binarizable: bool,
+        bias: bool,
+        normal: bool,
+    ) -> WeightParams {
         let (binary, quant_bits) = match self.mode {
             WeightMode::Float => (false, 0),
             WeightMode::Binary => (binarizable, 0),
@@ -81,178 +264,345 @@ impl Inventory {
             WeightMode::Qsnn if binarizable => (true, 0),
             WeightMode::Qsnn => (false, QSNN_END_BITS),
         };
-        self.push(name, shape, ParamRole::Trainable, binary);
-        self.specs.last_mut().expect("just pushed").quant_bits = quant_bits;
-    }
-
-    pub(crate) fn bias(&mut self, name: String, n: usize) {
-        self.push(name, vec![n], ParamRole::Trainable, false);
-    }
-
-    /// What the attention form adds to block `b`'s attention (both families):
-    /// BESTformer's learnable `lambda_attn [T, 1, heads, 1, 1]` for the binary map,
-    /// SSA_Bin's running threshold `[heads]` and shift `[heads, d]`.
-    fn attention_form(&mut self, cfg: &ModelConfig, b: usize) {
-        let p = format!("block.{b}.attn");
-        match cfg.attention {
-            AttentionForm::Binary => self.push(
-                format!("{p}.lambda_attn"),
-                vec![cfg.time_steps, 1, cfg.heads, 1, 1],
+        let out = shape[0];
+        let init = if normal {
+            Init::Normal002
+        } else {
+            Init::FanInUniform
+        };
+        let weight = self.push(
+            format!("{prefix}.weight"),
+            shape,
+            ParamRole::Trainable,
+            init,
+        );
+        let spec = &mut self.specs[weight.0];
+        spec.binary = binary;
+        spec.quant_bits = quant_bits;
+        let bias = bias.then(|| {
+            self.push(
+                format!("{prefix}.bias"),
+                vec![out],
                 ParamRole::Trainable,
-                false,
-            ),
-            AttentionForm::SsaBin => {
-                self.push(
-                    format!("{p}.{SSA_BIN_DELTA}"),
-                    vec![cfg.heads],
-                    ParamRole::Buffer,
-                    false,
-                );
-                self.push(
-                    format!("{p}.{SSA_BIN_SHIFT}"),
-                    vec![cfg.heads, cfg.head_dim()],
-                    ParamRole::Buffer,
-                    false,
-                );
-            }
-            AttentionForm::Ssa | AttentionForm::A2os2a => {}
-        }
+                Init::Constant(0.0),
+            )
+        });
+        WeightParams { weight, bias }
+    }
+
+    /// A 3x3 conv `{prefix}.weight` `[c_out, c_in, 3, 3]`, no bias.
+    fn conv3x3(
+        &mut self,
+        prefix: &str,
+        c_in: usize,
+        c_out: usize,
+        binarizable: bool,
+    ) -> WeightParams {
+        self.weight(prefix, vec![c_out, c_in, 3, 3], binarizable, false, false)
     }
 
     /// BatchNorm `prefix.{weight,bias,running_mean,running_var,num_batches_tracked}`.
-    pub(crate) fn batch_norm(&mut self, prefix: &str, c: usize) {
-        self.push(
-            format!("{prefix}.weight"),
-            vec![c],
-            ParamRole::Trainable,
-            false,
-        );
-        self.push(
-            format!("{prefix}.bias"),
-            vec![c],
-            ParamRole::Trainable,
-            false,
-        );
-        self.push(
-            format!("{prefix}.running_mean"),
-            vec![c],
-            ParamRole::RunningStat,
-            false,
-        );
-        self.push(
-            format!("{prefix}.running_var"),
-            vec![c],
-            ParamRole::RunningStat,
-            false,
-        );
-        self.push(
-            format!("{prefix}.num_batches_tracked"),
-            vec![],
-            ParamRole::BatchCount,
-            false,
-        );
+    fn batch_norm(&mut self, prefix: &str, c: usize) -> BnParams {
+        let trainable = ParamRole::Trainable;
+        BnParams {
+            weight: self.push(
+                format!("{prefix}.weight"),
+                vec![c],
+                trainable,
+                Init::Constant(1.0),
+            ),
+            bias: self.push(
+                format!("{prefix}.bias"),
+                vec![c],
+                trainable,
+                Init::Constant(0.0),
+            ),
+            running_mean: self.push(
+                format!("{prefix}.running_mean"),
+                vec![c],
+                ParamRole::RunningStat,
+                Init::Constant(0.0),
+            ),
+            running_var: self.push(
+                format!("{prefix}.running_var"),
+                vec![c],
+                ParamRole::RunningStat,
+                Init::Constant(1.0),
+            ),
+            batches_tracked: self.push(
+                format!("{prefix}.num_batches_tracked"),
+                vec![],
+                ParamRole::BatchCount,
+                Init::Constant(0.0),
+            ),
+        }
+    }
+
+    /// What the attention form adds to block `b`'s attention `prefix` (both families).
+    fn attention_form(
+        &mut self,
+        prefix: &str,
+        t: &TransformerConfig,
+        time_steps: usize,
+    ) -> FormParams {
+        let mut form = FormParams::default();
+        for p in form_params(t, time_steps) {
+            let name = format!("{prefix}.{}", p.name);
+            match p.kind {
+                FormParamKind::Learned => form.learned.push(self.push(
+                    name,
+                    p.shape,
+                    ParamRole::Trainable,
+                    Init::Constant(p.init),
+                )),
+                FormParamKind::RunningStat => form.stats.push(self.push(
+                    name,
+                    p.shape,
+                    ParamRole::Buffer,
+                    Init::Constant(p.init),
+                )),
+            }
+        }
+        form
     }
 }
 
 /// Every state_dict entry of the model, in the reference implementation's order.
 pub fn param_specs(cfg: &ModelConfig) -> Vec<ParamSpec> {
+    param_layout(cfg).specs
+}
+
+/// The specs and the typed handles of `cfg`'s model.
+pub fn param_layout(cfg: &ModelConfig) -> ParamLayout {
     let mut inv = Inventory {
         specs: Vec::new(),
         mode: cfg.weights,
         bits: cfg.weight_bits,
         quantize_ends: cfg.is_cnn(),
     };
-    let w = cfg.tokenizer_widths();
-    let (d, h) = (cfg.dim, cfg.hidden());
-    match cfg.arch {
-        Arch::Spikformer => {
-            // SPS: proj_conv{,1,2,3} + proj_bn{,1,2,3}, then rpe_conv + rpe_bn.
-            for (i, suffix) in ["", "1", "2", "3"].iter().enumerate() {
-                inv.weight(
-                    format!("patch_embed.proj_conv{suffix}.weight"),
-                    vec![w[i + 1], w[i], 3, 3],
-                    i > 0,
-                );
-                inv.batch_norm(&format!("patch_embed.proj_bn{suffix}"), w[i + 1]);
-            }
-            inv.weight("patch_embed.rpe_conv.weight".into(), vec![d, d, 3, 3], true);
-            inv.batch_norm("patch_embed.rpe_bn", d);
-            for b in 0..cfg.depth {
-                for x in ["q", "k", "v"] {
-                    inv.weight(
-                        format!("block.{b}.attn.{x}_linear.weight"),
-                        vec![d, d],
-                        true,
-                    );
-                    inv.bias(format!("block.{b}.attn.{x}_linear.bias"), d);
-                    inv.batch_norm(&format!("block.{b}.attn.{x}_bn"), d);
-                }
-                inv.weight(
-                    format!("block.{b}.attn.proj_linear.weight"),
-                    vec![d, d],
-                    true,
-                );
-                inv.bias(format!("block.{b}.attn.proj_linear.bias"), d);
-                inv.batch_norm(&format!("block.{b}.attn.proj_bn"), d);
-                inv.attention_form(cfg, b);
-                inv.weight(format!("block.{b}.mlp.fc1_linear.weight"), vec![h, d], true);
-                inv.bias(format!("block.{b}.mlp.fc1_linear.bias"), h);
-                inv.batch_norm(&format!("block.{b}.mlp.fc1_bn"), h);
-                inv.weight(format!("block.{b}.mlp.fc2_linear.weight"), vec![d, h], true);
-                inv.bias(format!("block.{b}.mlp.fc2_linear.bias"), d);
-                inv.batch_norm(&format!("block.{b}.mlp.fc2_bn"), d);
-            }
-            inv.weight("head.weight".into(), vec![cfg.classes, d], false);
-            inv.bias("head.bias".into(), cfg.classes);
-        }
-        Arch::Bestformer => {
-            // BSPS: a float block0 conv, then four (binary) block{1..4} convs.
-            let widths = [w[0], w[1], w[2], w[3], w[4], w[4]];
-            for i in 0..5 {
-                inv.weight(
-                    format!("patch_embed.block{i}_conv.weight"),
-                    vec![widths[i + 1], widths[i], 3, 3],
-                    i > 0,
-                );
-                inv.batch_norm(&format!("patch_embed.block{i}_bn"), widths[i + 1]);
-            }
-            for b in 0..cfg.depth {
-                for x in ["q", "k", "v"] {
-                    inv.weight(
-                        format!("block.{b}.attn.{x}_conv.weight"),
-                        vec![d, d, 1],
-                        true,
-                    );
-                    inv.batch_norm(&format!("block.{b}.attn.{x}_bn"), d);
-                }
-                inv.weight(
-                    format!("block.{b}.attn.proj_conv.weight"),
-                    vec![d, d, 1],
-                    true,
-                );
-                inv.batch_norm(&format!("block.{b}.attn.proj_bn"), d);
-                inv.attention_form(cfg, b);
-                inv.weight(
-                    format!("block.{b}.mlp.mlp1_conv.weight"),
-                    vec![h, d, 1, 1],
-                    true,
-                );
-                inv.batch_norm(&format!("block.{b}.mlp.mlp1_bn"), h);
-                inv.weight(
-                    format!("block.{b}.mlp.mlp2_conv.weight"),
-                    vec![d, h, 1, 1],
-                    true,
-                );
-                inv.batch_norm(&format!("block.{b}.mlp.mlp2_bn"), d);
-            }
-            for head in ["head", "head2"] {
-                inv.weight(format!("{head}.weight"), vec![cfg.classes, d], false);
-                inv.bias(format!("{head}.bias"), cfg.classes);
-            }
-        }
-        Arch::SpikingVgg | Arch::SpikingResnet => super::cnn::param_specs(cfg, &mut inv),
+    let model = match &cfg.arch {
+        ArchConfig::Spikformer(t) => ModelParams::Spikformer(spikformer(&mut inv, cfg, t)),
+        ArchConfig::Bestformer(t) => ModelParams::Bestformer(bestformer(&mut inv, cfg, t)),
+        ArchConfig::SpikingVgg(c) => ModelParams::Cnn(vgg(&mut inv, cfg, c)),
+        ArchConfig::SpikingResnet(c) => ModelParams::Cnn(resnet(&mut inv, cfg, c)),
+    };
+    ParamLayout {
+        specs: inv.specs,
+        model,
     }
-    inv.specs
+}
+
+fn spikformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> SpikformerParams {
+    let w = t.tokenizer_widths(cfg.in_channels);
+    let (d, h) = (t.dim, t.hidden());
+    // SPS: proj_conv{,1,2,3} + proj_bn{,1,2,3}, then rpe_conv + rpe_bn.
+    let stages = ["", "1", "2", "3"]
+        .iter()
+        .enumerate()
+        .map(|(i, suffix)| UnitParams {
+            weight: inv.conv3x3(
+                &format!("patch_embed.proj_conv{suffix}"),
+                w[i],
+                w[i + 1],
+                i > 0,
+            ),
+            bn: inv.batch_norm(&format!("patch_embed.proj_bn{suffix}"), w[i + 1]),
+        })
+        .collect();
+    let rpe = UnitParams {
+        weight: inv.conv3x3("patch_embed.rpe_conv", d, d, true),
+        bn: inv.batch_norm("patch_embed.rpe_bn", d),
+    };
+    let linear_bn =
+        |inv: &mut Inventory, prefix: &str, name: &str, i: usize, o: usize| UnitParams {
+            weight: inv.weight(
+                &format!("{prefix}.{name}_linear"),
+                vec![o, i],
+                true,
+                true,
+                true,
+            ),
+            bn: inv.batch_norm(&format!("{prefix}.{name}_bn"), o),
+        };
+    let blocks = (0..t.depth)
+        .map(|b| {
+            let p = format!("block.{b}.attn");
+            let (q, k, v) = (
+                linear_bn(inv, &p, "q", d, d),
+                linear_bn(inv, &p, "k", d, d),
+                linear_bn(inv, &p, "v", d, d),
+            );
+            let proj = linear_bn(inv, &p, "proj", d, d);
+            let form = inv.attention_form(&p, t, cfg.time_steps);
+            let m = format!("block.{b}.mlp");
+            let fc1 = linear_bn(inv, &m, "fc1", d, h);
+            let fc2 = linear_bn(inv, &m, "fc2", h, d);
+            BlockParams {
+                attn: AttnParams {
+                    name: p,
+                    q,
+                    k,
+                    v,
+                    form,
+                    proj,
+                },
+                mlp: MlpParams { fc1, fc2 },
+            }
+        })
+        .collect();
+    let head = inv.weight("head", vec![cfg.classes, d], false, true, true);
+    SpikformerParams {
+        stages,
+        rpe,
+        blocks,
+        head,
+    }
+}
+
+fn bestformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> BestformerParams {
+    let w = t.tokenizer_widths(cfg.in_channels);
+    let (d, h) = (t.dim, t.hidden());
+    // BSPS: a float block0 conv, then four (binary) block{1..4} convs.
+    let widths = [w[0], w[1], w[2], w[3], w[4], w[4]];
+    let tokenizer = (0..5)
+        .map(|i| UnitParams {
+            weight: inv.conv3x3(
+                &format!("patch_embed.block{i}_conv"),
+                widths[i],
+                widths[i + 1],
+                i > 0,
+            ),
+            bn: inv.batch_norm(&format!("patch_embed.block{i}_bn"), widths[i + 1]),
+        })
+        .collect();
+    // Conv1d (q/k/v/proj: [out, in, 1]) and Conv2d 1x1 (mlp: [out, in, 1, 1]) weights.
+    let conv_bn = |inv: &mut Inventory, prefix: &str, name: &str, shape: Vec<usize>| {
+        let o = shape[0];
+        UnitParams {
+            weight: inv.weight(&format!("{prefix}.{name}_conv"), shape, true, false, false),
+            bn: inv.batch_norm(&format!("{prefix}.{name}_bn"), o),
+        }
+    };
+    let blocks = (0..t.depth)
+        .map(|b| {
+            let p = format!("block.{b}.attn");
+            let (q, k, v) = (
+                conv_bn(inv, &p, "q", vec![d, d, 1]),
+                conv_bn(inv, &p, "k", vec![d, d, 1]),
+                conv_bn(inv, &p, "v", vec![d, d, 1]),
+            );
+            let proj = conv_bn(inv, &p, "proj", vec![d, d, 1]);
+            let form = inv.attention_form(&p, t, cfg.time_steps);
+            let m = format!("block.{b}.mlp");
+            let fc1 = conv_bn(inv, &m, "mlp1", vec![h, d, 1, 1]);
+            let fc2 = conv_bn(inv, &m, "mlp2", vec![d, h, 1, 1]);
+            BlockParams {
+                attn: AttnParams {
+                    name: p,
+                    q,
+                    k,
+                    v,
+                    form,
+                    proj,
+                },
+                mlp: MlpParams { fc1, fc2 },
+            }
+        })
+        .collect();
+    let heads =
+        ["head", "head2"].map(|name| inv.weight(name, vec![cfg.classes, d], false, true, true));
+    BestformerParams {
+        tokenizer,
+        blocks,
+        heads,
+    }
+}
+
+fn cnn_head(inv: &mut Inventory, cfg: &ModelConfig, c: &CnnConfig) -> WeightParams {
+    inv.weight("head", vec![cfg.classes, c.last_width()], false, true, true)
+}
+
+fn vgg(inv: &mut Inventory, cfg: &ModelConfig, c: &CnnConfig) -> CnnParams {
+    let convs = (0..c.channels.len())
+        .map(|i| {
+            let c_in = if i == 0 {
+                cfg.in_channels
+            } else {
+                c.channels[i - 1]
+            };
+            let c_out = c.channels[i];
+            ConvLayer {
+                unit: UnitParams {
+                    weight: inv.conv3x3(&format!("features.{i}.conv"), c_in, c_out, i > 0),
+                    bn: inv.batch_norm(&format!("features.{i}.bn"), c_out),
+                },
+                c_in,
+                c_out,
+                pool: c.pool_after.contains(&i),
+                prunable: true,
+            }
+        })
+        .collect();
+    CnnParams {
+        convs,
+        shortcuts: Vec::new(),
+        head: cnn_head(inv, cfg, c),
+    }
+}
+
+fn resnet(inv: &mut Inventory, cfg: &ModelConfig, c: &CnnConfig) -> CnnParams {
+    let ch = &c.channels;
+    let pool = |i: usize| c.pool_after.contains(&i);
+    let mut convs = vec![ConvLayer {
+        unit: UnitParams {
+            weight: inv.conv3x3("stem.conv", cfg.in_channels, ch[0], false),
+            bn: inv.batch_norm("stem.bn", ch[0]),
+        },
+        c_in: cfg.in_channels,
+        c_out: ch[0],
+        pool: pool(0),
+        prunable: false,
+    }];
+    let mut shortcuts = Vec::new();
+    for j in 0..(ch.len() - 1) / 2 {
+        let (i1, i2) = (1 + 2 * j, 2 + 2 * j);
+        let c_in = ch[i1 - 1];
+        convs.push(ConvLayer {
+            unit: UnitParams {
+                weight: inv.conv3x3(&format!("blocks.{j}.conv1"), c_in, ch[i1], true),
+                bn: inv.batch_norm(&format!("blocks.{j}.bn1"), ch[i1]),
+            },
+            c_in,
+            c_out: ch[i1],
+            pool: false,
+            prunable: true,
+        });
+        convs.push(ConvLayer {
+            unit: UnitParams {
+                weight: inv.conv3x3(&format!("blocks.{j}.conv2"), ch[i1], ch[i2], true),
+                bn: inv.batch_norm(&format!("blocks.{j}.bn2"), ch[i2]),
+            },
+            c_in: ch[i1],
+            c_out: ch[i2],
+            pool: pool(i2),
+            prunable: false,
+        });
+        shortcuts.push((c_in != ch[i2]).then(|| UnitParams {
+            weight: inv.weight(
+                &format!("blocks.{j}.shortcut"),
+                vec![ch[i2], c_in, 1, 1],
+                true,
+                false,
+                false,
+            ),
+            bn: inv.batch_norm(&format!("blocks.{j}.shortcut_bn"), ch[i2]),
+        }));
+    }
+    CnnParams {
+        convs,
+        shortcuts,
+        head: cnn_head(inv, cfg, c),
+    }
 }
 
 /// Parameter counts (trainable tensors only, as `sum(p.numel() for p in
@@ -296,5 +646,44 @@ pub fn param_counts(cfg: &ModelConfig) -> ParamCounts {
         float: total - binary,
         fp32_bytes,
         packed_bytes,
+    }
+}
+
+// TEMPORARY until ops::attention::form lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormParamKind {
+    Learned,
+    RunningStat,
+}
+#[derive(Debug, Clone, PartialEq)]
+pub struct FormParam {
+    pub name: &'static str,
+    pub shape: Vec<usize>,
+    pub kind: FormParamKind,
+    pub init: f32,
+}
+fn form_params(t: &TransformerConfig, time_steps: usize) -> Vec<FormParam> {
+    match t.attention {
+        AttentionForm::Binary => vec![FormParam {
+            name: "lambda_attn",
+            shape: vec![time_steps, 1, t.heads, 1, 1],
+            kind: FormParamKind::Learned,
+            init: 1.0,
+        }],
+        AttentionForm::SsaBin => vec![
+            FormParam {
+                name: "attn_delta",
+                shape: vec![t.heads],
+                kind: FormParamKind::RunningStat,
+                init: 0.0,
+            },
+            FormParam {
+                name: "attn_shift",
+                shape: vec![t.heads, t.head_dim()],
+                kind: FormParamKind::RunningStat,
+                init: 0.0,
+            },
+        ],
+        _ => Vec::new(),
     }
 }

@@ -8,9 +8,12 @@
 //! above `RANK_TOLERANCE` times the largest count.
 
 use super::checkpoint::{HostTensor, StateDict, CONFIG_KEY};
-use super::cnn::{conv_layers, ConvLayer};
-use super::config::{Arch, ModelConfig};
+use super::cnn::SpikingCnn;
+use super::config::{ArchConfig, ModelConfig};
+use super::params::param_layout;
+use super::store::ParamStore;
 use crate::error::{Error, Result};
+use crate::gpu::{GpuContext, Tensor};
 
 /// Singular values at most this fraction of the largest are zero. Time-averaged spikes
 /// are multiples of 1/T, so true ranks are far from this.
@@ -121,20 +124,48 @@ fn select(t: &HostTensor, axis: usize, keep: &[usize]) -> HostTensor {
     HostTensor { shape, data }
 }
 
-/// The prunable convs of `cfg` with the tensor that reads each one's output channels
-/// (as its axis-1 input columns): the next conv, or the head after the last VGG conv.
-pub fn prunable(cfg: &ModelConfig) -> Vec<(usize, ConvLayer, String)> {
-    let layers = conv_layers(cfg);
-    layers
+/// A prunable conv of a spiking CNN, by its tensors' reference names (pruning edits
+/// state dicts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunableConv {
+    /// Its index among the CNN's convs (`CnnParams::convs`).
+    pub index: usize,
+    /// Its input channels and kernels (output channels).
+    pub c_in: usize,
+    pub c_out: usize,
+    /// The conv weight.
+    pub conv: String,
+    /// Its BatchNorm's per-channel tensors: weight, bias, running mean, running var.
+    pub bn: [String; 4],
+    /// The tensor that reads its output channels (as axis-1 input columns): the next
+    /// conv, or the head after the last VGG conv.
+    pub consumer: String,
+}
+
+/// The prunable convs of `cfg` (none unless it is a spiking CNN).
+pub fn prunable(cfg: &ModelConfig) -> Vec<PrunableConv> {
+    let layout = param_layout(cfg);
+    let Some(cnn) = layout.cnn() else {
+        return Vec::new();
+    };
+    let name = |id| layout.name(id).to_string();
+    cnn.convs
         .iter()
         .enumerate()
         .filter(|(_, l)| l.prunable)
         .map(|(i, l)| {
-            let consumer = match layers.get(i + 1) {
-                Some(next) => next.conv.clone(),
-                None => "head.weight".into(),
-            };
-            (i, l.clone(), consumer)
+            let bn = &l.unit.bn;
+            PrunableConv {
+                index: i,
+                c_in: l.c_in,
+                c_out: l.c_out,
+                conv: name(l.unit.weight.weight),
+                bn: [bn.weight, bn.bias, bn.running_mean, bn.running_var].map(name),
+                consumer: name(match cnn.convs.get(i + 1) {
+                    Some(next) => next.unit.weight.weight,
+                    None => cnn.head.weight,
+                }),
+            }
         })
         .collect()
 }
@@ -174,7 +205,7 @@ pub fn prune_state(
             .cloned()
             .ok_or_else(|| Error::InvalidArgument(format!("state dict has no tensor '{name}'")))
     };
-    for ((i, layer, consumer), s) in layers.iter().zip(scores) {
+    for (layer, s) in layers.iter().zip(scores) {
         if s.len() != layer.c_out {
             return Err(Error::InvalidArgument(format!(
                 "{} scores for the {} kernels of '{}'",
@@ -186,18 +217,16 @@ pub fn prune_state(
         let keep = kept_kernels(s, ratio);
         let w = get(&out, &layer.conv)?;
         out.tensors.insert(layer.conv.clone(), select(&w, 0, &keep));
-        for suffix in ["weight", "bias", "running_mean", "running_var"] {
-            let name = format!("{}.{suffix}", layer.bn);
-            let t = get(&out, &name)?;
-            out.tensors.insert(name, select(&t, 0, &keep));
+        for name in &layer.bn {
+            let t = get(&out, name)?;
+            out.tensors.insert(name.clone(), select(&t, 0, &keep));
         }
-        let next = get(&out, consumer)?;
+        let next = get(&out, &layer.consumer)?;
         out.tensors
-            .insert(consumer.clone(), select(&next, 1, &keep));
-        new_cfg.channels[*i] = keep.len();
-    }
-    if new_cfg.arch == Arch::SpikingVgg {
-        new_cfg.dim = *new_cfg.channels.last().expect("validated");
+            .insert(layer.consumer.clone(), select(&next, 1, &keep));
+        if let ArchConfig::SpikingVgg(c) | ArchConfig::SpikingResnet(c) = &mut new_cfg.arch {
+            c.channels[layer.index] = keep.len();
+        }
     }
     new_cfg.validate()?;
     out.metadata.insert(
@@ -210,22 +239,22 @@ pub fn prune_state(
 /// Each prunable layer's kernel scores (in [`prunable`] order): the mean rank of its
 /// time-averaged spike maps over the images of `batches` (each f32 `[B, C, H, W]`).
 pub fn score_kernels(
-    ctx: &crate::gpu::GpuContext,
+    ctx: &GpuContext,
     cfg: &ModelConfig,
-    store: &mut super::ParamStore,
-    batches: &[crate::gpu::Tensor],
+    store: &mut ParamStore,
+    batches: &[Tensor],
 ) -> Result<Vec<Vec<f64>>> {
     let layers = prunable(cfg);
-    let mut sums: Vec<Vec<f64>> = layers.iter().map(|(_, l, _)| vec![0.0; l.c_out]).collect();
+    let mut sums: Vec<Vec<f64>> = layers.iter().map(|l| vec![0.0; l.c_out]).collect();
     let mut images = 0;
     for x in batches {
         let b = x.shape().first().copied().unwrap_or(0);
-        let mut model = super::SpikingCnn::new(cfg, b)?;
+        let mut model = SpikingCnn::new(cfg, b)?;
         model.probe = true;
         model.forward(ctx, store, x, false)?;
         let spikes = model.layer_spikes();
-        for ((i, layer, _), sum) in layers.iter().zip(&mut sums) {
-            let s = &spikes[*i];
+        for (layer, sum) in layers.iter().zip(&mut sums) {
+            let s = &spikes[layer.index];
             let &[_, h, w, c] = s.shape() else {
                 return Err(Error::InvalidArgument("spike maps must be NHWC".into()));
             };

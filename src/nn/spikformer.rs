@@ -9,9 +9,11 @@
 //! linear but the first conv and the head (the q/k/v and fc1 layers read the real
 //! residual stream, so they multiply by their f32 signs).
 
-use super::attention::{Attention, AttentionSaved, Branches};
-use super::config::{Arch, ModelConfig};
+use super::attention::{Attention, AttentionSaved};
+use super::classifier::{one_head, Classifier};
+use super::config::{ModelConfig, TransformerConfig};
 use super::layers::{unit_backward, unit_forward, Mode, UnitSaved, Weight};
+use super::params::{param_layout, AttnParams, MlpParams, SpikformerParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
@@ -51,40 +53,34 @@ struct Acts {
 /// Spikformer on the GPU for batch size `batch`.
 pub struct Spikformer {
     pub config: ModelConfig,
+    sizes: TransformerConfig,
     pub batch: usize,
+    params: SpikformerParams,
     lif: LifConfig,
     attention: Attention,
     acts: Option<Acts>,
 }
 
-fn stage_name(i: usize) -> &'static str {
-    ["", "1", "2", "3"][i]
-}
-
 impl Spikformer {
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
-        if config.arch != Arch::Spikformer {
+        let layout = param_layout(config);
+        let (Some(params), Some(sizes)) = (layout.spikformer(), config.transformer()) else {
             return Err(Error::InvalidArgument(format!(
                 "a {:?} config is not a Spikformer",
-                config.arch
+                config.kind()
             )));
-        }
+        };
         if batch == 0 {
             return Err(Error::InvalidArgument("batch size must be positive".into()));
         }
         Ok(Self {
             config: config.clone(),
+            sizes: *sizes,
             batch,
+            params: params.clone(),
             lif: LifConfig::default(),
-            attention: Attention::new(
-                config,
-                Branches {
-                    suffix: "_linear",
-                    bias: true,
-                    spike_input: false,
-                },
-            ),
+            attention: Attention::new(config, sizes, false),
             acts: None,
         })
     }
@@ -106,12 +102,11 @@ impl Spikformer {
         // SPS
         let mut x = ops::time_step_inputs(ctx, images, t, [b, cfg.in_channels, s, s])?; // [T*B, H, W, C_in]
         let mut stages = Vec::new();
-        for i in 0..4 {
-            let w = Weight::conv(format!("patch_embed.proj_conv{}.weight", stage_name(i)));
-            let bn = format!("patch_embed.proj_bn{}", stage_name(i));
-            let (sp, unit) = unit_forward(ctx, store, &w, &bn, lif, &x, train)?;
+        for (i, stage) in self.params.stages.iter().enumerate() {
+            let w = Weight::conv(stage.weight);
+            let (sp, unit) = unit_forward(ctx, store, &w, &stage.bn, lif, &x, train)?;
             let lif_shape = sp.shape().to_vec();
-            let (out, pool) = if cfg.stage_pools(i) {
+            let (out, pool) = if self.sizes.stage_pools(i) {
                 let (y, arg) = ops::max_pool2d(ctx, &sp)?;
                 (y, Some(arg))
             } else {
@@ -125,36 +120,26 @@ impl Spikformer {
             x = out;
         }
         let x_feat = x; // [T*B, h, w, D]
-        let rpe_w = Weight::conv("patch_embed.rpe_conv.weight".into());
-        let (r, rpe) = unit_forward(
-            ctx,
-            store,
-            &rpe_w,
-            "patch_embed.rpe_bn",
-            lif,
-            &x_feat,
-            train,
-        )?;
-        let n = cfg.tokens();
-        let tokens = [t, b, n, cfg.dim];
+        let rpe_p = &self.params.rpe;
+        let rpe_w = Weight::conv(rpe_p.weight);
+        let (r, rpe) = unit_forward(ctx, store, &rpe_w, &rpe_p.bn, lif, &x_feat, train)?;
+        let n = self.sizes.tokens(s);
+        let tokens = [t, b, n, self.sizes.dim];
         let mut x = ops::add(ctx, &r, &x_feat)?.reshape(&tokens)?;
         // Blocks
         let mut blocks = Vec::new();
-        for blk in 0..cfg.depth {
-            let (a, attn) = self.ssa_forward(ctx, store, blk, &x, train)?;
+        for blk in &self.params.blocks {
+            let (a, attn) = self.ssa_forward(ctx, store, &blk.attn, &x, train)?;
             x = ops::add(ctx, &x, &a)?;
-            let (m, mlp) = self.mlp_forward(ctx, store, blk, &x, train)?;
+            let (m, mlp) = self.mlp_forward(ctx, store, &blk.mlp, &x, train)?;
             x = ops::add(ctx, &x, &m)?;
             blocks.push(BlockActs { attn, mlp });
         }
         // Head
         let pooled = ops::mean_tokens(ctx, &x)?; // [B, D]
-        let logits = ops::linear(
-            ctx,
-            &pooled,
-            &store.param(ctx, "head.weight")?,
-            Some(&store.param(ctx, "head.bias")?),
-        )?;
+        let head = &self.params.head;
+        let head_bias = head.bias.map(|b| store.param(b)).transpose()?;
+        let logits = ops::linear(ctx, &pooled, store.param(head.weight)?, head_bias)?;
         self.acts = train.then_some(Acts {
             stages,
             rpe,
@@ -169,24 +154,21 @@ impl Spikformer {
         &self,
         ctx: &GpuContext,
         store: &mut ParamStore,
-        blk: usize,
+        p: &AttnParams,
         x: &Tensor,
         train: bool,
     ) -> Result<(Tensor, SsaActs)> {
-        let p = format!("block.{blk}.attn");
         let lif = Some((&self.lif, self.config.time_steps));
         let (ys, attn) = self
             .attention
-            .forward(ctx, store, blk, x, Mode::of(train), None)?;
+            .forward(ctx, store, p, x, Mode::of(train), None)?;
         if train {
-            for name in ["q", "k", "v"] {
-                store.count_batch(&format!("{p}.{name}_bn"));
+            for branch in [&p.q, &p.k, &p.v] {
+                store.count_batch(&branch.bn);
             }
         }
-        let w = self
-            .attention
-            .proj(Weight::linear(&format!("{p}.proj_linear"), true));
-        let (out, proj) = unit_forward(ctx, store, &w, &format!("{p}.proj_bn"), lif, &ys, train)?;
+        let w = self.attention.proj(Weight::linear(p.proj.weight));
+        let (out, proj) = unit_forward(ctx, store, &w, &p.proj.bn, lif, &ys, train)?;
         let acts = SsaActs { attn, proj };
         Ok((out, acts))
     }
@@ -195,16 +177,15 @@ impl Spikformer {
         &self,
         ctx: &GpuContext,
         store: &mut ParamStore,
-        blk: usize,
+        p: &MlpParams,
         x: &Tensor,
         train: bool,
     ) -> Result<(Tensor, MlpActs)> {
-        let p = format!("block.{blk}.mlp");
         let lif = Some((&self.lif, self.config.time_steps));
-        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true).real_input();
-        let (h, fc1) = unit_forward(ctx, store, &w1, &format!("{p}.fc1_bn"), lif, x, train)?;
-        let w2 = Weight::linear(&format!("{p}.fc2_linear"), true);
-        let (out, fc2) = unit_forward(ctx, store, &w2, &format!("{p}.fc2_bn"), lif, &h, train)?;
+        let w1 = Weight::linear(p.fc1.weight).real_input();
+        let (h, fc1) = unit_forward(ctx, store, &w1, &p.fc1.bn, lif, x, train)?;
+        let w2 = Weight::linear(p.fc2.weight);
+        let (out, fc2) = unit_forward(ctx, store, &w2, &p.fc2.bn, lif, &h, train)?;
         Ok((out, MlpActs { fc1, fc2 }))
     }
 
@@ -217,30 +198,33 @@ impl Spikformer {
         let t = self.config.time_steps;
         let lif = Some((&self.lif, t));
         // Head
+        let head = &self.params.head;
+        let dhead_bias = head.bias.map(|b| store.grad(b)).transpose()?;
         let dpooled = ops::linear_backward(
             ctx,
             &acts.pooled,
-            &store.param(ctx, "head.weight")?,
+            store.param(head.weight)?,
             dlogits,
-            &store.grad(ctx, "head.weight")?,
-            Some(&store.grad(ctx, "head.bias")?),
+            store.grad(head.weight)?,
+            dhead_bias,
         )?;
         let mut dx = ops::mean_tokens_backward(ctx, &dpooled, &acts.tokens)?;
         // Blocks, reversed: x_out = x_mid + MLP(x_mid), x_mid = x_in + SSA(x_in).
-        for (blk, a) in acts.blocks.iter().enumerate().rev() {
-            let dmid = self.mlp_backward(ctx, store, blk, &a.mlp, &dx)?;
+        for (blk, a) in self.params.blocks.iter().zip(&acts.blocks).rev() {
+            let dmid = self.mlp_backward(ctx, store, &blk.mlp, &a.mlp, &dx)?;
             ops::axpy_into(ctx, &dmid, &dx, 1.0)?;
-            let din = self.ssa_backward(ctx, store, blk, &a.attn, &dmid)?;
+            let din = self.ssa_backward(ctx, store, &blk.attn, &a.attn, &dmid)?;
             ops::axpy_into(ctx, &din, &dmid, 1.0)?;
             dx = din;
         }
         // SPS: x = LIF(BN(rpe(x_feat))) + x_feat.
         let dx = dx.reshape(acts.rpe.x.shape())?;
+        let rpe_p = &self.params.rpe;
         let dfeat = unit_backward(
             ctx,
             store,
-            &Weight::conv("patch_embed.rpe_conv.weight".into()),
-            "patch_embed.rpe_bn",
+            &Weight::conv(rpe_p.weight),
+            &rpe_p.bn,
             lif,
             &acts.rpe,
             &dx,
@@ -249,14 +233,14 @@ impl Spikformer {
         .expect("asked for dx");
         ops::axpy_into(ctx, &dfeat, &dx, 1.0)?;
         let mut dx = dfeat;
-        for (i, st) in acts.stages.iter().enumerate().rev() {
+        let stages = self.params.stages.iter().zip(&acts.stages);
+        for (i, (stage, st)) in stages.enumerate().rev() {
             let ds = match &st.pool {
                 Some(arg) => ops::max_pool2d_backward(ctx, &dx, arg, &st.lif_shape)?,
                 None => dx,
             };
-            let w = Weight::conv(format!("patch_embed.proj_conv{}.weight", stage_name(i)));
-            let bn = format!("patch_embed.proj_bn{}", stage_name(i));
-            match unit_backward(ctx, store, &w, &bn, lif, &st.unit, &ds, i > 0)? {
+            let w = Weight::conv(stage.weight);
+            match unit_backward(ctx, store, &w, &stage.bn, lif, &st.unit, &ds, i > 0)? {
                 Some(d) => dx = d,
                 None => break,
             }
@@ -268,64 +252,34 @@ impl Spikformer {
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
-        blk: usize,
+        p: &AttnParams,
         a: &SsaActs,
         dout: &Tensor,
     ) -> Result<Tensor> {
-        let p = format!("block.{blk}.attn");
-        let t = self.config.time_steps;
-        let lif = Some((&self.lif, t));
-        let w = self
-            .attention
-            .proj(Weight::linear(&format!("{p}.proj_linear"), true));
-        let dys = unit_backward(
-            ctx,
-            store,
-            &w,
-            &format!("{p}.proj_bn"),
-            lif,
-            &a.proj,
-            dout,
-            true,
-        )?
-        .expect("asked for dx");
-        self.attention.backward(ctx, store, blk, &a.attn, &dys)
+        let lif = Some((&self.lif, self.config.time_steps));
+        let w = self.attention.proj(Weight::linear(p.proj.weight));
+        let dys = unit_backward(ctx, store, &w, &p.proj.bn, lif, &a.proj, dout, true)?
+            .expect("asked for dx");
+        self.attention.backward(ctx, store, p, &a.attn, &dys)
     }
 
     fn mlp_backward(
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
-        blk: usize,
+        p: &MlpParams,
         a: &MlpActs,
         dout: &Tensor,
     ) -> Result<Tensor> {
-        let p = format!("block.{blk}.mlp");
         let lif = Some((&self.lif, self.config.time_steps));
-        let w2 = Weight::linear(&format!("{p}.fc2_linear"), true);
-        let dh = unit_backward(
-            ctx,
-            store,
-            &w2,
-            &format!("{p}.fc2_bn"),
-            lif,
-            &a.fc2,
-            dout,
-            true,
-        )?
-        .expect("asked for dx");
-        let w1 = Weight::linear(&format!("{p}.fc1_linear"), true).real_input();
-        Ok(unit_backward(
-            ctx,
-            store,
-            &w1,
-            &format!("{p}.fc1_bn"),
-            lif,
-            &a.fc1,
-            &dh,
-            true,
-        )?
-        .expect("asked for dx"))
+        let w2 = Weight::linear(p.fc2.weight);
+        let dh = unit_backward(ctx, store, &w2, &p.fc2.bn, lif, &a.fc2, dout, true)?
+            .expect("asked for dx");
+        let w1 = Weight::linear(p.fc1.weight).real_input();
+        Ok(
+            unit_backward(ctx, store, &w1, &p.fc1.bn, lif, &a.fc1, &dh, true)?
+                .expect("asked for dx"),
+        )
     }
 
     /// Bytes of the activations the last training forward kept for backward.
@@ -341,5 +295,26 @@ impl Spikformer {
             total += blk.mlp.fc1.bytes() + blk.mlp.fc2.bytes();
         }
         total
+    }
+}
+
+impl Classifier for Spikformer {
+    fn forward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        images: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        Ok(vec![Spikformer::forward(self, ctx, store, images, train)?])
+    }
+
+    fn backward(
+        &mut self,
+        ctx: &GpuContext,
+        store: &mut ParamStore,
+        dlogits: &[Tensor],
+    ) -> Result<()> {
+        Spikformer::backward(self, ctx, store, one_head(dlogits)?)
     }
 }

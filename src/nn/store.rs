@@ -1,7 +1,8 @@
 //! A model's parameters on the GPU: one flat f32 buffer for every trainable tensor (so
 //! one AdamW dispatch updates them all), a twin buffer for their gradients, BatchNorm
-//! running statistics, and the binarized weights of binary layers, rebuilt once after
-//! each optimizer step rather than per forward.
+//! running statistics and other buffers, and the binarized weights of binary layers,
+//! rebuilt once after each optimizer step rather than per forward. Every tensor is
+//! found by its [`ParamId`] (the models' typed layout); names are for checkpoints.
 //!
 //! Tensors are kept in the layout the kernels use: 3x3 conv weights `[C_out, 9 C_in]`
 //! (PyTorch's `[C_out, C_in, 3, 3]` permuted, see `ops::conv`), 1x1 convs and Conv1d as
@@ -11,18 +12,36 @@ use std::collections::HashMap;
 
 use super::checkpoint::{HostTensor, PackedTensor, StateDict, CONFIG_KEY};
 use super::config::{ModelConfig, WeightMode};
-use super::params::{param_specs, ParamRole, ParamSpec};
+use super::energy::EnergyLog;
+use super::params::{param_specs, BnParams, ParamId, ParamRole, ParamSpec};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{self, BinaryWeights, QuantWeights};
 
-/// Where one trainable tensor lives in the flat buffers.
-#[derive(Debug, Clone)]
-struct Slot {
-    offset: usize,
-    /// The kernels' shape.
-    shape: Vec<usize>,
-    spec: ParamSpec,
+/// What the store holds for one spec.
+#[derive(Debug)]
+enum Entry {
+    /// A trainable tensor: its place in the flat buffers and its views there, in the
+    /// kernels' shape.
+    Trainable {
+        offset: usize,
+        value: Tensor,
+        grad: Tensor,
+    },
+    /// A running statistic or buffer, updated in place by training forwards.
+    Stat(Tensor),
+    /// `num_batches_tracked`, counted on the host.
+    Count(i64),
+}
+
+/// A binary or b-bit weight's derived forms, rebuilt by `refresh_binary`.
+#[derive(Debug, Default)]
+struct Derived {
+    binary: Option<BinaryWeights>,
+    /// Q-SNN's power-of-two scale `[C_out]` of a binary weight (Q-SNN weight mode only).
+    binary_scale: Option<Tensor>,
+    /// The bit-planes of a b-bit weight.
+    quant: Option<QuantWeights>,
 }
 
 pub struct ParamStore {
@@ -34,21 +53,12 @@ pub struct ParamStore {
     /// Elements `[0, decay_end)` of `params` get weight decay (timm's rule: not biases,
     /// not 1-D tensors).
     pub decay_end: usize,
-    slots: HashMap<String, Slot>,
-    /// Running mean/var by BN prefix (`block.0.attn.q_bn`).
-    running: HashMap<String, (Tensor, Tensor)>,
-    /// `num_batches_tracked` by BN prefix, counted on the host.
-    batches_tracked: HashMap<String, i64>,
-    /// Other running statistics (SSA_Bin's threshold and shift) by name, updated in place
-    /// by training forwards.
-    buffers: HashMap<String, Tensor>,
-    binary: HashMap<String, BinaryWeights>,
-    /// Q-SNN's power-of-two scale `[C_out]` of each binary weight (Q-SNN weight mode only).
-    binary_scale: HashMap<String, Tensor>,
-    /// The bit-planes of each b-bit weight, rebuilt with the binary ones.
-    quant: HashMap<String, QuantWeights>,
+    specs: Vec<ParamSpec>,
+    entries: Vec<Entry>,
+    derived: Vec<Derived>,
+    by_name: HashMap<String, ParamId>,
     /// When set, every conv/linear layer records its input for the energy report.
-    pub energy: Option<super::energy::EnergyLog>,
+    pub energy: Option<EnergyLog>,
 }
 
 /// The kernels' shape of a reference tensor.
@@ -86,6 +96,15 @@ fn decays(spec: &ParamSpec) -> bool {
     spec.shape.len() > 1 && !spec.name.ends_with(".bias")
 }
 
+/// A trainable tensor's values in the kernels' layout.
+fn kernel_values(spec: &ParamSpec, t: &HostTensor) -> Result<Vec<f32>> {
+    if is_conv3x3(spec) {
+        ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])
+    } else {
+        Ok(t.data.clone())
+    }
+}
+
 impl ParamStore {
     /// Upload a checked state dict (see `StateDict::check`) for `config`.
     pub fn new(ctx: &GpuContext, config: &ModelConfig, state: &StateDict) -> Result<Self> {
@@ -100,89 +119,76 @@ impl ParamStore {
         state: &StateDict,
     ) -> Result<Self> {
         let align = ctx.view_alignment_words();
-        let mut trainable: Vec<&ParamSpec> = specs
-            .iter()
-            .filter(|s| s.role == ParamRole::Trainable)
+        let mut trainable: Vec<usize> = (0..specs.len())
+            .filter(|&i| specs[i].role == ParamRole::Trainable)
             .collect();
-        trainable.sort_by_key(|s| !decays(s)); // stable: decayed first, reference order kept
-        let mut slots = HashMap::new();
+        trainable.sort_by_key(|&i| !decays(&specs[i])); // stable: decayed first, reference order kept
+        let mut offsets = vec![None; specs.len()];
         let mut offset = 0;
         let mut decay_end = 0;
         let mut host = Vec::new();
-        for spec in trainable {
-            let data = if let Some(p) = state.packed.get(&spec.name) {
+        for i in trainable {
+            let spec = &specs[i];
+            let data = match state.packed.get(&spec.name) {
                 // A deploy export: the signs are the weights (already in kernel layout).
-                unpack_signs(p)
-            } else {
-                let t = tensor_for(state, spec)?;
-                if is_conv3x3(spec) {
-                    ops::conv_weight_from_torch(&t.data, spec.shape[0], spec.shape[1])?
-                } else {
-                    t.data.clone()
-                }
+                Some(p) => unpack_signs(p),
+                None => kernel_values(spec, tensor_for(state, spec)?)?,
             };
             host.resize(offset, 0.0);
             host.extend_from_slice(&data);
             if decays(spec) {
                 decay_end = offset + data.len();
             }
-            slots.insert(
-                spec.name.clone(),
-                Slot {
-                    offset,
-                    shape: kernel_shape(spec),
-                    spec: spec.clone(),
-                },
-            );
+            offsets[i] = Some(offset);
             offset = (offset + data.len()).next_multiple_of(align);
         }
         host.resize(offset.max(1), 0.0);
         let params = ctx.upload_f32(&host, &[host.len()])?;
         let grads = ctx.zeros(&[host.len()], DType::F32)?;
-        let mut running = HashMap::new();
-        let mut batches_tracked = HashMap::new();
-        for spec in specs.iter().filter(|s| s.name.ends_with(".running_mean")) {
-            let prefix = spec.name.trim_end_matches(".running_mean").to_string();
-            let get = |suffix: &str| {
-                let name = format!("{prefix}.{suffix}");
-                state
-                    .tensors
-                    .get(&name)
-                    .map(|t| t.data.clone())
-                    .ok_or_else(|| {
-                        Error::InvalidArgument(format!("state dict has no tensor '{name}'"))
-                    })
-            };
-            let mean = ctx.upload_f32(&get("running_mean")?, &spec.shape)?;
-            let var = ctx.upload_f32(&get("running_var")?, &spec.shape)?;
-            let count = get("num_batches_tracked").map_or(0, |v| v[0] as i64);
-            running.insert(prefix.clone(), (mean, var));
-            batches_tracked.insert(prefix, count);
+        let mut entries = Vec::with_capacity(specs.len());
+        for (spec, offset) in specs.iter().zip(offsets) {
+            entries.push(match (spec.role, offset) {
+                (ParamRole::Trainable, Some(offset)) => {
+                    let shape = kernel_shape(spec);
+                    Entry::Trainable {
+                        offset,
+                        value: params.view(ctx, offset, &shape, DType::F32)?,
+                        grad: grads.view(ctx, offset, &shape, DType::F32)?,
+                    }
+                }
+                (ParamRole::BatchCount, _) => Entry::Count(
+                    state
+                        .tensors
+                        .get(&spec.name)
+                        .map_or(0, |t| t.data.first().copied().unwrap_or(0.0) as i64),
+                ),
+                _ => Entry::Stat(ctx.upload_f32(&tensor_for(state, spec)?.data, &spec.shape)?),
+            });
         }
-        let mut buffers = HashMap::new();
-        for spec in specs.iter().filter(|s| s.role == ParamRole::Buffer) {
-            let t = tensor_for(state, spec)?;
-            buffers.insert(spec.name.clone(), ctx.upload_f32(&t.data, &spec.shape)?);
-        }
+        let by_name = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), ParamId::new(i)))
+            .collect();
         let mut store = Self {
             config: config.clone(),
             params,
             grads,
             decay_end,
-            slots,
-            running,
-            batches_tracked,
-            buffers,
-            binary: HashMap::new(),
-            binary_scale: HashMap::new(),
-            quant: HashMap::new(),
+            derived: specs.iter().map(|_| Derived::default()).collect(),
+            specs,
+            entries,
+            by_name,
             energy: None,
         };
         store.refresh_binary(ctx)?;
         // Exported bits are used as they are (binarizing the ±1 signs again would agree
         // except for a row of all -1, whose standard deviation is 0).
         for (name, p) in &state.packed {
-            if let Some(b) = store.binary.get_mut(name) {
+            let Some(&id) = store.by_name.get(name) else {
+                continue;
+            };
+            if let Some(b) = &store.derived[id.index()].binary {
                 ctx.write_words(&b.bits, &p.words)?;
                 ctx.write_words(&b.signs, &unpack_signs(p))?;
             }
@@ -190,130 +196,137 @@ impl ParamStore {
         Ok(store)
     }
 
+    /// The id of the tensor `name` (a reference name).
+    pub fn id(&self, name: &str) -> Result<ParamId> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::InvalidArgument(format!("the model has no tensor '{name}'")))
+    }
+
+    pub fn spec(&self, id: ParamId) -> &ParamSpec {
+        &self.specs[id.index()]
+    }
+
     /// The packed sign bits of every binary weight, as computed on the GPU (for a deploy
     /// export: `StateDict::packed`).
     pub fn packed_binary(&self, ctx: &GpuContext) -> Result<Vec<(String, PackedTensor)>> {
         let mut out = Vec::new();
-        for s in self.slots.values().filter(|s| s.spec.binary) {
-            let words: Vec<u32> = ctx.download_words(&self.binary(&s.spec.name)?.bits)?;
-            out.push((
-                s.spec.name.clone(),
-                PackedTensor {
-                    shape: s.spec.shape.clone(),
-                    words,
-                },
-            ));
+        for (spec, d) in self.specs.iter().zip(&self.derived) {
+            if let Some(b) = &d.binary {
+                out.push((
+                    spec.name.clone(),
+                    PackedTensor {
+                        shape: spec.shape.clone(),
+                        words: ctx.download_words(&b.bits)?,
+                    },
+                ));
+            }
         }
         Ok(out)
     }
 
-    fn slot(&self, name: &str) -> Result<&Slot> {
-        self.slots
-            .get(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("the model has no parameter '{name}'")))
+    fn trainable(&self, id: ParamId) -> Result<(&Tensor, &Tensor)> {
+        match &self.entries[id.index()] {
+            Entry::Trainable { value, grad, .. } => Ok((value, grad)),
+            _ => Err(Error::InvalidArgument(format!(
+                "'{}' is not a trainable parameter",
+                self.spec(id).name
+            ))),
+        }
     }
 
     /// A parameter, in the kernels' layout.
-    pub fn param(&self, ctx: &GpuContext, name: &str) -> Result<Tensor> {
-        let s = self.slot(name)?;
-        self.params.view(ctx, s.offset, &s.shape, DType::F32)
+    pub fn param(&self, id: ParamId) -> Result<&Tensor> {
+        Ok(self.trainable(id)?.0)
     }
 
     /// The gradient of a parameter (same layout), for backward passes to accumulate into.
-    pub fn grad(&self, ctx: &GpuContext, name: &str) -> Result<Tensor> {
-        let s = self.slot(name)?;
-        self.grads.view(ctx, s.offset, &s.shape, DType::F32)
+    pub fn grad(&self, id: ParamId) -> Result<&Tensor> {
+        Ok(self.trainable(id)?.1)
     }
 
-    /// Running mean and var of the BatchNorm `prefix`.
-    pub fn running(&self, prefix: &str) -> Result<&(Tensor, Tensor)> {
-        self.running
-            .get(prefix)
-            .ok_or_else(|| Error::InvalidArgument(format!("the model has no BatchNorm '{prefix}'")))
+    /// A running statistic or buffer (`ParamRole::RunningStat`, `Buffer`), updated in
+    /// place by its layer.
+    pub fn stat(&self, id: ParamId) -> Result<&Tensor> {
+        match &self.entries[id.index()] {
+            Entry::Stat(t) => Ok(t),
+            _ => Err(Error::InvalidArgument(format!(
+                "'{}' is not a running statistic",
+                self.spec(id).name
+            ))),
+        }
     }
 
-    /// A running-statistics buffer (`ParamRole::Buffer`), updated in place by its layer.
-    pub fn buffer(&self, name: &str) -> Result<&Tensor> {
-        self.buffers
-            .get(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("the model has no buffer '{name}'")))
+    /// Count one training forward of the BatchNorm `bn`.
+    pub fn count_batch(&mut self, bn: &BnParams) {
+        if let Entry::Count(n) = &mut self.entries[bn.batches_tracked.index()] {
+            *n += 1;
+        }
     }
 
-    /// Count one training forward of the BatchNorm `prefix`.
-    pub fn count_batch(&mut self, prefix: &str) {
-        *self.batches_tracked.entry(prefix.to_string()).or_default() += 1;
+    /// Count one training forward of every BatchNorm of the model.
+    pub fn count_every_batch_norm(&mut self) {
+        for entry in &mut self.entries {
+            if let Entry::Count(n) = entry {
+                *n += 1;
+            }
+        }
     }
 
     /// The binarized form of a binary layer's weight (rebuilt by `refresh_binary`).
-    pub fn binary(&self, name: &str) -> Result<&BinaryWeights> {
-        self.binary
-            .get(name)
-            .ok_or_else(|| Error::InvalidArgument(format!("'{name}' is not a binary weight")))
+    pub fn binary(&self, id: ParamId) -> Option<&BinaryWeights> {
+        self.derived[id.index()].binary.as_ref()
     }
 
     /// Q-SNN's power-of-two scale of a binary weight, when the model has one.
-    pub fn binary_scale(&self, name: &str) -> Option<&Tensor> {
-        self.binary_scale.get(name)
+    pub fn binary_scale(&self, id: ParamId) -> Option<&Tensor> {
+        self.derived[id.index()].binary_scale.as_ref()
     }
 
     /// The bit-planes of a b-bit weight (rebuilt by `refresh_binary`).
-    pub fn quant(&self, name: &str) -> Option<&QuantWeights> {
-        self.quant.get(name)
+    pub fn quant(&self, id: ParamId) -> Option<&QuantWeights> {
+        self.derived[id.index()].quant.as_ref()
     }
 
     /// Rebuild every binary layer's signs and packed bits (and Q-SNN scales) and every
     /// b-bit layer's planes from the latent weights: once after each optimizer step.
     pub fn refresh_binary(&mut self, ctx: &GpuContext) -> Result<()> {
-        let specs: Vec<ParamSpec> = self
-            .slots
-            .values()
-            .filter(|s| s.spec.binary || s.spec.quant_bits > 0)
-            .map(|s| s.spec.clone())
-            .collect();
-        for spec in specs {
-            let w = self.param(ctx, &spec.name)?;
-            if spec.quant_bits > 0 {
-                let q = ops::rescaw_quantize(ctx, &w, spec.quant_bits)?;
-                self.quant.insert(spec.name, q);
+        let qsnn = self.config.weights == WeightMode::Qsnn;
+        for (i, spec) in self.specs.iter().enumerate() {
+            let Entry::Trainable { value: w, .. } = &self.entries[i] else {
                 continue;
+            };
+            let d = &mut self.derived[i];
+            if spec.quant_bits > 0 {
+                d.quant = Some(ops::rescaw_quantize(ctx, w, spec.quant_bits)?);
+            } else if spec.binary {
+                let b = ops::binarize_weights(ctx, w)?;
+                if qsnn {
+                    d.binary_scale = Some(ops::pow2_scale(ctx, w, &b.stats)?);
+                }
+                d.binary = Some(b);
             }
-            let b = ops::binarize_weights(ctx, &w)?;
-            if self.config.weights == WeightMode::Qsnn {
-                let scale = ops::pow2_scale(ctx, &w, &b.stats)?;
-                self.binary_scale.insert(spec.name.clone(), scale);
-            }
-            self.binary.insert(spec.name, b);
         }
         Ok(())
     }
 
     /// Overwrite every parameter and statistic from a state dict (e.g. to resume).
     pub fn load(&mut self, ctx: &GpuContext, state: &StateDict) -> Result<()> {
-        let get = |name: &str| {
-            state
-                .tensors
-                .get(name)
-                .ok_or_else(|| Error::InvalidArgument(format!("state dict has no tensor '{name}'")))
-        };
-        for s in self.slots.values() {
-            let t = get(&s.spec.name)?;
-            let data = if is_conv3x3(&s.spec) {
-                ops::conv_weight_from_torch(&t.data, s.spec.shape[0], s.spec.shape[1])?
-            } else {
-                t.data.clone()
+        for (spec, entry) in self.specs.iter().zip(&mut self.entries) {
+            let t = state.tensors.get(&spec.name);
+            let need = || {
+                t.ok_or_else(|| {
+                    Error::InvalidArgument(format!("state dict has no tensor '{}'", spec.name))
+                })
             };
-            let view = self.params.view(ctx, s.offset, &s.shape, DType::F32)?;
-            ctx.write_words(&view, &data)?;
-        }
-        for (prefix, (mean, var)) in &self.running {
-            ctx.write_words(mean, &get(&format!("{prefix}.running_mean"))?.data)?;
-            ctx.write_words(var, &get(&format!("{prefix}.running_var"))?.data)?;
-            let count =
-                get(&format!("{prefix}.num_batches_tracked")).map_or(0, |t| t.data[0] as i64);
-            self.batches_tracked.insert(prefix.clone(), count);
-        }
-        for (name, t) in &self.buffers {
-            ctx.write_words(t, &get(name)?.data)?;
+            match entry {
+                Entry::Trainable { value, .. } => {
+                    ctx.write_words(value, &kernel_values(spec, need()?)?)?
+                }
+                Entry::Stat(s) => ctx.write_words(s, &need()?.data)?,
+                Entry::Count(n) => *n = t.and_then(|t| t.data.first()).map_or(0, |&c| c as i64),
+            }
         }
         self.refresh_binary(ctx)
     }
@@ -324,38 +337,28 @@ impl ParamStore {
 
     /// Total trainable elements (without alignment padding).
     pub fn trainable_len(&self) -> usize {
-        self.slots.values().map(|s| s.spec.len()).sum()
+        self.specs
+            .iter()
+            .filter(|s| s.role == ParamRole::Trainable)
+            .map(ParamSpec::len)
+            .sum()
     }
 
     /// Download everything as a state dict with the reference names and layouts, the
     /// config in the metadata.
     pub fn to_state_dict(&self, ctx: &GpuContext) -> Result<StateDict> {
         let mut sd = self.trainable_state_dict(ctx, &self.params)?;
-        for (prefix, (mean, var)) in &self.running {
-            let c = mean.len();
-            for (suffix, t) in [("running_mean", mean), ("running_var", var)] {
-                sd.tensors.insert(
-                    format!("{prefix}.{suffix}"),
-                    HostTensor {
-                        shape: vec![c],
-                        data: ctx.download_f32(t)?,
-                    },
-                );
-            }
+        for (spec, entry) in self.specs.iter().zip(&self.entries) {
+            let data = match entry {
+                Entry::Trainable { .. } => continue,
+                Entry::Stat(t) => ctx.download_f32(t)?,
+                Entry::Count(n) => vec![*n as f32],
+            };
             sd.tensors.insert(
-                format!("{prefix}.num_batches_tracked"),
+                spec.name.clone(),
                 HostTensor {
-                    shape: vec![],
-                    data: vec![self.batches_tracked.get(prefix).copied().unwrap_or(0) as f32],
-                },
-            );
-        }
-        for (name, t) in &self.buffers {
-            sd.tensors.insert(
-                name.clone(),
-                HostTensor {
-                    shape: t.shape().to_vec(),
-                    data: ctx.download_f32(t)?,
+                    shape: spec.shape.clone(),
+                    data,
                 },
             );
         }
@@ -378,17 +381,20 @@ impl ParamStore {
     fn trainable_state_dict(&self, ctx: &GpuContext, flat: &Tensor) -> Result<StateDict> {
         let flat = ctx.download_f32(flat)?;
         let mut sd = StateDict::default();
-        for s in self.slots.values() {
-            let data = &flat[s.offset..s.offset + s.spec.len()];
-            let data = if is_conv3x3(&s.spec) {
-                ops::conv_weight_to_torch(data, s.spec.shape[0], s.spec.shape[1])?
+        for (spec, entry) in self.specs.iter().zip(&self.entries) {
+            let Entry::Trainable { offset, .. } = entry else {
+                continue;
+            };
+            let data = &flat[*offset..*offset + spec.len()];
+            let data = if is_conv3x3(spec) {
+                ops::conv_weight_to_torch(data, spec.shape[0], spec.shape[1])?
             } else {
                 data.to_vec()
             };
             sd.tensors.insert(
-                s.spec.name.clone(),
+                spec.name.clone(),
                 HostTensor {
-                    shape: s.spec.shape.clone(),
+                    shape: spec.shape.clone(),
                     data,
                 },
             );

@@ -20,8 +20,8 @@ use super::layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
 use super::linear::linear;
 use super::norm::{batch_norm_eval, batch_norm_train};
 use super::pool::{max_pool2d, mean_tokens};
-use crate::nn::params::{SSA_BIN_DELTA, SSA_BIN_SHIFT};
-use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, WeightMode};
+use crate::nn::params::{param_layout, AttnParams, BnParams, ParamId, ParamLayout, WeightParams};
+use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, TransformerConfig};
 use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder, SsaBinConfig};
 use crate::ops::{BN_EPS, BN_MOMENTUM};
 
@@ -221,37 +221,62 @@ fn p<'a>(params: &'a RefParams, name: &str) -> &'a [f64] {
         .unwrap_or_else(|| panic!("no parameter '{name}'"))
 }
 
-/// BN of `x [rows, C]`: batch statistics, or the running ones when `tape.eval`.
-fn bn(tape: &Tape, params: &RefParams, prefix: &str, x: &[f64], c: usize) -> Vec<f64> {
-    let get = |suffix: &str| p(params, &format!("{prefix}.{suffix}"));
-    if tape.eval {
-        return batch_norm_eval(
-            x,
-            c,
-            get("weight"),
-            get("bias"),
-            get("running_mean"),
-            get("running_var"),
-            BN_EPS as f64,
-        );
-    }
-    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
-    batch_norm_train(
-        x,
-        c,
-        p(params, &format!("{prefix}.weight")),
-        p(params, &format!("{prefix}.bias")),
-        &mut rm,
-        &mut rv,
-        BN_EPS as f64,
-        BN_MOMENTUM as f64,
-    )
-    .y
+/// The model's parameters by its typed layout (`nn::params`), so that the reference
+/// finds every tensor by the name the specs give it.
+struct Params<'a> {
+    values: &'a RefParams,
+    layout: ParamLayout,
 }
 
-fn lin(params: &RefParams, prefix: &str, x: &[f64], k: usize, out: usize, bias: bool) -> Vec<f64> {
-    let b = bias.then(|| p(params, &format!("{prefix}.bias")));
-    linear(x, p(params, &format!("{prefix}.weight")), b, k, out)
+impl Params<'_> {
+    fn get(&self, id: ParamId) -> &[f64] {
+        p(self.values, self.layout.name(id))
+    }
+
+    /// BN of `x [rows, C]`: batch statistics, or the running ones when `tape.eval`.
+    fn bn(&self, tape: &Tape, bn: &BnParams, x: &[f64], c: usize) -> Vec<f64> {
+        let (w, b) = (self.get(bn.weight), self.get(bn.bias));
+        if tape.eval {
+            let (rm, rv) = (self.get(bn.running_mean), self.get(bn.running_var));
+            return batch_norm_eval(x, c, w, b, rm, rv, BN_EPS as f64);
+        }
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        batch_norm_train(
+            x,
+            c,
+            w,
+            b,
+            &mut rm,
+            &mut rv,
+            BN_EPS as f64,
+            BN_MOMENTUM as f64,
+        )
+        .y
+    }
+
+    /// The conv/linear weight `[c_out, k]`: binarized (through the tape) when the
+    /// model's weights are binary and the spec says so.
+    fn weight(&self, tape: &mut Tape, id: ParamId) -> Vec<f64> {
+        let spec = self.layout.spec(id);
+        if spec.binary {
+            tape.binary_weight(self.values, &spec.name, spec.shape[0])
+        } else {
+            self.get(id).to_vec()
+        }
+    }
+
+    /// A (possibly binarized) linear layer on rows of `x [rows, k]`.
+    fn linear(
+        &self,
+        tape: &mut Tape,
+        w: &WeightParams,
+        x: &[f64],
+        k: usize,
+        out: usize,
+    ) -> Vec<f64> {
+        let weight = self.weight(tape, w.weight);
+        linear(x, &weight, w.bias.map(|b| self.get(b)), k, out)
+    }
 }
 
 fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
@@ -273,6 +298,12 @@ fn encode(cfg: &ModelConfig, images: &[f64], batch: usize) -> Vec<f64> {
     nchw_to_nhwc_repeat(images, batch, cfg.in_channels, s * s, cfg.time_steps)
 }
 
+/// The reference runs only the configs it is written for.
+fn sizes(cfg: &ModelConfig, arch: Arch) -> &TransformerConfig {
+    assert_eq!(cfg.kind(), arch);
+    cfg.transformer().expect("a transformer")
+}
+
 /// Spikformer's logits `[B, classes]` for `images [B, C, H, W]` (BN mode: `tape.eval`).
 pub fn spikformer_forward(
     cfg: &ModelConfig,
@@ -281,14 +312,18 @@ pub fn spikformer_forward(
     batch: usize,
     tape: &mut Tape,
 ) -> Vec<f64> {
-    assert_eq!(cfg.arch, Arch::Spikformer);
+    let tc = sizes(cfg, Arch::Spikformer);
+    let ps = Params {
+        values: params,
+        layout: param_layout(cfg),
+    };
+    let layout = ps.layout.spikformer().expect("a Spikformer layout").clone();
     let t = cfg.time_steps;
     let tb = t * batch;
-    let widths = cfg.tokenizer_widths();
+    let widths = tc.tokenizer_widths(cfg.in_channels);
     let mut x = encode(cfg, images, batch);
     let mut side = cfg.image_size;
-    for i in 0..4 {
-        let suffix = ["", "1", "2", "3"][i];
+    for (i, stage) in layout.stages.iter().enumerate() {
         let dims = ConvDims {
             images: tb,
             h: side,
@@ -296,29 +331,16 @@ pub fn spikformer_forward(
             c_in: widths[i],
             c_out: widths[i + 1],
         };
-        let w = weight(
-            cfg,
-            params,
-            tape,
-            &format!("patch_embed.proj_conv{suffix}.weight"),
-            widths[i + 1],
-            i > 0,
-        );
+        let w = ps.weight(tape, stage.weight.weight);
         let z = conv3x3(&x, &w, dims);
-        let y = bn(
-            tape,
-            params,
-            &format!("patch_embed.proj_bn{suffix}"),
-            &z,
-            widths[i + 1],
-        );
+        let y = ps.bn(tape, &stage.bn, &z, widths[i + 1]);
         x = tape.lif(&y, t, 1.0, false);
-        if cfg.stage_pools(i) {
+        if tc.stage_pools(i) {
             x = tape.max_pool(&x, tb, side, widths[i + 1]);
             side = (side - 1) / 2 + 1;
         }
     }
-    let d = cfg.dim;
+    let d = tc.dim;
     let dims = ConvDims {
         images: tb,
         h: side,
@@ -326,123 +348,50 @@ pub fn spikformer_forward(
         c_in: d,
         c_out: d,
     };
-    let w = weight(cfg, params, tape, "patch_embed.rpe_conv.weight", d, true);
+    let w = ps.weight(tape, layout.rpe.weight.weight);
     let z = conv3x3(&x, &w, dims);
-    let r = tape.lif(
-        &bn(tape, params, "patch_embed.rpe_bn", &z, d),
-        t,
-        1.0,
-        false,
-    );
+    let r = tape.lif(&ps.bn(tape, &layout.rpe.bn, &z, d), t, 1.0, false);
     let mut x = add(&r, &x);
     let n = side * side;
-    let hid = cfg.hidden();
-    for blk in 0..cfg.depth {
-        let a = format!("block.{blk}.attn");
-        let ys = attention_core(cfg, params, tape, blk, &x, batch, "_linear", true);
-        let z = spik_lin(cfg, params, tape, &format!("{a}.proj_linear"), &ys, d, d);
-        let o = tape.lif(
-            &bn(tape, params, &format!("{a}.proj_bn"), &z, d),
-            t,
-            1.0,
-            false,
-        );
+    let hid = tc.hidden();
+    for blk in &layout.blocks {
+        let a = &blk.attn;
+        let ys = attention_core(cfg, tc, &ps, tape, a, &x, batch);
+        let z = ps.linear(tape, &a.proj.weight, &ys, d, d);
+        let o = tape.lif(&ps.bn(tape, &a.proj.bn, &z, d), t, 1.0, false);
         x = add(&x, &o);
-        let m = format!("block.{blk}.mlp");
-        let z = spik_lin(cfg, params, tape, &format!("{m}.fc1_linear"), &x, d, hid);
-        let s = tape.lif(
-            &bn(tape, params, &format!("{m}.fc1_bn"), &z, hid),
-            t,
-            1.0,
-            false,
-        );
-        let z = spik_lin(cfg, params, tape, &format!("{m}.fc2_linear"), &s, hid, d);
-        let o = tape.lif(
-            &bn(tape, params, &format!("{m}.fc2_bn"), &z, d),
-            t,
-            1.0,
-            false,
-        );
+        let m = &blk.mlp;
+        let z = ps.linear(tape, &m.fc1.weight, &x, d, hid);
+        let s = tape.lif(&ps.bn(tape, &m.fc1.bn, &z, hid), t, 1.0, false);
+        let z = ps.linear(tape, &m.fc2.weight, &s, hid, d);
+        let o = tape.lif(&ps.bn(tape, &m.fc2.bn, &z, d), t, 1.0, false);
         x = add(&x, &o);
     }
     let pooled = mean_tokens(&x, t, batch, n, d);
-    lin(params, "head", &pooled, d, cfg.classes, true)
+    ps.linear(tape, &layout.head, &pooled, d, cfg.classes)
 }
 
-/// The conv/linear weight `name` `[c_out, k]`: binarized (through the tape) when the
-/// model's weights are binary and the layer is `binarizable`.
-fn weight(
-    cfg: &ModelConfig,
-    params: &RefParams,
-    tape: &mut Tape,
-    name: &str,
-    c_out: usize,
-    binarizable: bool,
-) -> Vec<f64> {
-    if binarizable && cfg.weights == WeightMode::Binary {
-        tape.binary_weight(params, name, c_out)
-    } else {
-        p(params, name).to_vec()
-    }
-}
-
-/// A binarizable 1x1 layer (no bias) on rows of `x [rows, k]`: BESTformer's.
-fn bin_lin(
-    cfg: &ModelConfig,
-    params: &RefParams,
-    tape: &mut Tape,
-    name: &str,
-    x: &[f64],
-    k: usize,
-    out: usize,
-) -> Vec<f64> {
-    let w = weight(cfg, params, tape, &format!("{name}.weight"), out, true);
-    linear(x, &w, None, k, out)
-}
-
-/// A binarizable linear layer with bias on rows of `x [rows, k]`: Spikformer's.
-fn spik_lin(
-    cfg: &ModelConfig,
-    params: &RefParams,
-    tape: &mut Tape,
-    name: &str,
-    x: &[f64],
-    k: usize,
-    out: usize,
-) -> Vec<f64> {
-    let w = weight(cfg, params, tape, &format!("{name}.weight"), out, true);
-    linear(x, &w, Some(p(params, &format!("{name}.bias"))), k, out)
-}
-
-/// The attention core of block `blk` on the q/k/v layers' input `x [T, B, N, D]` (see
-/// `nn::attention`): q/k/v `{suffix}` layers -> BN -> neuron (A2OS2A: ReLU K, ternary
-/// V), the form's attention, the attention LIF (v_th 0.5); returns its spikes
-/// `[T, B, N, D]` (A2OS2A: `(Q K^T) V`, which proj reads directly).
-#[allow(clippy::too_many_arguments)]
+/// The attention core `a` on the q/k/v layers' input `x [T, B, N, D]` (see
+/// `nn::attention`): q/k/v layers -> BN -> neuron (A2OS2A: ReLU K, ternary V), the
+/// form's attention, the attention LIF (v_th 0.5); returns its spikes `[T, B, N, D]`
+/// (A2OS2A: `(Q K^T) V`, which proj reads directly).
 fn attention_core(
     cfg: &ModelConfig,
-    params: &RefParams,
+    tc: &TransformerConfig,
+    ps: &Params,
     tape: &mut Tape,
-    blk: usize,
+    a: &AttnParams,
     x: &[f64],
     batch: usize,
-    suffix: &str,
-    bias: bool,
 ) -> Vec<f64> {
-    let (t, d, h, hd) = (cfg.time_steps, cfg.dim, cfg.heads, cfg.head_dim());
-    let n = cfg.tokens();
+    let (t, d, h, hd) = (cfg.time_steps, tc.dim, tc.heads, tc.head_dim());
+    let n = tc.tokens(cfg.image_size);
     let tb = t * batch;
-    let a = format!("block.{blk}.attn");
     let mut qkv = Vec::new();
-    for (i, name) in ["q", "k", "v"].into_iter().enumerate() {
-        let layer = format!("{a}.{name}{suffix}");
-        let z = if bias {
-            spik_lin(cfg, params, tape, &layer, x, d, d)
-        } else {
-            bin_lin(cfg, params, tape, &layer, x, d, d)
-        };
-        let y = bn(tape, params, &format!("{a}.{name}_bn"), &z, d);
-        let out = match (cfg.attention, i) {
+    for (i, branch) in [&a.q, &a.k, &a.v].into_iter().enumerate() {
+        let z = ps.linear(tape, &branch.weight, x, d, d);
+        let y = ps.bn(tape, &branch.bn, &z, d);
+        let out = match (tc.attention, i) {
             (AttentionForm::A2os2a, 1) => y.iter().map(|v| v.max(0.0)).collect(),
             (AttentionForm::A2os2a, 2) => tape.ternary(&y, t),
             _ => tape.lif(&y, t, 1.0, false),
@@ -457,23 +406,23 @@ fn attention_core(
         n,
         d: hd,
     };
-    let y = match cfg.attention {
+    let y = match tc.attention {
         AttentionForm::Ssa => super::attention::ssa_forward(q, k, v, &shape, 0.125).y,
         AttentionForm::Binary => {
             let attn_cfg = BinaryAttentionConfig {
-                order: if cfg.patch_size == 16 {
+                order: if tc.feature_order() {
                     MapOrder::Features
                 } else {
                     MapOrder::Tokens
                 },
                 ..BinaryAttentionConfig::default()
             };
-            let lambda = p(params, &format!("{a}.lambda_attn")).to_vec();
+            let lambda = ps.get(a.form.learned[0]).to_vec();
             tape.binary_attention(q, k, v, &lambda, &shape, &attn_cfg)
         }
         AttentionForm::SsaBin => {
-            let delta = p(params, &format!("{a}.{SSA_BIN_DELTA}")).to_vec();
-            let mean = p(params, &format!("{a}.{SSA_BIN_SHIFT}")).to_vec();
+            let delta = ps.get(a.form.stats[0]).to_vec();
+            let mean = ps.get(a.form.stats[1]).to_vec();
             let config = SsaBinConfig {
                 training: !tape.eval,
                 ..SsaBinConfig::default()
@@ -495,41 +444,6 @@ fn attention_core(
     heads(&tape.lif(&y, t, 0.5, false), tb, n, h, hd, true)
 }
 
-/// BESTformer's attention sub-block on tokens `x [T, B, N, D]`.
-fn best_attn(
-    cfg: &ModelConfig,
-    params: &RefParams,
-    tape: &mut Tape,
-    blk: usize,
-    x: &[f64],
-    batch: usize,
-) -> Vec<f64> {
-    let d = cfg.dim;
-    let a = format!("block.{blk}.attn");
-    let s = tape.lif(x, cfg.time_steps, 1.0, false);
-    let ys = attention_core(cfg, params, tape, blk, &s, batch, "_conv", false);
-    let z = bin_lin(cfg, params, tape, &format!("{a}.proj_conv"), &ys, d, d);
-    bn(tape, params, &format!("{a}.proj_bn"), &z, d)
-}
-
-/// BESTformer's MLP sub-block on tokens `x [T, B, N, D]`.
-fn best_mlp(
-    cfg: &ModelConfig,
-    params: &RefParams,
-    tape: &mut Tape,
-    blk: usize,
-    x: &[f64],
-) -> Vec<f64> {
-    let (t, d, hid) = (cfg.time_steps, cfg.dim, cfg.hidden());
-    let m = format!("block.{blk}.mlp");
-    let s = tape.lif(x, t, 1.0, false);
-    let z = bin_lin(cfg, params, tape, &format!("{m}.mlp1_conv"), &s, d, hid);
-    let y = bn(tape, params, &format!("{m}.mlp1_bn"), &z, hid);
-    let s = tape.lif(&y, t, 1.0, false);
-    let z = bin_lin(cfg, params, tape, &format!("{m}.mlp2_conv"), &s, hid, d);
-    bn(tape, params, &format!("{m}.mlp2_bn"), &z, d)
-}
-
 /// BESTformer's two heads' logits `(out0, out1)`, each `[B, classes]`, for `images
 /// [B, C, H, W]` (BN mode: `tape.eval`).
 pub fn bestformer_forward(
@@ -539,79 +453,77 @@ pub fn bestformer_forward(
     batch: usize,
     tape: &mut Tape,
 ) -> (Vec<f64>, Vec<f64>) {
-    assert_eq!(cfg.arch, Arch::Bestformer);
+    let tc = sizes(cfg, Arch::Bestformer);
+    let ps = Params {
+        values: params,
+        layout: param_layout(cfg),
+    };
+    let layout = ps.layout.bestformer().expect("a BESTformer layout").clone();
     let t = cfg.time_steps;
     let tb = t * batch;
-    let w = cfg.tokenizer_widths();
+    let w = tc.tokenizer_widths(cfg.in_channels);
     let widths = [w[0], w[1], w[2], w[3], w[4], w[4]];
-    let x = encode(cfg, images, batch);
+    let (d, hid) = (tc.dim, tc.hidden());
+    let mut x = encode(cfg, images, batch);
     let mut side = cfg.image_size;
-    let dims = |side: usize, i: usize| ConvDims {
-        images: tb,
-        h: side,
-        w: side,
-        c_in: widths[i],
-        c_out: widths[i + 1],
-    };
-    let z = conv3x3(
-        &x,
-        p(params, "patch_embed.block0_conv.weight"),
-        dims(side, 0),
-    );
-    let mut y = bn(tape, params, "patch_embed.block0_bn", &z, widths[1]);
-    for i in 1..5 {
-        let mut s = tape.lif(&y, t, 1.0, false);
-        if cfg.stage_pools(i - 1) {
-            s = tape.max_pool(&s, tb, side, widths[i]);
-            side = (side - 1) / 2 + 1;
+    for (i, stage) in layout.tokenizer.iter().enumerate() {
+        if i > 0 {
+            x = tape.lif(&x, t, 1.0, false);
+            if tc.stage_pools(i - 1) {
+                x = tape.max_pool(&x, tb, side, widths[i]);
+                side = (side - 1) / 2 + 1;
+            }
         }
-        let wb = weight(
-            cfg,
-            params,
-            tape,
-            &format!("patch_embed.block{i}_conv.weight"),
-            widths[i + 1],
-            true,
-        );
-        let z = conv3x3(&s, &wb, dims(side, i));
-        y = bn(
-            tape,
-            params,
-            &format!("patch_embed.block{i}_bn"),
-            &z,
-            widths[i + 1],
-        );
+        let dims = ConvDims {
+            images: tb,
+            h: side,
+            w: side,
+            c_in: widths[i],
+            c_out: widths[i + 1],
+        };
+        let z = conv3x3(&x, &ps.weight(tape, stage.weight.weight), dims);
+        x = ps.bn(tape, &stage.bn, &z, widths[i + 1]);
     }
-    let mut x1 = y;
+    let mut x1 = x;
     let mut x0: Option<Vec<f64>> = None;
-    for blk in 0..cfg.depth {
-        let a = best_attn(cfg, params, tape, blk, &x1, batch);
+    for blk in &layout.blocks {
+        // Attention: LIF -> core -> proj -> BN.
+        let s = tape.lif(&x1, t, 1.0, false);
+        let ys = attention_core(cfg, tc, &ps, tape, &blk.attn, &s, batch);
+        let z = ps.linear(tape, &blk.attn.proj.weight, &ys, d, d);
+        let a = ps.bn(tape, &blk.attn.proj.bn, &z, d);
         let x2: Vec<f64> = match &x0 {
             Some(x0) => (0..a.len()).map(|i| a[i] + (x0[i] + x1[i]) / 2.0).collect(),
             None => add(&a, &x1),
         };
-        let m = best_mlp(cfg, params, tape, blk, &x2);
+        // MLP: LIF -> mlp1 -> BN -> LIF -> mlp2 -> BN.
+        let mlp = &blk.mlp;
+        let s = tape.lif(&x2, t, 1.0, false);
+        let z = ps.linear(tape, &mlp.fc1.weight, &s, d, hid);
+        let y = ps.bn(tape, &mlp.fc1.bn, &z, hid);
+        let s = tape.lif(&y, t, 1.0, false);
+        let z = ps.linear(tape, &mlp.fc2.weight, &s, hid, d);
+        let m = ps.bn(tape, &mlp.fc2.bn, &z, d);
         let x3: Vec<f64> = (0..m.len()).map(|i| m[i] + (x1[i] + x2[i]) / 2.0).collect();
         x0 = Some(x2);
         x1 = x3;
     }
-    let (n, d) = (cfg.tokens(), cfg.dim);
+    let n = tc.tokens(cfg.image_size);
     let x2 = x0.expect("depth >= 1");
-    let out0 = lin(
-        params,
-        "head",
+    let [head0, head1] = &layout.heads;
+    let out0 = ps.linear(
+        tape,
+        head0,
         &mean_tokens(&x2, t, batch, n, d),
         d,
         cfg.classes,
-        true,
     );
-    let out1 = lin(
-        params,
-        "head2",
+    let out1 = ps.linear(
+        tape,
+        head1,
         &mean_tokens(&x1, t, batch, n, d),
         d,
         cfg.classes,
-        true,
     );
     (out0, out1)
 }

@@ -176,7 +176,7 @@ fn read_list(list: &Path, samples: &Path) -> Result<Vec<(PathBuf, u32)>> {
             )
         })?;
         // Bounded before the class list is built from the largest label.
-        let classes = crate::nn::limits::CLASSES;
+        let classes = crate::nn::config::CLASSES;
         if label as usize >= *classes.end() {
             return Err(Error::data(
                 list,
