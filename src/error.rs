@@ -31,8 +31,8 @@ pub enum Error {
     #[error("dtype mismatch in {op}: expected {expected:?}, got {got:?}")]
     DType {
         op: &'static str,
-        expected: crate::gpu::DType,
-        got: crate::gpu::DType,
+        expected: crate::dtype::DType,
+        got: crate::dtype::DType,
     },
 
     #[error(

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod dtype;
 pub mod error;
 pub mod gpu;
 pub mod input;

@@ -9,11 +9,11 @@ use bitspike::nn::{
     init_state, param_counts, param_specs, AttentionForm, Classifier, Model, ModelConfig,
     ParamRole, ParamStore, WeightMode,
 };
-use bitspike::ops;
 use bitspike::reference::model::{
     bestformer_forward, ref_params, spikformer_forward, RefParams, Tape,
 };
 use bitspike::{DType, GpuContext, Tensor};
+use common::training::{loss_fell, train_steps};
 use common::{assert_close, ctx, Rng};
 
 const FORMS: [AttentionForm; 4] = [
@@ -300,7 +300,7 @@ fn bestformer_a2os2a_gradients() {
     );
 }
 
-/// 20 AdamW steps on one tiny batch: the loss goes down.
+/// 20 training steps on one tiny batch: the loss goes down.
 fn train_smoke(cfg: &ModelConfig, lr: f32) {
     let ctx = ctx();
     let batch = 2;
@@ -308,41 +308,9 @@ fn train_smoke(cfg: &ModelConfig, lr: f32) {
     let mut model = Model::new(cfg, batch).unwrap();
     let x = upload(ctx, cfg, &images(cfg, batch, 52), batch);
     let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
-    let len = store.params.len();
-    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
-    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
-    let opt = ops::optim::AdamW::default();
-    let mut losses = Vec::new();
-    for step in 1..=20u32 {
-        store.zero_grads(ctx);
-        let heads = model.forward(ctx, &mut store, &x, true).unwrap();
-        let mut dlogits = Vec::new();
-        let mut loss = 0.0;
-        for h in &heads {
-            let out = ops::loss::cross_entropy(ctx, h, &labels, 0.0, 1.0 / batch as f32).unwrap();
-            loss += ctx.download_f32(&out.losses).unwrap().iter().sum::<f32>() / batch as f32;
-            dlogits.push(out.dlogits);
-        }
-        losses.push(loss / heads.len() as f32);
-        model.backward(ctx, &mut store, &dlogits).unwrap();
-        ops::optim::adamw_step(
-            ctx,
-            &opt,
-            lr,
-            step,
-            store.decay_end,
-            &store.grads,
-            &store.params,
-            &m1,
-            &m2,
-        )
-        .unwrap();
-        store.refresh_binary(ctx).unwrap();
-    }
-    let first = losses[..3].iter().sum::<f32>() / 3.0;
-    let last = losses[17..].iter().sum::<f32>() / 3.0;
+    let losses = train_steps(ctx, &mut model, &mut store, (&x, &labels), 20, lr);
     assert!(
-        last < 0.7 * first,
+        loss_fell(&losses, 0.7),
         "{:?} {:?} {:?}: loss {losses:?}",
         cfg.kind(),
         cfg.transformer().unwrap().attention,

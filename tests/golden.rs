@@ -13,10 +13,9 @@ use std::path::PathBuf;
 use bitspike::gpu::DType;
 use bitspike::nn::{combine_heads, init_state, Classifier, Model, ModelConfig, ParamStore};
 use bitspike::nn::{HostTensor, StateDict};
-use bitspike::ops::loss::cross_entropy;
 use bitspike::ops::optim::AdamW;
 use bitspike::train::Optimizer;
-use bitspike::{GpuContext, Tensor};
+use common::training::head_losses;
 
 const LOGITS_TOL: f64 = 1e-5;
 const LOSS_TOL: f64 = 1e-6;
@@ -113,21 +112,6 @@ impl Fixture {
     }
 }
 
-/// One training step's loss and logit gradients as the Trainer computes them without a
-/// teacher: every head learns the labels, weighted equally.
-fn losses(ctx: &GpuContext, heads: &[Tensor], labels: &Tensor) -> (f64, Vec<Tensor>) {
-    let w = 1.0 / heads.len() as f32;
-    let mut loss = 0.0;
-    let mut dlogits = Vec::new();
-    for h in heads {
-        let out = cross_entropy(ctx, h, labels, 0.0, w).expect("cross_entropy");
-        let rows = ctx.download_f32(&out.losses).expect("download");
-        loss += w as f64 * rows.iter().map(|&l| l as f64).sum::<f64>() / rows.len() as f64;
-        dlogits.push(out.dlogits);
-    }
-    (loss, dlogits)
-}
-
 /// The value of Q-SNN's firing-rate regularizer `lambda mean_layers (rate - 0.5)^2` in the
 /// last training forward (0 for other models): part of the fixture's loss. The Trainer
 /// reports only the heads' loss; the regularizer's gradient is in the model's backward.
@@ -204,7 +188,7 @@ fn check_fixture(name: &str, fx: &Fixture, steps: Steps) {
             rel(d, n)
         ));
     }
-    let (loss, dlogits) = losses(ctx, &heads, &labels);
+    let (loss, dlogits) = head_losses(ctx, &heads, &labels);
     let loss = loss + rate_term(&model);
     let want = fx.get("loss").data[0] as f64;
     let loss_rel = (loss - want).abs() / want.abs();
@@ -286,7 +270,7 @@ fn check_fixture(name: &str, fx: &Fixture, steps: Steps) {
         let heads = model
             .forward(ctx, &mut store, &images, true)
             .expect("forward");
-        let (loss, dlogits) = losses(ctx, &heads, &labels);
+        let (loss, dlogits) = head_losses(ctx, &heads, &labels);
         got.push(loss + rate_term(&model));
         model.backward(ctx, &mut store, &dlogits).expect("backward");
         optimizer.step(ctx, &mut store, lr).expect("step");

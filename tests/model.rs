@@ -114,9 +114,11 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
 }
 // ---- Models: GPU forward vs the CPU reference, backward vs finite differences ----------
 
+use bitspike::nn::Classifier;
 use bitspike::nn::Spikformer;
 use bitspike::reference::model::{ref_params, RefParams, Tape};
 use bitspike::{DType, GpuContext, Tensor};
+use common::training::{loss_fell, train_steps};
 use common::{assert_close, assert_exact, Rng};
 
 /// A small model config for tests: 16x16 grey images (4x4 tokens after the tokenizer).
@@ -263,67 +265,16 @@ fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
 }
 
 /// Both models' training forward and backward.
-trait Trainable {
-    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor;
-    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor);
-}
-
-impl Trainable for Spikformer {
-    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
-        self.forward(ctx(), store, x, true).unwrap()
-    }
-    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
-        self.backward(ctx(), store, dlogits).unwrap()
-    }
-}
-
-impl Trainable for Bestformer {
-    fn train_forward(&mut self, store: &mut ParamStore, x: &Tensor) -> Tensor {
-        self.forward(ctx(), store, x, true).unwrap()
-    }
-    fn backward_from(&self, store: &ParamStore, dlogits: &Tensor) {
-        self.backward(ctx(), store, dlogits).unwrap()
-    }
-}
-
-/// 20 AdamW steps on one tiny batch: the loss goes down.
-fn train_smoke(preset: &str, lr: f32, model: &mut dyn Trainable) {
+/// 20 training steps on one tiny batch: the loss goes down.
+fn train_smoke(preset: &str, lr: f32, model: &mut dyn Classifier) {
     let ctx = ctx();
     let cfg = small(preset);
     let batch = 2;
-    let sd = init_state(&cfg, 21);
-    let mut store = ParamStore::new(ctx, &cfg, &sd).unwrap();
+    let mut store = ParamStore::new(ctx, &cfg, &init_state(&cfg, 21)).unwrap();
     let x = upload_images(ctx, &cfg, &images(&cfg, batch, 22), batch);
     let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
-    let len = store.params.len();
-    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
-    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
-    let opt = ops::optim::AdamW::default();
-    let mut losses = Vec::new();
-    for step in 1..=20u32 {
-        store.zero_grads(ctx);
-        let logits = model.train_forward(&mut store, &x);
-        let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 1.0 / batch as f32).unwrap();
-        model.backward_from(&store, &out.dlogits);
-        let l = ctx.download_f32(&out.losses).unwrap();
-        losses.push(l.iter().sum::<f32>() / batch as f32);
-        ops::optim::adamw_step(
-            ctx,
-            &opt,
-            lr,
-            step,
-            store.decay_end,
-            &store.grads,
-            &store.params,
-            &m1,
-            &m2,
-        )
-        .unwrap();
-        store.refresh_binary(ctx).unwrap();
-    }
-    let first = losses[..3].iter().sum::<f32>() / 3.0;
-    let last = losses[17..].iter().sum::<f32>() / 3.0;
-    assert!(last < 0.7 * first, "{preset}: loss {losses:?}");
+    let losses = train_steps(ctx, model, &mut store, (&x, &labels), 20, lr);
+    assert!(loss_fell(&losses, 0.7), "{preset}: loss {losses:?}");
 }
 
 #[test]
@@ -691,31 +642,7 @@ fn training_is_deterministic() {
         let mut model = Bestformer::new(&cfg, batch).unwrap();
         let x = upload_images(ctx, &cfg, &images(&cfg, batch, 24), batch);
         let labels = ctx.upload_words(&[1u32, 2], &[batch], DType::U32).unwrap();
-        let len = store.params.len();
-        let m1 = ctx.zeros(&[len], DType::F32).unwrap();
-        let m2 = ctx.zeros(&[len], DType::F32).unwrap();
-        let mut losses = Vec::new();
-        for step in 1..=3 {
-            store.zero_grads(ctx);
-            let logits = model.forward(ctx, &mut store, &x, true).unwrap();
-            let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.1, 0.5).unwrap();
-            model.backward(ctx, &store, &out.dlogits).unwrap();
-            losses.extend(ctx.download_f32(&out.losses).unwrap());
-            let opt = ops::optim::AdamW::default();
-            ops::optim::adamw_step(
-                ctx,
-                &opt,
-                1e-3,
-                step,
-                store.decay_end,
-                &store.grads,
-                &store.params,
-                &m1,
-                &m2,
-            )
-            .unwrap();
-            store.refresh_binary(ctx).unwrap();
-        }
+        let losses = train_steps(ctx, &mut model, &mut store, (&x, &labels), 3, 1e-3);
         (losses, ctx.download_f32(&store.params).unwrap())
     };
     let (a, pa) = run();
@@ -789,46 +716,10 @@ fn cnn_train_smoke(cfg: &ModelConfig, rate_reg: f32) -> Vec<f32> {
     let mut model = SpikingCnn::new(cfg, batch).unwrap();
     model.rate_reg = rate_reg;
     let x = upload_images(ctx, cfg, &images(cfg, batch, 32), batch);
-    // Q-SNN trains on the logits of every time step: the labels repeat over T.
-    let steps = if cfg.weights == WeightMode::Qsnn {
-        cfg.time_steps
-    } else {
-        1
-    };
-    let label_rows: Vec<u32> = (0..steps).flat_map(|_| [3u32, 7]).collect();
-    let labels = ctx
-        .upload_words(&label_rows, &[steps * batch], DType::U32)
-        .unwrap();
-    let len = store.params.len();
-    let m1 = ctx.zeros(&[len], DType::F32).unwrap();
-    let m2 = ctx.zeros(&[len], DType::F32).unwrap();
-    let opt = ops::optim::AdamW::default();
-    let mut losses = Vec::new();
-    for step in 1..=20u32 {
-        store.zero_grads(ctx);
-        let logits = model.forward(ctx, &mut store, &x, true).unwrap();
-        assert_eq!(logits.shape(), &[steps * batch, cfg.classes]);
-        let out = ops::loss::cross_entropy(ctx, &logits, &labels, 0.0, 0.5).unwrap();
-        model.backward(ctx, &mut store, &out.dlogits).unwrap();
-        let l = ctx.download_f32(&out.losses).unwrap();
-        losses.push(l.iter().sum::<f32>() / (steps * batch) as f32);
-        ops::optim::adamw_step(
-            ctx,
-            &opt,
-            5e-3,
-            step,
-            store.decay_end,
-            &store.grads,
-            &store.params,
-            &m1,
-            &m2,
-        )
-        .unwrap();
-        store.refresh_binary(ctx).unwrap();
-    }
-    let first = losses[..3].iter().sum::<f32>() / 3.0;
-    let last = losses[17..].iter().sum::<f32>() / 3.0;
-    assert!(last < 0.8 * first, "{cfg:?}: loss {losses:?}");
+    let labels = ctx.upload_words(&[3u32, 7], &[batch], DType::U32).unwrap();
+    // Q-SNN trains on the logits of every time step: each head learns the labels.
+    let losses = train_steps(ctx, &mut model, &mut store, (&x, &labels), 20, 5e-3);
+    assert!(loss_fell(&losses, 0.8), "{cfg:?}: loss {losses:?}");
     model.rates.clone()
 }
 
@@ -845,7 +736,7 @@ fn spiking_cnns_train_in_every_weight_mode() {
 /// step, their average is the prediction, and their gradients reach the shared head.
 #[test]
 fn qsnn_trains_on_the_logits_of_every_time_step() {
-    use bitspike::nn::{combine_heads, Classifier, Model};
+    use bitspike::nn::{combine_heads, Model};
     let ctx = ctx();
     let cfg = cnn("spiking-vgg-small", WeightMode::Qsnn);
     let batch = 2;

@@ -159,8 +159,8 @@ pub struct GpuContext {
     pub subgroup_kernels: bool,
     errors: ErrorSink,
     pending: Mutex<Option<wgpu::CommandEncoder>>,
-    pub(crate) kernels: crate::gpu::kernels::PipelineCache,
-    pub(crate) pool: crate::gpu::tensor::BufferPool,
+    pub(crate) kernels: crate::gpu::cache::PipelineCache,
+    pub(crate) pool: crate::gpu::cache::BufferPool,
     /// Per-kernel (dispatches, seconds) when BITSPIKE_PROFILE is set: each dispatch then
     /// runs alone and is waited for, so the figures locate time, at the cost of speed.
     pub(crate) profile: Option<Mutex<std::collections::HashMap<String, (u64, f64)>>>,

@@ -1,144 +1,15 @@
-//! The shader registry and pipeline cache. Each `shaders/*.wgsl` file is one `Shader`;
-//! each entry point a host op dispatches is a `Kernel` with an explicit binding list.
-//! Pipelines are built once per (kernel, override constants) and reused.
+//! Dispatching kernels: building a kernel's pipeline once per (kernel, override
+//! constants) into the context's cache, binding tensors and uniforms, and recording the
+//! dispatch. The kernels themselves are listed in `gpu::shaders`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use super::cache::{CachedPipeline, PipelineKey};
+use super::shaders::{Access, Constants, Kernel, Shader};
 use super::{GpuContext, Tensor};
 use crate::error::{Error, Result};
-
-/// One WGSL file per kernel family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Shader {
-    Copy,
-    Pack,
-    BinaryMatmul,
-    BinaryMatmulSubgroup,
-    Matmul,
-    MatmulSubgroup,
-    MatmulTiled,
-    Lif,
-    Loss,
-    Optim,
-    Conv,
-    Norm,
-    Pool,
-    Elementwise,
-    Binarize,
-    Attention,
-    Layout,
-    Reversible,
-}
-
-impl Shader {
-    pub const ALL: &'static [Shader] = &[
-        Shader::Copy,
-        Shader::Pack,
-        Shader::BinaryMatmul,
-        Shader::BinaryMatmulSubgroup,
-        Shader::Matmul,
-        Shader::MatmulSubgroup,
-        Shader::MatmulTiled,
-        Shader::Lif,
-        Shader::Loss,
-        Shader::Optim,
-        Shader::Conv,
-        Shader::Norm,
-        Shader::Pool,
-        Shader::Elementwise,
-        Shader::Binarize,
-        Shader::Attention,
-        Shader::Layout,
-        Shader::Reversible,
-    ];
-
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Shader::Copy => "copy.wgsl",
-            Shader::Pack => "pack.wgsl",
-            Shader::BinaryMatmul => "binary_matmul.wgsl",
-            Shader::BinaryMatmulSubgroup => "binary_matmul_subgroup.wgsl",
-            Shader::Matmul => "matmul.wgsl",
-            Shader::MatmulSubgroup => "matmul_subgroup.wgsl",
-            Shader::MatmulTiled => "matmul_tiled.wgsl",
-            Shader::Lif => "lif.wgsl",
-            Shader::Loss => "loss.wgsl",
-            Shader::Optim => "optim.wgsl",
-            Shader::Conv => "conv.wgsl",
-            Shader::Norm => "norm.wgsl",
-            Shader::Pool => "pool.wgsl",
-            Shader::Elementwise => "elementwise.wgsl",
-            Shader::Binarize => "binarize.wgsl",
-            Shader::Attention => "attention.wgsl",
-            Shader::Layout => "layout.wgsl",
-            Shader::Reversible => "reversible.wgsl",
-        }
-    }
-
-    pub fn source(self) -> &'static str {
-        match self {
-            Shader::Copy => include_str!("../../shaders/copy.wgsl"),
-            Shader::Pack => include_str!("../../shaders/pack.wgsl"),
-            Shader::BinaryMatmul => include_str!("../../shaders/binary_matmul.wgsl"),
-            Shader::BinaryMatmulSubgroup => {
-                include_str!("../../shaders/binary_matmul_subgroup.wgsl")
-            }
-            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Shader::MatmulSubgroup => include_str!("../../shaders/matmul_subgroup.wgsl"),
-            Shader::MatmulTiled => include_str!("../../shaders/matmul_tiled.wgsl"),
-            Shader::Lif => include_str!("../../shaders/lif.wgsl"),
-            Shader::Loss => include_str!("../../shaders/loss.wgsl"),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
-            Shader::Conv => include_str!("../../shaders/conv.wgsl"),
-            Shader::Norm => include_str!("../../shaders/norm.wgsl"),
-            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
-            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
-            Shader::Binarize => include_str!("../../shaders/binarize.wgsl"),
-            Shader::Attention => include_str!("../../shaders/attention.wgsl"),
-            Shader::Layout => include_str!("../../shaders/layout.wgsl"),
-            Shader::Reversible => include_str!("../../shaders/reversible.wgsl"),
-        }
-    }
-}
-
-/// How a kernel uses one binding. The convention for every kernel: read-only inputs
-/// first, then outputs, then (added by `dispatch`) one uniform block of sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Access {
-    Read,
-    ReadWrite,
-}
-
-/// An entry point of a shader with its storage bindings (the uniform comes last).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Kernel {
-    pub shader: Shader,
-    pub entry: &'static str,
-    pub bindings: &'static [Access],
-}
-
-/// Override constants of one pipeline, as (name, value).
-pub type Constants = [(&'static str, f64)];
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct PipelineKey {
-    kernel: Kernel,
-    constants: Vec<(&'static str, u64)>,
-}
-
-struct CachedPipeline {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-}
-
-#[derive(Default)]
-pub(crate) struct PipelineCache {
-    modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<CachedPipeline>>>,
-}
 
 /// Workgroup counts of a 1-D job split over x and y, since one axis holds at most
 /// `max_compute_workgroups_per_dimension` groups. Kernels rebuild the linear index as

@@ -1,10 +1,14 @@
-//! The GPU layer: context (adapter, limits, errors), kernel registry and pipeline cache,
-//! tensors (buffers, transfers, pool).
+//! The GPU layer: the shader registry, the context (adapter, limits, errors) with its
+//! pipeline and buffer caches, kernel dispatch, tensors (buffers, transfers).
 
+pub mod cache;
 pub mod context;
 pub mod kernels;
+pub mod shaders;
 pub mod tensor;
 
+pub use crate::dtype::{words_per_row, DType};
 pub use context::{list_adapters, AdapterChoice, AdapterReport, GpuContext};
-pub use kernels::{grid_1d, Access, Kernel, Shader};
-pub use tensor::{words_per_row, DType, Tensor};
+pub use kernels::grid_1d;
+pub use shaders::{Access, Kernel, Shader};
+pub use tensor::Tensor;

@@ -1,73 +1,14 @@
 //! GPU tensors: a pooled storage buffer with a shape and a dtype, and the transfers
 //! between host and device.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 
 use wgpu::util::DeviceExt;
 
+use super::cache::{size_class, PooledBuffer};
 use super::GpuContext;
+use crate::dtype::{storage_words, DType};
 use crate::error::{Error, Result};
-
-/// Element type of a tensor's storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-pub enum DType {
-    F32,
-    U32,
-    /// 64-bit two's-complement fixed-point counts, two words each (low word first): the
-    /// reversible blocks' streams (see ops::reversible).
-    I64,
-    /// Bits packed 32 to a `u32` along the last dimension, least significant bit first,
-    /// each row zero-padded to a whole number of 128-bit groups (4 words), so kernels
-    /// can read rows as `vec4<u32>`. The shape counts bits, not words.
-    PackedBits,
-}
-
-/// Words of storage per row of `k` packed bits: ceil(k / 128) * 4.
-pub fn words_per_row(k: usize) -> usize {
-    k.div_ceil(128) * 4
-}
-
-/// Number of 4-byte words a tensor of this shape and dtype stores.
-pub fn storage_words(shape: &[usize], dtype: DType) -> usize {
-    match dtype {
-        DType::F32 | DType::U32 => shape.iter().product(),
-        DType::I64 => 2 * shape.iter().product::<usize>(),
-        DType::PackedBits => match shape.split_last() {
-            None => 0,
-            Some((k, rows)) => rows.iter().product::<usize>() * words_per_row(*k),
-        },
-    }
-}
-
-/// Buffers are pooled by size class so that repeated steps reuse allocations; a class is
-/// the size rounded up to an eighth of its power of two (at most 12.5 % waste).
-fn size_class(bytes: u64) -> u64 {
-    let bytes = bytes.max(256);
-    let granule = (bytes.next_power_of_two() / 16).max(256);
-    bytes.div_ceil(granule) * granule
-}
-
-#[derive(Default)]
-pub(crate) struct BufferPool {
-    free: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
-}
-
-/// A buffer that goes back to its pool when the last tensor using it is dropped.
-pub(crate) struct PooledBuffer {
-    buffer: Option<wgpu::Buffer>,
-    class: u64,
-    pool: Weak<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
-}
-
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        if let (Some(buffer), Some(pool)) = (self.buffer.take(), self.pool.upgrade()) {
-            let mut free = pool.lock().unwrap_or_else(|p| p.into_inner());
-            free.entry(self.class).or_default().push(buffer);
-        }
-    }
-}
 
 /// A tensor on the GPU: a whole pooled buffer, or a view into part of one (e.g. one
 /// parameter of a model's flat parameter buffer). Clones share the buffer.

@@ -6,7 +6,7 @@
 use std::f64::consts::PI;
 
 use bitspike::bench::lif::{CopyWorkload, LifKernel, LifWorkload};
-use bitspike::gpu::tensor::storage_words;
+use bitspike::dtype::storage_words;
 use bitspike::ops::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
     ternary_forward, threshold_backward, threshold_forward, LifConfig, LifOutputs, Neuron,
