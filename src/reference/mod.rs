@@ -21,3 +21,4 @@ pub mod pack;
 pub mod pool;
 pub mod quant;
 pub mod reversible;
+pub mod spiking_cnn;

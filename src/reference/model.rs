@@ -17,13 +17,15 @@ use super::attention::{
 use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
 use super::layout::{merge_heads, nchw_to_nhwc_repeat, split_heads};
+use super::lif::{qsnn_forward, quantize};
 use super::linear::linear;
 use super::norm::{batch_norm_eval, batch_norm_train};
 use super::pool::{max_pool2d, mean_tokens};
+use super::quant::{pow2_scale, rescaw, rescaw_surrogate};
 use crate::nn::params::{param_layout, AttnParams, BnParams, ParamId, ParamLayout, WeightParams};
-use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, TransformerConfig};
+use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, TransformerConfig, WeightMode};
 use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder, SsaBinConfig};
-use crate::ops::{BN_EPS, BN_MOMENTUM};
+use crate::ops::{QsnnConfig, BN_EPS, BN_MOMENTUM};
 
 /// The Sigmoid surrogate's alpha of every LIF.
 const ALPHA: f64 = 4.0;
@@ -47,6 +49,14 @@ pub fn ref_params(sd: &StateDict) -> RefParams {
         .collect()
 }
 
+/// A ReScaW weight at the recorded point: `Q`, `clamp(w, -gamma, gamma)` and `gamma`.
+#[derive(Debug, Clone)]
+struct RescawPoint {
+    q: Vec<f64>,
+    clamped: Vec<f64>,
+    gamma: Vec<f64>,
+}
+
 /// The LIF calls of one forward, recorded or replayed (see the module doc).
 #[derive(Debug, Default, Clone)]
 pub struct Tape {
@@ -60,6 +70,8 @@ pub struct Tape {
     pool_pos: usize,
     /// Binary weights by name: (signs, w_hat) at the recorded point.
     binary: HashMap<String, (Vec<f64>, Vec<f64>)>,
+    /// ReScaW weights by name at the recorded point.
+    rescaw: HashMap<String, RescawPoint>,
     attention: Vec<BinaryRef>,
     attention_pos: usize,
     ssa_bin: Vec<SsaBinRef>,
@@ -88,6 +100,39 @@ impl Tape {
         }
         let (s0, h0) = &self.binary[name];
         (0..w.len()).map(|i| s0[i] + b.w_hat[i] - h0[i]).collect()
+    }
+
+    /// The ReScaW `bits`-bit weight `name` `[c_out, k]` of `params`, quantized in f32 as
+    /// the kernel does; replaying, the straight-through surrogate
+    /// `Q0 + clamp(w, -gamma0, gamma0) - clamp(w0, -gamma0, gamma0)` (gamma detached).
+    pub fn rescaw_weight(
+        &mut self,
+        params: &RefParams,
+        name: &str,
+        c_out: usize,
+        bits: u32,
+    ) -> Vec<f64> {
+        let w = p(params, name);
+        let k = w.len() / c_out;
+        if !self.replay {
+            let w32: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+            let r = rescaw(&w32, c_out, k, bits);
+            let q: Vec<f64> = r.q.iter().map(|&v| v as f64).collect();
+            let gamma: Vec<f64> = r.gamma.iter().map(|&g| g as f64).collect();
+            let clamped = rescaw_surrogate(w, &gamma, k);
+            let point = RescawPoint {
+                q: q.clone(),
+                clamped,
+                gamma,
+            };
+            self.rescaw.insert(name.to_string(), point);
+            return q;
+        }
+        let at = &self.rescaw[name];
+        let c = rescaw_surrogate(w, &at.gamma, k);
+        (0..w.len())
+            .map(|i| at.q[i] + c[i] - at.clamped[i])
+            .collect()
     }
 
     /// BESTformer's binary attention; replaying, its surrogate forward around the
@@ -173,6 +218,53 @@ impl Tape {
         self.neuron(x, t, 1.0, false, true)
     }
 
+    /// The Q-SNN neuron over `x [T, ...]`, recording in f32 as the kernel runs it
+    /// (`reference::lif::qsnn_forward`, so that spikes match); replaying, its surrogate
+    /// forward around the recorded call: `S = S0 + Phi(H - v_th) - Phi(H0 - v_th)` with
+    /// `Phi'` the triangle surrogate, `M = (1 - S) H`, and the quantized membrane
+    /// straight-through, `V = V0 + tanh(M) - tanh(M0)` (the scale detached).
+    pub fn qsnn(&mut self, x: &[f64], t: usize, cfg: &QsnnConfig) -> Vec<f64> {
+        let f64s = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+        if !self.replay {
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            let trace = qsnn_forward(cfg, t, &x32);
+            let s = f64s(&trace.spikes);
+            self.calls.push((f64s(&trace.h), s.clone()));
+            return s;
+        }
+        let (h0, s0) = &self.calls[self.pos];
+        self.pos += 1;
+        let (decay, v_th, g) = (cfg.decay as f64, cfg.v_th as f64, cfg.gamma as f64);
+        let phi = |z: f64| {
+            let z = z.clamp(-g, g);
+            if z <= 0.0 {
+                (z + g).powi(2) / (2.0 * g * g)
+            } else {
+                1.0 - (g - z).powi(2) / (2.0 * g * g)
+            }
+        };
+        let n = x.len() / t;
+        let mut v = vec![0.0; n];
+        let mut out = vec![0.0; x.len()];
+        for step in 0..t {
+            let at = step * n..(step + 1) * n;
+            // tanh(M0) and its quantized form V0, as the forward computed them.
+            let u0: Vec<f32> = at
+                .map(|j| ((1.0 - s0[j] as f32) * h0[j] as f32).tanh())
+                .collect();
+            let alpha = u0.iter().fold(0f32, |m, u| m.max(u.abs()));
+            for (i, vi) in v.iter_mut().enumerate() {
+                let j = step * n + i;
+                let h = decay * *vi + x[j];
+                let s = s0[j] + phi(h - v_th) - phi(h0[j] - v_th);
+                let v0 = quantize(u0[i], alpha, cfg.levels()) as f64;
+                *vi = v0 + ((1.0 - s) * h).tanh() - u0[i] as f64;
+                out[j] = s;
+            }
+        }
+        out
+    }
+
     fn neuron(&mut self, x: &[f64], t: usize, v_th: f64, soft: bool, ternary: bool) -> Vec<f64> {
         let n = x.len() / t;
         let sig = |z: f64| 1.0 / (1.0 + (-ALPHA * z).exp());
@@ -223,18 +315,28 @@ fn p<'a>(params: &'a RefParams, name: &str) -> &'a [f64] {
 
 /// The model's parameters by its typed layout (`nn::params`), so that the reference
 /// finds every tensor by the name the specs give it.
-struct Params<'a> {
+pub(crate) struct Params<'a> {
     values: &'a RefParams,
-    layout: ParamLayout,
+    pub(crate) layout: ParamLayout,
+    /// Q-SNN weight mode: binary weights carry a power-of-two scale per channel.
+    qsnn: bool,
 }
 
-impl Params<'_> {
-    fn get(&self, id: ParamId) -> &[f64] {
+impl<'a> Params<'a> {
+    pub(crate) fn new(cfg: &ModelConfig, values: &'a RefParams) -> Self {
+        Self {
+            values,
+            layout: param_layout(cfg),
+            qsnn: cfg.weights == WeightMode::Qsnn,
+        }
+    }
+
+    pub(crate) fn get(&self, id: ParamId) -> &[f64] {
         p(self.values, self.layout.name(id))
     }
 
     /// BN of `x [rows, C]`: batch statistics, or the running ones when `tape.eval`.
-    fn bn(&self, tape: &Tape, bn: &BnParams, x: &[f64], c: usize) -> Vec<f64> {
+    pub(crate) fn bn(&self, tape: &Tape, bn: &BnParams, x: &[f64], c: usize) -> Vec<f64> {
         let (w, b) = (self.get(bn.weight), self.get(bn.bias));
         if tape.eval {
             let (rm, rv) = (self.get(bn.running_mean), self.get(bn.running_var));
@@ -254,19 +356,30 @@ impl Params<'_> {
         .y
     }
 
-    /// The conv/linear weight `[c_out, k]`: binarized (through the tape) when the
-    /// model's weights are binary and the spec says so.
-    fn weight(&self, tape: &mut Tape, id: ParamId) -> Vec<f64> {
+    /// The conv/linear weight `[c_out, k]` as its spec stores it, through the tape:
+    /// float, ReScaW b-bit, or signs (Q-SNN's scaled by a power of two per channel, a
+    /// scale piecewise constant in the weights that needs no tape).
+    pub(crate) fn weight(&self, tape: &mut Tape, id: ParamId) -> Vec<f64> {
         let spec = self.layout.spec(id);
-        if spec.binary {
-            tape.binary_weight(self.values, &spec.name, spec.shape[0])
-        } else {
-            self.get(id).to_vec()
+        let c_out = spec.shape[0];
+        if spec.quant_bits > 0 {
+            return tape.rescaw_weight(self.values, &spec.name, c_out, spec.quant_bits);
         }
+        if !spec.binary {
+            return self.get(id).to_vec();
+        }
+        let signs = tape.binary_weight(self.values, &spec.name, c_out);
+        if !self.qsnn {
+            return signs;
+        }
+        let w = self.get(id);
+        let k = w.len() / c_out;
+        let scale = pow2_scale(w, c_out, k);
+        (0..w.len()).map(|i| scale[i / k] * signs[i]).collect()
     }
 
-    /// A (possibly binarized) linear layer on rows of `x [rows, k]`.
-    fn linear(
+    /// A linear layer (weights as [`Params::weight`] gives them) on rows of `x [rows, k]`.
+    pub(crate) fn linear(
         &self,
         tape: &mut Tape,
         w: &WeightParams,
@@ -279,7 +392,7 @@ impl Params<'_> {
     }
 }
 
-fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
+pub(crate) fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
 }
 
@@ -293,7 +406,7 @@ fn heads(x: &[f64], tb: usize, n: usize, h: usize, d: usize, inverse: bool) -> V
 }
 
 /// `images [B, C, H, W]` to `[T * B, H, W, C]`.
-fn encode(cfg: &ModelConfig, images: &[f64], batch: usize) -> Vec<f64> {
+pub(crate) fn encode(cfg: &ModelConfig, images: &[f64], batch: usize) -> Vec<f64> {
     let s = cfg.image_size;
     nchw_to_nhwc_repeat(images, batch, cfg.in_channels, s * s, cfg.time_steps)
 }
@@ -313,10 +426,7 @@ pub fn spikformer_forward(
     tape: &mut Tape,
 ) -> Vec<f64> {
     let tc = sizes(cfg, Arch::Spikformer);
-    let ps = Params {
-        values: params,
-        layout: param_layout(cfg),
-    };
+    let ps = Params::new(cfg, params);
     let layout = ps.layout.spikformer().expect("a Spikformer layout").clone();
     let t = cfg.time_steps;
     let tb = t * batch;
@@ -454,10 +564,7 @@ pub fn bestformer_forward(
     tape: &mut Tape,
 ) -> (Vec<f64>, Vec<f64>) {
     let tc = sizes(cfg, Arch::Bestformer);
-    let ps = Params {
-        values: params,
-        layout: param_layout(cfg),
-    };
+    let ps = Params::new(cfg, params);
     let layout = ps.layout.bestformer().expect("a BESTformer layout").clone();
     let t = cfg.time_steps;
     let tb = t * batch;
