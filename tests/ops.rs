@@ -25,6 +25,8 @@ mod linear;
 mod loss;
 #[path = "ops/matmul.rs"]
 mod matmul;
+#[path = "ops/neuron.rs"]
+mod neuron;
 #[path = "ops/norm.rs"]
 mod norm;
 #[path = "ops/optim.rs"]

@@ -5,11 +5,10 @@
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::attention::{
-    a2os2a_backward, a2os2a_forward, binary_attention_backward, binary_attention_forward,
-    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, A2os2aSaved, AttnShape,
-    BinaryAttentionConfig, BinaryAttentionSaved, MapOrder, SsaBinConfig, SsaBinSaved, SsaBinState,
-    SsaPath, SsaSaved,
+    AttentionForm, AttentionOp, AttnShape, FormInputs, FormParam, FormParamKind, FormSaved,
+    FormSetup, Ssa, SsaPath, SSA_BIN_DELTA,
 };
+use crate::ops::Neuron;
 
 /// The attention forms `bitspike bench attention` compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +36,28 @@ impl AttentionKernel {
         AttentionKernel::SsaBin,
         AttentionKernel::A2os2a,
     ];
+
+    /// The op this kernel runs on operands of `shape`.
+    pub fn op(self, shape: &AttnShape) -> Box<dyn AttentionOp> {
+        let setup = FormSetup {
+            time_steps: shape.t,
+            heads: shape.heads,
+            head_dim: shape.d,
+            feature_order: self == AttentionKernel::BinaryFeatures,
+        };
+        match self {
+            AttentionKernel::SsaF32 => Box::new(Ssa {
+                path: SsaPath::F32,
+                ..Ssa::default()
+            }),
+            AttentionKernel::Ssa => AttentionForm::Ssa.op(&setup),
+            AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
+                AttentionForm::Binary.op(&setup)
+            }
+            AttentionKernel::SsaBin => AttentionForm::SsaBin.op(&setup),
+            AttentionKernel::A2os2a => AttentionForm::A2os2a.op(&setup),
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -79,8 +100,9 @@ pub const MODEL_SHAPES: [(usize, usize, usize, usize, usize); 2] =
 pub struct ForwardStats {
     /// Fraction of ones in the attention map (of non-zero scores for real-valued maps).
     pub firing_rate: f64,
-    /// Bytes the forward keeps for backward beyond its inputs: f32 scores for SSA and
-    /// A2OS2A, the packed map and score operands for the binary forms.
+    /// Bytes the forward keeps for backward ([`FormSaved::bytes`]): Q, K and V, with the
+    /// f32 scores for SSA and A2OS2A, the packed map and score operands for the binary
+    /// forms.
     pub saved_bytes: u64,
 }
 
@@ -89,12 +111,15 @@ pub struct AttentionWorkload {
     pub kernel: AttentionKernel,
     pub pass: AttentionPass,
     pub shape: AttnShape,
+    op: Box<dyn AttentionOp>,
     q: Tensor,
     k: Tensor,
     v: Tensor,
     dy: Tensor,
-    lambda: Tensor,
-    state: SsaBinState,
+    /// The form's Learned tensors, in `params()` order.
+    learned: Vec<Tensor>,
+    /// Its running statistics, in `params()` order.
+    stats: Vec<Tensor>,
 }
 
 fn hashed(len: usize, seed: u32) -> Vec<f32> {
@@ -127,35 +152,46 @@ impl AttentionWorkload {
             &format!("{} map [{}, {map}]", kernel.name(), shape.maps()),
             4 * (shape.maps() * map) as u64,
         )?;
+        let op = kernel.op(&shape);
         let dims = shape.dims();
         let len = dims.iter().product();
-        let (q, k, v) = match kernel {
-            // Binary Q, non-negative K (a ReLU output), ternary V.
-            AttentionKernel::A2os2a => (
-                spikes(len, 1, 0.25),
-                hashed(len, 2).iter().map(|x| (x - 0.5).max(0.0)).collect(),
-                hashed(len, 3)
+        // Each branch's values as its neuron gives them: spikes, a ReLU output, ternary.
+        let branch = |neuron: Neuron, seed: u32| -> Vec<f32> {
+            match neuron {
+                Neuron::Relu => hashed(len, seed)
+                    .iter()
+                    .map(|x| (x - 0.5).max(0.0))
+                    .collect(),
+                Neuron::Ternary(_) => hashed(len, seed)
                     .iter()
                     .map(|x| (x * 3.0).floor() - 1.0)
                     .collect(),
-            ),
-            _ => (
-                spikes(len, 1, 0.25),
-                spikes(len, 2, 0.25),
-                spikes(len, 3, 0.25),
-            ),
+                _ => spikes(len, seed, 0.25),
+            }
         };
+        let [nq, nk, nv] = op.branch_neurons();
         let dy: Vec<f32> = hashed(len, 4).iter().map(|x| x - 0.5).collect();
+        let params = op.params();
+        let upload = |kind: FormParamKind| -> Result<Vec<Tensor>> {
+            params
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(|p| {
+                    ctx.upload_f32(&vec![start_value(p, d); p.shape.iter().product()], &p.shape)
+                })
+                .collect()
+        };
         let work = Self {
             kernel,
             pass,
             shape,
-            q: ctx.upload_f32(&q, &dims)?,
-            k: ctx.upload_f32(&k, &dims)?,
-            v: ctx.upload_f32(&v, &dims)?,
+            q: ctx.upload_f32(&branch(nq, 1), &dims)?,
+            k: ctx.upload_f32(&branch(nk, 2), &dims)?,
+            v: ctx.upload_f32(&branch(nv, 3), &dims)?,
             dy: ctx.upload_f32(&dy, &dims)?,
-            lambda: ctx.upload_f32(&vec![1.0; t * heads], &[t, heads])?,
-            state: SsaBinState::new(ctx, heads, d, d as f32 / 16.0)?,
+            learned: upload(FormParamKind::Learned)?,
+            stats: upload(FormParamKind::RunningStat)?,
+            op,
         };
         ctx.sync()?;
         Ok(work)
@@ -192,77 +228,40 @@ impl AttentionWorkload {
     /// for backward.
     pub fn forward_stats(&self, ctx: &GpuContext) -> Result<ForwardStats> {
         let saved = self.forward(ctx, false)?;
-        let (rate, saved_bytes) = match &saved {
-            Saved::Ssa(s) => (&s.rate, s.saved_bytes()),
-            Saved::Binary(s) => (&s.rate, s.saved_bytes()),
-            Saved::SsaBin(s) => (&s.rate, s.saved_bytes()),
-            Saved::A2os2a(s) => (&s.rate, s.saved_bytes()),
-        };
         Ok(ForwardStats {
-            firing_rate: rate.read(ctx)?,
-            saved_bytes,
+            firing_rate: saved.rate().read(ctx)?,
+            saved_bytes: saved.bytes(),
         })
     }
 
     /// The form's forward (its output dropped); SSA_Bin updates its running statistics
     /// when `training`.
-    fn forward(&self, ctx: &GpuContext, training: bool) -> Result<Saved> {
-        let (q, k, v) = (&self.q, &self.k, &self.v);
-        Ok(match self.kernel {
-            AttentionKernel::SsaF32 | AttentionKernel::Ssa => {
-                let path = if self.kernel == AttentionKernel::Ssa {
-                    SsaPath::Binary
-                } else {
-                    SsaPath::F32
-                };
-                Saved::Ssa(ssa_forward(ctx, q, k, v, 0.125, path)?.1)
-            }
-            AttentionKernel::BinaryTokens | AttentionKernel::BinaryFeatures => {
-                let config = self.binary_config();
-                Saved::Binary(binary_attention_forward(ctx, q, k, v, &self.lambda, &config)?.1)
-            }
-            AttentionKernel::SsaBin => {
-                let config = SsaBinConfig {
-                    training,
-                    ..Default::default()
-                };
-                Saved::SsaBin(ssa_bin_forward(ctx, q, k, v, &self.state, &config)?.1)
-            }
-            AttentionKernel::A2os2a => Saved::A2os2a(a2os2a_forward(ctx, q, k, v)?.1),
-        })
-    }
-
-    fn binary_config(&self) -> BinaryAttentionConfig {
-        BinaryAttentionConfig {
-            order: if self.kernel == AttentionKernel::BinaryTokens {
-                MapOrder::Tokens
-            } else {
-                MapOrder::Features
-            },
-            ..Default::default()
-        }
+    fn forward(&self, ctx: &GpuContext, training: bool) -> Result<Box<dyn FormSaved>> {
+        let inputs = FormInputs {
+            learned: &self.learned,
+            stats: &self.stats,
+            update_stats: training,
+        };
+        Ok(self.op.forward(ctx, &self.q, &self.k, &self.v, &inputs)?.1)
     }
 
     /// Record one iteration (outputs go back to the pool when dropped).
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
         let saved = self.forward(ctx, true)?;
         if self.pass == AttentionPass::ForwardBackward {
-            let dy = &self.dy;
-            match &saved {
-                Saved::Ssa(s) => drop(ssa_backward(ctx, dy, s)?),
-                Saved::Binary(s) => drop(binary_attention_backward(ctx, dy, s)?),
-                Saved::SsaBin(s) => drop(ssa_bin_backward(ctx, dy, s)?),
-                Saved::A2os2a(s) => drop(a2os2a_backward(ctx, dy, s)?),
-            }
+            drop(saved.backward(ctx, &self.dy)?);
         }
         Ok(())
     }
 }
 
-/// What a form's forward keeps for its backward.
-enum Saved {
-    Ssa(SsaSaved),
-    Binary(BinaryAttentionSaved),
-    SsaBin(SsaBinSaved),
-    A2os2a(A2os2aSaved),
+/// A form tensor's value when the workload starts: its initial value, but SSA_Bin's
+/// threshold at the expected score `d / 16` of spikes at rate 0.25 (the models' 0 would
+/// fill the map with ones).
+fn start_value(param: &FormParam, d: usize) -> f32 {
+    if param.name == SSA_BIN_DELTA {
+        d as f32 / 16.0
+    } else {
+        param.init
+    }
 }

@@ -24,15 +24,14 @@
 
 use super::attention::{Attention, AttentionSaved};
 use super::classifier::Classifier;
-use super::config::{AttentionForm, ModelConfig, TransformerConfig};
-use super::layers::{self, bn_backward, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
+use super::config::{ModelConfig, TransformerConfig};
+use super::layers::{bn_backward, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
 use super::params::{param_layout, BestformerParams, BnParams, WeightParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::attention::SsaBinState;
 use crate::ops::reversible::{couple, to_stream, uncouple, Coupling, Stream};
-use crate::ops::{self, LifConfig};
+use crate::ops::{self, LifConfig, Neuron};
 
 /// How the backward gets each reversible block's activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -119,8 +118,9 @@ struct Acts {
     /// The last block's output streams `(x2, x3)` `[T, B, N, D]`.
     out: (Stream, Stream),
     blocks: Vec<BlockSaved>,
-    /// SSA_Bin: each block's running statistics as the forward read them.
-    ssa_bin: Vec<SsaBinState>,
+    /// Each block's attention-form running statistics (SSA_Bin's) as the forward read
+    /// them.
+    form_stats: Vec<Vec<Tensor>>,
     pooled: (Tensor, Tensor), // [B, D] each
 }
 
@@ -130,7 +130,7 @@ pub struct Bestformer {
     sizes: TransformerConfig,
     pub batch: usize,
     params: BestformerParams,
-    lif: LifConfig,
+    lif: Neuron,
     attention: Attention,
     /// How training keeps the blocks' activations for backward.
     pub reversible: Reversible,
@@ -157,7 +157,7 @@ impl Bestformer {
             sizes: *sizes,
             batch,
             params: params.clone(),
-            lif: LifConfig::default(),
+            lif: Neuron::Lif(LifConfig::default()),
             attention: Attention::new(config, sizes, true),
             reversible: Reversible::default(),
             acts: None,
@@ -185,7 +185,7 @@ impl Bestformer {
         x: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, PreUnit)> {
-        let (s, h) = layers::lif_forward(ctx, x, self.config.time_steps, &self.lif)?;
+        let (s, h) = self.lif.forward(ctx, x, self.config.time_steps)?;
         let (y, unit) = unit_forward_with(ctx, store, weight, bn, None, &s, mode)?;
         Ok((y, PreUnit { h, unit }))
     }
@@ -201,7 +201,7 @@ impl Bestformer {
     ) -> Result<Tensor> {
         let ds =
             unit_backward(ctx, store, weight, bn, None, &a.unit, dy, true)?.expect("asked for dx");
-        layers::lif_backward(ctx, &ds, &a.h, self.config.time_steps, &self.lif)
+        self.lif.backward(ctx, &ds, &a.h, self.config.time_steps)
     }
 
     /// `frozen`: SSA_Bin's statistics to read instead of the store's (a block recomputed
@@ -213,10 +213,10 @@ impl Bestformer {
         blk: usize,
         x: &Tensor,
         mode: Mode,
-        frozen: Option<&SsaBinState>,
+        frozen: Option<&[Tensor]>,
     ) -> Result<(Tensor, AttnActs)> {
         let p = &self.params.blocks[blk].attn;
-        let (s, h) = layers::lif_forward(ctx, x, self.config.time_steps, &self.lif)?;
+        let (s, h) = self.lif.forward(ctx, x, self.config.time_steps)?;
         let (ys, attn) = self.attention.forward(ctx, store, p, &s, mode, frozen)?;
         let w = self.attention.proj(Weight::linear(p.proj.weight));
         let (out, proj) = unit_forward_with(ctx, store, &w, &p.proj.bn, None, &ys, mode)?;
@@ -236,7 +236,7 @@ impl Bestformer {
         let dys = unit_backward(ctx, store, &w, &p.proj.bn, None, &a.proj, dout, true)?
             .expect("asked for dx");
         let ds = self.attention.backward(ctx, store, p, &a.attn, &dys)?;
-        layers::lif_backward(ctx, &ds, &a.h, self.config.time_steps, &self.lif)
+        self.lif.backward(ctx, &ds, &a.h, self.config.time_steps)
     }
 
     fn mlp_forward(
@@ -326,7 +326,7 @@ impl Bestformer {
         blk: usize,
         (x1, x2): (&Stream, &Stream),
         parity: Option<&Tensor>,
-        frozen: Option<&SsaBinState>,
+        frozen: Option<&[Tensor]>,
     ) -> Result<(Option<Stream>, AttnActs)> {
         let (a, attn) = self.attn_forward(ctx, store, blk, &x1.value, Mode::Recompute, frozen)?;
         let x0 = match parity {
@@ -348,7 +348,7 @@ impl Bestformer {
         let mut inputs = Vec::new();
         for (blk, saved) in acts.blocks.iter().enumerate().rev() {
             let (x1, _) = self.inverse_mlp(ctx, store, blk, (&x2, &x3), &saved.parity_mlp)?;
-            let frozen = acts.ssa_bin.get(blk);
+            let frozen = acts.form_stats.get(blk).map(Vec::as_slice);
             let parity = saved.parity_attn.as_ref();
             let (x0, _) = self.inverse_attn(ctx, store, blk, (&x1, &x2), parity, frozen)?;
             inputs.push((x0.as_ref().map(|x| x.fixed.clone()), x1.fixed.clone()));
@@ -399,7 +399,7 @@ impl Bestformer {
         let (mut y, block0) = unit_forward_with(ctx, store, &w0, &block0_p.bn, None, &x, mode)?;
         let mut blocks = Vec::new();
         for (i, stage) in stages.iter().enumerate() {
-            let (sp, h) = layers::lif_forward(ctx, &y, t, &self.lif)?;
+            let (sp, h) = self.lif.forward(ctx, &y, t)?;
             let (sp, pool) = if self.sizes.stage_pools(i) {
                 let shape = sp.shape().to_vec();
                 let (p, arg) = ops::max_pool2d(ctx, &sp)?;
@@ -414,15 +414,11 @@ impl Bestformer {
         }
         let mut x1 = to_stream(ctx, &y.reshape(&self.tokens())?)?;
         let mut x0: Option<Stream> = None;
-        let mut ssa_bin = Vec::new();
+        let mut form_stats = Vec::new();
         let mut saved = Vec::new();
         for (blk, params) in self.params.blocks.iter().enumerate() {
-            if train && self.sizes.attention == AttentionForm::SsaBin {
-                let state = self.attention.ssa_bin_state(store, &params.attn)?;
-                ssa_bin.push(SsaBinState {
-                    delta: ops::copy(ctx, &state.delta)?,
-                    mean: ops::copy(ctx, &state.mean)?,
-                });
+            if train {
+                form_stats.push(self.attention.stats_snapshot(ctx, store, &params.attn)?);
             }
             let (out, attn, mlp) = self.block_forward(ctx, store, blk, x0.as_ref(), &x1, mode)?;
             let stored = (train && self.reversible == Reversible::Store).then(|| StoredBlock {
@@ -456,7 +452,7 @@ impl Bestformer {
             tokenizer: TokenizerActs { block0, blocks },
             out: (x2, x1),
             blocks: saved,
-            ssa_bin,
+            form_stats,
             pooled: (p0, p1),
         });
         Ok(logits)
@@ -515,7 +511,7 @@ impl Bestformer {
                 let (x0, attn) = match (&saved.stored, x1) {
                     (Some(stored), _) => (None, &stored.attn),
                     (None, Some(x1)) => {
-                        let frozen = acts.ssa_bin.get(blk);
+                        let frozen = acts.form_stats.get(blk).map(Vec::as_slice);
                         let parity = saved.parity_attn.as_ref();
                         let (x0, attn) =
                             self.inverse_attn(ctx, store, blk, (&x1, &streams.0), parity, frozen)?;
@@ -549,7 +545,7 @@ impl Bestformer {
                 Some((arg, shape)) => ops::max_pool2d_backward(ctx, &ds, arg, shape)?,
                 None => ds,
             };
-            dy = layers::lif_backward(ctx, &ds, h, t, &self.lif)?;
+            dy = self.lif.backward(ctx, &ds, h, t)?;
         }
         let dz = bn_backward(
             ctx,
@@ -582,9 +578,12 @@ impl Bestformer {
                 total += s.attn.bytes() + s.mlp.bytes();
             }
         }
-        for s in &a.ssa_bin {
-            total += s.delta.byte_len() + s.mean.byte_len();
-        }
+        total += a
+            .form_stats
+            .iter()
+            .flatten()
+            .map(Tensor::byte_len)
+            .sum::<u64>();
         total + a.pooled.0.byte_len() + a.pooled.1.byte_len()
     }
 }

@@ -19,45 +19,7 @@ use super::params::{param_layout, CnnParams, ConvLayer};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{self, LifConfig, LifOutputs, QsnnConfig};
-
-/// The spiking neuron of every layer.
-#[derive(Debug, Clone, Copy)]
-enum Neuron {
-    Lif(LifConfig),
-    Qsnn(QsnnConfig),
-}
-
-impl Neuron {
-    /// Spikes and the membrane H of `x [T * .., ..]`.
-    fn forward(&self, ctx: &GpuContext, x: &Tensor, t: usize) -> Result<(Tensor, Tensor)> {
-        let flat = x.reshape(&[t, x.len() / t])?;
-        let (s, h) = match self {
-            Neuron::Lif(cfg) => {
-                let out = ops::lif_forward(ctx, &flat, t, cfg, LifOutputs::TRAIN)?;
-                (
-                    out.spikes.expect("TRAIN asks for spikes"),
-                    out.h.expect("TRAIN asks for H"),
-                )
-            }
-            Neuron::Qsnn(cfg) => {
-                let out = ops::qsnn_forward(ctx, &flat, t, cfg)?;
-                (out.spikes, out.h)
-            }
-        };
-        Ok((s.reshape(x.shape())?, h.reshape(x.shape())?))
-    }
-
-    fn backward(&self, ctx: &GpuContext, ds: &Tensor, h: &Tensor, t: usize) -> Result<Tensor> {
-        let flat = [t, ds.len() / t];
-        let (ds2, h2) = (ds.reshape(&flat)?, h.reshape(&flat)?);
-        let dx = match self {
-            Neuron::Lif(cfg) => ops::lif_backward(ctx, &ds2, &h2, t, cfg)?,
-            Neuron::Qsnn(cfg) => ops::qsnn_backward(ctx, &ds2, &h2, t, cfg)?,
-        };
-        dx.reshape(ds.shape())
-    }
-}
+use crate::ops::{self, LifConfig, Neuron, QsnnConfig};
 
 /// What one conv-BN-neuron layer keeps for backward.
 struct UnitActs {

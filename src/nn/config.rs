@@ -10,20 +10,8 @@ use std::ops::RangeInclusive;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-/// The attention form of every block (MODELS.md sections 2-5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttentionForm {
-    /// Spikformer's SSA: (Q K^T) V * 0.125.
-    Ssa,
-    /// BESTformer's binary map: LIF_soft(Q K^T) V * 0.125 * lambda.
-    Binary,
-    /// SSA_Bin: thresholded map with attention shift.
-    SsaBin,
-    /// A2OS2A: binary Q, ReLU K, ternary V.
-    A2os2a,
-}
-
+pub use crate::ops::attention::AttentionForm;
+use crate::ops::attention::FormSetup;
 /// Which published architecture the block structure follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,6 +93,16 @@ impl TransformerConfig {
     /// Whether the binary map is built in the d x d order (patch-16 models, N = 196).
     pub fn feature_order(&self) -> bool {
         self.patch_size == 16
+    }
+
+    /// What the attention form's op needs to know of the model.
+    pub fn form_setup(&self, time_steps: usize) -> FormSetup {
+        FormSetup {
+            time_steps,
+            heads: self.heads,
+            head_dim: self.head_dim(),
+            feature_order: self.feature_order(),
+        }
     }
 }
 

@@ -7,13 +7,13 @@
 //!   b-bit layer's forward runs on its bit-planes, its backward through the dequantized
 //!   weights, then `rescaw_backward`; Q-SNN's binary layers scale each output channel);
 //! - BatchNorm over every leading axis (T folded in);
-//! - the multi-step LIF over `[T, ...]`.
+//! - weight -> BN (-> a neuron, `ops::Neuron`) units.
 
 use super::params::{BnParams, ParamId, UnitParams, WeightParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{self, BatchNorm, LifConfig, LifOutputs, PackMode};
+use crate::ops::{self, BatchNorm, Neuron, PackMode};
 
 /// A weight op's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,34 +280,7 @@ fn batch_norm<'a>(store: &'a ParamStore, bn: &BnParams) -> Result<BatchNorm<'a>>
     ))
 }
 
-/// LIF over `x [T * .., ..]` (T leading, folded or not): returns (spikes, H) like x.
-pub fn lif_forward(
-    ctx: &GpuContext,
-    x: &Tensor,
-    t_steps: usize,
-    cfg: &LifConfig,
-) -> Result<(Tensor, Tensor)> {
-    let flat = x.reshape(&[t_steps, x.len() / t_steps])?;
-    let out = ops::lif_forward(ctx, &flat, t_steps, cfg, LifOutputs::TRAIN)?;
-    let spikes = out.spikes.expect("TRAIN asks for spikes");
-    let h = out.h.expect("TRAIN asks for H");
-    Ok((spikes.reshape(x.shape())?, h.reshape(x.shape())?))
-}
-
-/// Backward of [`lif_forward`] from the spikes' gradient and the saved H.
-pub fn lif_backward(
-    ctx: &GpuContext,
-    ds: &Tensor,
-    h: &Tensor,
-    t_steps: usize,
-    cfg: &LifConfig,
-) -> Result<Tensor> {
-    let flat = [t_steps, ds.len() / t_steps];
-    let dx = ops::lif_backward(ctx, &ds.reshape(&flat)?, &h.reshape(&flat)?, t_steps, cfg)?;
-    dx.reshape(ds.shape())
-}
-
-/// Weight op -> BN (-> LIF when `lif` is given): Spikformer's unit.
+/// Weight op -> BN (-> a neuron when one is given): Spikformer's unit.
 #[derive(Debug, Clone)]
 pub struct UnitSaved {
     /// The weight op's input.
@@ -316,7 +289,7 @@ pub struct UnitSaved {
     pub z: Tensor,
     /// BN's (mean, inv_std) `[2, C]` (training only).
     pub stats: Option<Tensor>,
-    /// The LIF's membrane H (when the unit ends with a LIF).
+    /// What the neuron's backward reads (when the unit ends with one).
     pub h: Option<Tensor>,
 }
 
@@ -335,18 +308,18 @@ impl UnitSaved {
     }
 }
 
-/// Forward of weight -> BN `bn` (-> LIF): returns the output (spikes with a LIF, BN's
+/// Forward of weight -> BN `bn` (-> neuron): returns the output (spikes with a neuron, BN's
 /// output without) and what backward reads.
 pub fn unit_forward(
     ctx: &GpuContext,
     store: &mut ParamStore,
     weight: &Weight,
     bn: &BnParams,
-    lif: Option<(&LifConfig, usize)>,
+    neuron: Option<(&Neuron, usize)>,
     x: &Tensor,
     train: bool,
 ) -> Result<(Tensor, UnitSaved)> {
-    let out = unit_forward_with(ctx, store, weight, bn, lif, x, Mode::of(train))?;
+    let out = unit_forward_with(ctx, store, weight, bn, neuron, x, Mode::of(train))?;
     if train {
         store.count_batch(bn);
     }
@@ -360,15 +333,15 @@ pub fn unit_forward_with(
     store: &ParamStore,
     weight: &Weight,
     bn: &BnParams,
-    lif: Option<(&LifConfig, usize)>,
+    neuron: Option<(&Neuron, usize)>,
     x: &Tensor,
     mode: Mode,
 ) -> Result<(Tensor, UnitSaved)> {
     let z = weight.forward(ctx, store, x)?;
     let (y, stats) = bn_forward_with(ctx, store, bn, &z, mode)?;
-    let (out, h) = match lif {
-        Some((cfg, t)) => {
-            let (s, h) = lif_forward(ctx, &y, t, cfg)?;
+    let (out, h) = match neuron {
+        Some((n, t)) => {
+            let (s, h) = n.forward(ctx, &y, t)?;
             (s, Some(h))
         }
         None => (y, None),
@@ -389,13 +362,13 @@ pub fn unit_backward(
     store: &ParamStore,
     weight: &Weight,
     bn: &BnParams,
-    lif: Option<(&LifConfig, usize)>,
+    neuron: Option<(&Neuron, usize)>,
     saved: &UnitSaved,
     dout: &Tensor,
     need_dx: bool,
 ) -> Result<Option<Tensor>> {
-    let dy = match (lif, &saved.h) {
-        (Some((cfg, t)), Some(h)) => lif_backward(ctx, dout, h, t, cfg)?,
+    let dy = match (neuron, &saved.h) {
+        (Some((n, t)), Some(h)) => n.backward(ctx, dout, h, t)?,
         _ => dout.clone(),
     };
     let dz = bn_backward(ctx, store, bn, &saved.z, saved.stats.as_ref(), &dy)?;

@@ -6,10 +6,9 @@
 
 use serde::Serialize;
 
-use super::config::{
-    ArchConfig, AttentionForm, CnnConfig, ModelConfig, TransformerConfig, WeightMode,
-};
+use super::config::{ArchConfig, CnnConfig, ModelConfig, TransformerConfig, WeightMode};
 use crate::gpu::words_per_row;
+use crate::ops::attention::FormParamKind;
 
 /// What a state_dict entry holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -338,7 +337,8 @@ impl Inventory {
         }
     }
 
-    /// What the attention form adds to block `b`'s attention `prefix` (both families).
+    /// What the attention form adds to the block attention `prefix` (both families):
+    /// the tensors the form's op declares.
     fn attention_form(
         &mut self,
         prefix: &str,
@@ -346,7 +346,7 @@ impl Inventory {
         time_steps: usize,
     ) -> FormParams {
         let mut form = FormParams::default();
-        for p in form_params(t, time_steps) {
+        for p in t.attention.op(&t.form_setup(time_steps)).params() {
             let name = format!("{prefix}.{}", p.name);
             match p.kind {
                 FormParamKind::Learned => form.learned.push(self.push(
@@ -646,44 +646,5 @@ pub fn param_counts(cfg: &ModelConfig) -> ParamCounts {
         float: total - binary,
         fp32_bytes,
         packed_bytes,
-    }
-}
-
-// TEMPORARY until ops::attention::form lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FormParamKind {
-    Learned,
-    RunningStat,
-}
-#[derive(Debug, Clone, PartialEq)]
-pub struct FormParam {
-    pub name: &'static str,
-    pub shape: Vec<usize>,
-    pub kind: FormParamKind,
-    pub init: f32,
-}
-fn form_params(t: &TransformerConfig, time_steps: usize) -> Vec<FormParam> {
-    match t.attention {
-        AttentionForm::Binary => vec![FormParam {
-            name: "lambda_attn",
-            shape: vec![time_steps, 1, t.heads, 1, 1],
-            kind: FormParamKind::Learned,
-            init: 1.0,
-        }],
-        AttentionForm::SsaBin => vec![
-            FormParam {
-                name: "attn_delta",
-                shape: vec![t.heads],
-                kind: FormParamKind::RunningStat,
-                init: 0.0,
-            },
-            FormParam {
-                name: "attn_shift",
-                shape: vec![t.heads, t.head_dim()],
-                kind: FormParamKind::RunningStat,
-                init: 0.0,
-            },
-        ],
-        _ => Vec::new(),
     }
 }

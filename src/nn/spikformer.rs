@@ -17,7 +17,7 @@ use super::params::{param_layout, AttnParams, MlpParams, SpikformerParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{self, LifConfig};
+use crate::ops::{self, LifConfig, Neuron};
 
 /// One SPS stage: conv -> BN -> LIF (-> max-pool).
 struct StageActs {
@@ -56,7 +56,7 @@ pub struct Spikformer {
     sizes: TransformerConfig,
     pub batch: usize,
     params: SpikformerParams,
-    lif: LifConfig,
+    lif: Neuron,
     attention: Attention,
     acts: Option<Acts>,
 }
@@ -79,7 +79,7 @@ impl Spikformer {
             sizes: *sizes,
             batch,
             params: params.clone(),
-            lif: LifConfig::default(),
+            lif: Neuron::Lif(LifConfig::default()),
             attention: Attention::new(config, sizes, false),
             acts: None,
         })

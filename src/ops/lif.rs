@@ -115,18 +115,18 @@ impl Surrogate {
 /// Which firing function a LIF-charged neuron uses (the reference's `backward_with_reset`
 /// takes it; the GPU ops have one function per neuron).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Neuron {
+pub enum FiringFn {
     /// `S = 1 if H >= v_th else 0`.
     Lif,
     /// `S = +1 if H >= v_th, -1 if H <= -v_th, else 0`; resets on either spike.
     Ternary,
 }
 
-impl Neuron {
+impl FiringFn {
     fn code(self) -> f64 {
         match self {
-            Neuron::Lif => 0.0,
-            Neuron::Ternary => 1.0,
+            FiringFn::Lif => 0.0,
+            FiringFn::Ternary => 1.0,
         }
     }
 }
@@ -417,9 +417,9 @@ struct Spec {
 }
 
 impl Spec {
-    fn lif(cfg: &LifConfig, neuron: Neuron) -> Self {
+    fn lif(cfg: &LifConfig, firing: FiringFn) -> Self {
         Self {
-            neuron: neuron.code(),
+            neuron: firing.code(),
             hard_reset: cfg.v_reset.is_some(),
             decay_input: cfg.decay_input,
             detach_reset: cfg.detach_reset,
@@ -603,7 +603,7 @@ pub fn lif_forward_with(
         OP,
         x,
         shape,
-        &Spec::lif(cfg, Neuron::Lif),
+        &Spec::lif(cfg, FiringFn::Lif),
         outputs,
         pack,
     )
@@ -620,7 +620,14 @@ pub fn lif_backward(
     const OP: &str = "lif_backward";
     cfg.validate(OP)?;
     let shape = TimeShape::of(OP, grad_spikes.shape(), t_steps)?;
-    backward(ctx, OP, grad_spikes, h, shape, &Spec::lif(cfg, Neuron::Lif))
+    backward(
+        ctx,
+        OP,
+        grad_spikes,
+        h,
+        shape,
+        &Spec::lif(cfg, FiringFn::Lif),
+    )
 }
 
 /// Multi-step forward of the ternary neuron (spikes -1/0/+1, thresholds +-v_th, LIF charge
@@ -647,7 +654,7 @@ pub fn ternary_forward(
         OP,
         x,
         shape,
-        &Spec::lif(cfg, Neuron::Ternary),
+        &Spec::lif(cfg, FiringFn::Ternary),
         outputs,
         pack,
     )
@@ -670,7 +677,7 @@ pub fn ternary_backward(
         grad_spikes,
         h,
         shape,
-        &Spec::lif(cfg, Neuron::Ternary),
+        &Spec::lif(cfg, FiringFn::Ternary),
     )
 }
 

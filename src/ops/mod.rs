@@ -20,6 +20,7 @@ pub mod lif;
 pub mod linear;
 pub mod loss;
 pub mod matmul;
+pub mod neuron;
 pub mod norm;
 pub mod optim;
 pub mod pack;
@@ -43,11 +44,12 @@ pub use layout::{
 };
 pub use lif::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
-    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifForward, LifOutputs,
-    Neuron, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
+    ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig, LifForward,
+    LifOutputs, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
 };
 pub use linear::{linear, linear_backward, linear_binary};
 pub use matmul::{matmul, matmul_into, matmul_into_with, matmul_with, F32Matmul, MatmulForm};
+pub use neuron::Neuron;
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};
 pub use pack::{pack_bits, PackMode};
 pub use pool::{max_pool2d, max_pool2d_backward, max_pool_out, mean_tokens, mean_tokens_backward};

@@ -144,8 +144,9 @@ pub fn a2os2a_backward(q: &[f64], k: &[f64], v: &[f64], dy: &[f64], s: &AttnShap
 
 // ---- the map LIF over T -------------------------------------------------------------
 
-/// Spikes of the map LIF (decay_input, soft reset) for inputs `x [T, len]`.
-pub fn lif_map_forward(x: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
+/// Spikes of the map LIF (decay_input, soft reset) for the scores `x [T, len]` (the GPU's
+/// `score_lif_map` computes them from the packed operands in the kernel).
+pub fn score_lif_map(x: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
     let (tau, v_th) = (lif.tau as f64, lif.v_th as f64);
     let len = x.len() / steps.max(1);
     let mut out = vec![0.0; x.len()];
@@ -161,9 +162,10 @@ pub fn lif_map_forward(x: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
     out
 }
 
-/// BPTT of [`lif_map_forward`]: `dL/dX` for `grad_s = dL/dS` (Sigmoid(alpha)
-/// surrogate, detached soft reset).
-pub fn lif_map_backward(x: &[f64], grad_s: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
+/// BPTT of [`score_lif_map`]: `dL/dX` for `grad_s = dL/dS` (Sigmoid(alpha)
+/// surrogate, detached soft reset); the GPU's `score_lif_backward` also folds in the
+/// output scale and sums lambda's gradient, which [`binary_attention_backward`] does here.
+pub fn score_lif_backward(x: &[f64], grad_s: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
     let (tau, v_th, alpha) = (lif.tau as f64, lif.v_th as f64, lif.alpha as f64);
     let len = x.len() / steps.max(1);
     let mut gx = vec![0.0; x.len()];
@@ -188,7 +190,7 @@ pub fn lif_map_backward(x: &[f64], grad_s: &[f64], steps: usize, lif: &MapLif) -
 /// The map LIF with each spike replaced by its surrogate's primitive
 /// `sigmoid(alpha (H - v_th))`, the reset using the frozen spikes `reset [T, len]`
 /// (detach_reset).
-pub fn lif_map_smooth(x: &[f64], reset: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
+pub fn score_lif_smooth(x: &[f64], reset: &[f64], steps: usize, lif: &MapLif) -> Vec<f64> {
     let (tau, v_th, alpha) = (lif.tau as f64, lif.v_th as f64, lif.alpha as f64);
     let len = x.len() / steps.max(1);
     let mut out = vec![0.0; x.len()];
@@ -275,7 +277,7 @@ fn binary_output(
 
 /// `A = LIF(Q K^T)`, `Y = A V * scale * lambda` (Tokens) or `A = LIF(K^T V)`,
 /// `Y = Q A * scale * lambda` (Features); lambda `[T, heads]`.
-pub fn binary_forward(
+pub fn binary_attention_forward(
     q: &[f64],
     k: &[f64],
     v: &[f64],
@@ -284,13 +286,13 @@ pub fn binary_forward(
     cfg: &BinaryAttentionConfig,
 ) -> BinaryRef {
     let scores = binary_scores(q, k, v, s, cfg.order);
-    let map = lif_map_forward(&scores, s.t, &cfg.lif);
+    let map = score_lif_map(&scores, s.t, &cfg.lif);
     binary_output(q, v, lambda, s, cfg, scores, map)
 }
 
-/// The surrogate forward of [`binary_forward`] around `base` (its value at the base
+/// The surrogate forward of [`binary_attention_forward`] around `base` (its value at the base
 /// inputs): `map = base.map + smooth(x) - smooth(base.scores)`.
-pub fn binary_forward_surrogate(
+pub fn binary_attention_forward_surrogate(
     q: &[f64],
     k: &[f64],
     v: &[f64],
@@ -300,16 +302,16 @@ pub fn binary_forward_surrogate(
     base: &BinaryRef,
 ) -> Vec<f64> {
     let scores = binary_scores(q, k, v, s, cfg.order);
-    let smooth = lif_map_smooth(&scores, &base.map, s.t, &cfg.lif);
-    let smooth0 = lif_map_smooth(&base.scores, &base.map, s.t, &cfg.lif);
+    let smooth = score_lif_smooth(&scores, &base.map, s.t, &cfg.lif);
+    let smooth0 = score_lif_smooth(&base.scores, &base.map, s.t, &cfg.lif);
     let map = (0..smooth.len())
         .map(|i| base.map[i] + smooth[i] - smooth0[i])
         .collect();
     binary_output(q, v, lambda, s, cfg, scores, map).y
 }
 
-/// Gradients of [`binary_forward`] for the upstream gradient `dy`.
-pub fn binary_backward(
+/// Gradients of [`binary_attention_forward`] for the upstream gradient `dy`.
+pub fn binary_attention_backward(
     q: &[f64],
     k: &[f64],
     v: &[f64],
@@ -320,7 +322,7 @@ pub fn binary_backward(
 ) -> BinaryGradsRef {
     let (n, d) = (s.n, s.d);
     let (r, c) = map_dims(s, cfg.order);
-    let fwd = binary_forward(q, k, v, lambda, s, cfg);
+    let fwd = binary_attention_forward(q, k, v, lambda, s, cfg);
     let scale = cfg.scale as f64;
     let mut dlambda = vec![0.0; s.t * s.heads];
     for m in 0..s.maps() {
@@ -342,7 +344,7 @@ pub fn binary_backward(
             let da = per_map(s.maps(), |m| {
                 mm_abt(part(&dys, m, n * d), part(v, m, n * d), n, d, n)
             });
-            let dx = lif_map_backward(&fwd.scores, &da, s.t, &cfg.lif);
+            let dx = score_lif_backward(&fwd.scores, &da, s.t, &cfg.lif);
             (
                 per_map(s.maps(), |m| {
                     mm_ab(part(&dx, m, n * n), part(k, m, n * d), n, n, d)
@@ -359,7 +361,7 @@ pub fn binary_backward(
             let dat = per_map(s.maps(), |m| {
                 mm_atb(part(&dys, m, n * d), part(q, m, n * d), d, n, d)
             });
-            let dxt = lif_map_backward(&fwd.scores, &dat, s.t, &cfg.lif);
+            let dxt = score_lif_backward(&fwd.scores, &dat, s.t, &cfg.lif);
             (
                 per_map(s.maps(), |m| {
                     mm_ab(part(&dys, m, n * d), part(&fwd.map, m, r * c), n, d, d)
@@ -419,6 +421,23 @@ fn ssa_bin_output(
     (y, bv)
 }
 
+/// SSA_Bin's map `B = scores > Delta[h]` of the scores `[T * B * heads, N, N]`, {0,1}.
+pub fn score_threshold_map(scores: &[f64], delta: &[f64], s: &AttnShape) -> Vec<f64> {
+    let n = s.n;
+    scores
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let h = (i / (n * n)) % s.heads;
+            if x > delta[h] {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// `out = kappa (Q K^T > Delta[h]) V - mean[h, e]` with the statistics `delta [heads]`
 /// and `mean [heads, d]` of before the step; in training also their updates.
 pub fn ssa_bin_forward(
@@ -435,18 +454,7 @@ pub fn ssa_bin_forward(
     let scores = per_map(s.maps(), |m| {
         mm_abt(part(q, m, n * d), part(k, m, n * d), n, d, n)
     });
-    let map: Vec<f64> = scores
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let h = (i / (n * n)) % s.heads;
-            if x > delta[h] {
-                1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let map = score_threshold_map(&scores, delta, s);
     let (y, bv) = ssa_bin_output(v, mean, s, kappa, &map);
     let (mut delta, mut mean) = (delta.to_vec(), mean.to_vec());
     if cfg.training {
@@ -478,6 +486,17 @@ pub fn ssa_bin_forward(
     }
 }
 
+/// SSA_Bin's surrogate: `grad_s = grad_b p (1 - p)`, `p` the softmax of each row of the
+/// scores `[rows, cols]`.
+pub fn score_softmax_surrogate(scores: &[f64], grad_b: &[f64], cols: usize) -> Vec<f64> {
+    let p = softmax_rows(scores, cols);
+    grad_b
+        .iter()
+        .zip(&p)
+        .map(|(g, p)| g * p * (1.0 - p))
+        .collect()
+}
+
 /// Softmax of each row of `x [rows, cols]`.
 fn softmax_rows(x: &[f64], cols: usize) -> Vec<f64> {
     x.chunks(cols)
@@ -506,8 +525,7 @@ pub fn ssa_bin_backward(
     let db = per_map(s.maps(), |m| {
         mm_abt(part(&dos, m, n * d), part(v, m, n * d), n, d, n)
     });
-    let p = softmax_rows(&fwd.scores, n.max(1));
-    let dx: Vec<f64> = db.iter().zip(&p).map(|(g, p)| g * p * (1.0 - p)).collect();
+    let dx = score_softmax_surrogate(&fwd.scores, &db, n.max(1));
     QkvGrads {
         dq: per_map(s.maps(), |m| {
             mm_ab(part(&dx, m, n * n), part(k, m, n * d), n, n, d)

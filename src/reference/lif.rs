@@ -2,7 +2,7 @@
 //! same order as the kernels, so that spikes match exactly. Tensors are flat `[T, n]`
 //! slices, time first.
 
-use crate::ops::lif::{LifConfig, Neuron, QsnnConfig, Surrogate, ThresholdConfig};
+use crate::ops::lif::{FiringFn, LifConfig, QsnnConfig, Surrogate, ThresholdConfig};
 
 /// Spikes and the membrane before firing, both `[T, n]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,17 +35,17 @@ pub fn charge(cfg: &LifConfig, v: f32, x: f32) -> f32 {
     }
 }
 
-/// The Heaviside firing of `neuron`.
-pub fn fire(neuron: Neuron, v_th: f32, h: f32) -> f32 {
-    match neuron {
-        Neuron::Lif => {
+/// The Heaviside step of the firing function `firing`.
+pub fn fire(firing: FiringFn, v_th: f32, h: f32) -> f32 {
+    match firing {
+        FiringFn::Lif => {
             if h >= v_th {
                 1.0
             } else {
                 0.0
             }
         }
-        Neuron::Ternary => {
+        FiringFn::Ternary => {
             if h >= v_th {
                 1.0
             } else if h <= -v_th {
@@ -65,7 +65,7 @@ fn split_time(op: &str, t: usize, len: usize) -> usize {
     len / t
 }
 
-fn forward(cfg: &LifConfig, neuron: Neuron, t: usize, x: &[f32]) -> Trace {
+fn forward(cfg: &LifConfig, firing: FiringFn, t: usize, x: &[f32]) -> Trace {
     let n = split_time("forward", t, x.len());
     let mut spikes = vec![0.0; x.len()];
     let mut h = vec![0.0; x.len()];
@@ -74,7 +74,7 @@ fn forward(cfg: &LifConfig, neuron: Neuron, t: usize, x: &[f32]) -> Trace {
         for step in 0..t {
             let at = step * n + i;
             let hv = charge(cfg, v, x[at]);
-            let s = fire(neuron, cfg.v_th, hv);
+            let s = fire(firing, cfg.v_th, hv);
             v = match cfg.v_reset {
                 Some(v_reset) if s != 0.0 => v_reset,
                 Some(_) => hv,
@@ -89,12 +89,12 @@ fn forward(cfg: &LifConfig, neuron: Neuron, t: usize, x: &[f32]) -> Trace {
 
 /// Multi-step LIF forward of `x [T, n]` (SpikingJelly MultiStepLIFNode).
 pub fn lif_forward(cfg: &LifConfig, t: usize, x: &[f32]) -> Trace {
-    forward(cfg, Neuron::Lif, t, x)
+    forward(cfg, FiringFn::Lif, t, x)
 }
 
 /// Forward of the ternary neuron (-1/0/+1 spikes, reset on either).
 pub fn ternary_forward(cfg: &LifConfig, t: usize, x: &[f32]) -> Trace {
-    forward(cfg, Neuron::Ternary, t, x)
+    forward(cfg, FiringFn::Ternary, t, x)
 }
 
 /// BPTT of a LIF-charged neuron from `grad_spikes [T, n]` and the saved `h [T, n]`, with
@@ -104,7 +104,7 @@ pub fn ternary_forward(cfg: &LifConfig, t: usize, x: &[f32]) -> Trace {
 /// this then is. `dS/dH` and `d|S|/dH` are the surrogate's (see lif.wgsl).
 pub fn backward_with_reset(
     cfg: &LifConfig,
-    neuron: Neuron,
+    firing: FiringFn,
     t: usize,
     grad_spikes: &[f32],
     h: &[f32],
@@ -121,9 +121,9 @@ pub fn backward_with_reset(
             let at = step * n + i;
             let hv = h[at];
             let up = surrogate_grad(cfg.surrogate, hv - cfg.v_th);
-            let (gs, ga) = match neuron {
-                Neuron::Lif => (up, up),
-                Neuron::Ternary => {
+            let (gs, ga) = match firing {
+                FiringFn::Lif => (up, up),
+                FiringFn::Ternary => {
                     let down = surrogate_grad(cfg.surrogate, -(hv + cfg.v_th));
                     (up + down, up - down)
                 }
@@ -143,27 +143,35 @@ pub fn backward_with_reset(
     grad_x
 }
 
-fn backward(cfg: &LifConfig, neuron: Neuron, t: usize, grad_spikes: &[f32], h: &[f32]) -> Vec<f32> {
+fn backward(
+    cfg: &LifConfig,
+    firing: FiringFn,
+    t: usize,
+    grad_spikes: &[f32],
+    h: &[f32],
+) -> Vec<f32> {
     let reset: Vec<f32> = h
         .iter()
-        .map(|&hv| fire(neuron, cfg.v_th, hv).abs())
+        .map(|&hv| fire(firing, cfg.v_th, hv).abs())
         .collect();
-    backward_with_reset(cfg, neuron, t, grad_spikes, h, &reset)
+    backward_with_reset(cfg, firing, t, grad_spikes, h, &reset)
 }
 
 /// BPTT of the LIF neuron (spikes recomputed from H, as the kernel does).
 pub fn lif_backward(cfg: &LifConfig, t: usize, grad_spikes: &[f32], h: &[f32]) -> Vec<f32> {
-    backward(cfg, Neuron::Lif, t, grad_spikes, h)
+    backward(cfg, FiringFn::Lif, t, grad_spikes, h)
 }
 
 /// BPTT of the ternary neuron.
 pub fn ternary_backward(cfg: &LifConfig, t: usize, grad_spikes: &[f32], h: &[f32]) -> Vec<f32> {
-    backward(cfg, Neuron::Ternary, t, grad_spikes, h)
+    backward(cfg, FiringFn::Ternary, t, grad_spikes, h)
 }
 
 /// The stateless threshold `S = x >= v_th`.
 pub fn threshold_forward(cfg: &ThresholdConfig, x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| fire(Neuron::Lif, cfg.v_th, v)).collect()
+    x.iter()
+        .map(|&v| fire(FiringFn::Lif, cfg.v_th, v))
+        .collect()
 }
 
 /// Backward of the threshold: `grad_x = grad_s g(x - v_th)`.

@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 
 use super::attention::{
-    binary_forward, binary_forward_surrogate, ssa_bin_forward, ssa_bin_forward_surrogate,
-    BinaryRef, SsaBinRef,
+    binary_attention_forward, binary_attention_forward_surrogate, ssa_bin_forward,
+    ssa_bin_forward_surrogate, BinaryRef, SsaBinRef,
 };
 use super::binarize::binarize;
 use super::conv::{conv3x3, ConvDims};
@@ -24,7 +24,7 @@ use super::pool::{max_pool2d, mean_tokens};
 use super::quant::{pow2_scale, rescaw, rescaw_surrogate};
 use crate::nn::params::{param_layout, AttnParams, BnParams, ParamId, ParamLayout, WeightParams};
 use crate::nn::{Arch, AttentionForm, ModelConfig, StateDict, TransformerConfig, WeightMode};
-use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder, SsaBinConfig};
+use crate::ops::attention::{AttnShape, BinaryAttentionConfig, MapOrder, SsaBinConfig, SSA_SCALE};
 use crate::ops::{QsnnConfig, BN_EPS, BN_MOMENTUM};
 
 /// The Sigmoid surrogate's alpha of every LIF.
@@ -147,14 +147,14 @@ impl Tape {
         cfg: &BinaryAttentionConfig,
     ) -> Vec<f64> {
         if !self.replay {
-            let r = binary_forward(q, k, v, lambda, s, cfg);
+            let r = binary_attention_forward(q, k, v, lambda, s, cfg);
             let y = r.y.clone();
             self.attention.push(r);
             return y;
         }
         let base = &self.attention[self.attention_pos];
         self.attention_pos += 1;
-        binary_forward_surrogate(q, k, v, lambda, s, cfg, base)
+        binary_attention_forward_surrogate(q, k, v, lambda, s, cfg, base)
     }
 
     /// SSA_Bin with the running statistics `delta [heads]`, `mean [heads, d]` (as they
@@ -517,7 +517,7 @@ fn attention_core(
         d: hd,
     };
     let y = match tc.attention {
-        AttentionForm::Ssa => super::attention::ssa_forward(q, k, v, &shape, 0.125).y,
+        AttentionForm::Ssa => super::attention::ssa_forward(q, k, v, &shape, SSA_SCALE as f64).y,
         AttentionForm::Binary => {
             let attn_cfg = BinaryAttentionConfig {
                 order: if tc.feature_order() {

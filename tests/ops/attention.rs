@@ -5,10 +5,11 @@
 
 use bitspike::ops::attention::{
     self, a2os2a_backward, a2os2a_forward, binary_attention_backward, binary_attention_forward,
-    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, AttnShape, BinaryAttentionConfig,
-    MapLif, MapOrder, SsaBinConfig, SsaBinState, SsaPath,
+    ssa_backward, ssa_bin_backward, ssa_bin_forward, ssa_forward, AttentionForm, AttnShape,
+    BinaryAttentionConfig, FormInputs, FormParam, FormParamKind, FormSetup, MapLif, MapOrder,
+    SsaBinConfig, SsaBinState, SsaPath, SSA_SCALE,
 };
-use bitspike::ops::PackMode;
+use bitspike::ops::{LifConfig, Neuron, PackMode};
 use bitspike::reference::attention as cpu;
 use bitspike::{DType, Error, GpuContext, Tensor};
 
@@ -240,7 +241,7 @@ fn binary_attention_forward_matches_reference_in_both_orders() {
                 let (y, saved) =
                     binary_attention_forward(ctx, &x.tq, &x.tk, &x.tv, &tl, &cfg).unwrap();
                 let (q, k, v) = x.host();
-                let want = cpu::binary_forward(&q, &k, &v, &f64s(&lambda), &s, &cfg);
+                let want = cpu::binary_attention_forward(&q, &k, &v, &f64s(&lambda), &s, &cfg);
                 let map = download_map(ctx, &saved.map, &want.map);
                 assert_exact(&format!("{what} map"), &map, &want.map);
                 assert_mixed(&what, &map);
@@ -275,7 +276,15 @@ fn binary_attention_backward_matches_reference_in_both_orders() {
                 )
                 .unwrap();
                 let (q, k, v) = x.host();
-                let want = cpu::binary_backward(&q, &k, &v, &f64s(&lambda), &f64s(&dy), &s, &cfg);
+                let want = cpu::binary_attention_backward(
+                    &q,
+                    &k,
+                    &v,
+                    &f64s(&lambda),
+                    &f64s(&dy),
+                    &s,
+                    &cfg,
+                );
                 close(&format!("{what} dq"), &download(ctx, &g.dq), &want.dq, 1e-4);
                 close(&format!("{what} dk"), &download(ctx, &g.dk), &want.dk, 1e-4);
                 close(&format!("{what} dv"), &download(ctx, &g.dv), &want.dv, 1e-4);
@@ -495,10 +504,10 @@ fn reference_map_lif_backward_matches_finite_differences() {
     let (steps, len) = (4, 50);
     let x = f64s(&rng.vec(steps * len, -1.0, 3.0));
     let w = f64s(&rng.vec(steps * len, -1.0, 1.0));
-    let reset = cpu::lif_map_forward(&x, steps, &lif);
-    let grad = cpu::lif_map_backward(&x, &w, steps, &lif);
+    let reset = cpu::score_lif_map(&x, steps, &lif);
+    let grad = cpu::score_lif_backward(&x, &w, steps, &lif);
     check_fd("map LIF", &x, &grad, |xp| {
-        weighted(&w, &cpu::lif_map_smooth(xp, &reset, steps, &lif))
+        weighted(&w, &cpu::score_lif_smooth(xp, &reset, steps, &lif))
     });
 }
 
@@ -541,17 +550,17 @@ fn reference_binary_attention_backward_matches_finite_differences() {
         );
         let lambda = f64s(&rng.vec(s.t * s.heads, 0.5, 1.5));
         let w = f64s(&rng.vec(len, -1.0, 1.0));
-        let base = cpu::binary_forward(&q, &k, &v, &lambda, &s, &cfg);
+        let base = cpu::binary_attention_forward(&q, &k, &v, &lambda, &s, &cfg);
         assert_mixed("fd binary", &base.map);
-        let g = cpu::binary_backward(&q, &k, &v, &lambda, &w, &s, &cfg);
+        let g = cpu::binary_attention_backward(&q, &k, &v, &lambda, &w, &s, &cfg);
         let loss = |q: &[f64], k: &[f64], v: &[f64], l: &[f64]| {
-            let y = cpu::binary_forward_surrogate(q, k, v, l, &s, &cfg, &base);
+            let y = cpu::binary_attention_forward_surrogate(q, k, v, l, &s, &cfg, &base);
             weighted(&w, &y)
         };
         // The surrogate forward's value at the base point is the real forward's.
         close64(
             "surrogate value",
-            &cpu::binary_forward_surrogate(&q, &k, &v, &lambda, &s, &cfg, &base),
+            &cpu::binary_attention_forward_surrogate(&q, &k, &v, &lambda, &s, &cfg, &base),
             &base.y,
             1e-12,
         );
@@ -606,6 +615,418 @@ fn reference_ssa_bin_backward_matches_finite_differences() {
     check_fd("ssa_bin dq", &q, &g.dq, |x| loss(x, &k, &v));
     check_fd("ssa_bin dk", &k, &g.dk, |x| loss(&q, x, &v));
     check_fd("ssa_bin dv", &v, &g.dv, |x| loss(&q, &k, x));
+}
+
+// ---- the forms behind AttentionOp -----------------------------------------------------
+
+/// (T, B, heads, N, d) of the form checks: odd everywhere, and d a multiple of 4 (the
+/// vec4 kernel variants).
+const FORM_SHAPES: &[(usize, usize, usize, usize, usize)] = &[(3, 2, 2, 13, 7), (2, 1, 3, 37, 12)];
+
+/// Every op the registry builds: each form, the binary map in both orders.
+fn form_setups(s: &AttnShape) -> Vec<(AttentionForm, FormSetup)> {
+    let setup = |feature_order| FormSetup {
+        time_steps: s.t,
+        heads: s.heads,
+        head_dim: s.d,
+        feature_order,
+    };
+    let mut all: Vec<_> = AttentionForm::ALL.map(|f| (f, setup(false))).to_vec();
+    all.push((AttentionForm::Binary, setup(true)));
+    all
+}
+
+fn bits(ctx: &GpuContext, t: &Tensor) -> Vec<u32> {
+    ctx.download_f32(t)
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
+}
+
+/// Bit-exact equality of two f32 tensors (shapes included) that are not all zeros.
+fn assert_same(ctx: &GpuContext, what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let want = bits(ctx, want);
+    assert!(
+        want.iter().any(|&b| f32::from_bits(b) != 0.0),
+        "{what}: all zeros, which tests nothing"
+    );
+    assert_exact(what, &bits(ctx, got), &want);
+}
+
+/// Q, K and V as the branch neurons give them: spikes, a ReLU output, ternary values.
+fn branch_values(rng: &mut Rng, neuron: Neuron, len: usize) -> Vec<f32> {
+    match neuron {
+        Neuron::Lif(_) => rng.spikes(len, 0.3),
+        Neuron::Relu => rng.vec(len, -1.0, 2.0).iter().map(|x| x.max(0.0)).collect(),
+        Neuron::Ternary(_) => (0..len)
+            .map(|_| [-1.0, 0.0, 1.0][rng.next_u64() as usize % 3])
+            .collect(),
+        other => panic!("no attention branch ends in {other:?}"),
+    }
+}
+
+/// A form tensor's test values: lambda in [0.5, 1.5], per-head thresholds that no integer
+/// score equals, a non-zero shift.
+fn form_values(rng: &mut Rng, p: &FormParam) -> Vec<f32> {
+    let len = p.shape.iter().product();
+    match p.name {
+        "attn_delta" => (0..len).map(|h| 0.6 + 1.3 * h as f32).collect(),
+        "attn_shift" => rng.vec(len, -0.5, 0.5),
+        _ => rng.vec(len, 0.5, 1.5),
+    }
+}
+
+/// What the direct functions give for a form: the output, dq, dk, dv and the learned
+/// tensors' gradients, the map's firing rate and the bytes of every tensor the saved
+/// state holds.
+struct Direct {
+    y: Tensor,
+    grads: Vec<Tensor>,
+    rate: f64,
+    bytes: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn direct(
+    ctx: &GpuContext,
+    form: AttentionForm,
+    setup: &FormSetup,
+    [q, k, v]: [&Tensor; 3],
+    dy: &Tensor,
+    learned: &[Tensor],
+    stats: &[Tensor],
+    update_stats: bool,
+) -> Direct {
+    let held = |ts: &[&Tensor]| ts.iter().map(|t| t.byte_len()).sum::<u64>();
+    match form {
+        AttentionForm::Ssa => {
+            let (y, s) = ssa_forward(ctx, q, k, v, SSA_SCALE, SsaPath::Binary).unwrap();
+            let g = ssa_backward(ctx, dy, &s).unwrap();
+            Direct {
+                y,
+                grads: vec![g.dq, g.dk, g.dv],
+                rate: s.rate.read(ctx).unwrap(),
+                bytes: held(&[&s.q, &s.k, &s.v, &s.scores]),
+            }
+        }
+        AttentionForm::Binary => {
+            let lambda = learned[0]
+                .reshape(&[setup.time_steps, setup.heads])
+                .unwrap();
+            let cfg = binary_config(if setup.feature_order {
+                MapOrder::Features
+            } else {
+                MapOrder::Tokens
+            });
+            let (y, s) = binary_attention_forward(ctx, q, k, v, &lambda, &cfg).unwrap();
+            let g = binary_attention_backward(ctx, dy, &s).unwrap();
+            let (x, z) = &s.score_operands;
+            Direct {
+                y,
+                grads: vec![g.dq, g.dk, g.dv, g.dlambda],
+                rate: s.rate.read(ctx).unwrap(),
+                bytes: held(&[&s.q, &s.k, &s.v, x, z, &s.map]),
+            }
+        }
+        AttentionForm::SsaBin => {
+            let state = SsaBinState {
+                delta: stats[0].clone(),
+                mean: stats[1].clone(),
+            };
+            let cfg = SsaBinConfig {
+                training: update_stats,
+                ..Default::default()
+            };
+            let (y, s) = ssa_bin_forward(ctx, q, k, v, &state, &cfg).unwrap();
+            let g = ssa_bin_backward(ctx, dy, &s).unwrap();
+            let (x, z) = &s.score_operands;
+            Direct {
+                y,
+                grads: vec![g.dq, g.dk, g.dv],
+                rate: s.rate.read(ctx).unwrap(),
+                bytes: held(&[&s.q, &s.k, &s.v, x, z, &s.map]),
+            }
+        }
+        AttentionForm::A2os2a => {
+            let (y, s) = a2os2a_forward(ctx, q, k, v).unwrap();
+            let g = a2os2a_backward(ctx, dy, &s).unwrap();
+            Direct {
+                y,
+                grads: vec![g.dq, g.dk, g.dv],
+                rate: s.rate.read(ctx).unwrap(),
+                bytes: held(&[&s.q, &s.k, &s.v, &s.scores]),
+            }
+        }
+    }
+}
+
+/// Each form through `AttentionForm::op` and `FormSaved::backward` gives bit for bit what
+/// its direct functions give (SSA_Bin in training and eval, its statistics updated alike),
+/// and its saved state counts the bytes of every tensor it holds.
+#[test]
+fn every_form_through_its_op_matches_its_direct_functions() {
+    let ctx = ctx();
+    let mut rng = Rng::new(41);
+    for &dims in FORM_SHAPES {
+        let s = shape(dims);
+        let len = s.dims().iter().product();
+        for (form, setup) in form_setups(&s) {
+            for update_stats in [false, true] {
+                let what = format!("{form:?} {setup:?} update_stats={update_stats} {dims:?}");
+                let op = form.op(&setup);
+                assert_eq!(op.form(), form, "{what}");
+                let [q, k, v] = op.branch_neurons().map(|n| {
+                    ctx.upload_f32(&branch_values(&mut rng, n, len), &s.dims())
+                        .unwrap()
+                });
+                let dy = ctx.upload_f32(&rng.vec(len, -1.0, 1.0), &s.dims()).unwrap();
+                let params = op.params();
+                let values: Vec<Vec<f32>> =
+                    params.iter().map(|p| form_values(&mut rng, p)).collect();
+                // Two copies of each tensor: the running statistics move in place.
+                let upload = |kind: FormParamKind| -> Vec<Tensor> {
+                    params
+                        .iter()
+                        .zip(&values)
+                        .filter(|(p, _)| p.kind == kind)
+                        .map(|(p, x)| ctx.upload_f32(x, &p.shape).unwrap())
+                        .collect()
+                };
+                let (learned, stats) = (
+                    upload(FormParamKind::Learned),
+                    upload(FormParamKind::RunningStat),
+                );
+                let want_stats = upload(FormParamKind::RunningStat);
+                let inputs = FormInputs {
+                    learned: &learned,
+                    stats: &stats,
+                    update_stats,
+                };
+                let (y, saved) = op.forward(ctx, &q, &k, &v, &inputs).unwrap();
+                let g = saved.backward(ctx, &dy).unwrap();
+                let want = direct(
+                    ctx,
+                    form,
+                    &setup,
+                    [&q, &k, &v],
+                    &dy,
+                    &learned,
+                    &want_stats,
+                    update_stats,
+                );
+
+                assert_same(ctx, &format!("{what} y"), &y, &want.y);
+                let got = [&g.dq, &g.dk, &g.dv];
+                for (name, (got, want)) in ["dq", "dk", "dv"]
+                    .iter()
+                    .zip(got.into_iter().zip(&want.grads))
+                {
+                    assert_same(ctx, &format!("{what} {name}"), got, want);
+                }
+                assert_eq!(g.dlearned.len(), learned.len(), "{what}: dlearned");
+                for ((d, p), want) in g.dlearned.iter().zip(&params).zip(&want.grads[3..]) {
+                    assert_eq!(d.shape(), &p.shape[..], "{what}: d{} as declared", p.name);
+                    assert_same(
+                        ctx,
+                        &format!("{what} d{}", p.name),
+                        &d.reshape(want.shape()).unwrap(),
+                        want,
+                    );
+                }
+                for (got, want) in stats.iter().zip(&want_stats) {
+                    assert_exact(
+                        &format!("{what} statistics"),
+                        &bits(ctx, got),
+                        &bits(ctx, want),
+                    );
+                }
+                assert_eq!(saved.rate().read(ctx).unwrap(), want.rate, "{what}: rate");
+                assert_eq!(saved.bytes(), want.bytes, "{what}: bytes");
+            }
+        }
+    }
+}
+
+/// `bytes()` by hand at (3, 2, 2, 13, 7): Q, K, V in f32, then f32 N x N scores or packed
+/// rows of 4 words (the d x d order: V^T and K^T packed along N, the map along d).
+#[test]
+fn form_saved_bytes_count_q_k_v_and_the_map() {
+    let ctx = ctx();
+    let mut rng = Rng::new(42);
+    let s = shape((3, 2, 2, 13, 7));
+    let (maps, n, d) = (s.maps() as u64, s.n as u64, s.d as u64);
+    let qkv = 3 * maps * n * d * 4;
+    let row = 4 * 4; // a packed row of up to 128 bits
+    for (form, setup) in form_setups(&s) {
+        let op = form.op(&setup);
+        let x = Qkv::spikes(ctx, &s, &mut rng, 0.3);
+        let tensors: Vec<Tensor> = op
+            .params()
+            .iter()
+            .map(|p| ctx.upload_f32(&form_values(&mut rng, p), &p.shape).unwrap())
+            .collect();
+        let (learned, stats) = tensors.split_at(usize::from(form == AttentionForm::Binary));
+        let inputs = FormInputs {
+            learned,
+            stats,
+            update_stats: false,
+        };
+        let (_, saved) = op.forward(ctx, &x.tq, &x.tk, &x.tv, &inputs).unwrap();
+        let want = match (form, setup.feature_order) {
+            (AttentionForm::Ssa | AttentionForm::A2os2a, _) => qkv + maps * n * n * 4,
+            (_, false) => qkv + 3 * maps * n * row,
+            (_, true) => qkv + 2 * maps * d * row + maps * d * row,
+        };
+        assert_eq!(saved.bytes(), want, "{form:?} {setup:?}");
+    }
+}
+
+/// The forms' tensors are the model inventory's (names, shapes, kinds, order and initial
+/// values, in both families and in the patch-16 d x d order), and as MODELS.md gives them.
+#[test]
+fn form_params_are_the_model_inventory() {
+    use bitspike::nn::{init_state, param_specs, ModelConfig, ParamRole};
+    for preset in ["spikformer-2-64", "bestformer-2-64", "bestformer-8-512"] {
+        for form in AttentionForm::ALL {
+            let mut cfg = ModelConfig::preset(preset).unwrap();
+            let tc = cfg.transformer_mut().unwrap();
+            tc.attention = form;
+            let tc = *tc;
+            let setup = FormSetup {
+                time_steps: cfg.time_steps,
+                heads: tc.heads,
+                head_dim: tc.head_dim(),
+                feature_order: tc.patch_size == 16,
+            };
+            let what = format!("{preset} {form:?}");
+            let params = form.op(&setup).params();
+            let (t, h, d) = (cfg.time_steps, tc.heads, tc.head_dim());
+            let stat = |name, shape| FormParam {
+                name,
+                shape,
+                kind: FormParamKind::RunningStat,
+                init: 0.0,
+            };
+            let literal = match form {
+                AttentionForm::Binary => vec![FormParam {
+                    name: "lambda_attn",
+                    shape: vec![t, 1, h, 1, 1],
+                    kind: FormParamKind::Learned,
+                    init: 1.0,
+                }],
+                AttentionForm::SsaBin => {
+                    vec![stat("attn_delta", vec![h]), stat("attn_shift", vec![h, d])]
+                }
+                AttentionForm::Ssa | AttentionForm::A2os2a => vec![],
+            };
+            assert_eq!(params, literal, "{what}");
+            let state = init_state(&cfg, 1);
+            for block in 0..tc.depth {
+                let prefix = format!("block.{block}.attn.");
+                // The form's tensors are the attention's only names without a sub-layer.
+                let inventory: Vec<_> = param_specs(&cfg)
+                    .into_iter()
+                    .filter(|p| {
+                        p.name
+                            .strip_prefix(&prefix)
+                            .is_some_and(|n| !n.contains('.'))
+                    })
+                    .collect();
+                assert_eq!(inventory.len(), params.len(), "{what}: {inventory:?}");
+                for (spec, p) in inventory.iter().zip(&params) {
+                    assert_eq!(spec.name, format!("{prefix}{}", p.name), "{what}");
+                    assert_eq!(spec.shape, p.shape, "{what}: {}", p.name);
+                    let kind = match spec.role {
+                        ParamRole::Trainable => FormParamKind::Learned,
+                        ParamRole::Buffer => FormParamKind::RunningStat,
+                        other => panic!("{what}: {} is a {other:?}", spec.name),
+                    };
+                    assert_eq!(kind, p.kind, "{what}: {}", p.name);
+                    let init = &state.tensors[&spec.name].data;
+                    assert!(
+                        init.iter().all(|&x| x == p.init),
+                        "{what}: {} starts at {}",
+                        p.name,
+                        p.init
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The branch neurons and the attention LIF as the model layer uses them today, and the
+/// two products as the energy report records them.
+#[test]
+fn form_neurons_outputs_and_products() {
+    let ctx = ctx();
+    let mut rng = Rng::new(43);
+    let s = shape((3, 2, 2, 13, 7));
+    let (maps, n, d) = (s.maps() as u64, s.n as u64, s.d as u64);
+    let lif = Neuron::Lif(LifConfig::default());
+    for (form, setup) in form_setups(&s) {
+        let what = format!("{form:?} {setup:?}");
+        let op = form.op(&setup);
+        let a2os2a = form == AttentionForm::A2os2a;
+        let want = if a2os2a {
+            [lif, Neuron::Relu, Neuron::Ternary(LifConfig::default())]
+        } else {
+            [lif; 3]
+        };
+        assert_eq!(op.branch_neurons(), want, "{what}");
+        assert_eq!(op.output_is_spikes(), !a2os2a, "{what}");
+
+        let x = Qkv::spikes(ctx, &s, &mut rng, 0.3);
+        let tensors: Vec<Tensor> = op
+            .params()
+            .iter()
+            .map(|p| ctx.upload_f32(&form_values(&mut rng, p), &p.shape).unwrap())
+            .collect();
+        let (learned, stats) = tensors.split_at(usize::from(form == AttentionForm::Binary));
+        let inputs = FormInputs {
+            learned,
+            stats,
+            update_stats: false,
+        };
+        let (_, saved) = op.forward(ctx, &x.tq, &x.tk, &x.tv, &inputs).unwrap();
+        let p = saved.products();
+        let (first, input, second, macs) = if setup.feature_order && form == AttentionForm::Binary {
+            ("kv_product", &x.tk, "qa_product", maps * d * d * n)
+        } else {
+            ("qk_product", &x.tq, "av_product", maps * n * n * d)
+        };
+        assert_eq!((p.first, p.second), (first, second), "{what}");
+        assert_eq!((p.first_macs, p.second_macs), (macs, macs), "{what}");
+        assert_same(ctx, &format!("{what} first input"), &p.first_input, input);
+    }
+}
+
+/// The op refuses a wrong number of form tensors instead of indexing past them.
+#[test]
+fn form_op_rejects_missing_tensors() {
+    let ctx = ctx();
+    let s = shape((2, 1, 2, 5, 4));
+    let q = ctx.zeros(&s.dims(), DType::F32).unwrap();
+    for (form, setup) in form_setups(&s) {
+        let extra = [ctx.zeros(&[1], DType::F32).unwrap()];
+        let given: &[Tensor] = if form.op(&setup).params().is_empty() {
+            &extra
+        } else {
+            &[]
+        };
+        let inputs = FormInputs {
+            learned: given,
+            stats: given,
+            update_stats: false,
+        };
+        let err = form
+            .op(&setup)
+            .forward(ctx, &q, &q, &q, &inputs)
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{form:?}: {err}");
+    }
 }
 
 // ---- bench workloads ---------------------------------------------------------------

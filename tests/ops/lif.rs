@@ -9,7 +9,7 @@ use bitspike::bench::lif::{CopyWorkload, LifKernel, LifWorkload};
 use bitspike::dtype::storage_words;
 use bitspike::ops::{
     lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
-    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifOutputs, Neuron,
+    ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig, LifOutputs,
     PackKernel, PackMode, QsnnConfig, Surrogate, ThresholdConfig,
 };
 use bitspike::reference::{self, lif::Trace};
@@ -275,7 +275,7 @@ fn lif_inference_outputs_without_h() {
 }
 
 /// Random upstream gradients and the forward's H, through both backwards.
-fn check_backward(neuron: Neuron, cfg: &LifConfig, t: usize, dims: &[usize], seed: u64) {
+fn check_backward(firing: FiringFn, cfg: &LifConfig, t: usize, dims: &[usize], seed: u64) {
     let len = t * dims.iter().product::<usize>();
     let mut rng = Rng::new(seed);
     let x = rng.vec(len, -1.0, 3.0);
@@ -283,20 +283,20 @@ fn check_backward(neuron: Neuron, cfg: &LifConfig, t: usize, dims: &[usize], see
     let mut shape = vec![t];
     shape.extend_from_slice(dims);
     let ctx = ctx();
-    let (fwd, bwd): (fn(_, _, _, _, _) -> _, fn(_, _, _, _, _) -> _) = match neuron {
-        Neuron::Lif => (lif_forward, lif_backward),
-        Neuron::Ternary => (ternary_forward, ternary_backward),
+    let (fwd, bwd): (fn(_, _, _, _, _) -> _, fn(_, _, _, _, _) -> _) = match firing {
+        FiringFn::Lif => (lif_forward, lif_backward),
+        FiringFn::Ternary => (ternary_forward, ternary_backward),
     };
     let got = fwd(ctx, &upload(&x, &shape), t, cfg, LifOutputs::TRAIN).unwrap();
     let h = got.h.unwrap();
     let grad_x = bwd(ctx, &upload(&grad_s, &shape), &h, t, cfg).unwrap();
     let h = ctx.download_f32(&h).unwrap();
-    let want = match neuron {
-        Neuron::Lif => reference::lif::lif_backward(cfg, t, &grad_s, &h),
-        Neuron::Ternary => reference::lif::ternary_backward(cfg, t, &grad_s, &h),
+    let want = match firing {
+        FiringFn::Lif => reference::lif::lif_backward(cfg, t, &grad_s, &h),
+        FiringFn::Ternary => reference::lif::ternary_backward(cfg, t, &grad_s, &h),
     };
     let got = ctx.download_f32(&grad_x).unwrap();
-    assert_close(&format!("{neuron:?} backward {cfg:?}"), &got, &want, 1e-5);
+    assert_close(&format!("{firing:?} backward {cfg:?}"), &got, &want, 1e-5);
     assert!(
         want.iter().any(|g| g.abs() > 1e-3),
         "gradients are not all ~0"
@@ -306,17 +306,17 @@ fn check_backward(neuron: Neuron, cfg: &LifConfig, t: usize, dims: &[usize], see
 #[test]
 fn lif_backward_matches_reference_for_every_combination() {
     for (i, cfg) in all_configs().iter().enumerate() {
-        check_backward(Neuron::Lif, cfg, 5, &[7, 45], 200 + i as u64);
+        check_backward(FiringFn::Lif, cfg, 5, &[7, 45], 200 + i as u64);
     }
-    check_backward(Neuron::Lif, &LifConfig::default(), 1, &[1000], 1);
-    check_backward(Neuron::Lif, &LifConfig::default(), 16, &[37, 97], 2);
+    check_backward(FiringFn::Lif, &LifConfig::default(), 1, &[1000], 1);
+    check_backward(FiringFn::Lif, &LifConfig::default(), 16, &[37, 97], 2);
     let odd_tau = LifConfig {
         tau: 3.0,
         v_th: 0.5,
         surrogate: Surrogate::ATan { alpha: 3.0 },
         ..LifConfig::default()
     };
-    check_backward(Neuron::Lif, &odd_tau, 4, &[33], 3);
+    check_backward(FiringFn::Lif, &odd_tau, 4, &[33], 3);
 }
 
 // ---- gradient check of the reference backward against a smooth forward (f64) ----
@@ -342,7 +342,7 @@ struct Smooth {
 /// with SpikingJelly's `spike.detach()`.
 fn smooth_forward(
     cfg: &LifConfig,
-    neuron: Neuron,
+    firing: FiringFn,
     t: usize,
     x: &[f64],
     frozen: Option<&Smooth>,
@@ -366,9 +366,9 @@ fn smooth_forward(
                 v - (v - v0) * k + x[at]
             };
             let up = primitive(cfg.surrogate, h - v_th);
-            let (s, a) = match neuron {
-                Neuron::Lif => (up, up),
-                Neuron::Ternary => {
+            let (s, a) = match firing {
+                FiringFn::Lif => (up, up),
+                FiringFn::Ternary => {
                     let down = primitive(cfg.surrogate, -(h + v_th));
                     (up - down, up + down)
                 }
@@ -418,7 +418,7 @@ fn gradient_check(
     );
 }
 
-fn check_smooth_gradient(neuron: Neuron, cfg: &LifConfig, seed: u64) {
+fn check_smooth_gradient(firing: FiringFn, cfg: &LifConfig, seed: u64) {
     let (t, n) = (6, 4);
     let mut rng = Rng::new(seed);
     let x: Vec<f64> = rng
@@ -431,27 +431,27 @@ fn check_smooth_gradient(neuron: Neuron, cfg: &LifConfig, seed: u64) {
         .iter()
         .map(|&v| v as f64)
         .collect();
-    let base = smooth_forward(cfg, neuron, t, &x, None);
+    let base = smooth_forward(cfg, firing, t, &x, None);
     let loss = |xs: &[f64]| -> f64 {
-        let f = smooth_forward(cfg, neuron, t, xs, Some(&base));
+        let f = smooth_forward(cfg, firing, t, xs, Some(&base));
         f.s.iter().zip(&w).map(|(s, w)| s * w).sum()
     };
     let analytic = reference::lif::backward_with_reset(
         cfg,
-        neuron,
+        firing,
         t,
         &f32s(&w),
         &f32s(&base.h),
         &f32s(&base.a),
     );
-    gradient_check(&format!("{neuron:?} {cfg:?}"), &x, &w, loss, &analytic);
+    gradient_check(&format!("{firing:?} {cfg:?}"), &x, &w, loss, &analytic);
 }
 
 #[test]
 fn lif_reference_backward_is_the_derivative_of_the_smooth_forward() {
     for (i, cfg) in all_configs().iter().enumerate() {
-        check_smooth_gradient(Neuron::Lif, cfg, 300 + i as u64);
-        check_smooth_gradient(Neuron::Ternary, cfg, 400 + i as u64);
+        check_smooth_gradient(FiringFn::Lif, cfg, 300 + i as u64);
+        check_smooth_gradient(FiringFn::Ternary, cfg, 400 + i as u64);
     }
 }
 
@@ -599,7 +599,7 @@ fn ternary_hand_computed() {
 #[test]
 fn ternary_backward_matches_reference_for_every_combination() {
     for (i, cfg) in all_configs().iter().enumerate() {
-        check_backward(Neuron::Ternary, cfg, 5, &[7, 45], 600 + i as u64);
+        check_backward(FiringFn::Ternary, cfg, 5, &[7, 45], 600 + i as u64);
     }
 }
 

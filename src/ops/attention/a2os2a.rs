@@ -5,11 +5,51 @@
 //! backward is that of the two linear products (straight through Q's and V's
 //! quantizers, which live upstream).
 
+use super::form::{
+    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products,
+};
 use super::ssa::product_backward;
 use super::{AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{matmul, MatmulForm};
+use crate::ops::{matmul, LifConfig, MatmulForm, Neuron};
+
+/// A2OS2A as a form (it has no settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct A2os2a;
+
+impl AttentionOp for A2os2a {
+    fn form(&self) -> AttentionForm {
+        AttentionForm::A2os2a
+    }
+
+    fn branch_neurons(&self) -> [Neuron; 3] {
+        let lif = LifConfig::default();
+        [Neuron::Lif(lif), Neuron::Relu, Neuron::Ternary(lif)]
+    }
+
+    /// Proj reads the real-valued `(Q K^T) V` itself (MODELS.md section 5).
+    fn output_is_spikes(&self) -> bool {
+        false
+    }
+
+    fn params(&self) -> Vec<FormParam> {
+        Vec::new()
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        inputs: &FormInputs,
+    ) -> Result<(Tensor, Box<dyn FormSaved>)> {
+        inputs.expect("a2os2a_forward", &self.params())?;
+        let (out, saved) = a2os2a_forward(ctx, q, k, v)?;
+        Ok((out, Box::new(saved)))
+    }
+}
 
 /// What [`a2os2a_backward`] reads.
 #[derive(Debug, Clone)]
@@ -23,11 +63,30 @@ pub struct A2os2aSaved {
     pub rate: MapRate,
 }
 
-impl A2os2aSaved {
-    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
-    /// caller's tensors, shared, not copied).
-    pub fn saved_bytes(&self) -> u64 {
-        self.scores.byte_len()
+impl FormSaved for A2os2aSaved {
+    fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
+        let g = a2os2a_backward(ctx, dy, self)?;
+        Ok(FormGrads {
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
+            dlearned: Vec::new(),
+        })
+    }
+
+    fn rate(&self) -> &MapRate {
+        &self.rate
+    }
+
+    fn bytes(&self) -> u64 {
+        [&self.q, &self.k, &self.v, &self.scores]
+            .into_iter()
+            .map(Tensor::byte_len)
+            .sum()
+    }
+
+    fn products(&self) -> Products {
+        Products::tokens(&self.q)
     }
 }
 

@@ -12,14 +12,42 @@
 //! surrogate with BPTT over T for the map LIF (the scores recomputed from the packed
 //! operands), the products linear (straight through the spikes).
 
-use super::kernels::{
-    bits_product_scaled, pack_spike_rows, pack_transposed, score_lif_backward, score_lif_map,
-    unpack_scaled,
+use super::form::{
+    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
+    FormSetup, Products,
 };
-use super::{AttnShape, MapLif, MapRate};
-use crate::error::Result;
-use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{matmul, MatmulForm};
+use super::packed::{
+    bits_product, factor_dims, kernel, map_grid, pack_spike_rows, pack_transposed, score_dims,
+    score_words, unpack, ProductOutput, SCORE_WG,
+};
+use super::{AttnShape, MapRate};
+use crate::error::{Error, Result};
+use crate::gpu::{grid_1d, Access, DType, GpuContext, Kernel, Tensor};
+use crate::ops::{matmul, to_u32, LifConfig, MatmulForm, Neuron};
+
+/// The learnable lambda's name in each block's attention (`block.{i}.attn.<this>`).
+pub const BINARY_LAMBDA: &str = "lambda_attn";
+
+/// The LIF neuron run over T on every attention-map element (BESTformer's `LIF_soft`):
+/// decay_input (`H = V + (X - V) / tau`), fire at `H >= v_th`, soft reset
+/// (`V = H - v_th S`), detach_reset, and the Sigmoid(alpha) surrogate in backward.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MapLif {
+    pub tau: f32,
+    pub v_th: f32,
+    pub alpha: f32,
+}
+
+impl Default for MapLif {
+    /// BESTformer's attention LIF: tau = 2, v_th = 1, Sigmoid surrogate with alpha = 4.
+    fn default() -> Self {
+        Self {
+            tau: 2.0,
+            v_th: 1.0,
+            alpha: 4.0,
+        }
+    }
+}
 
 /// Which map is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +97,36 @@ pub struct BinaryAttentionSaved {
     pub rate: MapRate,
 }
 
-impl BinaryAttentionSaved {
-    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V, lambda are the
-    /// caller's tensors, shared, not copied).
-    pub fn saved_bytes(&self) -> u64 {
-        self.score_operands.0.byte_len() + self.score_operands.1.byte_len() + self.map.byte_len()
+impl FormSaved for BinaryAttentionSaved {
+    /// `dlearned`: lambda's gradient, shaped as the model declares lambda.
+    fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
+        let g = binary_attention_backward(ctx, dy, self)?;
+        let (t, heads) = (g.dlambda.shape()[0], g.dlambda.shape()[1]);
+        Ok(FormGrads {
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
+            dlearned: vec![g.dlambda.reshape(&lambda_shape(t, heads))?],
+        })
+    }
+
+    fn rate(&self) -> &MapRate {
+        &self.rate
+    }
+
+    fn bytes(&self) -> u64 {
+        let (x, y) = &self.score_operands;
+        [&self.q, &self.k, &self.v, x, y, &self.map]
+            .into_iter()
+            .map(Tensor::byte_len)
+            .sum()
+    }
+
+    fn products(&self) -> Products {
+        match self.config.order {
+            MapOrder::Tokens => Products::tokens(&self.q),
+            MapOrder::Features => Products::features(&self.k),
+        }
     }
 }
 
@@ -84,6 +137,75 @@ pub struct BinaryAttentionGrads {
     pub dk: Tensor,      // [T, B, heads, N, d]
     pub dv: Tensor,      // [T, B, heads, N, d]
     pub dlambda: Tensor, // [T, heads]
+}
+
+/// Binary attention as a form, for a model's T and heads (lambda `[T, 1, heads, 1, 1]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BinaryAttention {
+    pub time_steps: usize,
+    pub heads: usize,
+    pub config: BinaryAttentionConfig,
+}
+
+impl BinaryAttention {
+    /// BESTformer's settings, the map in the d x d order when `setup.feature_order`.
+    pub fn new(setup: &FormSetup) -> Self {
+        let order = if setup.feature_order {
+            MapOrder::Features
+        } else {
+            MapOrder::Tokens
+        };
+        Self {
+            time_steps: setup.time_steps,
+            heads: setup.heads,
+            config: BinaryAttentionConfig {
+                order,
+                ..BinaryAttentionConfig::default()
+            },
+        }
+    }
+}
+
+/// The model's shape of lambda, `[T, 1, heads, 1, 1]` (the reference's broadcast).
+fn lambda_shape(t: usize, heads: usize) -> Vec<usize> {
+    vec![t, 1, heads, 1, 1]
+}
+
+impl AttentionOp for BinaryAttention {
+    fn form(&self) -> AttentionForm {
+        AttentionForm::Binary
+    }
+
+    fn branch_neurons(&self) -> [Neuron; 3] {
+        [Neuron::Lif(LifConfig::default()); 3]
+    }
+
+    fn output_is_spikes(&self) -> bool {
+        true
+    }
+
+    fn params(&self) -> Vec<FormParam> {
+        vec![FormParam {
+            name: BINARY_LAMBDA,
+            shape: lambda_shape(self.time_steps, self.heads),
+            kind: FormParamKind::Learned,
+            init: 1.0,
+        }]
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        inputs: &FormInputs,
+    ) -> Result<(Tensor, Box<dyn FormSaved>)> {
+        inputs.expect("binary_attention_forward", &self.params())?;
+        let lambda = inputs.learned[0].reshape(&[self.time_steps, self.heads])?;
+        let (y, saved) = binary_attention_forward(ctx, q, k, v, &lambda, &self.config)?;
+        Ok((y, Box::new(saved)))
+    }
 }
 
 /// Binary attention on spikes Q, K, V f32 `[T, B, heads, N, d]` ({0,1}; a bit is
@@ -189,4 +311,202 @@ pub fn binary_attention_backward(
         dv: dv.reshape(&s.dims())?,
         dlambda,
     })
+}
+
+// ---- the map kernels -----------------------------------------------------------------
+
+use Access::{Read as R, ReadWrite as W};
+
+const SCORE_LIF_MAP: Kernel = kernel("score_lif_map", &[R, R, W, W]);
+const SCORE_LIF_BACKWARD: Kernel = kernel("score_lif_backward", &[R, R, R, R, W, W]);
+const SCORE_LIF_BACKWARD_VEC4: Kernel = kernel("score_lif_backward_vec4", &[R, R, R, R, W, W]);
+const LAMBDA_GRAD: Kernel = kernel("lambda_grad", &[R, W]);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScoreLifParams {
+    steps: u32,
+    maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    wpr: u32,
+    words: u32,
+    groups: u32,
+    tau: f32,
+    v_th: f32,
+}
+
+/// The binary map `A = LIF over T of X Y^T` for spikes packed along the contracted axis,
+/// `x` `PackedBits [T * maps, rows, k]` and `y` `PackedBits [T * maps, cols, k]` (time
+/// first): the packed map `PackedBits [T * maps, rows, cols]` and the U32 `[2]` count of
+/// its ones. The scores are computed in the kernel and never stored.
+fn score_lif_map(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y: &Tensor,
+    steps: usize,
+    lif: &MapLif,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "score_lif_map";
+    let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
+    if steps == 0 || !batch.is_multiple_of(steps) {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: {batch} maps do not split into T = {steps} steps"
+        )));
+    }
+    let maps = batch / steps;
+    let (wpr, words, groups) = map_grid(rows, cols);
+    let bits = ctx.empty(&[batch, rows, cols], DType::PackedBits)?;
+    let ones = ctx.zeros(&[2], DType::U32)?;
+    let params = ScoreLifParams {
+        steps: to_u32(OP, "T", steps)?,
+        maps: to_u32(OP, "maps", maps)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        wpr: to_u32(OP, "words per row", wpr)?,
+        words: to_u32(OP, "words", words)?,
+        groups: to_u32(OP, "row groups", groups)?,
+        tau: lif.tau,
+        v_th: lif.v_th,
+    };
+    ctx.dispatch(
+        SCORE_LIF_MAP,
+        &[("SCORE_WORDS", score_words(x))],
+        &[x, y, &bits, &ones],
+        &params,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
+    )?;
+    Ok((bits, ones))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScoreLifBackParams {
+    steps: u32,
+    maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    words: u32,
+    groups: u32,
+    heads: u32,
+    scale: f32,
+    tau: f32,
+    v_th: f32,
+    alpha: f32,
+}
+
+/// BPTT of [`score_lif_map`]: `dL/dS` f32 `[T * maps, rows, cols]` from the same packed
+/// operands (the scores are recomputed) and `grad_a` of that shape, `dL/dA` up to the
+/// output scale of the map's product: `dL/dA = scale * factor[t, h] * grad_a` with
+/// `factor` f32 `[T, heads]`. Also returns the gradient of `factor`, f32 `[T, heads]`:
+/// `scale * sum A grad_a` over the maps of (t, h).
+fn score_lif_backward(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y: &Tensor,
+    grad_a: &Tensor,
+    (factor, scale): (&Tensor, f32),
+    lif: &MapLif,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "score_lif_backward";
+    let (batch, rows, cols, chunks) = score_dims(OP, x, y)?;
+    grad_a.expect(OP, &[batch, rows, cols], DType::F32)?;
+    let (steps, heads) = factor_dims(OP, factor, batch)?;
+    let maps = batch / steps;
+    let (_, words, groups) = map_grid(rows, cols);
+    let gs = ctx.empty(&[batch, rows, cols], DType::F32)?;
+    // The factor's gradient, per invocation: [T, B, heads, words * groups].
+    let shares = ctx.empty(&[steps, maps / heads, heads, words * groups], DType::F32)?;
+    let params = ScoreLifBackParams {
+        steps: to_u32(OP, "T", steps)?,
+        maps: to_u32(OP, "maps", maps)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        words: to_u32(OP, "words", words)?,
+        groups: to_u32(OP, "row groups", groups)?,
+        heads: to_u32(OP, "heads", heads)?,
+        scale,
+        tau: lif.tau,
+        v_th: lif.v_th,
+        alpha: lif.alpha,
+    };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_LIF_BACKWARD_VEC4
+    } else {
+        SCORE_LIF_BACKWARD
+    };
+    ctx.dispatch(
+        kernel,
+        &[("SCORE_WORDS", score_words(x))],
+        &[x, y, factor, grad_a, &gs, &shares],
+        &params,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
+    )?;
+    Ok((gs, lambda_grad(ctx, &shares, scale)?))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LambdaParams {
+    batch: u32,
+    heads: u32,
+    inner: u32,
+    scale: f32,
+}
+
+/// `out[t, h] = scale * sum_{b, ...} part[t, b, h, ...]` for partial sums `part` f32
+/// `[T, B, heads, ...]`: the gradient of a per-(t, head) factor.
+fn lambda_grad(ctx: &GpuContext, part: &Tensor, scale: f32) -> Result<Tensor> {
+    const OP: &str = "lambda_grad";
+    part.expect(OP, part.shape(), DType::F32)?;
+    let s = part.shape();
+    if s.len() < 3 {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "[T, B, heads, ...]".into(),
+            got: format!("{s:?}"),
+        });
+    }
+    let (t, b, heads) = (s[0], s[1], s[2]);
+    let inner: usize = s[3..].iter().product();
+    to_u32(OP, "size", part.len())?;
+    let out = ctx.zeros(&[t, heads], DType::F32)?;
+    let params = LambdaParams {
+        batch: to_u32(OP, "B", b)?,
+        heads: to_u32(OP, "heads", heads)?,
+        inner: to_u32(OP, "inner", inner)?,
+        scale,
+    };
+    ctx.dispatch(
+        LAMBDA_GRAD,
+        &[],
+        &[part, &out],
+        &params,
+        [to_u32(OP, "heads", heads)?, to_u32(OP, "T", t)?, 1],
+    )?;
+    Ok(out)
+}
+
+/// BESTformer's output from the packed map: `y = scale * factor[t, h] * X Y^T` (A V or
+/// Q A) for `x` `PackedBits [T * maps, rows, k]`, `y_bits` `PackedBits [T * maps, cols,
+/// k]` and `factor` f32 `[T, heads]`: f32 `[T * maps, rows, cols]`.
+fn bits_product_scaled(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y_bits: &Tensor,
+    factor: &Tensor,
+    scale: f32,
+) -> Result<Tensor> {
+    Ok(bits_product(ctx, x, y_bits, ProductOutput::Scaled { factor, scale })?.0)
+}
+
+/// A packed binary map `PackedBits [T * B * heads, R, C]` to f32 with its ones as
+/// `scale * factor[t, h]` (`factor` f32 `[T, heads]`): the map with the output scale of
+/// its product folded in.
+fn unpack_scaled(ctx: &GpuContext, bits: &Tensor, factor: &Tensor, scale: f32) -> Result<Tensor> {
+    unpack(ctx, bits, Some((factor, scale)))
 }

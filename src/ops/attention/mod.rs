@@ -11,31 +11,39 @@
 //!
 //! Q, K, V are f32 `[T, B, heads, N, d]` (time first). Maps and products run batched over
 //! the `T * B * heads` (t, b, h) matrices, so saved maps are `[T * B * heads, rows, cols]`.
-//! Each forward returns its output and a `...Saved` struct (what its backward reads, and
-//! the firing rate of its map); each backward takes the upstream gradient and that struct
-//! and returns freshly written gradients.
+//! Each form implements [`AttentionOp`] in its module ([`AttentionForm::op`] builds it),
+//! over its plain functions: each forward returns its output and a `...Saved` struct
+//! (what its backward reads, and the firing rate of its map, a [`FormSaved`]); each
+//! backward takes the upstream gradient and that struct and returns freshly written
+//! gradients. Host wrappers of the kernels one form alone dispatches live in that form's
+//! module; `packed.rs` holds those several forms share.
 
 pub mod a2os2a;
 pub mod binary;
-mod kernels;
+pub mod form;
+mod packed;
 pub mod ssa;
 pub mod ssa_bin;
 
-pub use a2os2a::{a2os2a_backward, a2os2a_forward, A2os2aGrads, A2os2aSaved};
+pub use a2os2a::{a2os2a_backward, a2os2a_forward, A2os2a, A2os2aGrads, A2os2aSaved};
 pub use binary::{
-    binary_attention_backward, binary_attention_forward, BinaryAttentionConfig,
-    BinaryAttentionGrads, BinaryAttentionSaved, MapOrder,
+    binary_attention_backward, binary_attention_forward, BinaryAttention, BinaryAttentionConfig,
+    BinaryAttentionGrads, BinaryAttentionSaved, MapLif, MapOrder, BINARY_LAMBDA,
 };
-pub use ssa::{ssa_backward, ssa_forward, SsaGrads, SsaPath, SsaSaved};
+pub use form::{
+    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
+    FormSetup, Products,
+};
+pub use packed::{pack_spike_rows, pack_transposed, unpack_bits};
+pub use ssa::{ssa_backward, ssa_forward, Ssa, SsaGrads, SsaPath, SsaSaved, SSA_SCALE};
 pub use ssa_bin::{
-    ssa_bin_backward, ssa_bin_forward, SsaBinConfig, SsaBinGrads, SsaBinSaved, SsaBinState,
+    ssa_bin_backward, ssa_bin_forward, SsaBin, SsaBinConfig, SsaBinGrads, SsaBinSaved, SsaBinState,
+    SSA_BIN_DELTA, SSA_BIN_SHIFT,
 };
-
-pub use kernels::{pack_spike_rows, pack_transposed, unpack_bits};
 
 use crate::error::{Error, Result};
-use crate::gpu::{DType, GpuContext, Tensor};
-pub use kernels::count_nonzero;
+use crate::gpu::{grid_1d, Access, DType, GpuContext, Kernel, Tensor};
+use crate::ops::to_u32;
 
 /// The sizes of one attention call, read from Q's shape `[T, B, heads, N, d]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,27 +95,6 @@ impl AttnShape {
     pub(crate) fn batched(&self, x: &Tensor) -> Result<Tensor> {
         let s = x.shape();
         x.reshape(&[self.maps(), s[3], s[4]])
-    }
-}
-
-/// The LIF neuron run over T on every attention-map element (BESTformer's `LIF_soft`):
-/// decay_input (`H = V + (X - V) / tau`), fire at `H >= v_th`, soft reset
-/// (`V = H - v_th S`), detach_reset, and the Sigmoid(alpha) surrogate in backward.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MapLif {
-    pub tau: f32,
-    pub v_th: f32,
-    pub alpha: f32,
-}
-
-impl Default for MapLif {
-    /// BESTformer's attention LIF: tau = 2, v_th = 1, Sigmoid surrogate with alpha = 4.
-    fn default() -> Self {
-        Self {
-            tau: 2.0,
-            v_th: 1.0,
-            alpha: 4.0,
-        }
     }
 }
 
@@ -164,4 +151,59 @@ impl MapRate {
             ones as f64 / self.elements as f64
         })
     }
+}
+
+// ---- f32 passes several forms share: the scaling, the non-zero count of the rates -----
+
+const SCALE_ALL: Kernel = packed::kernel("scale_all", &[Access::Read, Access::ReadWrite]);
+const COUNT_NONZERO: Kernel = packed::kernel("count_nonzero", &[Access::Read, Access::ReadWrite]);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScaleParams {
+    len: u32,
+    scale: f32,
+}
+
+/// `y = x * scale` for an f32 `x`; `y` has `x`'s shape.
+fn scale_all(ctx: &GpuContext, x: &Tensor, scale: f32) -> Result<Tensor> {
+    const OP: &str = "scale_all";
+    x.expect(OP, x.shape(), DType::F32)?;
+    let y = ctx.empty(x.shape(), DType::F32)?;
+    let params = ScaleParams {
+        len: to_u32(OP, "len", x.len())?,
+        scale,
+    };
+    ctx.dispatch(
+        SCALE_ALL,
+        &[],
+        &[x, &y],
+        &params,
+        grid_1d(ctx, x.len().div_ceil(256) as u64)?,
+    )?;
+    Ok(y)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CountParams {
+    len: u32,
+}
+
+/// The U32 `[2]` (lo, hi) count of non-zero elements of an f32 tensor.
+pub fn count_nonzero(ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "count_nonzero";
+    x.expect(OP, x.shape(), DType::F32)?;
+    let count = ctx.zeros(&[2], DType::U32)?;
+    let params = CountParams {
+        len: to_u32(OP, "len", x.len())?,
+    };
+    ctx.dispatch(
+        COUNT_NONZERO,
+        &[],
+        &[x, &count],
+        &params,
+        grid_1d(ctx, x.len().div_ceil(1024) as u64)?,
+    )?;
+    Ok(count)
 }

@@ -3,11 +3,17 @@
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
 
-use super::kernels::{pack_spike_rows, scale_all};
-use super::{AttnShape, MapRate};
+use super::form::{
+    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products,
+};
+use super::packed::pack_spike_rows;
+use super::{scale_all, AttnShape, MapRate};
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{binary_matmul, matmul, BinaryForm, MatmulForm};
+use crate::ops::{binary_matmul, matmul, BinaryForm, LifConfig, MatmulForm, Neuron};
+
+/// Spikformer's fixed scale of the attention output.
+pub const SSA_SCALE: f32 = 0.125;
 
 /// How the scores `Q K^T` are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +38,30 @@ pub struct SsaSaved {
     pub rate: MapRate,
 }
 
-impl SsaSaved {
-    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
-    /// caller's tensors, shared, not copied).
-    pub fn saved_bytes(&self) -> u64 {
-        self.scores.byte_len()
+impl FormSaved for SsaSaved {
+    fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
+        let g = ssa_backward(ctx, dy, self)?;
+        Ok(FormGrads {
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
+            dlearned: Vec::new(),
+        })
+    }
+
+    fn rate(&self) -> &MapRate {
+        &self.rate
+    }
+
+    fn bytes(&self) -> u64 {
+        [&self.q, &self.k, &self.v, &self.scores]
+            .into_iter()
+            .map(Tensor::byte_len)
+            .sum()
+    }
+
+    fn products(&self) -> Products {
+        Products::tokens(&self.q)
     }
 }
 
@@ -48,7 +73,55 @@ pub struct SsaGrads {
     pub dv: Tensor,
 }
 
-/// `Y = (Q K^T) V * scale` (Spikformer: scale = 0.125) for Q, K, V f32
+/// SSA as a form: the models' binary scores and [`SSA_SCALE`]; the bench's f32 baseline
+/// sets `path` to [`SsaPath::F32`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ssa {
+    pub path: SsaPath,
+    pub scale: f32,
+}
+
+impl Default for Ssa {
+    fn default() -> Self {
+        Self {
+            path: SsaPath::Binary,
+            scale: SSA_SCALE,
+        }
+    }
+}
+
+impl AttentionOp for Ssa {
+    fn form(&self) -> AttentionForm {
+        AttentionForm::Ssa
+    }
+
+    fn branch_neurons(&self) -> [Neuron; 3] {
+        [Neuron::Lif(LifConfig::default()); 3]
+    }
+
+    fn output_is_spikes(&self) -> bool {
+        true
+    }
+
+    fn params(&self) -> Vec<FormParam> {
+        Vec::new()
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        inputs: &FormInputs,
+    ) -> Result<(Tensor, Box<dyn FormSaved>)> {
+        inputs.expect("ssa_forward", &self.params())?;
+        let (y, saved) = ssa_forward(ctx, q, k, v, self.scale, self.path)?;
+        Ok((y, Box::new(saved)))
+    }
+}
+
+/// `Y = (Q K^T) V * scale` (Spikformer: [`SSA_SCALE`]) for Q, K, V f32
 /// `[T, B, heads, N, d]`; returns Y `[T, B, heads, N, d]` and what backward needs.
 pub fn ssa_forward(
     ctx: &GpuContext,

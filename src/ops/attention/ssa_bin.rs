@@ -20,14 +20,24 @@
 //! the softmax-derived surrogate `dB_ij / dx_ij = p_ij (1 - p_ij)`,
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
-use super::kernels::{
-    bits_product_shifted, pack_spike_rows, pack_transposed, running_update, scale_all,
-    score_softmax_surrogate, score_threshold_map, unpack_bits,
+use super::form::{
+    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
+    FormSetup, Products,
 };
-use super::{AttnShape, MapRate};
+use super::packed::{
+    bits_product, flag, kernel, map_grid, pack_spike_rows, pack_transposed, score_dims,
+    score_words, unpack_bits, ProductOutput, SCORE_WG, TILE_ROWS,
+};
+use super::{scale_all, AttnShape, MapRate};
 use crate::error::Result;
-use crate::gpu::{DType, GpuContext, Tensor};
-use crate::ops::{matmul, MatmulForm};
+use crate::gpu::{grid_1d, Access, DType, GpuContext, Kernel, Tensor};
+use crate::ops::{matmul, to_u32, LifConfig, MatmulForm, Neuron};
+
+/// The running threshold Delta per head, `block.{i}.attn.<this>` (the published models
+/// give no name: ours).
+pub const SSA_BIN_DELTA: &str = "attn_delta";
+/// The running attention shift (the mean of `B V`) per head and feature.
+pub const SSA_BIN_SHIFT: &str = "attn_shift";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SsaBinConfig {
@@ -86,11 +96,31 @@ pub struct SsaBinSaved {
     pub rate: MapRate,
 }
 
-impl SsaBinSaved {
-    /// Bytes this holds for backward beyond the forward's inputs (Q, K, V are the
-    /// caller's tensors, shared, not copied).
-    pub fn saved_bytes(&self) -> u64 {
-        self.score_operands.0.byte_len() + self.score_operands.1.byte_len() + self.map.byte_len()
+impl FormSaved for SsaBinSaved {
+    fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
+        let g = ssa_bin_backward(ctx, dy, self)?;
+        Ok(FormGrads {
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
+            dlearned: Vec::new(),
+        })
+    }
+
+    fn rate(&self) -> &MapRate {
+        &self.rate
+    }
+
+    fn bytes(&self) -> u64 {
+        let (x, y) = &self.score_operands;
+        [&self.q, &self.k, &self.v, x, y, &self.map]
+            .into_iter()
+            .map(Tensor::byte_len)
+            .sum()
+    }
+
+    fn products(&self) -> Products {
+        Products::tokens(&self.q)
     }
 }
 
@@ -100,6 +130,73 @@ pub struct SsaBinGrads {
     pub dq: Tensor,
     pub dk: Tensor,
     pub dv: Tensor,
+}
+
+/// SSA_Bin as a form, for a model's heads and head width, with the default kappa and
+/// momentum; `FormInputs::update_stats` says whether the statistics move (training).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SsaBin {
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl SsaBin {
+    pub fn new(setup: &FormSetup) -> Self {
+        Self {
+            heads: setup.heads,
+            head_dim: setup.head_dim,
+        }
+    }
+}
+
+impl AttentionOp for SsaBin {
+    fn form(&self) -> AttentionForm {
+        AttentionForm::SsaBin
+    }
+
+    fn branch_neurons(&self) -> [Neuron; 3] {
+        [Neuron::Lif(LifConfig::default()); 3]
+    }
+
+    /// SSA_Bin's `LIF_out` is the model's attention LIF.
+    fn output_is_spikes(&self) -> bool {
+        true
+    }
+
+    /// Delta, then the shift (the state's `delta`, `mean`).
+    fn params(&self) -> Vec<FormParam> {
+        let stat = |name, shape| FormParam {
+            name,
+            shape,
+            kind: FormParamKind::RunningStat,
+            init: 0.0,
+        };
+        vec![
+            stat(SSA_BIN_DELTA, vec![self.heads]),
+            stat(SSA_BIN_SHIFT, vec![self.heads, self.head_dim]),
+        ]
+    }
+
+    fn forward(
+        &self,
+        ctx: &GpuContext,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        inputs: &FormInputs,
+    ) -> Result<(Tensor, Box<dyn FormSaved>)> {
+        inputs.expect("ssa_bin_forward", &self.params())?;
+        let state = SsaBinState {
+            delta: inputs.stats[0].clone(),
+            mean: inputs.stats[1].clone(),
+        };
+        let config = SsaBinConfig {
+            training: inputs.update_stats,
+            ..SsaBinConfig::default()
+        };
+        let (y, saved) = ssa_bin_forward(ctx, q, k, v, &state, &config)?;
+        Ok((y, Box::new(saved)))
+    }
 }
 
 /// SSA_Bin on spikes Q, K, V f32 `[T, B, heads, N, d]` (a bit is `x > 0`), with the
@@ -194,4 +291,187 @@ pub fn ssa_bin_backward(
         dk: dk.reshape(&s.dims())?,
         dv: dv.reshape(&s.dims())?,
     })
+}
+
+// ---- the map kernels -----------------------------------------------------------------
+
+use Access::{Read as R, ReadWrite as W};
+
+const SCORE_THRESHOLD_MAP: Kernel = kernel("score_threshold_map", &[R, R, R, W, W, W]);
+const SCORE_SOFTMAX_SURROGATE: Kernel = kernel("score_softmax_surrogate", &[R, R, R, W]);
+const SCORE_SOFTMAX_SURROGATE_VEC4: Kernel = kernel("score_softmax_surrogate_vec4", &[R, R, R, W]);
+const RUNNING_UPDATE: Kernel = kernel("running_update", &[R, W]);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScoreThresholdParams {
+    maps: u32,
+    heads: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    wpr: u32,
+    words: u32,
+    groups: u32,
+}
+
+/// What [`score_threshold_map`] produces.
+struct Thresholded {
+    /// `PackedBits [maps, rows, cols]`: `X Y^T > delta[h]`.
+    bits: Tensor,
+    /// U32 `[2]`: the number of ones.
+    ones: Tensor,
+    /// U32 `[heads, 2]`: per head, the sum of the (integer) scores, when training.
+    sums: Option<Tensor>,
+}
+
+/// SSA_Bin's map: `X Y^T > delta[h]` for packed operands `x` `PackedBits [maps, rows, k]`
+/// and `y` `PackedBits [maps, cols, k]` with `h = map % heads`; when `training`, also
+/// the per-head sums of the scores. The scores are computed in the kernel.
+fn score_threshold_map(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y: &Tensor,
+    delta: &Tensor,
+    heads: usize,
+    training: bool,
+) -> Result<Thresholded> {
+    const OP: &str = "score_threshold_map";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
+    delta.expect(OP, &[heads], DType::F32)?;
+    let (wpr, words, groups) = map_grid(rows, cols);
+    let bits = ctx.empty(&[maps, rows, cols], DType::PackedBits)?;
+    let ones = ctx.zeros(&[2], DType::U32)?;
+    let sums = ctx.zeros(&[if training { heads } else { 1 }, 2], DType::U32)?;
+    let params = ScoreThresholdParams {
+        maps: to_u32(OP, "maps", maps)?,
+        heads: to_u32(OP, "heads", heads)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        wpr: to_u32(OP, "words per row", wpr)?,
+        words: to_u32(OP, "words", words)?,
+        groups: to_u32(OP, "row groups", groups)?,
+    };
+    ctx.dispatch(
+        SCORE_THRESHOLD_MAP,
+        &[
+            ("TRAINING", flag(training)),
+            ("SCORE_WORDS", score_words(x)),
+        ],
+        &[x, y, delta, &bits, &ones, &sums],
+        &params,
+        grid_1d(ctx, (maps * words * groups).div_ceil(SCORE_WG) as u64)?,
+    )?;
+    Ok(Thresholded {
+        bits,
+        ones,
+        sums: training.then_some(sums),
+    })
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ScoreSoftmaxParams {
+    maps: u32,
+    rows: u32,
+    cols: u32,
+    chunks: u32,
+    groups: u32,
+}
+
+/// SSA_Bin's surrogate: `grad_s = grad_b * p (1 - p)`, `p = softmax(X Y^T)` along the
+/// key axis, for the packed operands of the scores and `grad_b` f32
+/// `[maps, rows, cols]`.
+fn score_softmax_surrogate(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y: &Tensor,
+    grad_b: &Tensor,
+) -> Result<Tensor> {
+    const OP: &str = "score_softmax_surrogate";
+    let (maps, rows, cols, chunks) = score_dims(OP, x, y)?;
+    grad_b.expect(OP, &[maps, rows, cols], DType::F32)?;
+    let gs = ctx.empty(&[maps, rows, cols], DType::F32)?;
+    // An invocation per row group.
+    let groups = rows.div_ceil(TILE_ROWS);
+    let params = ScoreSoftmaxParams {
+        maps: to_u32(OP, "maps", maps)?,
+        rows: to_u32(OP, "rows", rows)?,
+        cols: to_u32(OP, "cols", cols)?,
+        chunks: to_u32(OP, "chunks", chunks)?,
+        groups: to_u32(OP, "row groups", groups)?,
+    };
+    let kernel = if cols.is_multiple_of(4) {
+        SCORE_SOFTMAX_SURROGATE_VEC4
+    } else {
+        SCORE_SOFTMAX_SURROGATE
+    };
+    ctx.dispatch(
+        kernel,
+        &[("SCORE_WORDS", score_words(x))],
+        &[x, y, grad_b, &gs],
+        &params,
+        grid_1d(ctx, (maps * groups).div_ceil(SCORE_WG) as u64)?,
+    )?;
+    Ok(gs)
+}
+
+/// SSA_Bin's output from the packed map: `out = kappa * X Y^T - mean[h, c]` (B V) for
+/// `x` `PackedBits [maps, rows, k]`, `y_bits` `PackedBits [maps, cols, k]` and `mean`
+/// f32 `[heads, cols]`; when `training`, also the U32 `[heads, cols, 2]` sums of
+/// `X Y^T` per (h, c).
+fn bits_product_shifted(
+    ctx: &GpuContext,
+    x: &Tensor,
+    y_bits: &Tensor,
+    mean: &Tensor,
+    kappa: f32,
+    training: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    bits_product(
+        ctx,
+        x,
+        y_bits,
+        ProductOutput::Shifted {
+            mean,
+            kappa,
+            training,
+        },
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct UpdateParams {
+    len: u32,
+    momentum: f32,
+    factor: f32,
+}
+
+/// `state = momentum * state + (1 - momentum) * factor * sum`, in place, for U32
+/// `[len, 2]` (lo, hi) sums and an f32 state of `len` elements.
+fn running_update(
+    ctx: &GpuContext,
+    sums: &Tensor,
+    state: &Tensor,
+    momentum: f32,
+    factor: f32,
+) -> Result<()> {
+    const OP: &str = "running_update";
+    let len = state.len();
+    state.expect(OP, state.shape(), DType::F32)?;
+    sums.expect(OP, &[len, 2], DType::U32)?;
+    let params = UpdateParams {
+        len: to_u32(OP, "len", len)?,
+        momentum,
+        factor,
+    };
+    ctx.dispatch(
+        RUNNING_UPDATE,
+        &[],
+        &[sums, state],
+        &params,
+        [to_u32(OP, "groups", len.div_ceil(64))?, 1, 1],
+    )
 }
