@@ -13,6 +13,7 @@ use bitspike::reference::model::{
     bestformer_forward, ref_params, spikformer_forward, RefParams, Tape,
 };
 use bitspike::{DType, GpuContext, Tensor};
+use common::gradcheck::GradCheck;
 use common::training::{loss_fell, train_steps};
 use common::{assert_close, ctx, Rng};
 
@@ -151,50 +152,6 @@ fn every_combination_matches_the_cpu_reference() {
     }
 }
 
-/// `sum logits * r` of a reference forward.
-fn dot(logits: &[f64], r: &[f32]) -> f64 {
-    logits.iter().zip(r).map(|(l, &r)| l * r as f64).sum()
-}
-
-/// Central finite differences of the surrogate forward (replayed around `tape`) at a few
-/// indices of `name`, against the GPU gradient there.
-fn check_grads(
-    what: &str,
-    forward: &dyn Fn(&RefParams, &mut Tape) -> Vec<f64>,
-    params: &RefParams,
-    tape: &Tape,
-    r: &[f32],
-    name: &str,
-    gpu: &[f32],
-) {
-    let len = params[name].len();
-    let mut rng = Rng::new(len as u64);
-    let mut order: Vec<usize> = (0..len).collect();
-    order.sort_by(|&a, &b| gpu[b].abs().total_cmp(&gpu[a].abs()));
-    let mut idx: Vec<usize> = order.iter().take(2).copied().collect();
-    while idx.len() < 4.min(len) {
-        idx.push((rng.next_u64() % len as u64) as usize);
-    }
-    let scale = gpu.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
-    let eps = 1e-4;
-    for i in idx {
-        let mut f = [0.0; 2];
-        for (k, sign) in [1.0, -1.0].iter().enumerate() {
-            let mut p = params.clone();
-            p.get_mut(name).unwrap()[i] += sign * eps;
-            let mut t = tape.clone();
-            t.rewind_for_replay();
-            f[k] = dot(&forward(&p, &mut t), r);
-        }
-        let fd = ((f[0] - f[1]) / (2.0 * eps)) as f32;
-        let g = gpu[i];
-        assert!(
-            (fd - g).abs() <= 0.03 * scale + 0.03 * fd.abs(),
-            "{what}: d/d {name}[{i}]: GPU {g}, finite differences {fd} (largest |grad| {scale})"
-        );
-    }
-}
-
 /// Whole-model gradient check of one combination on the attention's parameters, a
 /// tokenizer weight and the head.
 fn gradient_check(cfg: &ModelConfig, seed: u64) {
@@ -240,6 +197,13 @@ fn gradient_check(cfg: &ModelConfig, seed: u64) {
     if attention == AttentionForm::Binary {
         names.push("block.1.attn.lambda_attn".into());
     }
+    let check = GradCheck {
+        what: &what,
+        forward: &forward,
+        params: &params,
+        tape: &tape,
+        r: &r,
+    };
     for name in names {
         let g = ctx
             .download_f32(&store.grad(store.id(&name).unwrap()).unwrap())
@@ -248,7 +212,7 @@ fn gradient_check(cfg: &ModelConfig, seed: u64) {
             g.iter().any(|v| *v != 0.0),
             "{what}: {name}: gradient all zero"
         );
-        check_grads(&what, &forward, &params, &tape, &r, &name, &g);
+        check.check(&name, &g, 4, &|_| false);
     }
 }
 

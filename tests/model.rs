@@ -118,6 +118,7 @@ use bitspike::nn::Classifier;
 use bitspike::nn::Spikformer;
 use bitspike::reference::model::{ref_params, RefParams, Tape};
 use bitspike::{DType, GpuContext, Tensor};
+use common::gradcheck::GradCheck;
 use common::training::{loss_fell, train_steps};
 use common::{assert_close, assert_exact, Rng};
 
@@ -142,53 +143,6 @@ fn upload_images(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -
 fn grad_at(ctx: &GpuContext, store: &ParamStore, name: &str) -> Vec<f32> {
     ctx.download_f32(&store.grad(store.id(name).unwrap()).unwrap())
         .unwrap()
-}
-
-/// `sum logits * r` of a reference forward.
-fn dot(logits: &[f64], r: &[f32]) -> f64 {
-    logits.iter().zip(r).map(|(l, &r)| l * r as f64).sum()
-}
-
-/// Central finite differences of the surrogate forward (replayed around `tape`) at a few
-/// indices of `name`, against the GPU gradient there.
-#[allow(clippy::too_many_arguments)]
-fn check_grads(
-    what: &str,
-    forward: &dyn Fn(&RefParams, &mut Tape) -> Vec<f64>,
-    params: &RefParams,
-    tape: &Tape,
-    r: &[f32],
-    name: &str,
-    gpu: &[f32],
-    picks: usize,
-) {
-    let len = params[name].len();
-    let mut rng = Rng::new(len as u64);
-    // The largest GPU gradients first (informative), then random ones.
-    let mut order: Vec<usize> = (0..len).collect();
-    order.sort_by(|&a, &b| gpu[b].abs().total_cmp(&gpu[a].abs()));
-    let mut idx: Vec<usize> = order.iter().take(picks / 2).copied().collect();
-    while idx.len() < picks.min(len) {
-        idx.push((rng.next_u64() % len as u64) as usize);
-    }
-    let scale = gpu.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
-    let eps = 1e-4;
-    for i in idx {
-        let mut f = [0.0; 2];
-        for (k, sign) in [1.0, -1.0].iter().enumerate() {
-            let mut p = params.clone();
-            p.get_mut(name).unwrap()[i] += sign * eps;
-            let mut t = tape.clone();
-            t.rewind_for_replay();
-            f[k] = dot(&forward(&p, &mut t), r);
-        }
-        let fd = ((f[0] - f[1]) / (2.0 * eps)) as f32;
-        let g = gpu[i];
-        assert!(
-            (fd - g).abs() <= 0.03 * scale + 0.03 * fd.abs(),
-            "{what}: d/d {name}[{i}]: GPU {g}, finite differences {fd} (largest |grad| {scale})"
-        );
-    }
 }
 
 #[test]
@@ -244,6 +198,13 @@ fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     };
     let mut tape = Tape::default();
     forward(&params, &mut tape);
+    let check = GradCheck {
+        what: "spikformer",
+        forward: &forward,
+        params: &params,
+        tape: &tape,
+        r: &r,
+    };
     for name in [
         "head.weight",
         "head.bias",
@@ -260,7 +221,7 @@ fn spikformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     ] {
         let g = grad_at(ctx, &store, name);
         assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
-        check_grads("spikformer", &forward, &params, &tape, &r, name, &g, 4);
+        check.check(name, &g, 4, &|_| false);
     }
 }
 
@@ -360,6 +321,13 @@ fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     };
     let mut tape = Tape::default();
     forward(&params, &mut tape);
+    let check = GradCheck {
+        what: "bestformer",
+        forward: &forward,
+        params: &params,
+        tape: &tape,
+        r: &r,
+    };
     for name in [
         "head.weight",
         "head2.bias",
@@ -377,7 +345,7 @@ fn bestformer_backward_matches_finite_differences_of_the_surrogate_forward() {
     ] {
         let g = grad_at(ctx, &store, name);
         assert!(g.iter().any(|v| *v != 0.0), "{name}: gradient all zero");
-        check_grads("bestformer", &forward, &params, &tape, &r, name, &g, 4);
+        check.check(name, &g, 4, &|_| false);
     }
 }
 

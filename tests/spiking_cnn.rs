@@ -14,6 +14,7 @@ use bitspike::reference::model::{ref_params, RefParams, Tape};
 use bitspike::reference::spiking_cnn::spiking_cnn_forward;
 use bitspike::{GpuContext, Tensor};
 
+use common::gradcheck::{GradCheck, EPS};
 use common::{assert_close, ctx, Rng};
 
 const BATCH: usize = 2;
@@ -131,61 +132,6 @@ fn f32s(x: &[f64]) -> Vec<f32> {
     x.iter().map(|&v| v as f32).collect()
 }
 
-/// `sum logits * r` of a reference forward.
-fn dot(logits: &[f64], r: &[f32]) -> f64 {
-    logits.iter().zip(r).map(|(l, &r)| l * r as f64).sum()
-}
-
-/// The step of [`check_grads`]' central differences.
-const EPS: f64 = 1e-4;
-
-/// Central finite differences of the surrogate forward (replayed around `tape`) at a few
-/// indices of `name`, against the GPU gradient there (tests/model.rs's helper, but for
-/// `kink`: the indices whose surrogate has a kink within `EPS`, never picked).
-#[allow(clippy::too_many_arguments)]
-fn check_grads(
-    what: &str,
-    forward: &dyn Fn(&RefParams, &mut Tape) -> Vec<f64>,
-    params: &RefParams,
-    tape: &Tape,
-    r: &[f32],
-    name: &str,
-    gpu: &[f32],
-    picks: usize,
-    kink: &dyn Fn(usize) -> bool,
-) {
-    let len = params[name].len();
-    let mut rng = Rng::new(len as u64);
-    // The largest GPU gradients first (informative), then random ones.
-    let mut order: Vec<usize> = (0..len).filter(|&i| !kink(i)).collect();
-    order.sort_by(|&a, &b| gpu[b].abs().total_cmp(&gpu[a].abs()));
-    let mut idx: Vec<usize> = order.iter().take(picks / 2).copied().collect();
-    while idx.len() < picks.min(order.len()) {
-        let i = (rng.next_u64() % len as u64) as usize;
-        if !kink(i) {
-            idx.push(i);
-        }
-    }
-    let scale = gpu.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
-    let eps = EPS;
-    for i in idx {
-        let mut f = [0.0; 2];
-        for (k, sign) in [1.0, -1.0].iter().enumerate() {
-            let mut p = params.clone();
-            p.get_mut(name).unwrap()[i] += sign * eps;
-            let mut t = tape.clone();
-            t.rewind_for_replay();
-            f[k] = dot(&forward(&p, &mut t), r);
-        }
-        let fd = ((f[0] - f[1]) / (2.0 * eps)) as f32;
-        let g = gpu[i];
-        assert!(
-            (fd - g).abs() <= 0.03 * scale + 0.03 * fd.abs(),
-            "{what}: d/d {name}[{i}]: GPU {g}, finite differences {fd} (largest |grad| {scale})"
-        );
-    }
-}
-
 /// Every neuron layer of the forward `tape` recorded fires, none saturates: the
 /// comparison sees every layer.
 fn assert_lively(what: &str, cfg: &ModelConfig, tape: &Tape) {
@@ -270,6 +216,13 @@ fn backward_matches(preset: &str, weights: WeightMode, seed: u64) {
     }
     names.extend(head(&cfg));
     let specs = param_specs(&cfg);
+    let check = GradCheck {
+        what: &what,
+        forward: &forward,
+        params: &params,
+        tape: &tape,
+        r: &r,
+    };
     for name in &names {
         let g = ctx
             .download_f32(store.grad(store.id(name).unwrap()).unwrap())
@@ -288,7 +241,7 @@ fn backward_matches(preset: &str, weights: WeightMode, seed: u64) {
             .map(|row| row.iter().map(|v| v.abs()).sum::<f64>() / k as f64)
             .collect();
         let kink = |i: usize| quantized && (w[i].abs() - gamma[i / k]).abs() < 2.0 * EPS;
-        check_grads(&what, &forward, &params, &tape, &r, name, &g, 4, &kink);
+        check.check(name, &g, 4, &kink);
     }
 }
 

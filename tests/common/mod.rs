@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod gradcheck;
 pub mod training;
 
 use std::sync::OnceLock;
