@@ -206,7 +206,7 @@ fn gradient_check(cfg: &ModelConfig, seed: u64) {
     };
     for name in names {
         let g = ctx
-            .download_f32(&store.grad(store.id(&name).unwrap()).unwrap())
+            .download_f32(store.grad(store.id(&name).unwrap()).unwrap())
             .unwrap();
         assert!(
             g.iter().any(|v| *v != 0.0),

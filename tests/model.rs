@@ -36,7 +36,7 @@ fn store_keeps_kernel_layouts_binary_weights_and_the_decay_split() {
     let w = store.param(store.id(name).unwrap()).unwrap();
     assert_eq!(w.shape(), &[16, 9 * 8]);
     let want = ops::conv_weight_from_torch(&sd.tensors[name].data, 16, 8).unwrap();
-    assert_eq!(ctx.download_f32(&w).unwrap(), want);
+    assert_eq!(ctx.download_f32(w).unwrap(), want);
     assert_eq!(
         store
             .param(store.id("block.0.attn.q_conv.weight").unwrap())
@@ -75,12 +75,12 @@ fn optimizer_steps_refresh_binary_weights_and_round_trip_its_state() {
         .unwrap();
     // A gradient that pushes every weight of the layer the same way flips signs.
     let g = store.grad(store.id(name).unwrap()).unwrap();
-    ctx.write_words(&g, &vec![1.0f32; g.len()]).unwrap();
+    ctx.write_words(g, &vec![1.0f32; g.len()]).unwrap();
     let mut opt = Optimizer::new(ctx, &store, AdamW::default()).unwrap();
     for _ in 0..3 {
         let g = store.grad(store.id(name).unwrap()).unwrap();
         ctx.write_words(
-            &g,
+            g,
             &(0..g.len())
                 .map(|i| if i % 2 == 0 { 1.0f32 } else { -1.0 })
                 .collect::<Vec<_>>(),
@@ -141,7 +141,7 @@ fn upload_images(ctx: &GpuContext, cfg: &ModelConfig, x: &[f32], batch: usize) -
 
 /// Index `i` of a store gradient.
 fn grad_at(ctx: &GpuContext, store: &ParamStore, name: &str) -> Vec<f32> {
-    ctx.download_f32(&store.grad(store.id(name).unwrap()).unwrap())
+    ctx.download_f32(store.grad(store.id(name).unwrap()).unwrap())
         .unwrap()
 }
 

@@ -37,7 +37,7 @@ impl Classifier for LinearProbe {
         self.input = Some(x.clone());
         let w = store.param(store.id("probe.weight").unwrap())?;
         let b = store.param(store.id("probe.bias").unwrap())?;
-        Ok(vec![linear(ctx, &x, &w, Some(&b))?])
+        Ok(vec![linear(ctx, &x, w, Some(b))?])
     }
 
     fn backward(
@@ -52,7 +52,7 @@ impl Classifier for LinearProbe {
             store.grad(store.id("probe.weight").unwrap())?,
             store.grad(store.id("probe.bias").unwrap())?,
         );
-        linear_backward(ctx, x, &w, &dlogits[0], &dw, Some(&db))?;
+        linear_backward(ctx, x, w, &dlogits[0], dw, Some(db))?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use super::params::{AttnParams, UnitParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::attention::{AttentionForm, AttentionOp, FormInputs, FormSaved};
+use crate::ops::attention::{AttentionOp, FormInputs, FormSaved};
 use crate::ops::{self, LifConfig, Neuron};
 
 /// One q/k/v branch: weight -> BN, then the neuron on the BN output.
@@ -76,10 +76,6 @@ impl Attention {
                 ..LifConfig::default()
             }),
         }
-    }
-
-    pub fn form(&self) -> AttentionForm {
-        self.op.form()
     }
 
     fn weight(&self, unit: &UnitParams) -> Weight {

@@ -50,8 +50,7 @@ pub struct ParamStore {
     pub params: Tensor,
     /// Their gradients, same layout (accumulated by backward passes, zeroed per step).
     pub grads: Tensor,
-    /// Elements `[0, decay_end)` of `params` get weight decay (timm's rule: not biases,
-    /// not 1-D tensors).
+    /// Elements `[0, decay_end)` of `params` get weight decay (see `decays`).
     pub decay_end: usize,
     specs: Vec<ParamSpec>,
     entries: Vec<Entry>,
@@ -92,8 +91,10 @@ fn unpack_signs(p: &PackedTensor) -> Vec<f32> {
     out
 }
 
+/// timm's rule: weight decay for every tensor of more than one dimension (so neither
+/// biases nor BatchNorm's affine parameters).
 fn decays(spec: &ParamSpec) -> bool {
-    spec.shape.len() > 1 && !spec.name.ends_with(".bias")
+    spec.shape.len() > 1
 }
 
 /// A trainable tensor's values in the kernels' layout.

@@ -776,7 +776,6 @@ fn every_form_through_its_op_matches_its_direct_functions() {
             for update_stats in [false, true] {
                 let what = format!("{form:?} {setup:?} update_stats={update_stats} {dims:?}");
                 let op = form.op(&setup);
-                assert_eq!(op.form(), form, "{what}");
                 let [q, k, v] = op.branch_neurons().map(|n| {
                     ctx.upload_f32(&branch_values(&mut rng, n, len), &s.dims())
                         .unwrap()

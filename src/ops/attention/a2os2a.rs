@@ -5,9 +5,7 @@
 //! backward is that of the two linear products (straight through Q's and V's
 //! quantizers, which live upstream).
 
-use super::form::{
-    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products,
-};
+use super::form::{AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products};
 use super::ssa::product_backward;
 use super::{AttnShape, MapRate};
 use crate::error::Result;
@@ -19,10 +17,6 @@ use crate::ops::{matmul, LifConfig, MatmulForm, Neuron};
 pub struct A2os2a;
 
 impl AttentionOp for A2os2a {
-    fn form(&self) -> AttentionForm {
-        AttentionForm::A2os2a
-    }
-
     fn branch_neurons(&self) -> [Neuron; 3] {
         let lif = LifConfig::default();
         [Neuron::Lif(lif), Neuron::Relu, Neuron::Ternary(lif)]

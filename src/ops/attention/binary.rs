@@ -13,8 +13,7 @@
 //! operands), the products linear (straight through the spikes).
 
 use super::form::{
-    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
-    FormSetup, Products,
+    AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved, FormSetup, Products,
 };
 use super::packed::{
     bits_product, factor_dims, kernel, map_grid, pack_spike_rows, pack_transposed, score_dims,
@@ -172,10 +171,6 @@ fn lambda_shape(t: usize, heads: usize) -> Vec<usize> {
 }
 
 impl AttentionOp for BinaryAttention {
-    fn form(&self) -> AttentionForm {
-        AttentionForm::Binary
-    }
-
     fn branch_neurons(&self) -> [Neuron; 3] {
         [Neuron::Lif(LifConfig::default()); 3]
     }

@@ -1,49 +1,14 @@
-//! The attention forms behind one interface: [`AttentionForm::op`] builds a form's
-//! [`AttentionOp`] (each form implements it in its own module), whose forward returns the
+//! The attention forms behind one interface: each form implements [`AttentionOp`] in its
+//! own module (`AttentionForm::op`, in `registry`, builds it), whose forward returns the
 //! output and a [`FormSaved`] that runs the backward and answers what the model layer,
 //! the energy report and the benchmarks ask of a form (firing rate, saved bytes, the two
 //! products). The model layer keeps what every form shares: the q/k/v branches and the
 //! attention LIF.
 
-use serde::{Deserialize, Serialize};
-
-use super::{a2os2a, binary, ssa, ssa_bin, AttnShape, MapRate};
+use super::{AttnShape, MapRate};
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
 use crate::ops::Neuron;
-
-/// The attention form of every block (MODELS.md sections 2-5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttentionForm {
-    /// Spikformer's SSA: (Q K^T) V * 0.125.
-    Ssa,
-    /// BESTformer's binary map: LIF_soft(Q K^T) V * 0.125 * lambda.
-    Binary,
-    /// SSA_Bin: thresholded map with attention shift.
-    SsaBin,
-    /// A2OS2A: binary Q, ReLU K, ternary V.
-    A2os2a,
-}
-
-impl AttentionForm {
-    pub const ALL: [AttentionForm; 4] = [
-        AttentionForm::Ssa,
-        AttentionForm::Binary,
-        AttentionForm::SsaBin,
-        AttentionForm::A2os2a,
-    ];
-
-    /// The form's op for a model of `setup`'s sizes, with the settings the models use.
-    pub fn op(self, setup: &FormSetup) -> Box<dyn AttentionOp> {
-        match self {
-            AttentionForm::Ssa => Box::new(ssa::Ssa::default()),
-            AttentionForm::Binary => Box::new(binary::BinaryAttention::new(setup)),
-            AttentionForm::SsaBin => Box::new(ssa_bin::SsaBin::new(setup)),
-            AttentionForm::A2os2a => Box::new(a2os2a::A2os2a),
-        }
-    }
-}
 
 /// What a form needs to know of the model it runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,10 +78,8 @@ pub struct FormGrads {
     pub dlearned: Vec<Tensor>,
 }
 
-/// One attention form's op, built by [`AttentionForm::op`].
+/// One attention form's op, built by [`AttentionForm::op`](super::AttentionForm::op).
 pub trait AttentionOp: std::fmt::Debug + Send + Sync {
-    fn form(&self) -> AttentionForm;
-
     /// Neurons of the q, k and v branches (A2OS2A: LIF, ReLU, ternary; the others LIF),
     /// with SpikingJelly's default LIF settings.
     fn branch_neurons(&self) -> [Neuron; 3];

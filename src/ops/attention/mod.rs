@@ -22,6 +22,7 @@ pub mod a2os2a;
 pub mod binary;
 pub mod form;
 mod packed;
+pub mod registry;
 pub mod ssa;
 pub mod ssa_bin;
 
@@ -31,10 +32,10 @@ pub use binary::{
     BinaryAttentionGrads, BinaryAttentionSaved, MapLif, MapOrder, BINARY_LAMBDA,
 };
 pub use form::{
-    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
-    FormSetup, Products,
+    AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved, FormSetup, Products,
 };
 pub use packed::{pack_spike_rows, pack_transposed, unpack_bits};
+pub use registry::AttentionForm;
 pub use ssa::{ssa_backward, ssa_forward, Ssa, SsaGrads, SsaPath, SsaSaved, SSA_SCALE};
 pub use ssa_bin::{
     ssa_bin_backward, ssa_bin_forward, SsaBin, SsaBinConfig, SsaBinGrads, SsaBinSaved, SsaBinState,

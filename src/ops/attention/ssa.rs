@@ -3,9 +3,7 @@
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
 
-use super::form::{
-    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products,
-};
+use super::form::{AttentionOp, FormGrads, FormInputs, FormParam, FormSaved, Products};
 use super::packed::pack_spike_rows;
 use super::{scale_all, AttnShape, MapRate};
 use crate::error::Result;
@@ -91,10 +89,6 @@ impl Default for Ssa {
 }
 
 impl AttentionOp for Ssa {
-    fn form(&self) -> AttentionForm {
-        AttentionForm::Ssa
-    }
-
     fn branch_neurons(&self) -> [Neuron; 3] {
         [Neuron::Lif(LifConfig::default()); 3]
     }

@@ -21,8 +21,7 @@
 //! `p = softmax(x_i.)` over the key axis; the products are linear.
 
 use super::form::{
-    AttentionForm, AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved,
-    FormSetup, Products,
+    AttentionOp, FormGrads, FormInputs, FormParam, FormParamKind, FormSaved, FormSetup, Products,
 };
 use super::packed::{
     bits_product, flag, kernel, map_grid, pack_spike_rows, pack_transposed, score_dims,
@@ -150,10 +149,6 @@ impl SsaBin {
 }
 
 impl AttentionOp for SsaBin {
-    fn form(&self) -> AttentionForm {
-        AttentionForm::SsaBin
-    }
-
     fn branch_neurons(&self) -> [Neuron; 3] {
         [Neuron::Lif(LifConfig::default()); 3]
     }
