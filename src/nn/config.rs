@@ -193,20 +193,6 @@ impl ModelConfig {
         }
     }
 
-    /// The transformer's sizes, or an error naming `what` needs a transformer.
-    pub fn expect_transformer(&self, what: &str) -> Result<&TransformerConfig> {
-        self.transformer().ok_or_else(|| {
-            Error::InvalidArgument(format!("{what} needs a transformer, not {:?}", self.kind()))
-        })
-    }
-
-    /// The CNN's layers, or an error naming `what` needs a spiking CNN.
-    pub fn expect_cnn(&self, what: &str) -> Result<&CnnConfig> {
-        self.cnn().ok_or_else(|| {
-            Error::InvalidArgument(format!("{what} needs a spiking CNN, not {:?}", self.kind()))
-        })
-    }
-
     /// Check every size lies in its allowed range and the sizes fit together.
     pub fn validate(&self) -> Result<()> {
         check_range("image_size", self.image_size, &IMAGE_SIZE)?;

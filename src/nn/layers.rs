@@ -9,7 +9,7 @@
 //! - BatchNorm over every leading axis (T folded in);
 //! - weight -> BN (-> a neuron, `ops::Neuron`) units.
 
-use super::params::{BnParams, ParamId, UnitParams, WeightParams};
+use super::params::{BnParams, ParamId, WeightParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
@@ -51,14 +51,6 @@ impl Weight {
             weight: p.weight,
             bias: p.bias,
             spike_input: true,
-        }
-    }
-
-    /// The weight layer of a weight -> BN unit.
-    pub fn of_unit(op: WeightOp, unit: &UnitParams) -> Self {
-        match op {
-            WeightOp::Conv3x3 => Self::conv(unit.weight),
-            WeightOp::Linear => Self::linear(unit.weight),
         }
     }
 

@@ -394,7 +394,7 @@ pub fn param_layout(cfg: &ModelConfig) -> ParamLayout {
 
 fn spikformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> SpikformerParams {
     let w = t.tokenizer_widths(cfg.in_channels);
-    let (d, h) = (t.dim, t.hidden());
+    let d = t.dim;
     // SPS: proj_conv{,1,2,3} + proj_bn{,1,2,3}, then rpe_conv + rpe_bn.
     let stages = ["", "1", "2", "3"]
         .iter()
@@ -413,30 +413,51 @@ fn spikformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> 
         weight: inv.conv3x3("patch_embed.rpe_conv", d, d, true),
         bn: inv.batch_norm("patch_embed.rpe_bn", d),
     };
-    let linear_bn =
-        |inv: &mut Inventory, prefix: &str, name: &str, i: usize, o: usize| UnitParams {
-            weight: inv.weight(
-                &format!("{prefix}.{name}_linear"),
-                vec![o, i],
-                true,
-                true,
-                true,
-            ),
+    // Linear layers with bias: `{name}_linear`, `[out, in]`.
+    let linear_bn = |inv: &mut Inventory, prefix: &str, name: &str, shape: Vec<usize>| {
+        let o = shape[0];
+        UnitParams {
+            weight: inv.weight(&format!("{prefix}.{name}_linear"), shape, true, true, true),
             bn: inv.batch_norm(&format!("{prefix}.{name}_bn"), o),
-        };
-    let blocks = (0..t.depth)
+        }
+    };
+    let blocks = transformer_blocks(inv, cfg, t, &linear_bn, ["fc1", "fc2"], [&[], &[]]);
+    let head = inv.weight("head", vec![cfg.classes, d], false, true, true);
+    SpikformerParams {
+        stages,
+        rpe,
+        blocks,
+        head,
+    }
+}
+
+/// Makes one weight -> BN unit: `(inventory, module prefix, layer name, weight shape)`.
+type UnitBuilder = dyn Fn(&mut Inventory, &str, &str, Vec<usize>) -> UnitParams;
+
+/// A transformer's blocks: q, k, v, proj, the form's tensors, then the MLP's two layers
+/// (named `mlp_names`), each made by `unit(inv, prefix, name, shape)` from its
+/// `[out, in]` followed by the family's trailing kernel dims (attention's, MLP's).
+fn transformer_blocks(
+    inv: &mut Inventory,
+    cfg: &ModelConfig,
+    t: &TransformerConfig,
+    unit: &UnitBuilder,
+    mlp_names: [&str; 2],
+    [attn_dims, mlp_dims]: [&[usize]; 2],
+) -> Vec<BlockParams> {
+    let (d, h) = (t.dim, t.hidden());
+    let shape = |o: usize, i: usize, dims: &[usize]| [&[o, i][..], dims].concat();
+    (0..t.depth)
         .map(|b| {
             let p = format!("block.{b}.attn");
-            let (q, k, v) = (
-                linear_bn(inv, &p, "q", d, d),
-                linear_bn(inv, &p, "k", d, d),
-                linear_bn(inv, &p, "v", d, d),
-            );
-            let proj = linear_bn(inv, &p, "proj", d, d);
+            let attn =
+                |inv: &mut Inventory, name: &str| unit(inv, &p, name, shape(d, d, attn_dims));
+            let (q, k, v) = (attn(inv, "q"), attn(inv, "k"), attn(inv, "v"));
+            let proj = attn(inv, "proj");
             let form = inv.attention_form(&p, t, cfg.time_steps);
             let m = format!("block.{b}.mlp");
-            let fc1 = linear_bn(inv, &m, "fc1", d, h);
-            let fc2 = linear_bn(inv, &m, "fc2", h, d);
+            let fc1 = unit(inv, &m, mlp_names[0], shape(h, d, mlp_dims));
+            let fc2 = unit(inv, &m, mlp_names[1], shape(d, h, mlp_dims));
             BlockParams {
                 attn: AttnParams {
                     name: p,
@@ -449,19 +470,12 @@ fn spikformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> 
                 mlp: MlpParams { fc1, fc2 },
             }
         })
-        .collect();
-    let head = inv.weight("head", vec![cfg.classes, d], false, true, true);
-    SpikformerParams {
-        stages,
-        rpe,
-        blocks,
-        head,
-    }
+        .collect()
 }
 
 fn bestformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> BestformerParams {
     let w = t.tokenizer_widths(cfg.in_channels);
-    let (d, h) = (t.dim, t.hidden());
+    let d = t.dim;
     // BSPS: a float block0 conv, then four (binary) block{1..4} convs.
     let widths = [w[0], w[1], w[2], w[3], w[4], w[4]];
     let tokenizer = (0..5)
@@ -483,32 +497,7 @@ fn bestformer(inv: &mut Inventory, cfg: &ModelConfig, t: &TransformerConfig) -> 
             bn: inv.batch_norm(&format!("{prefix}.{name}_bn"), o),
         }
     };
-    let blocks = (0..t.depth)
-        .map(|b| {
-            let p = format!("block.{b}.attn");
-            let (q, k, v) = (
-                conv_bn(inv, &p, "q", vec![d, d, 1]),
-                conv_bn(inv, &p, "k", vec![d, d, 1]),
-                conv_bn(inv, &p, "v", vec![d, d, 1]),
-            );
-            let proj = conv_bn(inv, &p, "proj", vec![d, d, 1]);
-            let form = inv.attention_form(&p, t, cfg.time_steps);
-            let m = format!("block.{b}.mlp");
-            let fc1 = conv_bn(inv, &m, "mlp1", vec![h, d, 1, 1]);
-            let fc2 = conv_bn(inv, &m, "mlp2", vec![d, h, 1, 1]);
-            BlockParams {
-                attn: AttnParams {
-                    name: p,
-                    q,
-                    k,
-                    v,
-                    form,
-                    proj,
-                },
-                mlp: MlpParams { fc1, fc2 },
-            }
-        })
-        .collect();
+    let blocks = transformer_blocks(inv, cfg, t, &conv_bn, ["mlp1", "mlp2"], [&[1], &[1, 1]]);
     let heads =
         ["head", "head2"].map(|name| inv.weight(name, vec![cfg.classes, d], false, true, true));
     BestformerParams {
