@@ -59,13 +59,7 @@ pub struct A2os2aSaved {
 
 impl FormSaved for A2os2aSaved {
     fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
-        let g = a2os2a_backward(ctx, dy, self)?;
-        Ok(FormGrads {
-            dq: g.dq,
-            dk: g.dk,
-            dv: g.dv,
-            dlearned: Vec::new(),
-        })
+        a2os2a_backward(ctx, dy, self)
     }
 
     fn rate(&self) -> &MapRate {
@@ -82,14 +76,6 @@ impl FormSaved for A2os2aSaved {
     fn products(&self) -> Products {
         Products::tokens(&self.q)
     }
-}
-
-/// Gradients of [`a2os2a_forward`]'s inputs, each `[T, B, heads, N, d]`.
-#[derive(Debug, Clone)]
-pub struct A2os2aGrads {
-    pub dq: Tensor,
-    pub dk: Tensor,
-    pub dv: Tensor,
 }
 
 /// `out = (Q K^T) V` for Q, K, V f32 `[T, B, heads, N, d]`.
@@ -115,11 +101,7 @@ pub fn a2os2a_forward(
 }
 
 /// `dV = S^T dOut`, `dQ = (dOut V^T) K`, `dK = (dOut V^T)^T Q` with `S = Q K^T`.
-pub fn a2os2a_backward(
-    ctx: &GpuContext,
-    dout: &Tensor,
-    saved: &A2os2aSaved,
-) -> Result<A2os2aGrads> {
+pub fn a2os2a_backward(ctx: &GpuContext, dout: &Tensor, saved: &A2os2aSaved) -> Result<FormGrads> {
     let (dq, dk, dv) = product_backward(
         ctx,
         "a2os2a_backward",
@@ -128,5 +110,10 @@ pub fn a2os2a_backward(
         &saved.scores,
         1.0,
     )?;
-    Ok(A2os2aGrads { dq, dk, dv })
+    Ok(FormGrads {
+        dq,
+        dk,
+        dv,
+        dlearned: Vec::new(),
+    })
 }

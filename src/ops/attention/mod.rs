@@ -26,7 +26,7 @@ pub mod registry;
 pub mod ssa;
 pub mod ssa_bin;
 
-pub use a2os2a::{a2os2a_backward, a2os2a_forward, A2os2a, A2os2aGrads, A2os2aSaved};
+pub use a2os2a::{a2os2a_backward, a2os2a_forward, A2os2a, A2os2aSaved};
 pub use binary::{
     binary_attention_backward, binary_attention_forward, BinaryAttention, BinaryAttentionConfig,
     BinaryAttentionGrads, BinaryAttentionSaved, MapLif, MapOrder, BINARY_LAMBDA,
@@ -36,9 +36,9 @@ pub use form::{
 };
 pub use packed::{pack_spike_rows, pack_transposed, unpack_bits};
 pub use registry::AttentionForm;
-pub use ssa::{ssa_backward, ssa_forward, Ssa, SsaGrads, SsaPath, SsaSaved, SSA_SCALE};
+pub use ssa::{ssa_backward, ssa_forward, Ssa, SsaPath, SsaSaved, SSA_SCALE};
 pub use ssa_bin::{
-    ssa_bin_backward, ssa_bin_forward, SsaBin, SsaBinConfig, SsaBinGrads, SsaBinSaved, SsaBinState,
+    ssa_bin_backward, ssa_bin_forward, SsaBin, SsaBinConfig, SsaBinSaved, SsaBinState,
     SSA_BIN_DELTA, SSA_BIN_SHIFT,
 };
 

@@ -38,13 +38,7 @@ pub struct SsaSaved {
 
 impl FormSaved for SsaSaved {
     fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
-        let g = ssa_backward(ctx, dy, self)?;
-        Ok(FormGrads {
-            dq: g.dq,
-            dk: g.dk,
-            dv: g.dv,
-            dlearned: Vec::new(),
-        })
+        ssa_backward(ctx, dy, self)
     }
 
     fn rate(&self) -> &MapRate {
@@ -61,14 +55,6 @@ impl FormSaved for SsaSaved {
     fn products(&self) -> Products {
         Products::tokens(&self.q)
     }
-}
-
-/// Gradients of [`ssa_forward`]'s inputs, each `[T, B, heads, N, d]`.
-#[derive(Debug, Clone)]
-pub struct SsaGrads {
-    pub dq: Tensor,
-    pub dk: Tensor,
-    pub dv: Tensor,
 }
 
 /// SSA as a form: the models' binary scores and [`SSA_SCALE`]; the bench's f32 baseline
@@ -160,7 +146,7 @@ pub fn ssa_forward(
 /// Gradients of `Y = P V`, `P = scale Q K^T`, for the upstream gradient `dy`
 /// `[T, B, heads, N, d]`: `dV = P^T dY`, `dQ = scale (dY V^T) K`,
 /// `dK = scale (dY V^T)^T Q`.
-pub fn ssa_backward(ctx: &GpuContext, dy: &Tensor, saved: &SsaSaved) -> Result<SsaGrads> {
+pub fn ssa_backward(ctx: &GpuContext, dy: &Tensor, saved: &SsaSaved) -> Result<FormGrads> {
     let (dq, dk, dv) = product_backward(
         ctx,
         "ssa_backward",
@@ -169,7 +155,12 @@ pub fn ssa_backward(ctx: &GpuContext, dy: &Tensor, saved: &SsaSaved) -> Result<S
         &saved.scores,
         saved.scale,
     )?;
-    Ok(SsaGrads { dq, dk, dv })
+    Ok(FormGrads {
+        dq,
+        dk,
+        dv,
+        dlearned: Vec::new(),
+    })
 }
 
 /// `(dQ, dK, dV)` of `Y = P V`, `P = scale Q K^T` (saved as `scores`), all treated as

@@ -97,13 +97,7 @@ pub struct SsaBinSaved {
 
 impl FormSaved for SsaBinSaved {
     fn backward(&self, ctx: &GpuContext, dy: &Tensor) -> Result<FormGrads> {
-        let g = ssa_bin_backward(ctx, dy, self)?;
-        Ok(FormGrads {
-            dq: g.dq,
-            dk: g.dk,
-            dv: g.dv,
-            dlearned: Vec::new(),
-        })
+        ssa_bin_backward(ctx, dy, self)
     }
 
     fn rate(&self) -> &MapRate {
@@ -121,14 +115,6 @@ impl FormSaved for SsaBinSaved {
     fn products(&self) -> Products {
         Products::tokens(&self.q)
     }
-}
-
-/// Gradients of [`ssa_bin_forward`]'s inputs, each `[T, B, heads, N, d]`.
-#[derive(Debug, Clone)]
-pub struct SsaBinGrads {
-    pub dq: Tensor,
-    pub dk: Tensor,
-    pub dv: Tensor,
 }
 
 /// SSA_Bin as a form, for a model's heads and head width, with the default kappa and
@@ -255,11 +241,7 @@ pub fn ssa_bin_forward(
 /// Gradients for the upstream gradient `dout` `[T, B, heads, N, d]`:
 /// `dV = kappa B^T dOut`, `dB = kappa dOut V^T`, `dX = dB p (1 - p)`, `dQ = dX K`,
 /// `dK = dX^T Q`.
-pub fn ssa_bin_backward(
-    ctx: &GpuContext,
-    dout: &Tensor,
-    saved: &SsaBinSaved,
-) -> Result<SsaBinGrads> {
+pub fn ssa_bin_backward(ctx: &GpuContext, dout: &Tensor, saved: &SsaBinSaved) -> Result<FormGrads> {
     const OP: &str = "ssa_bin_backward";
     let s = AttnShape::of(OP, &saved.q)?;
     s.expect_all(OP, &[dout])?;
@@ -281,10 +263,11 @@ pub fn ssa_bin_backward(
     let dk = matmul(ctx, &dx, &q, MatmulForm::AtB)?;
     let b = unpack_bits(ctx, &saved.map)?;
     let dv = matmul(ctx, &b, &dos, MatmulForm::AtB)?;
-    Ok(SsaBinGrads {
+    Ok(FormGrads {
         dq: dq.reshape(&s.dims())?,
         dk: dk.reshape(&s.dims())?,
         dv: dv.reshape(&s.dims())?,
+        dlearned: Vec::new(),
     })
 }
 
