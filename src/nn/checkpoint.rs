@@ -318,7 +318,7 @@ impl StateDict {
                         format!("metadata '{CONFIG_KEY}' is not a model config: {e}"),
                     )
                 })?;
-                // Validated as a config from the command line is (nn::limits).
+                // Validated as a config from the command line is (nn::config).
                 cfg.validate()
                     .map_err(|e| Error::data(path, format!("metadata '{CONFIG_KEY}': {e}")))?;
                 Ok(cfg)
