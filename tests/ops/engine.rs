@@ -1,7 +1,7 @@
 //! The engine itself: transfers, the buffer pool, the pipeline cache, limits, copy.
 
 use bitspike::ops::copy;
-use bitspike::{DType, Error};
+use bitspike::{DType, Error, GpuContext};
 
 use crate::common::{assert_exact, ctx, Rng};
 
@@ -17,7 +17,8 @@ fn upload_download_round_trip_and_copy() {
 
 #[test]
 fn pool_reuses_freed_buffers() {
-    let ctx = ctx();
+    // A context of its own, so that no test alongside takes the freed buffer first.
+    let ctx = &GpuContext::from_env().unwrap();
     let shape = [123_457];
     let t = ctx.empty(&shape, DType::F32).unwrap();
     let ptr = format!("{:?}", t.buffer());
@@ -33,7 +34,8 @@ fn pool_reuses_freed_buffers() {
 
 #[test]
 fn pipelines_are_built_once() {
-    let ctx = ctx();
+    // A context of its own: the shared one gains pipelines from tests running alongside.
+    let ctx = &GpuContext::from_env().unwrap();
     let t = ctx.upload_f32(&[1.0; 10], &[10]).unwrap();
     copy(ctx, &t).unwrap();
     let before = ctx.cached_pipelines();
