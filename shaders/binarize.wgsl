@@ -17,8 +17,13 @@ struct Params {
     bits: u32, // rescaw only
 }
 
-const WG: u32 = 256u;
-var<workgroup> scratch: array<f32, WG>;
+// Invocations per channel's workgroup (a power of two up to 256): the host takes 8 on CPU
+// drivers, where a workgroup wider than one SIMD batch pays a context switch per barrier
+// and the reductions' barriers cost more than the channel's arithmetic.
+override WG: u32 = 256u;
+// The elementwise kernels' workgroup size.
+const ELEMENTWISE_WG: u32 = 256u;
+var<workgroup> scratch: array<f32, 256>;
 
 // Sum of `v` over the workgroup (called in uniform control flow by all invocations).
 fn workgroup_sum(v: f32, lid: u32) -> f32 {
@@ -45,7 +50,7 @@ fn inverse_std(sd: f32) -> f32 {
 @group(0) @binding(3) var<storage, read_write> stats: array<f32>;    // [C_out, 2]: mean, std
 @group(0) @binding(4) var<uniform> p: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn binarize(@builtin(workgroup_id) wid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
@@ -90,7 +95,7 @@ fn binarize(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(3) var<storage, read_write> bw_dw: array<f32>;    // [C_out, K] (accumulated)
 // (binding 4 is `p`)
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn binarize_backward(@builtin(workgroup_id) wid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
@@ -157,7 +162,7 @@ fn code_of(w: f32, gamma: f32, n: f32) -> u32 {
 @group(0) @binding(4) var<storage, read_write> gammas: array<f32>;        // [C_out]
 @group(0) @binding(5) var<uniform> rp: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn rescaw(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
@@ -210,7 +215,7 @@ struct ElemParams {
 @compute @workgroup_size(256)
 fn rescaw_backward(@builtin(global_invocation_id) gid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * WG;
+    let i = gid.x + gid.y * nwg.x * ELEMENTWISE_WG;
     if (i >= ep.len) {
         return;
     }
@@ -226,7 +231,7 @@ fn rescaw_backward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(256)
 fn sum_planes(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = gid.x + gid.y * nwg.x * WG;
+    let e = gid.x + gid.y * nwg.x * ELEMENTWISE_WG;
     if (e >= sp.len) {
         return;
     }
@@ -245,7 +250,7 @@ fn sum_planes(@builtin(global_invocation_id) gid: vec3<u32>,
 @group(0) @binding(2) var<storage, read_write> ps_scale: array<f32>; // [C_out]
 @group(0) @binding(3) var<uniform> pp: Params;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn pow2_scale(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {

@@ -192,3 +192,97 @@ fn store_real(base: u32, row: u32, col: u32, v: vec4<f32>) {
         }
     }
 }
+
+// The weight gradient of a layer fed spikes, from the spikes the forward packed:
+//   dw[s, o, k] = sum over the rows m of chunk s of dy[m, o] * bit(x[m], k),
+// a masked sum of dY's rows, with no f32 spike matrix and no transposed copy. Chunks of
+// rows run side by side (the host sums the S partial products); each invocation owns a
+// 4 x 8 block of dW (outputs o..o+3, bits k..k+7) and walks its chunk's rows, adding
+// dy's 4 values wherever a bit is set. (binary_matmul_subgroup.wgsl shares dy's loads
+// across a subgroup instead.)
+
+struct SpikeGradParams {
+    m: u32,           // rows
+    o: u32,           // dy columns (dW rows)
+    k: u32,           // bits (dW columns)
+    kw: u32,          // words per packed row
+    chunk_rows: u32,  // rows per chunk
+}
+
+@group(0) @binding(0) var<storage, read> sg_dy: array<f32>;         // [M, O]
+@group(0) @binding(1) var<storage, read> sg_bits: array<u32>;       // [M, KW]
+@group(0) @binding(2) var<storage, read_write> sg_dw: array<f32>;   // [S, O, K]
+@group(0) @binding(3) var<uniform> sgp: SpikeGradParams;
+
+// dy[row, o0 .. o0 + 4], columns past O clamped (their sums are never stored).
+fn sg_dy4(row: u32, o0: u32) -> vec4<f32> {
+    let base = row * sgp.o;
+    let last = sgp.o - 1u;
+    return vec4(sg_dy[base + min(o0, last)], sg_dy[base + min(o0 + 1u, last)],
+                sg_dy[base + min(o0 + 2u, last)], sg_dy[base + min(o0 + 3u, last)]);
+}
+
+fn sg_add(acc: vec4<f32>, d: vec4<f32>, byte: u32, j: u32) -> vec4<f32> {
+    return select(acc, acc + d, ((byte >> j) & 1u) != 0u);
+}
+
+@compute @workgroup_size(64)
+fn spike_weight_grad(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let k8s = (sgp.k + 7u) / 8u;
+    let block = wid.x * 64u + lid;
+    if (block >= k8s * ((sgp.o + 3u) / 4u)) {
+        return;
+    }
+    // Neighbouring invocations take neighbouring bytes of the same words.
+    let k8 = block % k8s;
+    let o0 = (block / k8s) * 4u;
+    let chunk = wid.z;
+    let first = chunk * sgp.chunk_rows;
+    let end = min(first + sgp.chunk_rows, sgp.m);
+    let word = k8 / 4u;
+    let shift = (k8 % 4u) * 8u;
+
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    for (var row = first; row < end; row++) {
+        let byte = (sg_bits[row * sgp.kw + word] >> shift) & 0xffu;
+        let d = sg_dy4(row, o0);
+        a0 = sg_add(a0, d, byte, 0u);
+        a1 = sg_add(a1, d, byte, 1u);
+        a2 = sg_add(a2, d, byte, 2u);
+        a3 = sg_add(a3, d, byte, 3u);
+        a4 = sg_add(a4, d, byte, 4u);
+        a5 = sg_add(a5, d, byte, 5u);
+        a6 = sg_add(a6, d, byte, 6u);
+        a7 = sg_add(a7, d, byte, 7u);
+    }
+    let base = chunk * sgp.o * sgp.k;
+    let k0 = k8 * 8u;
+    sg_store(base, o0, k0, a0);
+    sg_store(base, o0, k0 + 1u, a1);
+    sg_store(base, o0, k0 + 2u, a2);
+    sg_store(base, o0, k0 + 3u, a3);
+    sg_store(base, o0, k0 + 4u, a4);
+    sg_store(base, o0, k0 + 5u, a5);
+    sg_store(base, o0, k0 + 6u, a6);
+    sg_store(base, o0, k0 + 7u, a7);
+}
+
+// Column k of dW's rows o0 .. o0 + 4 (those inside O and K).
+fn sg_store(base: u32, o0: u32, k: u32, v: vec4<f32>) {
+    if (k >= sgp.k) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (o0 + j < sgp.o) {
+            sg_dw[base + (o0 + j) * sgp.k + k] = v[j];
+        }
+    }
+}

@@ -382,3 +382,109 @@ fn matmul_f32_bits(@builtin(workgroup_id) wid: vec3<u32>,
         store_row(base, row0 + 15u, col, acc.a15 * s);
     }
 }
+
+// The weight gradient of a layer fed spikes (binary_matmul.wgsl's spike_weight_grad,
+// the same contract, O a multiple of 4): dw[s, o, k] = sum over chunk s's rows m of
+// dy[m, o] * bit(x[m], k). A workgroup of 8 owns 16 outputs o (its y) and one word of
+// bits (its x), an invocation 4 of the bits: per row, 4 lanes load a vec4 of dy each
+// and subgroupBroadcast hands the 16 values to every lane, which loads its word and
+// adds dy times its 4 bits into 16 x 4 sums (2 loads for 64 multiply-adds).
+
+struct SpikeGradParams {
+    m: u32,           // rows
+    o: u32,           // dy columns (dW rows), a multiple of 4
+    k: u32,           // bits (dW columns)
+    kw: u32,          // words per packed row
+    chunk_rows: u32,  // rows per chunk
+}
+
+@group(0) @binding(0) var<storage, read> sg_dy: array<vec4<f32>>;   // [M, O / 4]
+@group(0) @binding(1) var<storage, read> sg_bits: array<u32>;       // [M, KW]
+@group(0) @binding(2) var<storage, read_write> sg_dw: array<f32>;   // [S, O, K]
+@group(0) @binding(3) var<uniform> sgp: SpikeGradParams;
+
+@compute @workgroup_size(8)
+fn spike_weight_grad(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_invocation_id) lane: u32) {
+    let word = wid.x;
+    let k0 = word * 32u + lid * 4u;
+    let shift = vec4(lid * 4u) + vec4(0u, 1u, 2u, 3u);
+    let o4s = sgp.o / 4u;
+    let o0 = wid.y * 16u;
+    // The vec4 of dy this lane loads (past O: clamped, never stored).
+    let q = min(wid.y * 4u + lane % 4u, o4s - 1u);
+    let chunk = wid.z;
+    let first = chunk * sgp.chunk_rows;
+    let end = min(first + sgp.chunk_rows, sgp.m);
+
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var a4 = vec4<f32>(0.0);
+    var a5 = vec4<f32>(0.0);
+    var a6 = vec4<f32>(0.0);
+    var a7 = vec4<f32>(0.0);
+    var a8 = vec4<f32>(0.0);
+    var a9 = vec4<f32>(0.0);
+    var a10 = vec4<f32>(0.0);
+    var a11 = vec4<f32>(0.0);
+    var a12 = vec4<f32>(0.0);
+    var a13 = vec4<f32>(0.0);
+    var a14 = vec4<f32>(0.0);
+    var a15 = vec4<f32>(0.0);
+    for (var row = first; row < end; row++) {
+        let d = sg_dy[row * o4s + q];
+        let bits = vec4<f32>((vec4(sg_bits[row * sgp.kw + word]) >> shift) & vec4(1u));
+        let d0 = subgroupBroadcast(d, 0u);
+        let d1 = subgroupBroadcast(d, 1u);
+        let d2 = subgroupBroadcast(d, 2u);
+        let d3 = subgroupBroadcast(d, 3u);
+        a0 = fma(vec4(d0.x), bits, a0);
+        a1 = fma(vec4(d0.y), bits, a1);
+        a2 = fma(vec4(d0.z), bits, a2);
+        a3 = fma(vec4(d0.w), bits, a3);
+        a4 = fma(vec4(d1.x), bits, a4);
+        a5 = fma(vec4(d1.y), bits, a5);
+        a6 = fma(vec4(d1.z), bits, a6);
+        a7 = fma(vec4(d1.w), bits, a7);
+        a8 = fma(vec4(d2.x), bits, a8);
+        a9 = fma(vec4(d2.y), bits, a9);
+        a10 = fma(vec4(d2.z), bits, a10);
+        a11 = fma(vec4(d2.w), bits, a11);
+        a12 = fma(vec4(d3.x), bits, a12);
+        a13 = fma(vec4(d3.y), bits, a13);
+        a14 = fma(vec4(d3.z), bits, a14);
+        a15 = fma(vec4(d3.w), bits, a15);
+    }
+    let base = chunk * sgp.o * sgp.k;
+    sg_store(base, o0, k0, a0);
+    sg_store(base, o0 + 1u, k0, a1);
+    sg_store(base, o0 + 2u, k0, a2);
+    sg_store(base, o0 + 3u, k0, a3);
+    sg_store(base, o0 + 4u, k0, a4);
+    sg_store(base, o0 + 5u, k0, a5);
+    sg_store(base, o0 + 6u, k0, a6);
+    sg_store(base, o0 + 7u, k0, a7);
+    sg_store(base, o0 + 8u, k0, a8);
+    sg_store(base, o0 + 9u, k0, a9);
+    sg_store(base, o0 + 10u, k0, a10);
+    sg_store(base, o0 + 11u, k0, a11);
+    sg_store(base, o0 + 12u, k0, a12);
+    sg_store(base, o0 + 13u, k0, a13);
+    sg_store(base, o0 + 14u, k0, a14);
+    sg_store(base, o0 + 15u, k0, a15);
+}
+
+// dW[o, k .. k + 4] (those inside O and K).
+fn sg_store(base: u32, o: u32, k: u32, v: vec4<f32>) {
+    if (o >= sgp.o) {
+        return;
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (k + j < sgp.k) {
+            sg_dw[base + o * sgp.k + k + j] = v[j];
+        }
+    }
+}

@@ -395,7 +395,7 @@ impl Bestformer {
         let [block0_p, stages @ ..] = &self.params.tokenizer[..] else {
             return Err(Error::InvalidArgument("a BSPS has five blocks".into()));
         };
-        let w0 = Weight::conv(block0_p.weight);
+        let w0 = Weight::conv(block0_p.weight).real_input();
         let (mut y, block0) = unit_forward_with(ctx, store, &w0, &block0_p.bn, None, &x, mode)?;
         let mut blocks = Vec::new();
         for (i, stage) in stages.iter().enumerate() {
@@ -555,7 +555,13 @@ impl Bestformer {
             tk.block0.stats.as_ref(),
             &dy,
         )?;
-        Weight::conv(block0_p.weight).backward(ctx, store, &tk.block0.x, &dz, false)?;
+        Weight::conv(block0_p.weight).real_input().backward(
+            ctx,
+            store,
+            &tk.block0.x,
+            &dz,
+            false,
+        )?;
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use super::params::{BnParams, ParamId, WeightParams};
 use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
-use crate::ops::{self, BatchNorm, Neuron, PackMode};
+use crate::ops::{self, BatchNorm, ConvInput, Neuron, PackMode};
 
 /// A weight op's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,8 +30,9 @@ pub struct Weight {
     pub op: WeightOp,
     pub weight: ParamId,
     pub bias: Option<ParamId>,
-    /// The input is spikes {0,1}, so a binary weight can run on packed bits; a binary
-    /// layer fed real values (Spikformer's residual stream) multiplies by its f32 signs.
+    /// The input is spikes {0,1}, so a binary weight can run on packed bits and the
+    /// weight gradient is a masked sum over them; a layer fed real values (the image,
+    /// Spikformer's residual stream) multiplies by its f32 weights or signs.
     pub spike_input: bool,
 }
 
@@ -153,10 +154,15 @@ impl Weight {
         let dx = match self.op {
             WeightOp::Conv3x3 => {
                 let conv = ops::Conv3x3::default();
-                if need_dx {
-                    Some(conv.backward(ctx, x, &w, dy, &dw)?)
+                let input = if self.spike_input {
+                    ConvInput::Spikes
                 } else {
-                    conv.backward_weight(ctx, x, &w, dy, &dw)?;
+                    ConvInput::Real
+                };
+                if need_dx {
+                    Some(conv.backward(ctx, x, &w, dy, &dw, input)?)
+                } else {
+                    conv.backward_weight(ctx, x, &w, dy, &dw, input)?;
                     None
                 }
             }
@@ -165,8 +171,13 @@ impl Weight {
                     Some(b) => Some(store.grad(b)?),
                     None => None,
                 };
-                let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db)?;
-                need_dx.then_some(dx)
+                if self.spike_input {
+                    let x_bits = ops::pack_bits(ctx, x, PackMode::Spikes)?;
+                    ops::linear_backward_spikes(ctx, &x_bits, &w, dy, &dw, db, need_dx)?
+                } else {
+                    let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db)?;
+                    need_dx.then_some(dx)
+                }
             }
         };
         if let Some(bw) = binary {

@@ -13,7 +13,7 @@ use super::attention::{Attention, AttentionSaved};
 use super::classifier::{one_head, Classifier};
 use super::config::{ModelConfig, TransformerConfig};
 use super::layers::{unit_backward, unit_forward, Mode, UnitSaved, Weight};
-use super::params::{param_layout, AttnParams, MlpParams, SpikformerParams};
+use super::params::{param_layout, AttnParams, MlpParams, SpikformerParams, UnitParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
 use crate::gpu::{GpuContext, Tensor};
@@ -103,7 +103,7 @@ impl Spikformer {
         let mut x = ops::time_step_inputs(ctx, images, t, [b, cfg.in_channels, s, s])?; // [T*B, H, W, C_in]
         let mut stages = Vec::new();
         for (i, stage) in self.params.stages.iter().enumerate() {
-            let w = Weight::conv(stage.weight);
+            let w = stage_weight(stage, i);
             let (sp, unit) = unit_forward(ctx, store, &w, &stage.bn, lif, &x, train)?;
             let lif_shape = sp.shape().to_vec();
             let (out, pool) = if self.sizes.stage_pools(i) {
@@ -239,7 +239,7 @@ impl Spikformer {
                 Some(arg) => ops::max_pool2d_backward(ctx, &dx, arg, &st.lif_shape)?,
                 None => dx,
             };
-            let w = Weight::conv(stage.weight);
+            let w = stage_weight(stage, i);
             match unit_backward(ctx, store, &w, &stage.bn, lif, &st.unit, &ds, i > 0)? {
                 Some(d) => dx = d,
                 None => break,
@@ -316,5 +316,15 @@ impl Classifier for Spikformer {
         dlogits: &[Tensor],
     ) -> Result<()> {
         Spikformer::backward(self, ctx, store, one_head(dlogits)?)
+    }
+}
+
+/// SPS stage `i`'s conv: the first reads the image, the others spikes.
+fn stage_weight(stage: &UnitParams, i: usize) -> Weight {
+    let w = Weight::conv(stage.weight);
+    if i == 0 {
+        w.real_input()
+    } else {
+        w
     }
 }

@@ -16,6 +16,12 @@ use super::to_u32;
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
 
+/// The per-channel kernels' workgroup size (shaders/binarize.wgsl's `WG`): one SIMD
+/// batch on CPU drivers, whose barriers switch between batches; 256 on GPUs.
+pub(crate) fn channel_lanes(ctx: &GpuContext) -> [(&'static str, f64); 1] {
+    [("WG", if ctx.is_cpu_adapter() { 8.0 } else { 256.0 })]
+}
+
 const BINARIZE: Kernel = Kernel {
     shader: Shader::Binarize,
     entry: "binarize",
@@ -86,7 +92,7 @@ pub fn binarize_weights(ctx: &GpuContext, w: &Tensor) -> Result<BinaryWeights> {
     };
     ctx.dispatch(
         BINARIZE,
-        &[],
+        &channel_lanes(ctx),
         &[w, &out.signs, &out.bits, &out.stats],
         &params(OP, c_out, k)?,
         grid_1d(ctx, c_out as u64)?,
@@ -110,7 +116,7 @@ pub fn binarize_weights_backward(
     dw.expect(OP, &[c_out, k], DType::F32)?;
     ctx.dispatch(
         BINARIZE_BACKWARD,
-        &[],
+        &channel_lanes(ctx),
         &[w, stats, g, dw],
         &params(OP, c_out, k)?,
         grid_1d(ctx, c_out as u64)?,

@@ -1,6 +1,7 @@
 //! Packed binary matmul in its three forms (shaders/binary_matmul.wgsl):
 //! spikes x signs (AND-popcount), signs x signs (XNOR-popcount), spikes x spikes, and
-//! f32 activations x packed sign weights.
+//! f32 activations x packed sign weights; and the weight gradient of a layer fed
+//! spikes, `dY^T X` from X's packed bits.
 
 use super::{to_u32, MatrixShape};
 use crate::error::{Error, Result};
@@ -28,6 +29,17 @@ const MATMUL_F32_BITS_SUBGROUP: Kernel = Kernel {
     shader: Shader::BinaryMatmulSubgroup,
     entry: "matmul_f32_bits",
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const SPIKE_WEIGHT_GRAD: Kernel = Kernel {
+    shader: Shader::BinaryMatmul,
+    entry: "spike_weight_grad",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
+const SPIKE_WEIGHT_GRAD_SUBGROUP: Kernel = Kernel {
+    shader: Shader::BinaryMatmulSubgroup,
+    ..SPIKE_WEIGHT_GRAD
 };
 
 const MATMUL_F32_BITS: Kernel = Kernel {
@@ -278,4 +290,87 @@ pub fn matmul_f32_bits(
         a_batch_stride,
     };
     run(ctx, launch, &[], operands)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SpikeGradParams {
+    m: u32,
+    o: u32,
+    k: u32,
+    kw: u32,
+    chunk_rows: u32,
+}
+
+/// Workgroups that keep a device busy: chunks of rows are added until about this many
+/// run.
+const SPIKE_GRAD_WORKGROUPS: usize = 512;
+
+/// The weight gradient of a layer whose input is spikes: `dw = dy^T x` (`+=` when
+/// `accumulate`), with dy f32 `[M, O]`, x the packed spikes `PackedBits [M, K]` the
+/// forward multiplied, dw f32 `[O, K]`. Rows are split into chunks summed afterwards,
+/// so a long M (every pixel of every image) still fills the device.
+pub fn spike_weight_grad_into(
+    ctx: &GpuContext,
+    dy: &Tensor,
+    x_bits: &Tensor,
+    dw: &Tensor,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "spike_weight_grad";
+    let &[m, o] = dy.shape() else {
+        return Err(Error::Shape {
+            op: OP,
+            expected: "dy [M, O]".into(),
+            got: format!("{:?}", dy.shape()),
+        });
+    };
+    dy.expect(OP, &[m, o], DType::F32)?;
+    let k = x_bits.shape().last().copied().unwrap_or(0);
+    x_bits.expect(OP, &[m, k], DType::PackedBits)?;
+    dw.expect(OP, &[o, k], DType::F32)?;
+    if o * k == 0 {
+        return Ok(());
+    }
+    if m == 0 {
+        if !accumulate {
+            ctx.fill_zero(dw);
+        }
+        return Ok(());
+    }
+    // Workgroups of 16 outputs x 32 bits (subgroups: dy's rows read as vec4s) or 4
+    // outputs x 8 bits per invocation, 64 invocations.
+    let subgroup = ctx.subgroup_kernels && o.is_multiple_of(4);
+    let (kernel, grid_blocks) = if subgroup {
+        (SPIKE_WEIGHT_GRAD_SUBGROUP, [k.div_ceil(32), o.div_ceil(16)])
+    } else {
+        (
+            SPIKE_WEIGHT_GRAD,
+            [(o.div_ceil(4) * k.div_ceil(8)).div_ceil(64), 1],
+        )
+    };
+    let blocks = grid_blocks[0] * grid_blocks[1];
+    // Chunks of at least 256 rows, enough of them to fill the device.
+    let chunks = (SPIKE_GRAD_WORKGROUPS / blocks).clamp(1, (m / 256).max(1));
+    let chunk_rows = m.div_ceil(chunks);
+    let chunks = m.div_ceil(chunk_rows);
+    let params = SpikeGradParams {
+        m: to_u32(OP, "M", m)?,
+        o: to_u32(OP, "O", o)?,
+        k: to_u32(OP, "K", k)?,
+        kw: to_u32(OP, "words per row", words_per_row(k))?,
+        chunk_rows: to_u32(OP, "rows per chunk", chunk_rows)?,
+    };
+    to_u32(OP, "partial products", chunks * o * k)?;
+    let grid = [
+        to_u32(OP, "column blocks", grid_blocks[0])?,
+        to_u32(OP, "output blocks", grid_blocks[1])?,
+        to_u32(OP, "chunks", chunks)?,
+    ];
+    if chunks == 1 && !accumulate {
+        return ctx.dispatch(kernel, &[], &[dy, x_bits, dw], &params, grid);
+    }
+    let parts = ctx.empty(&[chunks, o * k], DType::F32)?;
+    ctx.dispatch(kernel, &[], &[dy, x_bits, &parts], &params, grid)?;
+    super::channel_sum_into(ctx, &parts, &dw.reshape(&[o * k])?, accumulate)
 }

@@ -15,7 +15,8 @@
 //! accumulate over the chunks.
 
 use super::{
-    binary_matmul, matmul, matmul_into, pack_bits, to_u32, BinaryForm, MatmulForm, PackMode,
+    binary_matmul, matmul, matmul_into, pack_bits, spike_weight_grad_into, to_u32, BinaryForm,
+    MatmulForm, PackMode,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
@@ -151,6 +152,15 @@ fn geometry(op: &'static str, x: &Tensor, w: &Tensor, w_dtype: DType) -> Result<
         c_in,
         c_out,
     })
+}
+
+/// What a conv's input holds, which decides how its weight gradient is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvInput {
+    /// Any real values: dW from the f32 columns.
+    Real,
+    /// Spikes {0,1}: dW by masked sums of dY over the packed columns.
+    Spikes,
 }
 
 /// A 3x3 convolution's memory plan: the im2col columns of one chunk of images take at
@@ -360,6 +370,7 @@ impl Conv3x3 {
         dy: &Tensor,
         dw: Option<&Tensor>,
         want_dx: bool,
+        input: ConvInput,
     ) -> Result<Option<Tensor>> {
         const OP: &str = "conv3x3_backward";
         let g = geometry(OP, x, w, DType::F32)?;
@@ -372,11 +383,28 @@ impl Conv3x3 {
         } else {
             None
         };
+        // Spikes: the columns as bits (see `forward_binary`), dW by masked sums of dY.
+        let pixel_bits = match (input, dw) {
+            (ConvInput::Spikes, Some(_)) => Some(pack_bits(
+                ctx,
+                &x.reshape(&[g.images * g.pixels(), g.c_in])?,
+                PackMode::Spikes,
+            )?),
+            _ => None,
+        };
         for ch in self.chunks(ctx, &g, 4 * g.k()) {
             let dy_c = self.dy_rows(ctx, dy, &g, ch)?;
             if let Some(dw) = dw {
-                let cols = self.im2col(ctx, x, &g, ch)?;
-                matmul_into(ctx, &dy_c, &cols, dw, MatmulForm::AtB, true)?;
+                match &pixel_bits {
+                    Some(pixel_bits) => {
+                        let bits = self.im2col_bits(ctx, pixel_bits, &g, ch)?;
+                        spike_weight_grad_into(ctx, &dy_c, &bits, dw, true)?;
+                    }
+                    None => {
+                        let cols = self.im2col(ctx, x, &g, ch)?;
+                        matmul_into(ctx, &dy_c, &cols, dw, MatmulForm::AtB, true)?;
+                    }
+                }
             }
             if let Some(dx) = &dx {
                 let dcols = matmul(ctx, &dy_c, w, MatmulForm::AB)?;
@@ -388,7 +416,8 @@ impl Conv3x3 {
 
     /// Backward of [`Conv3x3::forward`] (and, with the f32 sign weights, of
     /// [`Conv3x3::forward_binary`]): `dw += dY^T cols(x)` and returns
-    /// `dx = col2im(dY w)` `[images, H, W, C_in]`.
+    /// `dx = col2im(dY w)` `[images, H, W, C_in]`. With [`ConvInput::Spikes`], x must
+    /// hold spikes {0,1}: dW then comes from their packed columns.
     pub fn backward(
         &self,
         ctx: &GpuContext,
@@ -396,8 +425,9 @@ impl Conv3x3 {
         w: &Tensor,
         dy: &Tensor,
         dw: &Tensor,
+        input: ConvInput,
     ) -> Result<Tensor> {
-        let dx = self.backward_impl(ctx, x, w, dy, Some(dw), true)?;
+        let dx = self.backward_impl(ctx, x, w, dy, Some(dw), true, input)?;
         Ok(dx.expect("backward_impl returns dx when asked"))
     }
 
@@ -409,8 +439,9 @@ impl Conv3x3 {
         w: &Tensor,
         dy: &Tensor,
         dw: &Tensor,
+        input: ConvInput,
     ) -> Result<()> {
-        self.backward_impl(ctx, x, w, dy, Some(dw), false)?;
+        self.backward_impl(ctx, x, w, dy, Some(dw), false, input)?;
         Ok(())
     }
 
@@ -422,7 +453,7 @@ impl Conv3x3 {
         w: &Tensor,
         dy: &Tensor,
     ) -> Result<Tensor> {
-        let dx = self.backward_impl(ctx, x, w, dy, None, true)?;
+        let dx = self.backward_impl(ctx, x, w, dy, None, true, ConvInput::Real)?;
         Ok(dx.expect("backward_impl returns dx when asked"))
     }
 }
@@ -444,6 +475,7 @@ pub fn conv3x3_backward(
     w: &Tensor,
     dy: &Tensor,
     dw: &Tensor,
+    input: ConvInput,
 ) -> Result<Tensor> {
-    Conv3x3::default().backward(ctx, x, w, dy, dw)
+    Conv3x3::default().backward(ctx, x, w, dy, dw, input)
 }

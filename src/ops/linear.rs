@@ -4,7 +4,8 @@
 //! `norm` (for the bias gradient).
 
 use super::{
-    add_bias_into, binary_matmul, channel_sum_into, matmul, matmul_into, BinaryForm, MatmulForm,
+    add_bias_into, binary_matmul, channel_sum_into, matmul, matmul_into, spike_weight_grad_into,
+    BinaryForm, MatmulForm,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
@@ -100,4 +101,33 @@ pub fn linear_backward(
         channel_sum_into(ctx, &dy2, db, true)?;
     }
     matmul(ctx, &dy2, w, MatmulForm::AB)?.reshape(x.shape())
+}
+
+/// Backward of a linear layer fed spikes, from the spikes the forward packed
+/// (`x_bits`, `PackedBits [.., in]`): `dw += dy^T x` by masked sums of dy's rows,
+/// `db += sum_rows dy` (when given), and returns `dx = dy W` `[.., in]` when `need_dx`.
+pub fn linear_backward_spikes(
+    ctx: &GpuContext,
+    x_bits: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    dw: &Tensor,
+    db: Option<&Tensor>,
+    need_dx: bool,
+) -> Result<Option<Tensor>> {
+    const OP: &str = "linear_backward_spikes";
+    let (rows, k, out) = dims(OP, x_bits, DType::PackedBits, w, DType::F32)?;
+    dy.expect(OP, &out_shape(x_bits, out), DType::F32)?;
+    dw.expect(OP, w.shape(), DType::F32)?;
+    let dy2 = dy.reshape(&[rows, out])?;
+    spike_weight_grad_into(ctx, &dy2, &x_bits.reshape(&[rows, k])?, dw, true)?;
+    if let Some(db) = db {
+        channel_sum_into(ctx, &dy2, db, true)?;
+    }
+    if !need_dx {
+        return Ok(None);
+    }
+    Ok(Some(
+        matmul(ctx, &dy2, w, MatmulForm::AB)?.reshape(x_bits.shape())?,
+    ))
 }

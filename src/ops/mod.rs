@@ -29,10 +29,10 @@ pub mod quant;
 pub mod reversible;
 
 pub use binarize::{binarize_weights, binarize_weights_backward, BinaryWeights};
-pub use binary_matmul::{binary_matmul, matmul_f32_bits, BinaryForm};
+pub use binary_matmul::{binary_matmul, matmul_f32_bits, spike_weight_grad_into, BinaryForm};
 pub use conv::{
     conv3x3, conv3x3_backward, conv3x3_binary, conv_weight_from_torch, conv_weight_to_torch,
-    Conv3x3,
+    Conv3x3, ConvInput,
 };
 pub use copy::{copy, pad_last_dim};
 pub use elementwise::{
@@ -47,7 +47,7 @@ pub use lif::{
     ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig, LifForward,
     LifOutputs, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
 };
-pub use linear::{linear, linear_backward, linear_binary};
+pub use linear::{linear, linear_backward, linear_backward_spikes, linear_binary};
 pub use matmul::{matmul, matmul_into, matmul_into_with, matmul_with, F32Matmul, MatmulForm};
 pub use neuron::Neuron;
 pub use norm::{channel_sum_into, BatchNorm, BN_EPS, BN_MOMENTUM};

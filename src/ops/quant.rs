@@ -8,6 +8,7 @@
 //! the code as a sign `s_i`, `Q = gamma / (2 n) sum_i 2^i s_i`, so the quantizer's offset
 //! cancels and no zero-point correction term is needed.
 
+use super::binarize::channel_lanes;
 use super::{binary_matmul, conv3x3_binary, matmul_f32_bits, to_u32, BinaryForm};
 use crate::error::{Error, Result};
 use crate::gpu::{grid_1d, words_per_row, Access, DType, GpuContext, Kernel, Shader, Tensor};
@@ -120,7 +121,7 @@ pub fn rescaw_quantize(ctx: &GpuContext, w: &Tensor, bits: u32) -> Result<QuantW
     };
     ctx.dispatch(
         RESCAW,
-        &[],
+        &channel_lanes(ctx),
         &[w, &out.q, &out.planes, &out.plane_scale, &out.gamma],
         &params,
         grid_1d(ctx, c_out as u64)?,
@@ -246,7 +247,7 @@ pub fn pow2_scale(ctx: &GpuContext, w: &Tensor, stats: &Tensor) -> Result<Tensor
     };
     ctx.dispatch(
         POW2_SCALE,
-        &[],
+        &channel_lanes(ctx),
         &[w, stats, &out],
         &params,
         grid_1d(ctx, c_out as u64)?,

@@ -22,3 +22,18 @@ pub fn dot_rows(
     }
     out
 }
+
+/// `dw[o, k] = sum_m dy[m, o] x[m, k]`: the weight gradient `dY^T X` of a layer with
+/// input `x [M, K]` (spikes, as values) and output gradient `dy [M, O]`.
+pub fn spike_weight_grad(dy: &[f32], x: &[f32], m: usize, o: usize, k: usize) -> Vec<f32> {
+    let mut dw = vec![0f32; o * k];
+    for oo in 0..o {
+        for kk in 0..k {
+            let s: f64 = (0..m)
+                .map(|r| dy[r * o + oo] as f64 * x[r * k + kk] as f64)
+                .sum();
+            dw[oo * k + kk] = s as f32;
+        }
+    }
+    dw
+}

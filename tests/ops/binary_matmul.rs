@@ -1,4 +1,6 @@
-use bitspike::ops::{binary_matmul, matmul_f32_bits, pack_bits, BinaryForm, PackMode};
+use bitspike::ops::{
+    binary_matmul, matmul_f32_bits, pack_bits, spike_weight_grad_into, BinaryForm, PackMode,
+};
 use bitspike::reference;
 
 use crate::common::{assert_close, contexts, ctx, Rng};
@@ -140,6 +142,52 @@ fn f32_times_packed_signs_matches_reference() {
             }
         }
     }
+}
+
+#[test]
+fn spike_weight_grad_matches_reference_on_odd_shapes() {
+    let ctx = ctx();
+    let mut rng = Rng::new(8);
+    // (M, O, K): one chunk and many, O and K off every block size, a chunk count that
+    // leaves a short last chunk.
+    for &(m, o, k) in &[
+        (1, 1, 1),
+        (37, 5, 45),
+        (300, 13, 129),
+        (3001, 32, 144),
+        (20_011, 7, 33),
+    ] {
+        for accumulate in [false, true] {
+            let dy = rng.vec(m * o, -1.0, 1.0);
+            let x = rng.spikes(m * k, 0.2);
+            let start = rng.vec(o * k, -1.0, 1.0);
+            let bits =
+                pack_bits(ctx, &ctx.upload_f32(&x, &[m, k]).unwrap(), PackMode::Spikes).unwrap();
+            let tdy = ctx.upload_f32(&dy, &[m, o]).unwrap();
+            let dw = ctx.upload_f32(&start, &[o, k]).unwrap();
+            spike_weight_grad_into(ctx, &tdy, &bits, &dw, accumulate).unwrap();
+            let mut want = reference::binary_matmul::spike_weight_grad(&dy, &x, m, o, k);
+            if accumulate {
+                want.iter_mut().zip(&start).for_each(|(w, s)| *w += s);
+            }
+            assert_close(
+                &format!("spike dW {m}x{o}x{k} accumulate {accumulate}"),
+                &ctx.download_f32(&dw).unwrap(),
+                &want,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn spike_weight_grad_checks_shapes() {
+    let ctx = ctx();
+    let dy = ctx.zeros(&[10, 4], bitspike::DType::F32).unwrap();
+    let bits = ctx.zeros(&[9, 40], bitspike::DType::PackedBits).unwrap();
+    let dw = ctx.zeros(&[4, 40], bitspike::DType::F32).unwrap();
+    let err = spike_weight_grad_into(ctx, &dy, &bits, &dw, false).unwrap_err();
+    assert!(err.to_string().contains("spike_weight_grad"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use bitspike::ops::{
     binarize_weights, conv3x3, conv3x3_backward, conv3x3_binary, conv_weight_from_torch,
-    conv_weight_to_torch, pack_bits, Conv3x3, PackMode,
+    conv_weight_to_torch, pack_bits, Conv3x3, ConvInput, PackMode,
 };
 use bitspike::reference::conv::{self as rconv, ConvDims};
 use bitspike::GpuContext;
@@ -73,10 +73,16 @@ fn conv3x3_forward_matches_reference() {
 
 #[test]
 fn conv3x3_backward_matches_reference() {
-    for ctx in contexts() {
+    for (ctx, input) in contexts()
+        .into_iter()
+        .flat_map(|c| [(c, ConvInput::Real), (c, ConvInput::Spikes)])
+    {
         let mut rng = Rng::new(12);
         for &d in CASES {
-            let x = rng.vec(x_len(d), -1.0, 1.0);
+            let x = match input {
+                ConvInput::Real => rng.vec(x_len(d), -1.0, 1.0),
+                ConvInput::Spikes => rng.spikes(x_len(d), 0.3),
+            };
             let w = rng.vec(d.c_out * 9 * d.c_in, -1.0, 1.0);
             let dy = rng.vec(y_len(d), -1.0, 1.0);
             let dw0 = rng.vec(w.len(), -1.0, 1.0);
@@ -91,9 +97,9 @@ fn conv3x3_backward_matches_reference() {
             let tw = ctx.upload_f32(&w, &[d.c_out, 9 * d.c_in]).unwrap();
             let tdy = ctx.upload_f32(&dy, &y_shape(d)).unwrap();
             for plan in PLANS {
-                let what = format!("conv3x3 backward {d:?} {plan:?}");
+                let what = format!("conv3x3 backward {d:?} {plan:?} {input:?}");
                 let tdw = ctx.upload_f32(&dw0, &[d.c_out, 9 * d.c_in]).unwrap();
-                let dx = plan.backward(ctx, &tx, &tw, &tdy, &tdw).unwrap();
+                let dx = plan.backward(ctx, &tx, &tw, &tdy, &tdw, input).unwrap();
                 assert_eq!(dx.shape(), &x_shape(d));
                 assert_close64(
                     &format!("{what} dx"),
@@ -109,7 +115,8 @@ fn conv3x3_backward_matches_reference() {
                 );
 
                 let tdw = ctx.upload_f32(&dw0, &[d.c_out, 9 * d.c_in]).unwrap();
-                plan.backward_weight(ctx, &tx, &tw, &tdy, &tdw).unwrap();
+                plan.backward_weight(ctx, &tx, &tw, &tdy, &tdw, input)
+                    .unwrap();
                 assert_close64(
                     &format!("{what} dw only"),
                     &ctx.download_f32(&tdw).unwrap(),
@@ -125,7 +132,7 @@ fn conv3x3_backward_matches_reference() {
                 );
             }
             let tdw = ctx.upload_f32(&dw0, &[d.c_out, 9 * d.c_in]).unwrap();
-            let dx = conv3x3_backward(ctx, &tx, &tw, &tdy, &tdw).unwrap();
+            let dx = conv3x3_backward(ctx, &tx, &tw, &tdy, &tdw, input).unwrap();
             assert_close64(
                 "conv3x3_backward dx",
                 &ctx.download_f32(&dx).unwrap(),
@@ -293,7 +300,7 @@ fn binary_conv_with_binarized_latent_weights() {
     let tdw = ctx
         .zeros(&[d.c_out, 9 * d.c_in], bitspike::DType::F32)
         .unwrap();
-    let dx = conv3x3_backward(ctx, &tx, &bw.signs, &tdy, &tdw).unwrap();
+    let dx = conv3x3_backward(ctx, &tx, &bw.signs, &tdy, &tdw, ConvInput::Spikes).unwrap();
     let (dx_want, dw_want) = rconv::conv3x3_backward(&to64(&x), &to64(&signs), &to64(&dy), d);
     assert_close64(
         "straight-through dx",
