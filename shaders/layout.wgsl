@@ -38,6 +38,31 @@ fn swap_axes(@builtin(workgroup_id) wid: vec3<u32>,
     sw_out[o] = sw_in[((a * sw.x + i) * sw.y + j) * sw.z + zz];
 }
 
+// swap_axes_vec4: swap_axes for Z a multiple of 4, moving vec4s (sw.z counts vec4s):
+// the heads' d-wide rows go out 4 values per load and store.
+@group(0) @binding(0) var<storage, read> sw_in4: array<vec4<f32>>;        // [A, X, Y, Z / 4]
+@group(0) @binding(1) var<storage, read_write> sw_out4: array<vec4<f32>>; // [REPS, A, Y, X, Z / 4]
+// (binding 2 is `sw`)
+
+@compute @workgroup_size(256)
+fn swap_axes_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let o = (wid.x + wid.y * nwg.x) * WG + lid;
+    let len = sw.a * sw.x * sw.y * sw.z;
+    if (o >= len * sw.reps) {
+        return;
+    }
+    let e = o % len;
+    let zz = e % sw.z;
+    var rest = e / sw.z;
+    let i = rest % sw.x;
+    rest = rest / sw.x;
+    let j = rest % sw.y;
+    let a = rest / sw.y;
+    sw_out4[o] = sw_in4[((a * sw.x + i) * sw.y + j) * sw.z + zz];
+}
+
 // transpose4: out[a, j, i] = x[a, i, j] for x [A, X, Y] with X and Y multiples of 4, one
 // invocation per 4 x 4 block: 4 vec4 loads and 4 vec4 stores for 16 elements, where
 // swap_axes makes a strided scalar load and a store per element (CPU drivers run each

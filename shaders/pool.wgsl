@@ -69,6 +69,51 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>,
     mp_arg[i] = arg;
 }
 
+// `max_pool` for C a multiple of 4: each invocation takes 4 channels of one output as
+// vec4s (p.c and p.total count vec4s), a quarter of the loads. Whether a window element
+// is padding depends on its position only, so the first valid one starts all 4 maxima.
+@group(0) @binding(0) var<storage, read> mp_x4: array<vec4<f32>>;          // [images, H, W, C / 4]
+@group(0) @binding(1) var<storage, read_write> mp_y4: array<vec4<f32>>;    // [images, Ho, Wo, C / 4]
+@group(0) @binding(2) var<storage, read_write> mp_arg4: array<vec4<u32>>;  // [images, Ho, Wo, C / 4]
+
+@compute @workgroup_size(256)
+fn max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c = i % p.c;
+    let pix = i / p.c;
+    let ox = pix % p.wo;
+    let oy = (pix / p.wo) % p.ho;
+    let image = pix / (p.wo * p.ho);
+    var best = vec4<f32>(0.0);
+    var arg = vec4<u32>(0u);
+    var found = false;
+    for (var ky = 0u; ky < 3u; ky++) {
+        let sy = 2u * oy + ky;
+        if (sy < 1u || sy > p.h) {
+            continue;
+        }
+        for (var kx = 0u; kx < 3u; kx++) {
+            let sx = 2u * ox + kx;
+            if (sx < 1u || sx > p.w) {
+                continue;
+            }
+            let plane = (sy - 1u) * p.w + sx - 1u;
+            let v = mp_x4[(image * p.h * p.w + plane) * p.c + c];
+            let better = v > best | vec4(!found);
+            best = select(best, v, better);
+            arg = select(arg, vec4(plane), better);
+            found = true;
+        }
+    }
+    mp_y4[i] = best;
+    mp_arg4[i] = arg;
+}
+
 @group(0) @binding(0) var<storage, read> mpb_dy: array<f32>;        // [images, Ho, Wo, C]
 @group(0) @binding(1) var<storage, read> mpb_arg: array<u32>;       // [images, Ho, Wo, C]
 @group(0) @binding(2) var<storage, read_write> mpb_dx: array<f32>;  // [images, H, W, C]
@@ -154,4 +199,37 @@ fn mean_tokens_backward(@builtin(workgroup_id) wid: vec3<u32>,
     let c = i % mp.c;
     let b = (i / (mp.c * mp.n)) % mp.b;
     mtb_dx[i] = mtb_dy[b * mp.c + c] / f32(mp.t * mp.n);
+}
+
+// `max_pool_backward` for C a multiple of 4, 4 channels per invocation as vec4s.
+@group(0) @binding(0) var<storage, read> mpb_dy4: array<vec4<f32>>;        // [images, Ho, Wo, C / 4]
+@group(0) @binding(1) var<storage, read> mpb_arg4: array<vec4<u32>>;       // [images, Ho, Wo, C / 4]
+@group(0) @binding(2) var<storage, read_write> mpb_dx4: array<vec4<f32>>;  // [images, H, W, C / 4]
+
+@compute @workgroup_size(256)
+fn max_pool_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    let c = i % p.c;
+    let pix = i / p.c;
+    let plane = pix % (p.h * p.w);
+    let x = plane % p.w;
+    let y = plane / p.w;
+    let image = pix / (p.h * p.w);
+    let oy0 = y / 2u;
+    let oy1 = min((y + 1u) / 2u, p.ho - 1u);
+    let ox0 = x / 2u;
+    let ox1 = min((x + 1u) / 2u, p.wo - 1u);
+    var acc = vec4<f32>(0.0);
+    for (var oy = oy0; oy <= oy1; oy++) {
+        for (var ox = ox0; ox <= ox1; ox++) {
+            let o = ((image * p.ho + oy) * p.wo + ox) * p.c + c;
+            acc += select(vec4(0.0), mpb_dy4[o], mpb_arg4[o] == vec4(plane));
+        }
+    }
+    mpb_dx4[i] = acc;
 }

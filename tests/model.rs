@@ -516,20 +516,22 @@ fn layout_ops_encode_images_and_split_and_merge_heads() {
         .map(|&v| v as f32)
         .collect();
     common::assert_exact("nhwc", &got, &want);
-    let (n, heads, d) = (5, 3, 4);
-    let y = Rng::new(5).vec(t * b * n * heads * d, -1.0, 1.0);
-    let yt = ctx.upload_f32(&y, &[t, b, n, heads * d]).unwrap();
-    let split = ops::split_heads(ctx, &yt, heads).unwrap();
-    assert_eq!(split.shape(), &[t, b, heads, n, d]);
-    let ys: Vec<f64> = y.iter().map(|&v| v as f64).collect();
-    let want: Vec<f32> = bitspike::reference::layout::split_heads(&ys, t * b, n, heads, d)
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
-    common::assert_exact("split", &ctx.download_f32(&split).unwrap(), &want);
-    let back = ops::merge_heads(ctx, &split).unwrap();
-    assert_eq!(back.shape(), &[t, b, n, heads * d]);
-    common::assert_exact("merge(split(y))", &ctx.download_f32(&back).unwrap(), &y);
+    // d a multiple of 4 (vec4 moves) and not.
+    for (seed, n, heads, d) in [(5, 5, 3, 4), (6, 7, 2, 3)] {
+        let y = Rng::new(seed).vec(t * b * n * heads * d, -1.0, 1.0);
+        let yt = ctx.upload_f32(&y, &[t, b, n, heads * d]).unwrap();
+        let split = ops::split_heads(ctx, &yt, heads).unwrap();
+        assert_eq!(split.shape(), &[t, b, heads, n, d]);
+        let ys: Vec<f64> = y.iter().map(|&v| v as f64).collect();
+        let want: Vec<f32> = bitspike::reference::layout::split_heads(&ys, t * b, n, heads, d)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        common::assert_exact("split", &ctx.download_f32(&split).unwrap(), &want);
+        let back = ops::merge_heads(ctx, &split).unwrap();
+        assert_eq!(back.shape(), &[t, b, n, heads * d]);
+        common::assert_exact("merge(split(y))", &ctx.download_f32(&back).unwrap(), &y);
+    }
 }
 
 /// The ImageNet tokenizer (a max-pool in every stage) and BESTformer's d x d map order,

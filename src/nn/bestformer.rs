@@ -559,6 +559,7 @@ impl Bestformer {
             ctx,
             store,
             &tk.block0.x,
+            None,
             &dz,
             false,
         )?;

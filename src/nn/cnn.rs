@@ -236,7 +236,7 @@ impl SpikingCnn {
         let layers = &self.params.convs;
         let head = Weight::linear(self.params.head).real_input();
         let dpooled = head
-            .backward(ctx, store, &acts.pooled, dlogits, true)?
+            .backward(ctx, store, &acts.pooled, None, dlogits, true)?
             .expect("asked for dx");
         let dmean = ops::scale(ctx, &dpooled, acts.last_shape[2] as f32)?;
         let dlast = ops::mean_tokens_backward(ctx, &dmean, &acts.head_shape)?;
@@ -267,7 +267,7 @@ impl SpikingCnn {
                     let du = self.neuron_backward(ctx, &dx, u2, 2 + 2 * j)?;
                     let dz2 = bn_backward(ctx, store, &l2.unit.bn, &u2.z, u2.stats.as_ref(), &du)?;
                     let ds1 = Weight::conv(l2.unit.weight)
-                        .backward(ctx, store, &u2.x, &dz2, true)?
+                        .backward(ctx, store, &u2.x, None, &dz2, true)?
                         .expect("asked for dx");
                     let dx1 = self
                         .unit_backward(ctx, store, l1, u1, &ds1, 1 + 2 * j, true)?
@@ -276,7 +276,7 @@ impl SpikingCnn {
                         (Some(sa), Some(p)) => {
                             let dz = bn_backward(ctx, store, &p.bn, &sa.z, sa.stats.as_ref(), &du)?;
                             Weight::linear(p.weight)
-                                .backward(ctx, store, &u1.x, &dz, true)?
+                                .backward(ctx, store, &u1.x, None, &dz, true)?
                                 .expect("asked for dx")
                         }
                         _ => du,
@@ -332,7 +332,7 @@ impl SpikingCnn {
     ) -> Result<Option<Tensor>> {
         let dy = self.neuron_backward(ctx, dout, u, index)?;
         let dz = bn_backward(ctx, store, &layer.unit.bn, &u.z, u.stats.as_ref(), &dy)?;
-        conv_weight(layer, index).backward(ctx, store, &u.x, &dz, need_dx)
+        conv_weight(layer, index).backward(ctx, store, &u.x, None, &dz, need_dx)
     }
 }
 

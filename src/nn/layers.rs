@@ -66,6 +66,18 @@ impl Weight {
     /// `y = W x (+ b)`; binary when the store binarizes this weight (x must then be
     /// spikes {0,1}).
     pub fn forward(&self, ctx: &GpuContext, store: &ParamStore, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_saved(ctx, store, x)?.0)
+    }
+
+    /// [`Weight::forward`], also returning the spikes it packed, for
+    /// [`Weight::backward`] to reuse: a binary linear's `PackedBits [rows, in]`, a
+    /// binary conv's columns `PackedBits [pixels, 9 C_in]` (when they fit one chunk).
+    pub fn forward_saved(
+        &self,
+        ctx: &GpuContext,
+        store: &ParamStore,
+        x: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         if let Some(log) = &store.energy {
             let w = store.param(self.weight)?;
             let (out, k) = (w.shape()[0], w.shape()[1]); // [C_out, 9 C_in] or [out, in]
@@ -82,7 +94,7 @@ impl Weight {
             None => None,
         };
         if let Some(q) = store.quant(self.weight) {
-            return match (self.op, self.spike_input) {
+            let y = match (self.op, self.spike_input) {
                 (WeightOp::Conv3x3, false) => ops::conv3x3(ctx, x, &q.q),
                 (WeightOp::Conv3x3, true) => ops::conv3x3_quant(ctx, x, q),
                 (WeightOp::Linear, spikes) => {
@@ -98,13 +110,16 @@ impl Weight {
                     Ok(y)
                 }
             };
+            return Ok((y?, None));
         }
-        let y = match store.binary(self.weight) {
+        let (y, x_bits) = match store.binary(self.weight) {
             Some(bw) if self.spike_input => match self.op {
-                WeightOp::Conv3x3 => ops::conv3x3_binary(ctx, x, &bw.bits),
+                WeightOp::Conv3x3 => {
+                    ops::Conv3x3::default().forward_binary_saved(ctx, x, &bw.bits)?
+                }
                 WeightOp::Linear => {
                     let xb = ops::pack_bits(ctx, x, PackMode::Spikes)?;
-                    ops::linear_binary(ctx, &xb, &bw.bits, bias)
+                    (ops::linear_binary(ctx, &xb, &bw.bits, bias)?, Some(xb))
                 }
             },
             binary => {
@@ -112,26 +127,30 @@ impl Weight {
                     Some(bw) => &bw.signs,
                     None => store.param(self.weight)?,
                 };
-                match self.op {
+                let y = match self.op {
                     WeightOp::Conv3x3 => ops::conv3x3(ctx, x, w),
                     WeightOp::Linear => ops::linear(ctx, x, w, bias),
-                }
+                }?;
+                (y, None)
             }
-        }?;
+        };
         // Q-SNN's binary layers: y = s_o (x . sign(w_hat)), one scale per output channel.
-        match store.binary_scale(self.weight) {
-            Some(scale) => ops::sum_planes(ctx, &y, scale, 1),
-            None => Ok(y),
-        }
+        let y = match store.binary_scale(self.weight) {
+            Some(scale) => ops::sum_planes(ctx, &y, scale, 1)?,
+            None => y,
+        };
+        Ok((y, x_bits))
     }
 
     /// Backward of [`Weight::forward`] at input `x`: `dW += ..`, `db += ..`; returns dx
-    /// when `need_dx` (a first layer's input needs none).
+    /// when `need_dx` (a first layer's input needs none). `x_bits`: the packed spikes
+    /// [`Weight::forward_saved`] returned, if kept.
     pub fn backward(
         &self,
         ctx: &GpuContext,
         store: &ParamStore,
         x: &Tensor,
+        x_bits: Option<&Tensor>,
         dy: &Tensor,
         need_dx: bool,
     ) -> Result<Option<Tensor>> {
@@ -154,10 +173,10 @@ impl Weight {
         let dx = match self.op {
             WeightOp::Conv3x3 => {
                 let conv = ops::Conv3x3::default();
-                let input = if self.spike_input {
-                    ConvInput::Spikes
-                } else {
-                    ConvInput::Real
+                let input = match (self.spike_input, x_bits) {
+                    (true, Some(cols)) => ConvInput::SpikeColumns(cols),
+                    (true, None) => ConvInput::Spikes,
+                    (false, _) => ConvInput::Real,
                 };
                 if need_dx {
                     Some(conv.backward(ctx, x, &w, dy, &dw, input)?)
@@ -172,8 +191,15 @@ impl Weight {
                     None => None,
                 };
                 if self.spike_input {
-                    let x_bits = ops::pack_bits(ctx, x, PackMode::Spikes)?;
-                    ops::linear_backward_spikes(ctx, &x_bits, &w, dy, &dw, db, need_dx)?
+                    let packed;
+                    let x_bits = match x_bits {
+                        Some(bits) => bits,
+                        None => {
+                            packed = ops::pack_bits(ctx, x, PackMode::Spikes)?;
+                            &packed
+                        }
+                    };
+                    ops::linear_backward_spikes(ctx, x_bits, &w, dy, &dw, db, need_dx)?
                 } else {
                     let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db)?;
                     need_dx.then_some(dx)
@@ -288,6 +314,8 @@ fn batch_norm<'a>(store: &'a ParamStore, bn: &BnParams) -> Result<BatchNorm<'a>>
 pub struct UnitSaved {
     /// The weight op's input.
     pub x: Tensor,
+    /// The spikes the weight op packed of it (see [`Weight::forward_saved`]).
+    pub x_bits: Option<Tensor>,
     /// The weight op's output (BN's input).
     pub z: Tensor,
     /// BN's (mean, inv_std) `[2, C]` (training only).
@@ -300,6 +328,7 @@ impl UnitSaved {
     pub fn bytes(&self) -> u64 {
         [
             Some(&self.x),
+            self.x_bits.as_ref(),
             Some(&self.z),
             self.stats.as_ref(),
             self.h.as_ref(),
@@ -340,7 +369,9 @@ pub fn unit_forward_with(
     x: &Tensor,
     mode: Mode,
 ) -> Result<(Tensor, UnitSaved)> {
-    let z = weight.forward(ctx, store, x)?;
+    let (z, x_bits) = weight.forward_saved(ctx, store, x)?;
+    // Eval keeps nothing for a backward.
+    let x_bits = x_bits.filter(|_| mode != Mode::Eval);
     let (y, stats) = bn_forward_with(ctx, store, bn, &z, mode)?;
     let (out, h) = match neuron {
         Some((n, t)) => {
@@ -351,6 +382,7 @@ pub fn unit_forward_with(
     };
     let saved = UnitSaved {
         x: x.clone(),
+        x_bits,
         z,
         stats,
         h,
@@ -375,5 +407,5 @@ pub fn unit_backward(
         _ => dout.clone(),
     };
     let dz = bn_backward(ctx, store, bn, &saved.z, saved.stats.as_ref(), &dy)?;
-    weight.backward(ctx, store, &saved.x, &dz, need_dx)
+    weight.backward(ctx, store, &saved.x, saved.x_bits.as_ref(), &dz, need_dx)
 }

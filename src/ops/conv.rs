@@ -155,12 +155,15 @@ fn geometry(op: &'static str, x: &Tensor, w: &Tensor, w_dtype: DType) -> Result<
 }
 
 /// What a conv's input holds, which decides how its weight gradient is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvInput {
+#[derive(Debug, Clone, Copy)]
+pub enum ConvInput<'a> {
     /// Any real values: dW from the f32 columns.
     Real,
     /// Spikes {0,1}: dW by masked sums of dY over the packed columns.
     Spikes,
+    /// Spikes whose packed columns `PackedBits [images * H * W, 9 C_in]` the forward
+    /// kept ([`Conv3x3::forward_binary_saved`]).
+    SpikeColumns(&'a Tensor),
 }
 
 /// A 3x3 convolution's memory plan: the im2col columns of one chunk of images take at
@@ -337,6 +340,17 @@ impl Conv3x3 {
     /// (exact integer sums). Its backward is [`Conv3x3::backward`] with the f32 sign
     /// weights (straight-through).
     pub fn forward_binary(&self, ctx: &GpuContext, x: &Tensor, w_bits: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_binary_saved(ctx, x, w_bits)?.0)
+    }
+
+    /// [`Conv3x3::forward_binary`], also returning the packed spike columns when they fit
+    /// one chunk: the backward's dW reads them ([`ConvInput::SpikeColumns`]).
+    pub fn forward_binary_saved(
+        &self,
+        ctx: &GpuContext,
+        x: &Tensor,
+        w_bits: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let g = geometry("conv3x3_binary", x, w_bits, DType::PackedBits)?;
         // Packing each pixel once reads every spike once; the columns then copy bit ranges.
         let pixel_bits = pack_bits(
@@ -344,10 +358,17 @@ impl Conv3x3 {
             &x.reshape(&[g.images * g.pixels(), g.c_in])?,
             PackMode::Spikes,
         )?;
-        self.forward_chunks(ctx, &g, 4 * words_per_row(g.k()), |ch| {
+        let row_bytes = 4 * words_per_row(g.k());
+        if let [only] = self.chunks(ctx, &g, row_bytes)[..] {
+            let bits = self.im2col_bits(ctx, &pixel_bits, &g, only)?;
+            let y = binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)?;
+            return Ok((y.reshape(&[g.images, g.h, g.w, g.c_out])?, Some(bits)));
+        }
+        let y = self.forward_chunks(ctx, &g, row_bytes, |ch| {
             let bits = self.im2col_bits(ctx, &pixel_bits, &g, ch)?;
             binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)
-        })
+        })?;
+        Ok((y, None))
     }
 
     /// The chunk's rows of `dy` as `[rows, C_out]` (a view when there is one chunk).
@@ -383,8 +404,15 @@ impl Conv3x3 {
         } else {
             None
         };
-        // Spikes: the columns as bits (see `forward_binary`), dW by masked sums of dY.
+        // Spikes: the columns as bits (see `forward_binary`), dW by masked sums of dY;
+        // columns the forward kept cover every image at once.
         let pixel_bits = match (input, dw) {
+            (ConvInput::SpikeColumns(cols), Some(dw)) => {
+                cols.expect(OP, &[g.images * g.pixels(), g.k()], DType::PackedBits)?;
+                let dy_rows = dy.reshape(&[g.images * g.pixels(), g.c_out])?;
+                spike_weight_grad_into(ctx, &dy_rows, cols, dw, true)?;
+                None
+            }
             (ConvInput::Spikes, Some(_)) => Some(pack_bits(
                 ctx,
                 &x.reshape(&[g.images * g.pixels(), g.c_in])?,
@@ -394,17 +422,16 @@ impl Conv3x3 {
         };
         for ch in self.chunks(ctx, &g, 4 * g.k()) {
             let dy_c = self.dy_rows(ctx, dy, &g, ch)?;
-            if let Some(dw) = dw {
-                match &pixel_bits {
-                    Some(pixel_bits) => {
-                        let bits = self.im2col_bits(ctx, pixel_bits, &g, ch)?;
-                        spike_weight_grad_into(ctx, &dy_c, &bits, dw, true)?;
-                    }
-                    None => {
-                        let cols = self.im2col(ctx, x, &g, ch)?;
-                        matmul_into(ctx, &dy_c, &cols, dw, MatmulForm::AtB, true)?;
-                    }
+            match (dw, &pixel_bits, input) {
+                (Some(dw), Some(pixel_bits), _) => {
+                    let bits = self.im2col_bits(ctx, pixel_bits, &g, ch)?;
+                    spike_weight_grad_into(ctx, &dy_c, &bits, dw, true)?;
                 }
+                (Some(dw), None, ConvInput::Real) => {
+                    let cols = self.im2col(ctx, x, &g, ch)?;
+                    matmul_into(ctx, &dy_c, &cols, dw, MatmulForm::AtB, true)?;
+                }
+                _ => {}
             }
             if let Some(dx) = &dx {
                 let dcols = matmul(ctx, &dy_c, w, MatmulForm::AB)?;

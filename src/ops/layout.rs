@@ -13,6 +13,11 @@ const SWAP_AXES: Kernel = Kernel {
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
+const SWAP_AXES_VEC4: Kernel = Kernel {
+    entry: "swap_axes_vec4",
+    ..SWAP_AXES
+};
+
 const TRANSPOSE4: Kernel = Kernel {
     entry: "transpose4",
     ..SWAP_AXES
@@ -46,16 +51,22 @@ fn swap_axes(
         });
     }
     let out = ctx.empty(out_shape, DType::F32)?;
-    let total = to_u32(op, "elements", reps * x.len())?;
+    // Rows of whole vec4s move 4 values at a time.
+    let (kernel, width) = if zs.is_multiple_of(4) {
+        (SWAP_AXES_VEC4, 4)
+    } else {
+        (SWAP_AXES, 1)
+    };
+    let total = to_u32(op, "elements", reps * x.len() / width)?;
     let params = SwapParams {
         a: to_u32(op, "A", a)?,
         x: to_u32(op, "X", xs)?,
         y: to_u32(op, "Y", ys)?,
-        z: to_u32(op, "Z", zs)?,
+        z: to_u32(op, "Z", zs / width)?,
         reps: to_u32(op, "repeats", reps)?,
     };
     ctx.dispatch(
-        SWAP_AXES,
+        kernel,
         &[],
         &[x, &out],
         &params,

@@ -18,6 +18,26 @@ const MAX_POOL_BACKWARD: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
+/// The vec4 kernels (C a multiple of 4): 4 channels per invocation.
+const MAX_POOL_VEC4: Kernel = Kernel {
+    entry: "max_pool_vec4",
+    ..MAX_POOL
+};
+
+const MAX_POOL_BACKWARD_VEC4: Kernel = Kernel {
+    entry: "max_pool_backward_vec4",
+    ..MAX_POOL_BACKWARD
+};
+
+/// The kernel for `c` channels, and the channels each invocation takes.
+fn by_channels(c: usize, scalar: Kernel, vec4: Kernel) -> (Kernel, usize) {
+    if c.is_multiple_of(4) {
+        (vec4, 4)
+    } else {
+        (scalar, 1)
+    }
+}
+
 const MEAN_TOKENS: Kernel = Kernel {
     shader: Shader::Pool,
     entry: "mean_tokens",
@@ -72,14 +92,20 @@ fn image_dims(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
     }
 }
 
-fn pool_params(op: &'static str, [_, h, w, c]: [usize; 4], total: usize) -> Result<Params> {
+/// The kernels' parameters, counting channels (and `total`) in units of `width`.
+fn pool_params(
+    op: &'static str,
+    [_, h, w, c]: [usize; 4],
+    total: usize,
+    width: usize,
+) -> Result<Params> {
     Ok(Params {
         h: to_u32(op, "H", h)?,
         w: to_u32(op, "W", w)?,
-        c: to_u32(op, "C", c)?,
+        c: to_u32(op, "C", c / width)?,
         ho: to_u32(op, "Ho", max_pool_out(h))?,
         wo: to_u32(op, "Wo", max_pool_out(w))?,
-        total: to_u32(op, "elements", total)?,
+        total: to_u32(op, "elements", total / width)?,
     })
 }
 
@@ -95,12 +121,13 @@ pub fn max_pool2d(ctx: &GpuContext, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let y = ctx.empty(&shape, DType::F32)?;
     let argmax = ctx.empty(&shape, DType::U32)?;
     to_u32(OP, "input size", x.len())?;
+    let (kernel, width) = by_channels(c, MAX_POOL, MAX_POOL_VEC4);
     ctx.dispatch(
-        MAX_POOL,
+        kernel,
         &[],
         &[x, &y, &argmax],
-        &pool_params(OP, dims, total)?,
-        grid_1d(ctx, total.div_ceil(256) as u64)?,
+        &pool_params(OP, dims, total, width)?,
+        grid_1d(ctx, (total / width).div_ceil(256) as u64)?,
     )?;
     Ok((y, argmax))
 }
@@ -126,12 +153,13 @@ pub fn max_pool2d_backward(
     argmax.expect(OP, &shape, DType::U32)?;
     let dx = ctx.empty(input_shape, DType::F32)?;
     let total = dx.len();
+    let (kernel, width) = by_channels(c, MAX_POOL_BACKWARD, MAX_POOL_BACKWARD_VEC4);
     ctx.dispatch(
-        MAX_POOL_BACKWARD,
+        kernel,
         &[],
         &[dy, argmax, &dx],
-        &pool_params(OP, [n, h, w, c], total)?,
-        grid_1d(ctx, total.div_ceil(256) as u64)?,
+        &pool_params(OP, [n, h, w, c], total, width)?,
+        grid_1d(ctx, (total / width).div_ceil(256) as u64)?,
     )?;
     Ok(dx)
 }

@@ -81,7 +81,7 @@ fn conv3x3_backward_matches_reference() {
         for &d in CASES {
             let x = match input {
                 ConvInput::Real => rng.vec(x_len(d), -1.0, 1.0),
-                ConvInput::Spikes => rng.spikes(x_len(d), 0.3),
+                _ => rng.spikes(x_len(d), 0.3),
             };
             let w = rng.vec(d.c_out * 9 * d.c_in, -1.0, 1.0);
             let dy = rng.vec(y_len(d), -1.0, 1.0);
@@ -137,6 +137,42 @@ fn conv3x3_backward_matches_reference() {
                 "conv3x3_backward dx",
                 &ctx.download_f32(&dx).unwrap(),
                 &dx_want,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn conv3x3_weight_gradient_from_kept_spike_columns_matches_reference() {
+    let ctx = ctx();
+    let mut rng = Rng::new(14);
+    for &d in CASES {
+        let x = rng.spikes(x_len(d), 0.3);
+        let w = rng.signs(d.c_out * 9 * d.c_in);
+        let dy = rng.vec(y_len(d), -1.0, 1.0);
+        let (_, dw_want) = rconv::conv3x3_backward(&to64(&x), &to64(&w), &to64(&dy), d);
+        let tx = ctx.upload_f32(&x, &x_shape(d)).unwrap();
+        let tw = ctx.upload_f32(&w, &[d.c_out, 9 * d.c_in]).unwrap();
+        let w_bits = pack_bits(ctx, &tw, PackMode::Signs).unwrap();
+        let tdy = ctx.upload_f32(&dy, &y_shape(d)).unwrap();
+        for plan in PLANS {
+            let (_, cols) = plan.forward_binary_saved(ctx, &tx, &w_bits).unwrap();
+            // Only a forward in one chunk keeps its columns.
+            let Some(cols) = cols else {
+                assert_eq!(plan.max_cols_bytes, 1, "{d:?}");
+                continue;
+            };
+            let tdw = ctx
+                .zeros(&[d.c_out, 9 * d.c_in], bitspike::DType::F32)
+                .unwrap();
+            let input = ConvInput::SpikeColumns(&cols);
+            plan.backward_weight(ctx, &tx, &tw, &tdy, &tdw, input)
+                .unwrap();
+            assert_close64(
+                &format!("dw from kept columns {d:?}"),
+                &ctx.download_f32(&tdw).unwrap(),
+                &dw_want,
                 1e-4,
             );
         }

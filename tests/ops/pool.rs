@@ -14,6 +14,8 @@ const CASES: &[(usize, usize, usize, usize)] = &[
     (1, 1, 1, 1),
     (2, 2, 3, 6),
     (1, 32, 32, 4),
+    // C a multiple of 4 (the vec4 kernels) on odd sizes.
+    (2, 7, 5, 8),
 ];
 
 #[test]
