@@ -434,29 +434,39 @@ fn spike_weight_grad(@builtin(workgroup_id) wid: vec3<u32>,
     var a13 = vec4<f32>(0.0);
     var a14 = vec4<f32>(0.0);
     var a15 = vec4<f32>(0.0);
-    for (var row = first; row < end; row++) {
+    // Two rows a step (the second past the chunk's end adds zeros): twice the work per
+    // loop iteration for CPU drivers to overlap loads with.
+    for (var row = first; row < end; row += 2u) {
+        let next = min(row + 1u, end - 1u);
         let d = sg_dy[row * o4s + q];
+        let e = sg_dy[next * o4s + q];
         let bits = vec4<f32>((vec4(sg_bits[row * sgp.kw + word]) >> shift) & vec4(1u));
+        let live = f32(row + 1u < end);
+        let bits2 = live * vec4<f32>((vec4(sg_bits[next * sgp.kw + word]) >> shift) & vec4(1u));
         let d0 = subgroupBroadcast(d, 0u);
+        let e0 = subgroupBroadcast(e, 0u);
         let d1 = subgroupBroadcast(d, 1u);
+        let e1 = subgroupBroadcast(e, 1u);
         let d2 = subgroupBroadcast(d, 2u);
+        let e2 = subgroupBroadcast(e, 2u);
         let d3 = subgroupBroadcast(d, 3u);
-        a0 = fma(vec4(d0.x), bits, a0);
-        a1 = fma(vec4(d0.y), bits, a1);
-        a2 = fma(vec4(d0.z), bits, a2);
-        a3 = fma(vec4(d0.w), bits, a3);
-        a4 = fma(vec4(d1.x), bits, a4);
-        a5 = fma(vec4(d1.y), bits, a5);
-        a6 = fma(vec4(d1.z), bits, a6);
-        a7 = fma(vec4(d1.w), bits, a7);
-        a8 = fma(vec4(d2.x), bits, a8);
-        a9 = fma(vec4(d2.y), bits, a9);
-        a10 = fma(vec4(d2.z), bits, a10);
-        a11 = fma(vec4(d2.w), bits, a11);
-        a12 = fma(vec4(d3.x), bits, a12);
-        a13 = fma(vec4(d3.y), bits, a13);
-        a14 = fma(vec4(d3.z), bits, a14);
-        a15 = fma(vec4(d3.w), bits, a15);
+        let e3 = subgroupBroadcast(e, 3u);
+        a0 = fma(vec4(d0.x), bits, fma(vec4(e0.x), bits2, a0));
+        a1 = fma(vec4(d0.y), bits, fma(vec4(e0.y), bits2, a1));
+        a2 = fma(vec4(d0.z), bits, fma(vec4(e0.z), bits2, a2));
+        a3 = fma(vec4(d0.w), bits, fma(vec4(e0.w), bits2, a3));
+        a4 = fma(vec4(d1.x), bits, fma(vec4(e1.x), bits2, a4));
+        a5 = fma(vec4(d1.y), bits, fma(vec4(e1.y), bits2, a5));
+        a6 = fma(vec4(d1.z), bits, fma(vec4(e1.z), bits2, a6));
+        a7 = fma(vec4(d1.w), bits, fma(vec4(e1.w), bits2, a7));
+        a8 = fma(vec4(d2.x), bits, fma(vec4(e2.x), bits2, a8));
+        a9 = fma(vec4(d2.y), bits, fma(vec4(e2.y), bits2, a9));
+        a10 = fma(vec4(d2.z), bits, fma(vec4(e2.z), bits2, a10));
+        a11 = fma(vec4(d2.w), bits, fma(vec4(e2.w), bits2, a11));
+        a12 = fma(vec4(d3.x), bits, fma(vec4(e3.x), bits2, a12));
+        a13 = fma(vec4(d3.y), bits, fma(vec4(e3.y), bits2, a13));
+        a14 = fma(vec4(d3.z), bits, fma(vec4(e3.z), bits2, a14));
+        a15 = fma(vec4(d3.w), bits, fma(vec4(e3.w), bits2, a15));
     }
     let base = chunk * sgp.o * sgp.k;
     sg_store(base, o0, k0, a0);

@@ -52,3 +52,75 @@ impl Drop for PooledBuffer {
         }
     }
 }
+
+/// Bytes of one uniform arena: every dispatch's uniform block goes into one of these at
+/// an aligned offset (bound with a dynamic offset), instead of a buffer of its own.
+pub(crate) const UNIFORM_ARENA_BYTES: u64 = 64 << 10;
+
+/// What is recorded but not yet submitted: the command encoder, and the uniform blocks
+/// of its dispatches, staged in `bytes` for the arena `buffer` and written to it by one
+/// `write_buffer` when the arena fills or the work is submitted.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) encoder: Option<wgpu::CommandEncoder>,
+    pub(crate) arena: Option<wgpu::Buffer>,
+    pub(crate) bytes: Vec<u8>,
+    /// Arenas written for the pending encoder (each holds its blocks until submit).
+    pub(crate) filled: Vec<wgpu::Buffer>,
+    /// Arenas free for the next blocks: a write to one lands before the submission that
+    /// follows it, after every earlier submission's reads, so they recycle at submit.
+    pub(crate) spare: Vec<wgpu::Buffer>,
+}
+
+/// One binding of a bind group: a buffer range.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BoundRange {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+/// A bind group by what it binds: the pipeline's layout (its pipeline key), the tensors'
+/// ranges and the uniform arena with the block size.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BindGroupKey {
+    pub(crate) pipeline: PipelineKey,
+    pub(crate) ranges: Vec<BoundRange>,
+    pub(crate) arena: wgpu::Buffer,
+    pub(crate) block: u64,
+}
+
+/// Bind groups kept across steps (a training step binds the same pooled buffers every
+/// time), in two generations of at most [`BIND_GROUP_GENERATION`] groups: a full
+/// generation retires the older one, so a group unused for that long is dropped with
+/// the buffers it holds.
+#[derive(Default)]
+pub(crate) struct BindGroupCache {
+    pub(crate) current: HashMap<BindGroupKey, Arc<wgpu::BindGroup>>,
+    pub(crate) previous: HashMap<BindGroupKey, Arc<wgpu::BindGroup>>,
+}
+
+impl BindGroupCache {
+    /// The group for `key`, made by `make` when neither generation has it.
+    pub(crate) fn get_or_make(
+        &mut self,
+        key: BindGroupKey,
+        make: impl FnOnce() -> wgpu::BindGroup,
+    ) -> Arc<wgpu::BindGroup> {
+        if let Some(group) = self.current.get(&key) {
+            return group.clone();
+        }
+        let group = match self.previous.remove(&key) {
+            Some(group) => group,
+            None => Arc::new(make()),
+        };
+        if self.current.len() >= BIND_GROUP_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, group.clone());
+        group
+    }
+}
+
+/// Bind groups per generation: a few training steps' worth (one binds about 500).
+pub(crate) const BIND_GROUP_GENERATION: usize = 4096;

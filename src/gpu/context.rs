@@ -158,7 +158,8 @@ pub struct GpuContext {
     /// fixed size of at least 8 and the user did not ask for portable kernels.
     pub subgroup_kernels: bool,
     errors: ErrorSink,
-    pending: Mutex<Option<wgpu::CommandEncoder>>,
+    pub(crate) pending: Mutex<crate::gpu::cache::Pending>,
+    pub(crate) bind_groups: Mutex<crate::gpu::cache::BindGroupCache>,
     pub(crate) kernels: crate::gpu::cache::PipelineCache,
     pub(crate) pool: crate::gpu::cache::BufferPool,
     /// Per-kernel (dispatches, seconds) when BITSPIKE_PROFILE is set: each dispatch then
@@ -226,7 +227,8 @@ impl GpuContext {
             limits,
             subgroup_kernels,
             errors,
-            pending: Mutex::new(None),
+            pending: Mutex::default(),
+            bind_groups: Mutex::default(),
             kernels: Default::default(),
             pool: Default::default(),
             profile: std::env::var_os("BITSPIKE_PROFILE").map(|_| Mutex::default()),
@@ -242,11 +244,18 @@ impl GpuContext {
     /// Run `f` on the pending command encoder, creating it if needed.
     pub(crate) fn record<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let encoder = pending.get_or_insert_with(|| {
+        f(self.encoder(&mut pending))
+    }
+
+    /// The pending encoder, created if needed.
+    pub(crate) fn encoder<'a>(
+        &self,
+        pending: &'a mut crate::gpu::cache::Pending,
+    ) -> &'a mut wgpu::CommandEncoder {
+        pending.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        f(encoder)
+        })
     }
 
     /// Submit everything recorded so far (without waiting for it).
@@ -256,8 +265,8 @@ impl GpuContext {
     /// another thread's flush took away (a pooled buffer reused across threads too).
     pub fn flush(&self) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(encoder) = pending.take() {
-            self.queue.submit([encoder.finish()]);
+        if pending.encoder.is_some() {
+            self.submit_pending(&mut pending);
         }
     }
 
@@ -265,7 +274,21 @@ impl GpuContext {
     /// with [`GpuContext::wait_for`].
     pub fn submit(&self) -> wgpu::SubmissionIndex {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        self.queue.submit(pending.take().map(|e| e.finish()))
+        self.submit_pending(&mut pending)
+    }
+
+    fn submit_pending(&self, pending: &mut crate::gpu::cache::Pending) -> wgpu::SubmissionIndex {
+        // The uniform blocks land before the commands that read them.
+        if let Some(arena) = pending.arena.take() {
+            self.queue.write_buffer(&arena, 0, &pending.bytes);
+            pending.bytes.clear();
+            pending.filled.push(arena);
+        }
+        let index = self
+            .queue
+            .submit(pending.encoder.take().map(|e| e.finish()));
+        pending.spare.append(&mut pending.filled);
+        index
     }
 
     /// Wait until the GPU has finished the submission `index` and all before it (not what

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use wgpu::util::DeviceExt;
-
-use super::cache::{CachedPipeline, PipelineKey};
+use super::cache::{
+    BindGroupKey, BoundRange, CachedPipeline, Pending, PipelineKey, UNIFORM_ARENA_BYTES,
+};
 use super::shaders::{Access, Constants, Kernel, Shader};
 use super::{GpuContext, Tensor};
 use crate::error::{Error, Result};
@@ -66,17 +66,14 @@ impl GpuContext {
         Ok(module)
     }
 
-    fn pipeline(&self, kernel: Kernel, constants: &Constants) -> Result<Arc<CachedPipeline>> {
-        let key = PipelineKey {
-            kernel,
-            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
-        };
+    fn pipeline(&self, key: &PipelineKey, constants: &Constants) -> Result<Arc<CachedPipeline>> {
+        let kernel = key.kernel;
         if let Some(p) = self
             .kernels
             .pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+            .get(key)
         {
             return Ok(p.clone());
         }
@@ -99,12 +96,13 @@ impl GpuContext {
                 count: None,
             })
             .collect();
+        // The uniform block sits at a dynamic offset in a shared arena.
         entries.push(wgpu::BindGroupLayoutEntry {
             binding: kernel.bindings.len() as u32,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
                 ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: false,
+                has_dynamic_offset: true,
                 min_binding_size: None,
             },
             count: None,
@@ -143,7 +141,7 @@ impl GpuContext {
             .pipelines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, cached.clone());
+            .insert(key.clone(), cached.clone());
         Ok(cached)
     }
 
@@ -177,34 +175,14 @@ impl GpuContext {
         if workgroups.contains(&0) {
             return Ok(());
         }
-        let cached = self.pipeline(kernel, constants)?;
+        let key = PipelineKey {
+            kernel,
+            constants: constants.iter().map(|(n, v)| (*n, v.to_bits())).collect(),
+        };
+        let cached = self.pipeline(&key, constants)?;
         // Uniform blocks are padded to 16 bytes, the uniform address space's granule.
-        let mut bytes = bytemuck::bytes_of(params).to_vec();
-        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries: Vec<wgpu::BindGroupEntry> = tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: t.binding(),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry {
-            binding: tensors.len() as u32,
-            resource: uniform.as_entire_binding(),
-        });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &cached.layout,
-            entries: &entries,
-        });
+        let mut block = bytemuck::bytes_of(params).to_vec();
+        block.resize(block.len().div_ceil(16).max(1) * 16, 0);
         let started = match &self.profile {
             Some(_) => {
                 self.sync()?;
@@ -212,15 +190,59 @@ impl GpuContext {
             }
             None => None,
         };
-        self.record(|enc| {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let (arena, offset) = self.reserve_uniform(&mut pending, &block);
+            let ranges = tensors
+                .iter()
+                .map(|t| BoundRange {
+                    buffer: t.buffer().clone(),
+                    offset: t.offset_bytes(),
+                    size: t.byte_len().max(4),
+                })
+                .collect();
+            let group_key = BindGroupKey {
+                pipeline: key,
+                ranges,
+                arena: arena.clone(),
+                block: block.len() as u64,
+            };
+            let bind_group = self
+                .bind_groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_make(group_key, || {
+                    let mut entries: Vec<wgpu::BindGroupEntry> = tensors
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| wgpu::BindGroupEntry {
+                            binding: i as u32,
+                            resource: t.binding(),
+                        })
+                        .collect();
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: tensors.len() as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &arena,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(block.len() as u64),
+                        }),
+                    });
+                    self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &cached.layout,
+                        entries: &entries,
+                    })
+                });
+            let encoder = self.encoder(&mut pending);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some(kernel.entry),
                 timestamp_writes: None,
             });
             pass.set_pipeline(&cached.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_bind_group(0, &*bind_group, &[offset]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-        });
+        }
         if let (Some(profile), Some(started)) = (&self.profile, started) {
             self.sync()?;
             let mut name = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
@@ -234,5 +256,34 @@ impl GpuContext {
             entry.1 += started.elapsed().as_secs_f64();
         }
         Ok(())
+    }
+
+    /// Room for one uniform block in the pending work's arena: the arena and the block's
+    /// offset. A full arena is written and a spare (or new) one taken.
+    fn reserve_uniform(&self, pending: &mut Pending, block: &[u8]) -> (wgpu::Buffer, u32) {
+        let align = self.limits.min_uniform_buffer_offset_alignment as usize;
+        let mut offset = pending.bytes.len().div_ceil(align) * align;
+        let full = offset + block.len() > UNIFORM_ARENA_BYTES as usize;
+        if pending.arena.is_none() || full {
+            if let Some(arena) = pending.arena.take() {
+                self.queue.write_buffer(&arena, 0, &pending.bytes);
+                pending.filled.push(arena);
+            }
+            pending.bytes.clear();
+            offset = 0;
+            let arena = pending.spare.pop().unwrap_or_else(|| {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("uniform arena"),
+                    size: UNIFORM_ARENA_BYTES,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            });
+            pending.arena = Some(arena);
+        }
+        pending.bytes.resize(offset, 0);
+        pending.bytes.extend_from_slice(block);
+        let arena = pending.arena.clone().expect("an arena was just set");
+        (arena, offset as u32)
     }
 }

@@ -199,7 +199,26 @@ impl Weight {
                             &packed
                         }
                     };
-                    ops::linear_backward_spikes(ctx, x_bits, &w, dy, &dw, db, need_dx)?
+                    // A binary layer's dx multiplies by its signs packed along `out`.
+                    let signs_t = match binary {
+                        Some(bw) if need_dx => {
+                            let o = bw.signs.shape().first().copied().unwrap_or(0);
+                            let i = bw.signs.len().checked_div(o).unwrap_or(0);
+                            let t = ops::transpose_matrices(ctx, &bw.signs.reshape(&[1, o, i])?)?;
+                            Some(ops::pack_bits(ctx, &t.reshape(&[i, o])?, PackMode::Signs)?)
+                        }
+                        _ => None,
+                    };
+                    ops::linear_backward_spikes(
+                        ctx,
+                        x_bits,
+                        &w,
+                        signs_t.as_ref(),
+                        dy,
+                        &dw,
+                        db,
+                        need_dx,
+                    )?
                 } else {
                     let dx = ops::linear_backward(ctx, x, &w, dy, &dw, db)?;
                     need_dx.then_some(dx)

@@ -4,8 +4,8 @@
 //! `norm` (for the bias gradient).
 
 use super::{
-    add_bias_into, binary_matmul, channel_sum_into, matmul, matmul_into, spike_weight_grad_into,
-    BinaryForm, MatmulForm,
+    add_bias_into, binary_matmul, channel_sum_into, matmul, matmul_f32_bits, matmul_into,
+    spike_weight_grad_into, BinaryForm, MatmulForm,
 };
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
@@ -106,10 +106,14 @@ pub fn linear_backward(
 /// Backward of a linear layer fed spikes, from the spikes the forward packed
 /// (`x_bits`, `PackedBits [.., in]`): `dw += dy^T x` by masked sums of dy's rows,
 /// `db += sum_rows dy` (when given), and returns `dx = dy W` `[.., in]` when `need_dx`.
+/// A binary layer passes its signs transposed and packed (`w_t_bits`, `PackedBits
+/// [in, out]`): dx then multiplies dy by packed bits rather than the f32 signs `w`.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_backward_spikes(
     ctx: &GpuContext,
     x_bits: &Tensor,
     w: &Tensor,
+    w_t_bits: Option<&Tensor>,
     dy: &Tensor,
     dw: &Tensor,
     db: Option<&Tensor>,
@@ -127,7 +131,12 @@ pub fn linear_backward_spikes(
     if !need_dx {
         return Ok(None);
     }
-    Ok(Some(
-        matmul(ctx, &dy2, w, MatmulForm::AB)?.reshape(x_bits.shape())?,
-    ))
+    let dx = match w_t_bits {
+        Some(bits) => {
+            bits.expect(OP, &[k, out], DType::PackedBits)?;
+            matmul_f32_bits(ctx, &dy2, bits, None)?
+        }
+        None => matmul(ctx, &dy2, w, MatmulForm::AB)?,
+    };
+    Ok(Some(dx.reshape(x_bits.shape())?))
 }

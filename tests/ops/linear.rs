@@ -1,4 +1,6 @@
-use bitspike::ops::{linear, linear_backward, linear_binary, pack_bits, PackMode};
+use bitspike::ops::{
+    linear, linear_backward, linear_backward_spikes, linear_binary, pack_bits, PackMode,
+};
 use bitspike::reference::linear as rlin;
 use bitspike::DType;
 
@@ -41,6 +43,80 @@ fn linear_forward_matches_reference() {
                 let what = format!("linear {lead:?}x{k}->{out} bias={with_bias}");
                 assert_close64(&what, &ctx.download_f32(&y).unwrap(), &want, 1e-4);
             }
+        }
+    }
+}
+
+#[test]
+fn linear_backward_from_packed_spikes_matches_reference() {
+    for ctx in contexts() {
+        let mut rng = Rng::new(23);
+        for &(lead, k, out) in CASES {
+            let rows: usize = lead.iter().product();
+            let x = rng.spikes(rows * k, 0.3);
+            let w = rng.signs(out * k);
+            let dy = rng.vec(rows * out, -1.0, 1.0);
+            let dw0 = rng.vec(out * k, -1.0, 1.0);
+            let db0 = rng.vec(out, -1.0, 1.0);
+            let (dx_want, dw, db) = rlin::linear_backward(&to64(&x), &to64(&w), &to64(&dy), k, out);
+            let acc = |g: &[f64], g0: &[f32]| -> Vec<f64> {
+                g.iter().zip(g0).map(|(a, &b)| a + b as f64).collect()
+            };
+            let x_bits = pack_bits(
+                ctx,
+                &ctx.upload_f32(&x, &shape(lead, k)).unwrap(),
+                PackMode::Spikes,
+            )
+            .unwrap();
+            let tw = ctx.upload_f32(&w, &[out, k]).unwrap();
+            // W^T [in, out], packed along out.
+            let wt: Vec<f32> = (0..k * out).map(|e| w[(e % out) * k + e / out]).collect();
+            let wt_bits = pack_bits(
+                ctx,
+                &ctx.upload_f32(&wt, &[k, out]).unwrap(),
+                PackMode::Signs,
+            )
+            .unwrap();
+            let tdy = ctx.upload_f32(&dy, &shape(lead, out)).unwrap();
+            for signs_t in [None, Some(&wt_bits)] {
+                let what = format!(
+                    "spike linear backward {lead:?}x{k}->{out} packed dx {}",
+                    signs_t.is_some()
+                );
+                let tdw = ctx.upload_f32(&dw0, &[out, k]).unwrap();
+                let tdb = ctx.upload_f32(&db0, &[out]).unwrap();
+                let dx = linear_backward_spikes(
+                    ctx,
+                    &x_bits,
+                    &tw,
+                    signs_t,
+                    &tdy,
+                    &tdw,
+                    Some(&tdb),
+                    true,
+                )
+                .unwrap()
+                .expect("asked for dx");
+                assert_eq!(dx.shape(), &shape(lead, k)[..]);
+                let dx = ctx.download_f32(&dx).unwrap();
+                assert_close64(&format!("{what} dx"), &dx, &dx_want, 1e-4);
+                let got_dw = ctx.download_f32(&tdw).unwrap();
+                assert_close64(&format!("{what} dw"), &got_dw, &acc(&dw, &dw0), 1e-4);
+                let got_db = ctx.download_f32(&tdb).unwrap();
+                assert_close64(&format!("{what} db"), &got_db, &acc(&db, &db0), 1e-4);
+            }
+            let none = linear_backward_spikes(
+                ctx,
+                &x_bits,
+                &tw,
+                None,
+                &tdy,
+                &ctx.zeros(&[out, k], DType::F32).unwrap(),
+                None,
+                false,
+            )
+            .unwrap();
+            assert!(none.is_none(), "no dx unless asked");
         }
     }
 }
