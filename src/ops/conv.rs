@@ -383,6 +383,7 @@ impl Conv3x3 {
         Ok(part)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn backward_impl(
         &self,
         ctx: &GpuContext,
