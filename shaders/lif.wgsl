@@ -201,6 +201,39 @@ fn forward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// `forward_vec4` reading a BatchNorm's output as it goes: the input is x * scale + shift
+// per feature, coef [2, features] = (scale, shift) (features a multiple of 4), so the
+// normalized tensor is never written nor read back (ops::lif::lif_forward_affine).
+@group(0) @binding(3) var<storage, read> coef4: array<vec4<f32>>; // [2, features / 4]
+
+@compute @workgroup_size(256)
+fn forward_affine_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let c = p;
+    let i = (wid.x + wid.y * nwg.x) * WG + lid;
+    let n4 = c.neurons / 4u;
+    if (i >= n4) {
+        return;
+    }
+    let f4 = c.features / 4u;
+    let scale = coef4[i % f4];
+    let shift = coef4[f4 + i % f4];
+    var v = vec4<f32>(v_initial(c));
+    for (var t = 0u; t < c.t_steps; t++) {
+        let at = t * n4 + i;
+        let h = charge4(c, v, x4[at] * scale + shift);
+        let s = fire4(c, h);
+        if (WRITE_SPIKES) {
+            spikes4[at] = s;
+        }
+        if (WRITE_H) {
+            h_out4[at] = h;
+        }
+        v = reset4(c, h, s);
+    }
+}
+
 @compute @workgroup_size(256)
 fn forward_packed(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,

@@ -25,7 +25,7 @@
 use super::attention::{Attention, AttentionSaved};
 use super::classifier::Classifier;
 use super::config::{ModelConfig, TransformerConfig};
-use super::layers::{bn_backward, unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
+use super::layers::{unit_backward, unit_forward_with, Mode, UnitSaved, Weight};
 use super::params::{param_layout, BestformerParams, BnParams, WeightParams};
 use super::store::ParamStore;
 use crate::error::{Error, Result};
@@ -77,14 +77,15 @@ impl MlpActs {
 }
 
 /// One of block1..4: the LIF's membrane, the pool's argmax and input shape, conv -> BN.
+/// A tokenizer stage: its max-pool of the previous LIF's spikes, then conv -> BN, and the
+/// next stage's LIF on that BN (in `unit`; the last stage has none).
 struct TokenizerStage {
-    h: Tensor,
     pool: Option<(Tensor, Vec<usize>)>,
     unit: UnitSaved,
 }
 
 struct TokenizerActs {
-    /// block0: conv (float) -> BN on the encoded images.
+    /// block0: conv (float) -> BN on the encoded images -> stage 0's LIF.
     block0: UnitSaved,
     blocks: Vec<TokenizerStage>,
 }
@@ -395,21 +396,24 @@ impl Bestformer {
         let [block0_p, stages @ ..] = &self.params.tokenizer[..] else {
             return Err(Error::InvalidArgument("a BSPS has five blocks".into()));
         };
+        // Each BN but the last feeds the next stage's LIF, which reads it normalizing as it
+        // goes (see `unit_forward_with`): block0 and stage i end in LIF i + 1.
         let w0 = Weight::conv(block0_p.weight).real_input();
-        let (mut y, block0) = unit_forward_with(ctx, store, &w0, &block0_p.bn, None, &x, mode)?;
+        let lif = Some((&self.lif, t));
+        let (mut y, block0) = unit_forward_with(ctx, store, &w0, &block0_p.bn, lif, &x, mode)?;
         let mut blocks = Vec::new();
         for (i, stage) in stages.iter().enumerate() {
-            let (sp, h) = self.lif.forward(ctx, &y, t)?;
             let (sp, pool) = if self.sizes.stage_pools(i) {
-                let shape = sp.shape().to_vec();
-                let (p, arg) = ops::max_pool2d(ctx, &sp)?;
+                let shape = y.shape().to_vec();
+                let (p, arg) = ops::max_pool2d(ctx, &y)?;
                 (p, Some((arg, shape)))
             } else {
-                (sp, None)
+                (y, None)
             };
             let w = Weight::conv(stage.weight);
-            let (out, unit) = unit_forward_with(ctx, store, &w, &stage.bn, None, &sp, mode)?;
-            blocks.push(TokenizerStage { h, pool, unit });
+            let neuron = lif.filter(|_| i + 1 < stages.len());
+            let (out, unit) = unit_forward_with(ctx, store, &w, &stage.bn, neuron, &sp, mode)?;
+            blocks.push(TokenizerStage { pool, unit });
             y = out;
         }
         let mut x1 = to_stream(ctx, &y.reshape(&self.tokens())?)?;
@@ -533,36 +537,27 @@ impl Bestformer {
         // Tokenizer, reversed; its output's gradient is the first block's d x1.
         let tk = &acts.tokenizer;
         let t = self.config.time_steps;
-        let mut dy = dx3.reshape(tk.blocks[3].unit.z.shape())?;
+        let last = tk
+            .blocks
+            .last()
+            .ok_or_else(|| Error::InvalidArgument("a BSPS has five blocks".into()))?;
+        let mut dy = dx3.reshape(last.unit.z.shape())?;
         let [block0_p, stages @ ..] = &self.params.tokenizer[..] else {
             return Err(Error::InvalidArgument("a BSPS has five blocks".into()));
         };
-        for (stage, TokenizerStage { h, pool, unit }) in stages.iter().zip(&tk.blocks).rev() {
+        let lif = Some((&self.lif, t));
+        for (stage, TokenizerStage { pool, unit }) in stages.iter().zip(&tk.blocks).rev() {
             let w = Weight::conv(stage.weight);
-            let ds = unit_backward(ctx, store, &w, &stage.bn, None, unit, &dy, true)?
+            let neuron = lif.filter(|_| unit.h.is_some());
+            let ds = unit_backward(ctx, store, &w, &stage.bn, neuron, unit, &dy, true)?
                 .expect("asked for dx");
-            let ds = match pool {
+            dy = match pool {
                 Some((arg, shape)) => ops::max_pool2d_backward(ctx, &ds, arg, shape)?,
                 None => ds,
             };
-            dy = self.lif.backward(ctx, &ds, h, t)?;
         }
-        let dz = bn_backward(
-            ctx,
-            store,
-            &block0_p.bn,
-            &tk.block0.z,
-            tk.block0.stats.as_ref(),
-            &dy,
-        )?;
-        Weight::conv(block0_p.weight).real_input().backward(
-            ctx,
-            store,
-            &tk.block0.x,
-            None,
-            &dz,
-            false,
-        )?;
+        let w0 = Weight::conv(block0_p.weight).real_input();
+        unit_backward(ctx, store, &w0, &block0_p.bn, lif, &tk.block0, &dy, false)?;
         Ok(())
     }
 
@@ -571,8 +566,8 @@ impl Bestformer {
     pub fn activation_bytes(&self) -> u64 {
         let Some(a) = &self.acts else { return 0 };
         let mut total = a.tokenizer.block0.bytes();
-        for TokenizerStage { h, pool, unit } in &a.tokenizer.blocks {
-            total += h.byte_len() + unit.bytes();
+        for TokenizerStage { pool, unit } in &a.tokenizer.blocks {
+            total += unit.bytes();
             total += pool.as_ref().map_or(0, |(arg, _)| arg.byte_len());
         }
         total += a.out.0.byte_len() + a.out.1.byte_len();

@@ -280,15 +280,31 @@ pub fn bn_forward_with(
     x: &Tensor,
     mode: Mode,
 ) -> Result<(Tensor, Option<Tensor>)> {
+    let (coef, stats) = bn_coefficients(ctx, store, bn, x, mode)?;
+    Ok((
+        batch_norm(store, bn)?.apply_coefficients(ctx, x, &coef)?,
+        stats,
+    ))
+}
+
+/// BatchNorm `bn`'s per-channel (scale, shift) `[2, C]` for `x` in `mode`, and the batch
+/// stats for backward (training modes); the running statistics as [`bn_forward_with`].
+fn bn_coefficients(
+    ctx: &GpuContext,
+    store: &ParamStore,
+    bn: &BnParams,
+    x: &Tensor,
+    mode: Mode,
+) -> Result<(Tensor, Option<Tensor>)> {
     let mut bn = batch_norm(store, bn)?;
     match mode {
-        Mode::Eval => Ok((bn.forward_eval(ctx, x)?, None)),
+        Mode::Eval => Ok((bn.coefficients_eval(ctx, x)?, None)),
         Mode::Train | Mode::Recompute => {
             if mode == Mode::Recompute {
                 bn.momentum = 0.0;
             }
-            let (y, stats) = bn.forward_train(ctx, x)?;
-            Ok((y, Some(stats)))
+            let (coef, stats) = bn.coefficients_train(ctx, x)?;
+            Ok((coef, Some(stats)))
         }
     }
 }
@@ -391,13 +407,23 @@ pub fn unit_forward_with(
     let (z, x_bits) = weight.forward_saved(ctx, store, x)?;
     // Eval keeps nothing for a backward.
     let x_bits = x_bits.filter(|_| mode != Mode::Eval);
-    let (y, stats) = bn_forward_with(ctx, store, bn, &z, mode)?;
-    let (out, h) = match neuron {
-        Some((n, t)) => {
+    // BN's normalization goes into the neuron's read of z where a fused kernel exists.
+    let (coef, stats) = bn_coefficients(ctx, store, bn, &z, mode)?;
+    let fused = match neuron {
+        Some((n, t)) => n.forward_normalized(ctx, &z, &coef, t)?,
+        None => None,
+    };
+    let (out, h) = match (fused, neuron) {
+        (Some((s, h)), _) => (s, Some(h)),
+        (None, Some((n, t))) => {
+            let y = batch_norm(store, bn)?.apply_coefficients(ctx, &z, &coef)?;
             let (s, h) = n.forward(ctx, &y, t)?;
             (s, Some(h))
         }
-        None => (y, None),
+        (None, None) => (
+            batch_norm(store, bn)?.apply_coefficients(ctx, &z, &coef)?,
+            None,
+        ),
     };
     let saved = UnitSaved {
         x: x.clone(),

@@ -32,6 +32,17 @@ const FORWARD_VEC4: Kernel = Kernel {
     ..FORWARD
 };
 
+const FORWARD_AFFINE_VEC4: Kernel = Kernel {
+    entry: "forward_affine_vec4",
+    bindings: &[
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+        Access::Read,
+    ],
+    ..FORWARD
+};
+
 const FORWARD_PACKED: Kernel = Kernel {
     shader: Shader::Lif,
     entry: "forward_packed",
@@ -607,6 +618,54 @@ pub fn lif_forward_with(
         outputs,
         pack,
     )
+}
+
+/// `lif_forward` of a BatchNorm's output computed as the neuron reads it: the input is
+/// `x * coef[0, c] + coef[1, c]` for feature c (the last dimension, a multiple of 4), with
+/// `coef [2, features]` from [`super::BatchNorm::coefficients_train`] (or `_eval`). The normalized tensor is
+/// never written; f32 spikes and H as `outputs` asks (not packed).
+pub fn lif_forward_affine(
+    ctx: &GpuContext,
+    x: &Tensor,
+    coef: &Tensor,
+    t_steps: usize,
+    cfg: &LifConfig,
+    outputs: LifOutputs,
+) -> Result<LifForward> {
+    const OP: &str = "lif_forward_affine";
+    expect_f32(OP, x)?;
+    cfg.validate(OP)?;
+    let shape = TimeShape::of(OP, x.shape(), t_steps)?;
+    coef.expect(OP, &[2, shape.features], DType::F32)?;
+    if !shape.features.is_multiple_of(4) || outputs.packed || !(outputs.spikes || outputs.h) {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: needs features a multiple of 4 (got {}) and f32 outputs only ({outputs:?})",
+            shape.features
+        )));
+    }
+    let spec = Spec::lif(cfg, FiringFn::Lif);
+    let params = spec.params(OP, &shape)?;
+    let spikes = ctx.empty(if outputs.spikes { x.shape() } else { &[4] }, DType::F32)?;
+    let h = ctx.empty(if outputs.h { x.shape() } else { &[4] }, DType::F32)?;
+    let constants = [
+        ("NEURON", spec.neuron),
+        ("HARD_RESET", Spec::flag(spec.hard_reset)),
+        ("DECAY_INPUT", Spec::flag(spec.decay_input)),
+        ("WRITE_SPIKES", Spec::flag(outputs.spikes)),
+        ("WRITE_H", Spec::flag(outputs.h)),
+    ];
+    ctx.dispatch(
+        FORWARD_AFFINE_VEC4,
+        &constants,
+        &[x, &spikes, &h, coef],
+        &params,
+        grid_1d(ctx, (shape.neurons / 4).div_ceil(WG) as u64)?,
+    )?;
+    Ok(LifForward {
+        spikes: outputs.spikes.then_some(spikes),
+        h: outputs.h.then_some(h),
+        packed: None,
+    })
 }
 
 /// BPTT of the LIF neuron: `grad_x [T, ...]` from the spikes' gradient and the saved H.

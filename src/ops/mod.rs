@@ -43,9 +43,10 @@ pub use layout::{
     merge_heads, nchw_to_nhwc_repeat, split_heads, time_step_inputs, transpose_matrices,
 };
 pub use lif::{
-    lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
-    ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig, LifForward,
-    LifOutputs, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig, TimeShape,
+    lif_backward, lif_forward, lif_forward_affine, lif_forward_with, qsnn_backward, qsnn_forward,
+    ternary_backward, ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig,
+    LifForward, LifOutputs, PackKernel, QsnnConfig, QsnnForward, Surrogate, ThresholdConfig,
+    TimeShape,
 };
 pub use linear::{linear, linear_backward, linear_backward_spikes, linear_binary};
 pub use matmul::{matmul, matmul_into, matmul_into_with, matmul_with, F32Matmul, MatmulForm};

@@ -7,8 +7,9 @@
 //! shape their kernels check, and return tensors shaped like the input.
 
 use super::lif::{
-    lif_backward, lif_forward, qsnn_backward, qsnn_forward, ternary_backward, ternary_forward,
-    threshold_backward, threshold_forward, LifConfig, LifOutputs, QsnnConfig, ThresholdConfig,
+    lif_backward, lif_forward, lif_forward_affine, qsnn_backward, qsnn_forward, ternary_backward,
+    ternary_forward, threshold_backward, threshold_forward, LifConfig, LifOutputs, QsnnConfig,
+    ThresholdConfig,
 };
 use super::{relu, relu_backward};
 use crate::error::Result;
@@ -62,6 +63,44 @@ impl Neuron {
         let out = out.expect("TRAIN asks for the output");
         let saved = saved.expect("TRAIN asks for what backward reads");
         Ok((out.reshape(x.shape())?, saved.reshape(x.shape())?))
+    }
+
+    /// [`Neuron::forward`] of a BatchNorm's output `x coef[0] + coef[1]` (per channel,
+    /// `coef [2, C]`), normalized as the neuron reads x: the LIF on channels a multiple of
+    /// 4. `None` where this neuron or shape has no such kernel (the caller normalizes
+    /// first).
+    pub fn forward_normalized(
+        &self,
+        ctx: &GpuContext,
+        x: &Tensor,
+        coef: &Tensor,
+        t_steps: usize,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        let Neuron::Lif(cfg) = self else {
+            return Ok(None);
+        };
+        // Time-major [T, rows, C]: whole rows of channels in each step, C a multiple of 4.
+        let c = x.shape().last().copied().unwrap_or(0);
+        let per_step = x.len().checked_div(t_steps).unwrap_or(0);
+        let fits = c > 0
+            && c.is_multiple_of(4)
+            && per_step * t_steps == x.len()
+            && per_step.is_multiple_of(c);
+        if !fits {
+            return Ok(None);
+        }
+        let rows = per_step / c;
+        let f = lif_forward_affine(
+            ctx,
+            &x.reshape(&[t_steps, rows, c])?,
+            coef,
+            t_steps,
+            cfg,
+            LifOutputs::TRAIN,
+        )?;
+        let out = f.spikes.expect("TRAIN asks for the spikes");
+        let h = f.h.expect("TRAIN asks for H");
+        Ok(Some((out.reshape(x.shape())?, h.reshape(x.shape())?)))
     }
 
     /// The input's gradient from the output's `d_out` and the `saved` tensor of

@@ -304,6 +304,15 @@ impl<'a> BatchNorm<'a> {
     /// `stats [2, C]` = (batch mean, 1 / sqrt(biased var + eps)), and updates the running
     /// statistics in place. Needs at least 2 rows (as PyTorch does).
     pub fn forward_train(&self, ctx: &GpuContext, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (coef, stats) = self.coefficients_train(ctx, x)?;
+        Ok((self.apply_coefficients(ctx, x, &coef)?, stats))
+    }
+
+    /// What [`BatchNorm::forward_train`] computes before it normalizes: `coef [2, C]` =
+    /// (scale, shift) with `y = x scale + shift` per channel, and the stats (the running
+    /// statistics are updated). A consumer that reads x once can normalize as it reads
+    /// ([`super::lif_forward_affine`]).
+    pub fn coefficients_train(&self, ctx: &GpuContext, x: &Tensor) -> Result<(Tensor, Tensor)> {
         const OP: &str = "batch_norm_train";
         let plan = Plan::of(OP, x)?;
         self.check(OP, plan.c)?;
@@ -331,11 +340,17 @@ impl<'a> BatchNorm<'a> {
             &params,
             plan.per_channel(ctx)?,
         )?;
-        Ok((self.apply(ctx, &plan, &params, x, &coef)?, stats))
+        Ok((coef, stats))
     }
 
     /// Eval forward: normalizes with the running statistics.
     pub fn forward_eval(&self, ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
+        let coef = self.coefficients_eval(ctx, x)?;
+        self.apply_coefficients(ctx, x, &coef)
+    }
+
+    /// [`BatchNorm::coefficients_train`] for eval: from the running statistics.
+    pub fn coefficients_eval(&self, ctx: &GpuContext, x: &Tensor) -> Result<Tensor> {
         const OP: &str = "batch_norm_eval";
         let plan = Plan::of(OP, x)?;
         self.check(OP, plan.c)?;
@@ -354,7 +369,21 @@ impl<'a> BatchNorm<'a> {
             &params,
             plan.per_channel(ctx)?,
         )?;
-        self.apply(ctx, &plan, &params, x, &coef)
+        Ok(coef)
+    }
+
+    /// `y = x coef[0] + coef[1]` per channel.
+    pub fn apply_coefficients(
+        &self,
+        ctx: &GpuContext,
+        x: &Tensor,
+        coef: &Tensor,
+    ) -> Result<Tensor> {
+        const OP: &str = "batch_norm_apply";
+        let plan = Plan::of(OP, x)?;
+        coef.expect(OP, &[2, plan.c], DType::F32)?;
+        let params = plan.params(OP, self.eps, self.momentum)?;
+        self.apply(ctx, &plan, &params, x, coef)
     }
 
     /// Backward of [`BatchNorm::forward_train`] with its saved `stats`:

@@ -8,9 +8,9 @@ use std::f64::consts::PI;
 use bitspike::bench::lif::{CopyWorkload, LifKernel, LifWorkload};
 use bitspike::dtype::storage_words;
 use bitspike::ops::{
-    lif_backward, lif_forward, lif_forward_with, qsnn_backward, qsnn_forward, ternary_backward,
-    ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig, LifOutputs,
-    PackKernel, PackMode, QsnnConfig, Surrogate, ThresholdConfig,
+    lif_backward, lif_forward, lif_forward_affine, lif_forward_with, qsnn_backward, qsnn_forward,
+    ternary_backward, ternary_forward, threshold_backward, threshold_forward, FiringFn, LifConfig,
+    LifOutputs, PackKernel, PackMode, QsnnConfig, Surrogate, ThresholdConfig,
 };
 use bitspike::reference::{self, lif::Trace};
 use bitspike::{DType, Error, GpuContext, Tensor};
@@ -127,6 +127,54 @@ fn lif_forward_matches_reference_exactly_on_odd_sizes() {
 /// spikes [0, 1, 0, 1]. With the soft reset (V -= v_th on a spike):
 ///   H = 0.75 (V 0.75), 1.125 spike (V 0.125), 0.125 + 1.375 / 2 = 0.8125 (V 0.8125),
 ///   0.8125 + 0.6875 / 2 = 1.15625 spike: spikes [0, 1, 0, 1] again.
+#[test]
+fn lif_forward_of_a_normalized_input_matches_reference() {
+    // The neuron reads x * scale + shift per channel (a BatchNorm folded in): spikes as
+    // the reference's on the normalized input, for channels a multiple of 4 on odd rows.
+    for (c, cfg) in forward_configs().iter().enumerate() {
+        for &(t, rows, ch) in &[(4, 37, 12), (1, 3, 4), (3, 101, 8)] {
+            let mut rng = Rng::new(40 + c as u64);
+            let x = rng.vec(t * rows * ch, -2.0, 2.0);
+            let scale = rng.vec(ch, 0.5, 1.5);
+            let shift = rng.vec(ch, -0.5, 1.5);
+            let coef: Vec<f32> = scale.iter().chain(&shift).copied().collect();
+            let y: Vec<f32> = x
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * scale[i % ch] + shift[i % ch])
+                .collect();
+            let got = lif_forward_affine(
+                ctx(),
+                &upload(&x, &[t, rows, ch]),
+                &upload(&coef, &[2, ch]),
+                t,
+                cfg,
+                LifOutputs::TRAIN,
+            )
+            .unwrap();
+            let want = reference::lif::lif_forward(cfg, t, &y);
+            let what = format!("normalized lif T={t} [{rows}, {ch}] {cfg:?}");
+            assert_exact(
+                &format!("{what}: spikes"),
+                &download(&got.spikes),
+                &want.spikes,
+            );
+            assert_close(&format!("{what}: H"), &download(&got.h), &want.h, 1e-5);
+        }
+    }
+    // Channels not a multiple of 4, and packed outputs, are refused.
+    let err = lif_forward_affine(
+        ctx(),
+        &upload(&[0.0; 12], &[2, 2, 3]),
+        &upload(&[0.0; 6], &[2, 3]),
+        2,
+        &LifConfig::default(),
+        LifOutputs::TRAIN,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("multiple of 4"), "{err}");
+}
+
 #[test]
 fn lif_hand_computed_constant_input() {
     let x = [1.5f32; 4];
