@@ -146,7 +146,13 @@ fn f32_times_packed_signs_matches_reference() {
 
 #[test]
 fn spike_weight_grad_matches_reference_on_odd_shapes() {
-    let ctx = ctx();
+    // Both variants: the portable kernel, and the subgroup one (O a multiple of 4).
+    for ctx in contexts() {
+        check_spike_weight_grad(ctx);
+    }
+}
+
+fn check_spike_weight_grad(ctx: &bitspike::GpuContext) {
     let mut rng = Rng::new(8);
     // (M, O, K): one chunk and many, O and K off every block size, a chunk count that
     // leaves a short last chunk.
