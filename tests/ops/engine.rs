@@ -1,6 +1,6 @@
 //! The engine itself: transfers, the buffer pool, the pipeline cache, limits, copy.
 
-use bitspike::ops::copy;
+use bitspike::ops::{copy, scale};
 use bitspike::{DType, Error, GpuContext};
 
 use crate::common::{assert_exact, ctx, Rng};
@@ -44,6 +44,28 @@ fn pipelines_are_built_once() {
     }
     ctx.sync().unwrap();
     assert_eq!(ctx.cached_pipelines(), before);
+}
+
+#[test]
+fn uniform_blocks_of_many_dispatches_in_one_submission_stay_distinct() {
+    // More dispatches than one uniform arena holds, each with its own parameter, before a
+    // single submit; repeated, so that the second round binds cached bind groups (the
+    // pool hands out the same buffers) at new offsets.
+    let ctx = &GpuContext::from_env().unwrap();
+    let x = ctx.upload_f32(&[1.0, 2.0, 3.0], &[3]).unwrap();
+    for round in 0..2 {
+        let outs: Vec<_> = (0..700)
+            .map(|i| scale(ctx, &x, (i + round) as f32).unwrap())
+            .collect();
+        for (i, y) in outs.iter().enumerate() {
+            let a = (i + round) as f32;
+            assert_exact(
+                &format!("round {round} dispatch {i}"),
+                &ctx.download_f32(y).unwrap(),
+                &[a, 2.0 * a, 3.0 * a],
+            );
+        }
+    }
 }
 
 #[test]
