@@ -170,11 +170,16 @@ const T_CHUNK: u32 = 8u;          // 4-bit nibbles per u32 train
 var<workgroup> trains: array<u32, 256>; // [WORDS_PER_GROUP, 8 invocations]
 
 // `forward` on 4 neurons per invocation (neurons a multiple of 4): vec4 loads and
-// stores, a quarter of the memory instructions that bound it on CPU drivers.
+// stores, a quarter of the memory instructions that bound it on CPU drivers. With AFFINE
+// the input is a BatchNorm's output computed as it is read, x * scale + shift per feature
+// from coef [2, features] = (scale, shift) (features a multiple of 4), so the normalized
+// tensor is never written nor read back (ops::lif::lif_forward_affine).
+override AFFINE: bool = false;
 @group(0) @binding(0) var<storage, read> x4: array<vec4<f32>>;            // [T, neurons / 4]
 @group(0) @binding(1) var<storage, read_write> spikes4: array<vec4<f32>>; // [T, neurons / 4]
 @group(0) @binding(2) var<storage, read_write> h_out4: array<vec4<f32>>;  // [T, neurons / 4]
-// (bindings 3 and 4 are `packed`, unused here, and `p`)
+@group(0) @binding(3) var<storage, read> coef4: array<vec4<f32>>;         // [2, features / 4] (AFFINE)
+// (binding 4 is `p`)
 
 @compute @workgroup_size(256)
 fn forward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
@@ -186,43 +191,21 @@ fn forward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= n4) {
         return;
     }
+    var scale = vec4<f32>(1.0);
+    var shift = vec4<f32>(0.0);
+    if (AFFINE) {
+        let f4 = c.features / 4u;
+        scale = coef4[i % f4];
+        shift = coef4[f4 + i % f4];
+    }
     var v = vec4<f32>(v_initial(c));
     for (var t = 0u; t < c.t_steps; t++) {
         let at = t * n4 + i;
-        let h = charge4(c, v, x4[at]);
-        let s = fire4(c, h);
-        if (WRITE_SPIKES) {
-            spikes4[at] = s;
+        var x = x4[at];
+        if (AFFINE) {
+            x = x * scale + shift;
         }
-        if (WRITE_H) {
-            h_out4[at] = h;
-        }
-        v = reset4(c, h, s);
-    }
-}
-
-// `forward_vec4` reading a BatchNorm's output as it goes: the input is x * scale + shift
-// per feature, coef [2, features] = (scale, shift) (features a multiple of 4), so the
-// normalized tensor is never written nor read back (ops::lif::lif_forward_affine).
-@group(0) @binding(3) var<storage, read> coef4: array<vec4<f32>>; // [2, features / 4]
-
-@compute @workgroup_size(256)
-fn forward_affine_vec4(@builtin(workgroup_id) wid: vec3<u32>,
-                       @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) lid: u32) {
-    let c = p;
-    let i = (wid.x + wid.y * nwg.x) * WG + lid;
-    let n4 = c.neurons / 4u;
-    if (i >= n4) {
-        return;
-    }
-    let f4 = c.features / 4u;
-    let scale = coef4[i % f4];
-    let shift = coef4[f4 + i % f4];
-    var v = vec4<f32>(v_initial(c));
-    for (var t = 0u; t < c.t_steps; t++) {
-        let at = t * n4 + i;
-        let h = charge4(c, v, x4[at] * scale + shift);
+        let h = charge4(c, v, x);
         let s = fire4(c, h);
         if (WRITE_SPIKES) {
             spikes4[at] = s;

@@ -24,6 +24,56 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
+// Output element i (channel c fastest, in the kernel's units of 1 or 4 channels): its
+// channel, output pixel and image.
+struct OutPixel {
+    c: u32,
+    ox: u32,
+    oy: u32,
+    image: u32,
+}
+
+fn out_pixel(i: u32) -> OutPixel {
+    let pix = i / p.c;
+    return OutPixel(i % p.c, pix % p.wo, (pix / p.wo) % p.ho, pix / (p.wo * p.ho));
+}
+
+const PADDING: u32 = 0xffffffffu;
+
+// The input plane index y * W + x of window element k = ky * 3 + kx of output o (window
+// rows 2 oy - 1 .. 2 oy + 1, likewise columns), or PADDING outside the image.
+fn window_plane(o: OutPixel, k: u32) -> u32 {
+    // Shifted by +1 to stay unsigned.
+    let sy = 2u * o.oy + k / 3u;
+    let sx = 2u * o.ox + k % 3u;
+    if (sy < 1u || sy > p.h || sx < 1u || sx > p.w) {
+        return PADDING;
+    }
+    return (sy - 1u) * p.w + sx - 1u;
+}
+
+// Input element i: its channel, plane index, image, and the outputs whose windows hold
+// it. Output oy covers input rows 2 oy - 1 .. 2 oy + 1, so y is covered by oy in
+// [ceil((y - 1) / 2), floor((y + 1) / 2)] clipped to [0, Ho); likewise x.
+struct InPixel {
+    c: u32,
+    plane: u32,
+    image: u32,
+    oy0: u32,
+    oy1: u32,
+    ox0: u32,
+    ox1: u32,
+}
+
+fn in_pixel(i: u32) -> InPixel {
+    let pix = i / p.c;
+    let plane = pix % (p.h * p.w);
+    let x = plane % p.w;
+    let y = plane / p.w;
+    return InPixel(i % p.c, plane, pix / (p.h * p.w), y / 2u, min((y + 1u) / 2u, p.ho - 1u),
+                   x / 2u, min((x + 1u) / 2u, p.wo - 1u));
+}
+
 @group(0) @binding(0) var<storage, read> mp_x: array<f32>;            // [images, H, W, C]
 @group(0) @binding(1) var<storage, read_write> mp_y: array<f32>;      // [images, Ho, Wo, C]
 @group(0) @binding(2) var<storage, read_write> mp_arg: array<u32>;    // [images, Ho, Wo, C]
@@ -37,32 +87,20 @@ fn max_pool(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    let c = i % p.c;
-    let pix = i / p.c;
-    let ox = pix % p.wo;
-    let oy = (pix / p.wo) % p.ho;
-    let image = pix / (p.wo * p.ho);
+    let o = out_pixel(i);
     var best = 0.0;
     var arg = 0u;
     var found = false;
-    // Window rows 2 oy - 1 .. 2 oy + 1, written shifted by +1 to stay unsigned.
-    for (var ky = 0u; ky < 3u; ky++) {
-        let sy = 2u * oy + ky;
-        if (sy < 1u || sy > p.h) {
+    for (var k = 0u; k < 9u; k++) {
+        let plane = window_plane(o, k);
+        if (plane == PADDING) {
             continue;
         }
-        for (var kx = 0u; kx < 3u; kx++) {
-            let sx = 2u * ox + kx;
-            if (sx < 1u || sx > p.w) {
-                continue;
-            }
-            let plane = (sy - 1u) * p.w + sx - 1u;
-            let v = mp_x[(image * p.h * p.w + plane) * p.c + c];
-            if (!found || v > best) {
-                best = v;
-                arg = plane;
-                found = true;
-            }
+        let v = mp_x[(o.image * p.h * p.w + plane) * p.c + o.c];
+        if (!found || v > best) {
+            best = v;
+            arg = plane;
+            found = true;
         }
     }
     mp_y[i] = best;
@@ -84,31 +122,20 @@ fn max_pool_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    let c = i % p.c;
-    let pix = i / p.c;
-    let ox = pix % p.wo;
-    let oy = (pix / p.wo) % p.ho;
-    let image = pix / (p.wo * p.ho);
+    let o = out_pixel(i);
     var best = vec4<f32>(0.0);
     var arg = vec4<u32>(0u);
     var found = false;
-    for (var ky = 0u; ky < 3u; ky++) {
-        let sy = 2u * oy + ky;
-        if (sy < 1u || sy > p.h) {
+    for (var k = 0u; k < 9u; k++) {
+        let plane = window_plane(o, k);
+        if (plane == PADDING) {
             continue;
         }
-        for (var kx = 0u; kx < 3u; kx++) {
-            let sx = 2u * ox + kx;
-            if (sx < 1u || sx > p.w) {
-                continue;
-            }
-            let plane = (sy - 1u) * p.w + sx - 1u;
-            let v = mp_x4[(image * p.h * p.w + plane) * p.c + c];
-            let better = v > best | vec4(!found);
-            best = select(best, v, better);
-            arg = select(arg, vec4(plane), better);
-            found = true;
-        }
+        let v = mp_x4[(o.image * p.h * p.w + plane) * p.c + o.c];
+        let better = v > best | vec4(!found);
+        best = select(best, v, better);
+        arg = select(arg, vec4(plane), better);
+        found = true;
     }
     mp_y4[i] = best;
     mp_arg4[i] = arg;
@@ -127,23 +154,12 @@ fn max_pool_backward(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    let c = i % p.c;
-    let pix = i / p.c;
-    let plane = pix % (p.h * p.w);
-    let x = plane % p.w;
-    let y = plane / p.w;
-    let image = pix / (p.h * p.w);
-    // Output oy covers input rows 2 oy - 1 .. 2 oy + 1, so y is covered by
-    // oy in [ceil((y - 1) / 2), floor((y + 1) / 2)] clipped to [0, Ho).
-    let oy0 = y / 2u;
-    let oy1 = min((y + 1u) / 2u, p.ho - 1u);
-    let ox0 = x / 2u;
-    let ox1 = min((x + 1u) / 2u, p.wo - 1u);
+    let x = in_pixel(i);
     var acc = 0.0;
-    for (var oy = oy0; oy <= oy1; oy++) {
-        for (var ox = ox0; ox <= ox1; ox++) {
-            let o = ((image * p.ho + oy) * p.wo + ox) * p.c + c;
-            if (mpb_arg[o] == plane) {
+    for (var oy = x.oy0; oy <= x.oy1; oy++) {
+        for (var ox = x.ox0; ox <= x.ox1; ox++) {
+            let o = ((x.image * p.ho + oy) * p.wo + ox) * p.c + x.c;
+            if (mpb_arg[o] == x.plane) {
                 acc += mpb_dy[o];
             }
         }
@@ -214,21 +230,12 @@ fn max_pool_backward_vec4(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    let c = i % p.c;
-    let pix = i / p.c;
-    let plane = pix % (p.h * p.w);
-    let x = plane % p.w;
-    let y = plane / p.w;
-    let image = pix / (p.h * p.w);
-    let oy0 = y / 2u;
-    let oy1 = min((y + 1u) / 2u, p.ho - 1u);
-    let ox0 = x / 2u;
-    let ox1 = min((x + 1u) / 2u, p.wo - 1u);
+    let x = in_pixel(i);
     var acc = vec4<f32>(0.0);
-    for (var oy = oy0; oy <= oy1; oy++) {
-        for (var ox = ox0; ox <= ox1; ox++) {
-            let o = ((image * p.ho + oy) * p.wo + ox) * p.c + c;
-            acc += select(vec4(0.0), mpb_dy4[o], mpb_arg4[o] == vec4(plane));
+    for (var oy = x.oy0; oy <= x.oy1; oy++) {
+        for (var ox = x.ox0; ox <= x.ox1; ox++) {
+            let o = ((x.image * p.ho + oy) * p.wo + ox) * p.c + x.c;
+            acc += select(vec4(0.0), mpb_dy4[o], mpb_arg4[o] == vec4(x.plane));
         }
     }
     mpb_dx4[i] = acc;

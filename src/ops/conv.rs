@@ -358,17 +358,16 @@ impl Conv3x3 {
             &x.reshape(&[g.images * g.pixels(), g.c_in])?,
             PackMode::Spikes,
         )?;
-        let row_bytes = 4 * words_per_row(g.k());
-        if let [only] = self.chunks(ctx, &g, row_bytes)[..] {
-            let bits = self.im2col_bits(ctx, &pixel_bits, &g, only)?;
-            let y = binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)?;
-            return Ok((y.reshape(&[g.images, g.h, g.w, g.c_out])?, Some(bits)));
-        }
-        let y = self.forward_chunks(ctx, &g, row_bytes, |ch| {
+        let mut kept = None;
+        let y = self.forward_chunks(ctx, &g, 4 * words_per_row(g.k()), |ch| {
             let bits = self.im2col_bits(ctx, &pixel_bits, &g, ch)?;
-            binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)
+            let y = binary_matmul(ctx, &bits, w_bits, None, BinaryForm::SpikesSigns)?;
+            if ch.count == g.images {
+                kept = Some(bits);
+            }
+            Ok(y)
         })?;
-        Ok((y, None))
+        Ok((y, kept))
     }
 
     /// The chunk's rows of `dy` as `[rows, C_out]` (a view when there is one chunk).

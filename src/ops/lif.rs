@@ -27,13 +27,10 @@ const FORWARD: Kernel = Kernel {
     ],
 };
 
+/// Binding 3 is the BatchNorm coefficients the input is normalized with (`AFFINE`), a
+/// dummy otherwise.
 const FORWARD_VEC4: Kernel = Kernel {
     entry: "forward_vec4",
-    ..FORWARD
-};
-
-const FORWARD_AFFINE_VEC4: Kernel = Kernel {
-    entry: "forward_affine_vec4",
     bindings: &[
         Access::Read,
         Access::ReadWrite,
@@ -493,6 +490,9 @@ fn expect_f32(op: &'static str, t: &Tensor) -> Result<()> {
     t.expect(op, t.shape(), DType::F32)
 }
 
+/// The forwards' one dispatch; `coef` (BatchNorm's `[2, features]`, only with f32 outputs
+/// and features a multiple of 4) normalizes the input as the kernel reads it.
+#[allow(clippy::too_many_arguments)]
 fn forward(
     ctx: &GpuContext,
     op: &'static str,
@@ -501,6 +501,7 @@ fn forward(
     spec: &Spec,
     outputs: LifOutputs,
     pack: PackKernel,
+    coef: Option<&Tensor>,
 ) -> Result<LifForward> {
     let write_h = outputs.h && spec.neuron != THRESHOLD_CODE;
     if !(outputs.spikes || write_h || outputs.packed) {
@@ -520,7 +521,7 @@ fn forward(
             DType::U32
         },
     )?;
-    let constants = [
+    let mut constants = vec![
         ("NEURON", spec.neuron),
         ("HARD_RESET", Spec::flag(spec.hard_reset)),
         ("DECAY_INPUT", Spec::flag(spec.decay_input)),
@@ -528,7 +529,15 @@ fn forward(
         ("WRITE_H", Spec::flag(write_h)),
     ];
     let words = shape.rows * words_per_row(shape.features);
-    let (kernel, groups) = if !outputs.packed && shape.neurons.is_multiple_of(4) {
+    let vec4 = !outputs.packed && shape.neurons.is_multiple_of(4);
+    if coef.is_some() && !(vec4 && shape.features.is_multiple_of(4)) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: a normalized input needs features a multiple of 4 (got {}) and f32 \
+             outputs only ({outputs:?})",
+            shape.features
+        )));
+    }
+    let (kernel, groups) = if vec4 {
         (FORWARD_VEC4, (shape.neurons / 4).div_ceil(WG))
     } else if !outputs.packed {
         (FORWARD, shape.neurons.div_ceil(WG))
@@ -537,10 +546,18 @@ fn forward(
     } else {
         (FORWARD_PACKED, words.div_ceil(WORDS_PER_GROUP))
     };
+    let fourth = match (vec4, coef) {
+        (true, Some(coef)) => coef.clone(),
+        (true, None) => ctx.empty(&[4], DType::F32)?,
+        (false, _) => packed.clone(),
+    };
+    if vec4 {
+        constants.push(("AFFINE", Spec::flag(coef.is_some())));
+    }
     ctx.dispatch(
         kernel,
         &constants,
-        &[x, &spikes, &h, &packed],
+        &[x, &spikes, &h, &fourth],
         &params,
         grid_1d(ctx, groups as u64)?,
     )?;
@@ -617,6 +634,7 @@ pub fn lif_forward_with(
         &Spec::lif(cfg, FiringFn::Lif),
         outputs,
         pack,
+        None,
     )
 }
 
@@ -637,35 +655,16 @@ pub fn lif_forward_affine(
     cfg.validate(OP)?;
     let shape = TimeShape::of(OP, x.shape(), t_steps)?;
     coef.expect(OP, &[2, shape.features], DType::F32)?;
-    if !shape.features.is_multiple_of(4) || outputs.packed || !(outputs.spikes || outputs.h) {
-        return Err(Error::InvalidArgument(format!(
-            "{OP}: needs features a multiple of 4 (got {}) and f32 outputs only ({outputs:?})",
-            shape.features
-        )));
-    }
-    let spec = Spec::lif(cfg, FiringFn::Lif);
-    let params = spec.params(OP, &shape)?;
-    let spikes = ctx.empty(if outputs.spikes { x.shape() } else { &[4] }, DType::F32)?;
-    let h = ctx.empty(if outputs.h { x.shape() } else { &[4] }, DType::F32)?;
-    let constants = [
-        ("NEURON", spec.neuron),
-        ("HARD_RESET", Spec::flag(spec.hard_reset)),
-        ("DECAY_INPUT", Spec::flag(spec.decay_input)),
-        ("WRITE_SPIKES", Spec::flag(outputs.spikes)),
-        ("WRITE_H", Spec::flag(outputs.h)),
-    ];
-    ctx.dispatch(
-        FORWARD_AFFINE_VEC4,
-        &constants,
-        &[x, &spikes, &h, coef],
-        &params,
-        grid_1d(ctx, (shape.neurons / 4).div_ceil(WG) as u64)?,
-    )?;
-    Ok(LifForward {
-        spikes: outputs.spikes.then_some(spikes),
-        h: outputs.h.then_some(h),
-        packed: None,
-    })
+    forward(
+        ctx,
+        OP,
+        x,
+        shape,
+        &Spec::lif(cfg, FiringFn::Lif),
+        outputs,
+        PackKernel::for_adapter(ctx),
+        Some(coef),
+    )
 }
 
 /// BPTT of the LIF neuron: `grad_x [T, ...]` from the spikes' gradient and the saved H.
@@ -716,6 +715,7 @@ pub fn ternary_forward(
         &Spec::lif(cfg, FiringFn::Ternary),
         outputs,
         pack,
+        None,
     )
 }
 
@@ -762,6 +762,7 @@ pub fn threshold_forward(
         &spec,
         outputs,
         PackKernel::for_adapter(ctx),
+        None,
     )
 }
 
