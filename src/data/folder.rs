@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ImageDataset, Splits};
+use super::{ImageDataset, Planar, Splits};
 use crate::error::{Error, Result};
 use crate::input::read_file;
 
@@ -66,18 +66,7 @@ pub fn decode_planar(path: &Path, channels: usize, height: usize, width: usize) 
     } else {
         img
     };
-    let plane = height * width;
-    let mut out = vec![0u8; channels * plane];
-    if channels == 1 {
-        out.copy_from_slice(img.to_luma8().as_raw());
-    } else {
-        for (i, px) in img.to_rgb8().pixels().enumerate() {
-            for c in 0..3 {
-                out[c * plane + i] = px[c];
-            }
-        }
-    }
-    Ok(out)
+    Ok(Planar::from_image(&img, channels).data)
 }
 
 fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>> {

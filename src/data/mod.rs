@@ -8,6 +8,7 @@ pub mod events;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod planar;
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 
 pub use augment::Augment;
 pub use loader::{Batch, BatchLoader};
+pub use planar::Planar;
 
 /// Images in memory as u8, channel-planar `[N, C, H, W]`, with their labels; or, for
 /// event data, T frames per sample `[N, T, C, H, W]` (event counts saturated at 255).
