@@ -2,6 +2,7 @@
 //   weighted_sum: out = c0 x0 + c1 x1 + c2 x2 over the first TERMS terms (residual adds,
 //                 the reversible blocks' a + (b + c) / 2 and their inverses, scaling)
 //   axpy:         y += alpha x (gradient accumulation on residual paths)
+//   lerp:         y += alpha (x - y) (an exponential moving average of the weights)
 //   add_bias:     y[r, c] += bias[c] over rows of a channel-last [rows, C] tensor
 //   copy_range:   dst[dst_offset + i] = src[src_offset + i], i < len (chunked layers)
 //   relu:         y = max(x, 0) (A2OS2A's non-negative K)
@@ -67,6 +68,18 @@ fn axpy(@builtin(workgroup_id) wid: vec3<u32>,
     let i = linear_index(wid, nwg, lid);
     if (i < ax.len) {
         ax_y[i] += ax.alpha * ax_x[i];
+    }
+}
+
+// ---- lerp (shares axpy's bindings) -----------------------------------------------
+
+@compute @workgroup_size(256)
+fn lerp(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wid, nwg, lid);
+    if (i < ax.len) {
+        ax_y[i] += ax.alpha * (ax_x[i] - ax_y[i]);
     }
 }
 

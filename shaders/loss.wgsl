@@ -3,6 +3,8 @@
 //
 // cross_entropy: q = (1 - smoothing) onehot(label) + smoothing / C, p = softmax(z),
 //   loss_b = -sum_c q_c log p_c, dz = weight * (p - q) / B      (mean over the batch)
+// soft_cross_entropy (timm's SoftTargetCrossEntropy: mixup/cutmix targets q, each row
+//   summing to 1): loss_b = -sum_c q_c log p_c, dz = weight * (p - q) / B
 // distill_soft (DeiT's soft distillation, teacher logits t, temperature tau):
 //   loss_b = tau^2 / (B C) * sum_c pt_c (log pt_c - log ps_c), ps = softmax(z / tau),
 //   pt = softmax(t / tau), dz = weight * tau / (B C) * (ps - pt)
@@ -17,7 +19,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;       // [B, C]
-@group(0) @binding(1) var<storage, read> goal: array<u32>;       // [B] labels, or bitcast teacher logits [B, C]
+@group(0) @binding(1) var<storage, read> goal: array<u32>;       // [B] labels, or bitcast f32 [B, C] targets or teacher logits
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;   // [B]
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>; // [B, C]
 @group(0) @binding(4) var<uniform> p: Params;
@@ -51,6 +53,29 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var c = 0u; c < p.classes; c++) {
         let z = logits[base + c];
         let q = select(off, 1.0 - p.smoothing + off, c == label);
+        l -= q * (z - log_z);
+        dlogits[base + c] = p.weight * (exp(z - log_z) - q) / f32(p.rows);
+    }
+    loss[b] = l;
+}
+
+@compute @workgroup_size(64)
+fn soft_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let b = gid.x;
+    if (b >= p.rows) {
+        return;
+    }
+    let base = b * p.classes;
+    let m = row_max(base, 1.0);
+    var sum = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        sum += exp(logits[base + c] - m);
+    }
+    let log_z = m + log(sum);
+    var l = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        let z = logits[base + c];
+        let q = bitcast<f32>(goal[base + c]);
         l -= q * (z - log_z);
         dlogits[base + c] = p.weight * (exp(z - log_z) - q) / f32(p.rows);
     }

@@ -1,6 +1,6 @@
 //! Elementwise helpers between the big kernels (shaders/elementwise.wgsl): residual adds,
-//! the reversible blocks' scaled adds, gradient accumulation, bias rows, range copies,
-//! ReLU.
+//! the reversible blocks' scaled adds, gradient accumulation, moving averages, bias rows,
+//! range copies, ReLU.
 //!
 //! Backward passes: `y = a + b` gives `da = db = dy`; `y = a + (b + c) / 2` gives
 //! `da = dy`, `db = dc = dy / 2` ([`add_avg_backward`]); where a gradient meets another
@@ -19,6 +19,12 @@ const WEIGHTED_SUM: Kernel = Kernel {
 const AXPY: Kernel = Kernel {
     shader: Shader::Elementwise,
     entry: "axpy",
+    bindings: &[Access::Read, Access::ReadWrite],
+};
+
+const LERP: Kernel = Kernel {
+    shader: Shader::Elementwise,
+    entry: "lerp",
     bindings: &[Access::Read, Access::ReadWrite],
 };
 
@@ -162,6 +168,24 @@ pub fn axpy_into(ctx: &GpuContext, y: &Tensor, x: &Tensor, alpha: f32) -> Result
         alpha,
     };
     ctx.dispatch(AXPY, &[], &[x, y], &params, elements(ctx, y.len())?)
+}
+
+/// `y += t (x - y)` in place: `y` moves the fraction `t` of the way to `x` (an
+/// exponential moving average with decay `1 - t`).
+pub fn lerp_into(ctx: &GpuContext, y: &Tensor, x: &Tensor, t: f32) -> Result<()> {
+    const OP: &str = "lerp_into";
+    y.expect(OP, y.shape(), DType::F32)?;
+    x.expect(OP, y.shape(), DType::F32)?;
+    if std::ptr::eq(x.buffer(), y.buffer()) {
+        return Err(Error::InvalidArgument(format!(
+            "{OP}: x and y share a buffer"
+        )));
+    }
+    let params = AxpyParams {
+        len: to_u32(OP, "len", y.len())?,
+        alpha: t,
+    };
+    ctx.dispatch(LERP, &[], &[x, y], &params, elements(ctx, y.len())?)
 }
 
 /// `y[.., c] += bias[c]` in place over a channel-last f32 tensor `[.., C]`.

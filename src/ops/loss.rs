@@ -1,5 +1,5 @@
 //! Classification losses and their logit gradients (shaders/loss.wgsl): cross-entropy
-//! with label smoothing, DeiT soft distillation, and argmax (hard distillation labels).
+//! with label smoothing or with soft targets (mixup, cutmix), DeiT soft distillation, and argmax (hard distillation labels).
 //! Per-row losses stay on the GPU; callers download them only when they report.
 
 use super::to_u32;
@@ -9,6 +9,17 @@ use crate::gpu::{Access, DType, GpuContext, Kernel, Shader, Tensor};
 const CROSS_ENTROPY: Kernel = Kernel {
     shader: Shader::Loss,
     entry: "cross_entropy",
+    bindings: &[
+        Access::Read,
+        Access::Read,
+        Access::ReadWrite,
+        Access::ReadWrite,
+    ],
+};
+
+const SOFT_CROSS_ENTROPY: Kernel = Kernel {
+    shader: Shader::Loss,
+    entry: "soft_cross_entropy",
     bindings: &[
         Access::Read,
         Access::Read,
@@ -107,6 +118,28 @@ pub fn cross_entropy(
         tau: 1.0,
     };
     run(ctx, CROSS_ENTROPY, logits, labels, params)
+}
+
+/// Cross-entropy of `logits [B, C]` against soft `targets` (f32 `[B, C]`, each row a
+/// distribution: timm's SoftTargetCrossEntropy, as mixup and cutmix use it); the
+/// gradient is scaled by `weight`.
+pub fn soft_cross_entropy(
+    ctx: &GpuContext,
+    logits: &Tensor,
+    targets: &Tensor,
+    weight: f32,
+) -> Result<LossOutput> {
+    const OP: &str = "soft_cross_entropy";
+    let (b, c) = rows_classes(OP, logits)?;
+    targets.expect(OP, &[b, c], DType::F32)?;
+    let params = Params {
+        rows: to_u32(OP, "rows", b)?,
+        classes: to_u32(OP, "classes", c)?,
+        smoothing: 0.0,
+        weight,
+        tau: 1.0,
+    };
+    run(ctx, SOFT_CROSS_ENTROPY, logits, targets, params)
 }
 
 /// DeiT soft distillation of `logits` towards `teacher` logits (same shape) at

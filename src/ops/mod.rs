@@ -36,8 +36,8 @@ pub use conv::{
 };
 pub use copy::{copy, pad_last_dim};
 pub use elementwise::{
-    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, relu,
-    relu_backward, scale, weighted_sum,
+    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, lerp_into,
+    relu, relu_backward, scale, weighted_sum,
 };
 pub use layout::{
     merge_heads, nchw_to_nhwc_repeat, split_heads, time_step_inputs, transpose_matrices,

@@ -8,6 +8,11 @@ pub fn weighted_sum(terms: &[(f64, &[f64])]) -> Vec<f64> {
         .collect()
 }
 
+/// `y + t (x - y)`.
+pub fn lerp(y: &[f64], x: &[f64], t: f64) -> Vec<f64> {
+    y.iter().zip(x).map(|(a, b)| a + t * (b - a)).collect()
+}
+
 /// `y[.., c] + bias[c]` over a channel-last `[rows, C]`.
 pub fn add_bias(y: &[f64], bias: &[f64]) -> Vec<f64> {
     y.iter()

@@ -38,6 +38,27 @@ pub fn cross_entropy(
     (losses, grad)
 }
 
+pub fn soft_cross_entropy(
+    logits: &[f32],
+    targets: &[f32],
+    classes: usize,
+    weight: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let rows = logits.len() / classes;
+    let (mut losses, mut grad) = (Vec::new(), Vec::new());
+    for b in 0..rows {
+        let lp = log_softmax(&logits[b * classes..(b + 1) * classes], 1.0);
+        let q = &targets[b * classes..(b + 1) * classes];
+        losses.push(-lp.iter().zip(q).map(|(l, &q)| q as f64 * l).sum::<f64>() as f32);
+        grad.extend(
+            lp.iter()
+                .zip(q)
+                .map(|(l, &q)| (weight as f64 * (l.exp() - q as f64) / rows as f64) as f32),
+        );
+    }
+    (losses, grad)
+}
+
 pub fn distill_soft(
     logits: &[f32],
     teacher: &[f32],

@@ -1,6 +1,6 @@
 use bitspike::ops::{
-    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, relu,
-    relu_backward, scale, weighted_sum,
+    add, add_avg, add_avg_backward, add_backward, add_bias_into, axpy_into, copy_range, lerp_into,
+    relu, relu_backward, scale, weighted_sum,
 };
 use bitspike::reference::elementwise as rew;
 use bitspike::DType;
@@ -78,7 +78,7 @@ fn weighted_sums_match_reference() {
 }
 
 #[test]
-fn axpy_bias_and_copy_range_match_reference() {
+fn axpy_lerp_bias_and_copy_range_match_reference() {
     for ctx in contexts() {
         let mut rng = Rng::new(52);
         for &(rows, ch) in &[(1usize, 1usize), (37, 6), (100, 70)] {
@@ -90,6 +90,10 @@ fn axpy_bias_and_copy_range_match_reference() {
             axpy_into(ctx, &ty, &tx, 0.25).unwrap();
             let want = rew::weighted_sum(&[(1.0, &to64(&y)), (0.25, &to64(&x))]);
             assert_close64("axpy", &ctx.download_f32(&ty).unwrap(), &want, 1e-6);
+            let ema = ctx.upload_f32(&y, &[rows, ch]).unwrap();
+            lerp_into(ctx, &ema, &tx, 0.3).unwrap();
+            let lerped = rew::lerp(&to64(&y), &to64(&x), 0.3);
+            assert_close64("lerp", &ctx.download_f32(&ema).unwrap(), &lerped, 1e-6);
             let tb = ctx.upload_f32(&bias, &[ch]).unwrap();
             add_bias_into(ctx, &ty, &tb).unwrap();
             let want = rew::add_bias(&want, &to64(&bias));
@@ -115,6 +119,8 @@ fn elementwise_ops_reject_bad_arguments() {
     assert!(weighted_sum(ctx, &[]).is_err());
     assert!(weighted_sum(ctx, &[(1.0, &a); 4]).is_err());
     assert!(axpy_into(ctx, &a, &a, 1.0).is_err());
+    assert!(lerp_into(ctx, &a, &a, 0.5).is_err());
+    assert!(lerp_into(ctx, &a, &b, 0.5).is_err());
     assert!(add_bias_into(ctx, &a, &b).is_err());
     assert!(copy_range(ctx, &a, 2, &b, 0, 3).is_err());
     assert!(copy_range(ctx, &a, 0, &a, 1, 2).is_err());
