@@ -1,6 +1,6 @@
 //! Datasets and loaders: MNIST-style IDX files, CIFAR-10/100 binary batches, image
 //! folders and event-camera recordings (binned into frames), all read into one in-memory
-//! form, and a prefetching batch loader.
+//! form, a prefetching batch loader, mixup and cutmix, and tables of teacher logits.
 
 pub mod augment;
 pub mod cifar;
@@ -8,7 +8,9 @@ pub mod events;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod mixup;
 pub mod planar;
+pub mod teacher_logits;
 
 use std::path::Path;
 
@@ -16,7 +18,9 @@ use crate::error::{Error, Result};
 
 pub use augment::Augment;
 pub use loader::{Batch, BatchLoader};
+pub use mixup::{Mix, MixMode, Mixup};
 pub use planar::Planar;
+pub use teacher_logits::TeacherLogits;
 
 /// Images in memory as u8, channel-planar `[N, C, H, W]`, with their labels; or, for
 /// event data, T frames per sample `[N, T, C, H, W]` (event counts saturated at 255).
