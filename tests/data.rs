@@ -188,6 +188,7 @@ fn loader_covers_the_epoch_repeatably_and_normalizes() {
         batch_size: 128,
         shuffle: true,
         augment: Augment::default(),
+        mixup: None,
         norm: data::Normalization {
             mean: vec![0.5],
             std: vec![0.5],

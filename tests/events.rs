@@ -476,6 +476,7 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
         batch_size: 3,
         shuffle: false,
         augment: Augment::default(),
+        mixup: None,
         norm: norm.clone(),
         seed: 1,
         prefetch: 1,
@@ -504,8 +505,8 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
     };
     let mut seen_flip = false;
     for seed in 0..8 {
-        let b = flipped.make_batch(&[5], &mut bitspike::rng::Rng::new(seed));
-        let plain = loader.make_batch(&[5], &mut bitspike::rng::Rng::new(seed));
+        let b = flipped.make_batch(&[5], 0, &mut bitspike::rng::Rng::new(seed));
+        let plain = loader.make_batch(&[5], 0, &mut bitspike::rng::Rng::new(seed));
         let mirrored = |img: &[f32]| -> Vec<f32> {
             img.chunks(16)
                 .flat_map(|row| row.iter().rev().copied())

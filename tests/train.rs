@@ -101,6 +101,7 @@ fn loaders() -> (BatchLoader, BatchLoader) {
         batch_size: 100,
         shuffle: true,
         augment: Augment::default(),
+        mixup: None,
         norm: norm.clone(),
         seed: 9,
         prefetch: 2,

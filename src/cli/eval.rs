@@ -117,6 +117,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         shuffle: false,
         augment: Augment::default(),
+        mixup: None,
         norm,
         seed: 0,
         prefetch: 3,

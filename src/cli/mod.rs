@@ -6,9 +6,10 @@ mod export;
 mod infer;
 mod info;
 mod prune;
+mod recipe;
 mod train;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use bitspike::gpu::{AdapterChoice, GpuContext};
 use bitspike::nn::{AttentionForm, ModelConfig, WeightMode};
@@ -216,7 +217,27 @@ impl EventArgs {
 pub const FRAMES_KEY: &str = "data.frames";
 
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut matches = Cli::command().get_matches_from(argv.clone());
+    // A train recipe becomes flags after the command line's own (which override it).
+    if let Some(("train", sub)) = matches.subcommand() {
+        if let Some(path) = sub.get_one::<std::path::PathBuf>("recipe") {
+            let cli = Cli::command();
+            let train = cli
+                .find_subcommand("train")
+                .expect("bitspike has a train subcommand");
+            let expanded = recipe::expand(argv, path, train, sub)?;
+            matches = Cli::command()
+                .try_get_matches_from(expanded)
+                .map_err(|e| {
+                    let rendered = e.render().to_string();
+                    let first = rendered.lines().next().unwrap_or_default();
+                    let why = first.strip_prefix("error: ").unwrap_or(first);
+                    anyhow::anyhow!("with the recipe {}: {why}", path.display())
+                })?;
+        }
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
@@ -315,6 +336,24 @@ pub mod float {
     /// A value in [0, 1).
     pub fn fraction(s: &str) -> Result<f32, String> {
         parse(s, |v: f32| (0.0..1.0).contains(&v), "in [0, 1)")
+    }
+
+    /// A probability, in [0, 1].
+    pub fn probability(s: &str) -> Result<f32, String> {
+        parse(s, |v: f32| (0.0..=1.0).contains(&v), "in [0, 1]")
+    }
+
+    /// Two finite values `MIN,MAX` with MIN <= MAX (a TOML array in a recipe).
+    pub fn range(s: &str) -> Result<(f32, f32), String> {
+        let parts: Vec<&str> = s.split(',').collect();
+        let [a, b] = parts[..] else {
+            return Err(format!("'{s}' is not two numbers MIN,MAX"));
+        };
+        let (a, b) = (finite(a)?, finite(b)?);
+        if a > b {
+            return Err(format!("'{s}': MIN {a} is above MAX {b}"));
+        }
+        Ok((a, b))
     }
 
     /// A fraction in [0, 1), as f64.

@@ -100,6 +100,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         shuffle: false,
         augment: Augment::default(),
+        mixup: None,
         norm,
         seed: 0,
         prefetch: 1,
@@ -111,7 +112,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     let mut batches = Vec::new();
     for start in (0..n).step_by(args.batch_size) {
         let idx: Vec<usize> = (start..(start + args.batch_size).min(n)).collect();
-        let batch = loader.make_batch(&idx, &mut rng);
+        let batch = loader.make_batch(&idx, 0, &mut rng);
         batches.push(ctx.upload_f32(&batch.images, &[idx.len(), c, s, s])?);
     }
     let scores = score_kernels(&ctx, &cfg, &mut store, &batches)?;

@@ -1,5 +1,7 @@
 //! `bitspike train`: train a preset on a dataset, with a progress bar, evaluation after
-//! each epoch, a metrics log, and checkpoints (the last complete epoch and the best).
+//! each epoch, a metrics log, and checkpoints (the last complete epoch, the best, and the
+//! EMA of the weights). Every flag can come from a recipe file (`--recipe`, see
+//! `recipe.rs`); flags on the command line override it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,17 +11,21 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::{float, print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
-use bitspike::data::{self, Augment, BatchLoader};
+use bitspike::data::{self, Augment, BatchLoader, MixMode, Mixup, TeacherLogits};
 use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
 use bitspike::ops::optim::AdamW;
 use bitspike::train::{
-    evaluate, CosineSchedule, Distillation, EpochProgress, EpochReport, Optimizer, RunDir, RunMode,
-    Teacher, Trainer,
+    evaluate, CosineSchedule, Distillation, EpochProgress, EpochReport, ModelEma, Optimizer,
+    RunDir, RunMode, Teacher, TeacherSource, Trainer,
 };
 
 #[derive(Args)]
 pub struct TrainArgs {
+    /// A recipe: a TOML file whose keys are this command's flags (`lr = 5e-4`,
+    /// `aa = "rand-m9-n1-mstd0.4-inc1"`, `hflip = true`); flags given here override it.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
     #[command(flatten)]
     gpu: GpuArgs,
     #[command(flatten)]
@@ -40,9 +46,20 @@ pub struct TrainArgs {
     lr: f32,
     #[arg(long, default_value_t = 1e-5, value_parser = float::non_negative)]
     min_lr: f32,
-    /// Epochs of linear warm-up from --min-lr.
+    /// Epochs of linear warm-up from --warmup-lr.
     #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
     warmup_epochs: f32,
+    /// Where the warm-up starts (default: --min-lr).
+    #[arg(long, value_parser = float::non_negative)]
+    warmup_lr: Option<f32>,
+    /// Epochs at --min-lr after the cosine's --epochs (timm's cooldown): the run trains
+    /// epochs + cooldown epochs.
+    #[arg(long, default_value_t = 0, value_parser = super::int::whole)]
+    cooldown_epochs: usize,
+    /// Batches whose gradients add up before each optimizer step: an effective batch of
+    /// batch-size x accum-steps on a small GPU.
+    #[arg(long, default_value_t = 1, value_parser = super::int::positive)]
+    accum_steps: usize,
     #[arg(long, default_value_t = 0.06, value_parser = float::non_negative)]
     weight_decay: f32,
     #[arg(long, default_value_t = 0.1, value_parser = float::fraction)]
@@ -56,6 +73,27 @@ pub struct TrainArgs {
     /// Random horizontal flips.
     #[arg(long)]
     hflip: bool,
+    /// Mixup's Beta(alpha, alpha) (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
+    mixup: f32,
+    /// CutMix's Beta(alpha, alpha) (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
+    cutmix: f32,
+    /// CutMix box sides as fractions MIN,MAX of the image, instead of from the mixing weight.
+    #[arg(long, value_parser = float::range)]
+    cutmix_minmax: Option<(f32, f32)>,
+    /// Probability of mixing a batch (or sample, or pair).
+    #[arg(long, default_value_t = 1.0, value_parser = float::probability)]
+    mixup_prob: f32,
+    /// With both mixup and cutmix on, the probability of cutmix.
+    #[arg(long, default_value_t = 0.5, value_parser = float::probability)]
+    mixup_switch_prob: f32,
+    /// Which samples share a mixing weight: batch, pair or elem.
+    #[arg(long, default_value = "batch", value_parser = mix_mode)]
+    mixup_mode: MixMode,
+    /// Stop mixing from this epoch on (1-based count of epochs done, as timm).
+    #[arg(long, value_parser = super::int::whole)]
+    mixup_off_epoch: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Initial weights: a plain state_dict with the reference names (or a checkpoint).
@@ -70,8 +108,13 @@ pub struct TrainArgs {
     #[arg(long)]
     overwrite: bool,
     /// Teacher checkpoint for distillation into the second head (two-head models).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "teacher_logits")]
     teacher: Option<PathBuf>,
+    /// A teacher that bitspike does not run: its logits for every training image
+    /// (safetensors or .npy, [images, classes] in the dataset's order; written by
+    /// scripts/teacher_logits.py).
+    #[arg(long)]
+    teacher_logits: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = DistillKind::Hard)]
     distill: DistillKind,
     /// Temperature of soft distillation.
@@ -86,6 +129,12 @@ pub struct TrainArgs {
     /// Both give the same gradients.
     #[arg(long, value_enum, default_value_t = Reversible::Recompute)]
     reversible: Reversible,
+    /// Keep an exponential moving average of the weights (timm's ModelEmaV2), evaluated
+    /// each epoch and saved as ema.safetensors.
+    #[arg(long)]
+    model_ema: bool,
+    #[arg(long, default_value_t = 0.9998, value_parser = float::fraction)]
+    model_ema_decay: f32,
     /// Run directory for checkpoints and the metrics log (default: runs/<model>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -102,6 +151,10 @@ const PARTIAL_EPOCH_KEY: &str = "train.partial_epoch";
 
 /// The most epochs one run may ask for.
 const MAX_EPOCHS: usize = 1_000_000;
+
+fn mix_mode(s: &str) -> Result<MixMode, String> {
+    s.parse().map_err(|e: bitspike::Error| e.to_string())
+}
 
 #[derive(Clone, Copy, ValueEnum)]
 enum DistillKind {
@@ -139,12 +192,27 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let mut cfg = args.model.config()?.context(
         "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
     )?;
-    if args.epochs > MAX_EPOCHS {
-        anyhow::bail!(
-            "--epochs {} is out of range (allowed: 0..={MAX_EPOCHS})",
-            args.epochs
-        );
+    for (flag, n) in [
+        ("--epochs", args.epochs),
+        ("--cooldown-epochs", args.cooldown_epochs),
+    ] {
+        if n > MAX_EPOCHS {
+            anyhow::bail!("{flag} {n} is out of range (allowed: 0..={MAX_EPOCHS})");
+        }
     }
+    let total_epochs = args.epochs + args.cooldown_epochs;
+    let mixup = (args.mixup > 0.0 || args.cutmix > 0.0)
+        .then(|| Mixup {
+            mixup_alpha: args.mixup,
+            cutmix_alpha: args.cutmix,
+            cutmix_minmax: args.cutmix_minmax,
+            prob: args.mixup_prob,
+            switch_prob: args.mixup_switch_prob,
+            mode: args.mixup_mode,
+            off_epoch: args.mixup_off_epoch,
+        })
+        .map(|m| m.check().map(|()| m))
+        .transpose()?;
     if args.crop_padding > cfg.image_size {
         anyhow::bail!(
             "--crop-padding {} is out of range (allowed: 0..={}, the image size)",
@@ -193,6 +261,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let run_dir = RunDir::open(&out, mode)?;
 
+    let teacher_table = match &args.teacher_logits {
+        Some(path) => Some(TeacherLogits::read(
+            path,
+            &splits.train.labels,
+            cfg.classes,
+        )?),
+        None => None,
+    };
     let norm = splits.train.normalization();
     let splits_frames = splits.frames;
     let loader = BatchLoader {
@@ -203,6 +279,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             crop_padding: args.crop_padding,
             horizontal_flip: args.hflip,
         },
+        mixup,
         norm: norm.clone(),
         seed: args.seed,
         prefetch: 3,
@@ -211,6 +288,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data: Arc::new(splits.test),
         shuffle: false,
         augment: Augment::default(),
+        mixup: None,
         ..loader.clone()
     };
 
@@ -253,6 +331,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0);
     }
+    let mut ema = match args.model_ema {
+        true => {
+            let mut ema = ModelEma::new(&ctx, &store, &initial, args.model_ema_decay)?;
+            if args.resume {
+                if let Err(e) = ema.load_from(&ctx, &initial) {
+                    eprintln!("{e}: the EMA starts from the resumed weights");
+                }
+            }
+            Some(ema)
+        }
+        false => None,
+    };
     let mut model = Model::new(&cfg, args.batch_size)?;
     model.set_rate_reg(args.rate_reg)?;
     model.set_reversible(args.reversible);
@@ -309,11 +399,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         schedule: CosineSchedule {
             lr: args.lr,
             min_lr: args.min_lr,
-            warmup_lr: args.min_lr,
+            warmup_lr: args.warmup_lr.unwrap_or(args.min_lr),
             warmup_steps: (args.warmup_epochs * steps as f32) as usize,
             total_steps: args.epochs * steps,
         },
         label_smoothing: args.label_smoothing,
+        accum_steps: args.accum_steps,
         report_every: args.report_every.max(1),
         stop: stop.clone(),
     };
@@ -329,7 +420,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             out.display()
         );
     }
-    for epoch in first_epoch..args.epochs {
+    let distillation = match args.distill {
+        DistillKind::Hard => Distillation::Hard,
+        DistillKind::Soft => Distillation::Soft { tau: args.tau },
+    };
+    for epoch in first_epoch..total_epochs {
         let bar = (!args.json).then(|| {
             let bar = indicatif::ProgressBar::new(steps as u64);
             bar.set_style(
@@ -339,17 +434,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 .expect("a valid template")
                 .progress_chars("=> "),
             );
-            bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
+            bar.set_prefix(format!("{}/{}", epoch + 1, total_epochs));
             bar
         });
         let start = std::time::Instant::now();
-        let mut teacher = teacher_parts.as_mut().map(|(m, s)| Teacher {
-            model: m,
-            store: s,
-            kind: match args.distill {
-                DistillKind::Hard => Distillation::Hard,
-                DistillKind::Soft => Distillation::Soft { tau: args.tau },
-            },
+        let source = match (&mut teacher_parts, &teacher_table) {
+            (Some((m, s)), _) => Some(TeacherSource::Live { model: m, store: s }),
+            (None, Some(table)) => Some(TeacherSource::Logits(table)),
+            (None, None) => None,
+        };
+        let mut teacher = source.map(|source| Teacher {
+            source,
+            kind: distillation,
         });
         let from = resume_from
             .take()
@@ -360,6 +456,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             &mut store,
             &mut optimizer,
             teacher.as_mut(),
+            ema.as_mut(),
             |p| {
                 if let Some(bar) = &bar {
                     bar.set_position(p.step as u64);
@@ -396,6 +493,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             sd.metadata
                 .insert(PARTIAL_EPOCH_KEY.into(), serde_json::to_string(&p)?);
             optimizer.save_into(&ctx, &mut sd)?;
+            if let Some(ema) = &ema {
+                ema.save_into(&ctx, &mut sd)?;
+            }
             sd.write(&last_path)?;
             return Err(super::Interrupted(format!(
                 "interrupted in epoch {} after step {} of {steps}: saved {}; continue with \
@@ -419,12 +519,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             .into());
         }
         let (top1, top5) = (evaluation.top1, evaluation.top5);
+        let ema_test_accuracy = match ema.as_mut() {
+            Some(ema) => Some(evaluate(&ctx, &mut model, ema.store(&ctx)?, &test_loader)?.top1),
+            None => None,
+        };
         let report = EpochReport {
             epoch: epoch + 1,
             train_loss: outcome.loss,
             train_accuracy: outcome.accuracy,
             test_accuracy: top1,
             test_top5: top5,
+            ema_test_accuracy,
             images_per_second: outcome.images_per_second,
             lr: trainer.schedule.at((epoch + 1) * steps),
             seconds: start.elapsed().as_secs_f64(),
@@ -438,16 +543,31 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         if top1 >= best {
             sd.write(&best_path)?;
         }
+        if let Some(ema) = &ema {
+            // The EMA as a plain checkpoint for eval and infer, with the data's metadata.
+            let mut plain = ema.state_dict(&ctx)?;
+            for (k, v) in &sd.metadata {
+                if k.starts_with("data.") || k == FRAMES_KEY {
+                    plain.metadata.insert(k.clone(), v.clone());
+                }
+            }
+            plain.write(&run_dir.ema_checkpoint())?;
+            ema.save_into(&ctx, &mut sd)?;
+        }
         optimizer.save_into(&ctx, &mut sd)?;
         sd.write(&last_path)?;
         run_dir.append_metrics(&serde_json::to_string(&report)?)?;
         if args.json {
             print_json(&report)?;
         } else {
+            let ema_note = report
+                .ema_test_accuracy
+                .map(|a| format!(", EMA {:.2}%", 100.0 * a))
+                .unwrap_or_default();
             println!(
-                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}% (top-5 {:.2}%), {:.1} img/s, {:.0} s",
+                "epoch {}/{}: train loss {:.4}, train acc {:.2}%, test acc {:.2}% (top-5 {:.2}%{ema_note}), {:.1} img/s, {:.0} s",
                 report.epoch,
-                args.epochs,
+                total_epochs,
                 report.train_loss,
                 100.0 * report.train_accuracy,
                 100.0 * report.test_accuracy,

@@ -4,7 +4,9 @@
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
+use super::mixup::{BatchShape, Mix, Mixup};
 use super::{Augment, ImageDataset, Normalization};
+use crate::error::Result;
 use crate::rng::Rng;
 
 /// One batch: images f32 `[B, C, H, W]` (or, for frame data, `[T, B, C, H, W]`: the
@@ -13,6 +15,10 @@ use crate::rng::Rng;
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
+    /// The dataset index of each sample (rows of a teacher-logits table).
+    pub samples: Vec<usize>,
+    /// How mixup or cutmix mixed the batch; None when it was not.
+    pub mix: Option<Mix>,
 }
 
 impl Batch {
@@ -31,6 +37,8 @@ pub struct BatchLoader {
     pub batch_size: usize,
     pub shuffle: bool,
     pub augment: Augment,
+    /// Mixup / cutmix of each batch after normalization (training only).
+    pub mixup: Option<Mixup>,
     pub norm: Normalization,
     pub seed: u64,
     /// Batches prepared ahead of the consumer.
@@ -45,14 +53,14 @@ impl BatchLoader {
 
     /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on a
     /// background thread. Dropping the iterator stops the thread.
-    pub fn epoch(&self, epoch: u64) -> Receiver<Batch> {
+    pub fn epoch(&self, epoch: u64) -> Receiver<Result<Batch>> {
         self.epoch_from(epoch, 0)
     }
 
     /// The batches of `epoch` from batch `first` on: the same batches, augmented alike,
     /// as the whole epoch's (each batch's augmentation has its own seed), so that an
     /// interrupted epoch resumes exactly.
-    pub fn epoch_from(&self, epoch: u64, first: usize) -> Receiver<Batch> {
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Receiver<Result<Batch>> {
         let (tx, rx) = sync_channel(self.prefetch.max(1));
         let me = self.clone();
         std::thread::spawn(move || {
@@ -63,9 +71,8 @@ impl BatchLoader {
             }
             for (b, chunk) in order.chunks(me.batch_size.max(1)).enumerate().skip(first) {
                 let batch_seed = epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                if tx
-                    .send(me.make_batch(chunk, &mut Rng::new(batch_seed)))
-                    .is_err()
+                let batch = me.make_batch(chunk, epoch as usize, &mut Rng::new(batch_seed));
+                if tx.send(Ok(batch)).is_err()
                 {
                     return;
                 }
@@ -74,9 +81,9 @@ impl BatchLoader {
         rx
     }
 
-    /// Build the batch of the given dataset indices. Augmentation crops and flips all of
-    /// a sample's frames alike.
-    pub fn make_batch(&self, indices: &[usize], rng: &mut Rng) -> Batch {
+    /// Build the batch of the given dataset indices in `epoch`. Augmentation crops and
+    /// flips all of a sample's frames alike; mixup mixes them alike.
+    pub fn make_batch(&self, indices: &[usize], epoch: usize, rng: &mut Rng) -> Batch {
         let d = &self.data;
         let (t_steps, c, h, w) = (d.time_steps, d.channels, d.height, d.width);
         let (plane, b) = (h * w, indices.len());
@@ -104,9 +111,25 @@ impl BatchLoader {
                 }
             }
         }
+        let mix = self
+            .mixup
+            .as_ref()
+            .filter(|m| m.active_in(epoch))
+            .map(|m| {
+                let shape = BatchShape {
+                    time_steps: t_steps,
+                    batch: b,
+                    channels: c,
+                    height: h,
+                    width: w,
+                };
+                m.apply(&mut images, shape, rng)
+            });
         Batch {
             images,
             labels: indices.iter().map(|&i| d.labels[i]).collect(),
+            samples: indices.to_vec(),
+            mix,
         }
     }
 }

@@ -52,9 +52,8 @@ pub struct Mixup {
     /// With both alphas set, the probability of cutmix rather than mixup.
     pub switch_prob: f32,
     pub mode: MixMode,
-    /// Label smoothing folded into the targets.
-    pub label_smoothing: f32,
-    pub classes: usize,
+    /// Mixing stops from this epoch (0-based) on (timm's `mixup_off_epoch`).
+    pub off_epoch: Option<usize>,
 }
 
 /// How a batch was mixed: sample `i` holds `lam[i]` of itself and `1 - lam[i]` of sample
@@ -93,7 +92,8 @@ impl Mix {
 }
 
 /// Label-smoothed one-hot rows `[B, classes]` (timm's `one_hot` with `off = smoothing /
-/// classes`, `on = 1 - smoothing + off`).
+/// classes`, `on = 1 - smoothing + off`); mixed by [`Mix::targets`] they are timm's
+/// `mixup_target`.
 pub fn smoothed_one_hot(labels: &[u32], classes: usize, smoothing: f32) -> Vec<f32> {
     let off = smoothing / classes as f32;
     let mut rows = vec![off; labels.len() * classes];
@@ -207,7 +207,7 @@ struct Draw {
 
 impl Mixup {
     /// Check the settings (alphas non-negative, probabilities in [0, 1], a sound
-    /// `cutmix_minmax`, smoothing in [0, 1), at least one class).
+    /// `cutmix_minmax`).
     pub fn check(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidArgument(format!("mixup: {what}")));
         if !(self.mixup_alpha >= 0.0 && self.cutmix_alpha >= 0.0) {
@@ -228,21 +228,17 @@ impl Mixup {
                 ));
             }
         }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad(format!(
-                "label smoothing {} is outside [0, 1)",
-                self.label_smoothing
-            ));
-        }
-        if self.classes == 0 {
-            return bad("no classes".into());
-        }
         Ok(())
     }
 
     /// Whether this ever changes a batch.
     pub fn is_active(&self) -> bool {
         self.prob > 0.0 && (self.mixup_alpha > 0.0 || self.cutmix_alpha > 0.0)
+    }
+
+    /// Whether batches of `epoch` (0-based) are mixed.
+    pub fn active_in(&self, epoch: usize) -> bool {
+        self.is_active() && self.off_epoch.is_none_or(|off| epoch < off)
     }
 
     /// timm's `_params_per_batch` / `_params_per_elem` for one draw: (lam, cutmix?).
@@ -283,7 +279,7 @@ impl Mixup {
 
     /// Mix `images` (normalized, laid out as `shape` says) in place and return how; the
     /// frames of a sample are mixed alike. The caller builds the soft targets from the
-    /// returned [`Mix`] ([`Mixup::targets`]).
+    /// returned [`Mix`] ([`Mix::targets`] of [`smoothed_one_hot`] rows).
     pub fn apply(&self, images: &mut [f32], shape: BatchShape, rng: &mut Rng) -> Mix {
         let b = shape.batch;
         let draws: Vec<Draw> = match self.mode {
@@ -341,15 +337,6 @@ impl Mixup {
         }
         Mix { lam }
     }
-
-    /// The soft targets `[B, classes]` of `labels` mixed as `mix` says (timm's
-    /// `mixup_target`, label smoothing included).
-    pub fn targets(&self, labels: &[u32], mix: &Mix) -> Vec<f32> {
-        mix.targets(
-            &smoothed_one_hot(labels, self.classes, self.label_smoothing),
-            self.classes,
-        )
-    }
 }
 
 #[cfg(test)]
@@ -364,8 +351,7 @@ mod tests {
             prob: 1.0,
             switch_prob: 0.5,
             mode: MixMode::Batch,
-            label_smoothing: 0.1,
-            classes: 10,
+            off_epoch: None,
         }
     }
 
@@ -395,7 +381,7 @@ mod tests {
         let mut x = constant_images(&s);
         let labels = [0u32, 3, 3, 9, 1, 2];
         let mix = m.apply(&mut x, s, &mut rng);
-        let q = m.targets(&labels, &mix);
+        let q = mix.targets(&smoothed_one_hot(&labels, 10, 0.1), 10);
         for (i, row) in q.chunks(10).enumerate() {
             let sum: f32 = row.iter().sum();
             assert!((sum - 1.0).abs() < 1e-5, "row {i} sums to {sum}");
@@ -492,8 +478,13 @@ mod tests {
         let mix = off.apply(&mut x, s, &mut Rng::new(1));
         assert_eq!(x, constant_images(&s));
         assert_eq!(mix, Mix::none(3));
-        let q = off.targets(&[4, 0, 7], &mix);
-        assert_eq!(q, smoothed_one_hot(&[4, 0, 7], 10, 0.1));
+        let rows = smoothed_one_hot(&[4, 0, 7], 10, 0.1);
+        assert_eq!(mix.targets(&rows, 10), rows);
+        let late = Mixup {
+            off_epoch: Some(3),
+            ..mixup(1.0, 0.0)
+        };
+        assert!(late.active_in(2) && !late.active_in(3));
     }
 
     #[test]

@@ -15,6 +15,12 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 /// The most bytes a checkpoint file may have (bitspike's models are far smaller).
+/// The prefix of the weights' moving average inside a training checkpoint.
+pub const EMA_PREFIX: &str = "ema.";
+/// Tensors of a training checkpoint that are not the model's: the optimizer's moments and
+/// the EMA of the weights. A model loading the checkpoint skips them.
+const TRAINING_STATE_PREFIXES: [&str; 2] = ["optimizer.", EMA_PREFIX];
+
 pub const MAX_BYTES: u64 = 4 << 30;
 /// The longest JSON header a safetensors file may have (the safetensors crate's limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -398,7 +404,9 @@ impl StateDict {
         let known: std::collections::HashSet<&str> =
             specs.iter().map(|s| s.name.as_str()).collect();
         if let Some(extra) = self.tensors.keys().chain(self.packed.keys()).find(|k| {
-            !known.contains(k.as_str()) && !is_ignorable(k) && !k.starts_with("optimizer.")
+            !known.contains(k.as_str())
+                && !is_ignorable(k)
+                && !TRAINING_STATE_PREFIXES.iter().any(|p| k.starts_with(p))
         }) {
             return Err(Error::data(
                 path,

@@ -332,6 +332,27 @@ impl ParamStore {
         self.refresh_binary(ctx)
     }
 
+    /// Move every parameter and running statistic the fraction `t` of the way towards
+    /// `other`'s (a store of the same layout), and take its batch counts: one update of
+    /// an exponential moving average of a model (timm's ModelEmaV2, decay `1 - t`). The
+    /// binarized forms are left stale: call `refresh_binary` before using this store.
+    pub fn blend_towards(&mut self, ctx: &GpuContext, other: &ParamStore, t: f32) -> Result<()> {
+        if self.specs != other.specs || self.params.shape() != other.params.shape() {
+            return Err(Error::InvalidArgument(
+                "blend_towards: the two parameter stores have different layouts".into(),
+            ));
+        }
+        ops::lerp_into(ctx, &self.params, &other.params, t)?;
+        for (mine, theirs) in self.entries.iter_mut().zip(&other.entries) {
+            match (mine, theirs) {
+                (Entry::Stat(a), Entry::Stat(b)) => ops::lerp_into(ctx, a, b, t)?,
+                (Entry::Count(a), Entry::Count(b)) => *a = *b,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub fn zero_grads(&self, ctx: &GpuContext) {
         ctx.fill_zero(&self.grads);
     }

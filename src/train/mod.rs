@@ -1,15 +1,17 @@
-//! Training: the optimizer state, the learning-rate schedule, the epoch loop, the run
-//! directory.
+//! Training: the optimizer state, the learning-rate schedule, the weights' moving
+//! average, the epoch loop, the run directory.
 
+pub mod ema;
 pub mod optimizer;
 pub mod run_dir;
 pub mod schedule;
 pub mod trainer;
 
+pub use ema::ModelEma;
 pub use optimizer::Optimizer;
 pub use run_dir::{RunDir, RunMode};
 pub use schedule::CosineSchedule;
 pub use trainer::{
     evaluate, Distillation, EpochOutcome, EpochProgress, EpochReport, Evaluation, StepProgress,
-    Teacher, Trainer,
+    Teacher, TeacherSource, Trainer,
 };

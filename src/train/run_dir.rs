@@ -25,7 +25,12 @@ pub enum RunMode {
 pub const LOCK_FILE: &str = ".lock";
 
 /// The files that make a directory hold a run.
-const RUN_FILES: [&str; 3] = ["last.safetensors", "best.safetensors", "metrics.jsonl"];
+const RUN_FILES: [&str; 4] = [
+    "last.safetensors",
+    "best.safetensors",
+    "ema.safetensors",
+    "metrics.jsonl",
+];
 
 /// An open run directory; the lock is held until this is dropped.
 #[derive(Debug)]
@@ -120,6 +125,11 @@ impl RunDir {
     /// The checkpoint with the best test accuracy so far.
     pub fn best_checkpoint(&self) -> PathBuf {
         self.path.join("best.safetensors")
+    }
+
+    /// The moving average of the weights after the last complete epoch (`--model-ema`).
+    pub fn ema_checkpoint(&self) -> PathBuf {
+        self.path.join("ema.safetensors")
     }
 
     /// One JSON object per epoch.

@@ -1,6 +1,8 @@
 //! One training run: epochs over a dataset with a prefetching loader, the loss of the
-//! model's heads (with DeiT-style distillation from a teacher when one is given), AdamW
-//! with a cosine schedule, evaluation on the test split after each epoch.
+//! model's heads (soft targets when the loader mixed the batch; DeiT-style distillation
+//! from a live teacher or a table of its logits), gradient accumulation over several
+//! batches, AdamW with a cosine schedule, an EMA of the weights, evaluation on the test
+//! split after each epoch.
 //!
 //! Losses and predictions stay on the GPU during an epoch and are read back in bulk
 //! every `report_every` steps, so the GPU is not stalled once per step.
@@ -9,14 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{Batch, BatchLoader, ImageDataset};
+use crate::data::{mixup, Batch, BatchLoader, ImageDataset, TeacherLogits};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::nn::{combine_heads, Classifier, ParamStore};
-use crate::ops::loss::{argmax, cross_entropy, distill_soft, LossOutput};
+use crate::ops::loss::{argmax, cross_entropy, distill_soft, soft_cross_entropy, LossOutput};
 use crate::ops::weighted_sum;
 
-use super::{CosineSchedule, Optimizer};
+use super::{CosineSchedule, ModelEma, Optimizer};
 
 /// How a teacher supervises the second head (MODELS.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -27,10 +29,28 @@ pub enum Distillation {
     Soft { tau: f32 },
 }
 
+/// Where the teacher's logits come from.
+pub enum TeacherSource<'a> {
+    /// A bitspike model run on each (augmented, mixed) batch.
+    Live {
+        model: &'a mut dyn Classifier,
+        store: &'a mut ParamStore,
+    },
+    /// A table of logits of the un-augmented training images, mixed as the batch was.
+    Logits(&'a TeacherLogits),
+}
+
 pub struct Teacher<'a> {
-    pub model: &'a mut dyn Classifier,
-    pub store: &'a mut ParamStore,
+    pub source: TeacherSource<'a>,
     pub kind: Distillation,
+}
+
+/// What supervises the second head of a step.
+enum TeacherTarget {
+    /// Logits for `argmax` (hard) or `distill_soft` (soft).
+    Logits(Tensor),
+    /// Soft target rows for the hard form, from a table under mixing.
+    Distribution(Tensor),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -40,6 +60,9 @@ pub struct EpochReport {
     pub train_accuracy: f64,
     pub test_accuracy: f64,
     pub test_top5: f64,
+    /// Top-1 test accuracy of the EMA weights, when an EMA is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema_test_accuracy: Option<f64>,
     pub images_per_second: f64,
     pub lr: f32,
     pub seconds: f64,
@@ -108,8 +131,12 @@ pub struct Trainer<'a> {
     pub test_loader: BatchLoader,
     pub schedule: CosineSchedule,
     pub label_smoothing: f32,
+    /// Batches whose gradients add up before each optimizer step (1: a step per batch).
+    /// The epoch's last step takes what is left. Each batch's loss is weighted 1 / this.
+    pub accum_steps: usize,
     pub report_every: usize,
-    /// Set by Ctrl-C: the epoch stops at the next step boundary.
+    /// Set by Ctrl-C: the epoch stops at the next optimizer step, so that a checkpoint
+    /// never holds half an accumulation.
     pub stop: Arc<AtomicBool>,
 }
 
@@ -158,35 +185,54 @@ fn drain(
 }
 
 impl Trainer<'_> {
-    /// The loss of the heads and their logit gradients.
+    /// The loss of the heads and their logit gradients, each head's weighted by `scale`
+    /// (1 / the accumulation).
     fn head_losses(
         &self,
         heads: &[Tensor],
+        batch: &Batch,
         labels: &Tensor,
-        teacher_logits: Option<(&Tensor, Distillation)>,
+        teacher: Option<(TeacherTarget, Distillation)>,
+        scale: f32,
     ) -> Result<Vec<LossOutput>> {
         let ctx = self.ctx;
         let s = self.label_smoothing;
-        match (heads, teacher_logits) {
-            ([], None) => Err(Error::InvalidArgument("a model with no heads".into())),
+        // A mixed batch learns timm's soft targets (smoothing folded in); else plain CE.
+        let label_loss = |head: &Tensor, weight: f32| match &batch.mix {
+            Some(mix) => {
+                let classes = head.shape()[1];
+                let rows = mixup::smoothed_one_hot(&batch.labels, classes, s);
+                let q = ctx.upload_f32(&mix.targets(&rows, classes), head.shape())?;
+                soft_cross_entropy(ctx, head, &q, weight)
+            }
+            None => cross_entropy(ctx, head, labels, s, weight),
+        };
+        match (heads, teacher) {
+            ([], _) => Err(Error::InvalidArgument("a model with no heads".into())),
             // With no teacher every head learns the labels, weighted equally: BESTformer's
             // two (the reference would leave the second untrained, yet evaluates their
             // average), or a Q-SNN's time steps (mean_t CE(out_t, y)).
             (heads, None) => heads
                 .iter()
-                .map(|h| cross_entropy(ctx, h, labels, s, 1.0 / heads.len() as f32))
+                .map(|h| label_loss(h, scale / heads.len() as f32))
                 .collect(),
-            ([a, b], Some((t, Distillation::Hard))) => {
-                let teacher_labels = argmax(ctx, t)?;
-                Ok(vec![
-                    cross_entropy(ctx, a, labels, s, 0.5)?,
-                    cross_entropy(ctx, b, &teacher_labels, 0.0, 0.5)?,
-                ])
+            ([a, b], Some((target, kind))) => {
+                let second = match (target, kind) {
+                    (TeacherTarget::Logits(t), Distillation::Hard) => {
+                        cross_entropy(ctx, b, &argmax(ctx, &t)?, 0.0, 0.5 * scale)?
+                    }
+                    (TeacherTarget::Distribution(q), Distillation::Hard) => {
+                        soft_cross_entropy(ctx, b, &q, 0.5 * scale)?
+                    }
+                    (TeacherTarget::Logits(t), Distillation::Soft { tau }) => {
+                        distill_soft(ctx, b, &t, tau, 0.5 * scale)?
+                    }
+                    (TeacherTarget::Distribution(_), Distillation::Soft { .. }) => {
+                        unreachable!("soft distillation from a table passes logits")
+                    }
+                };
+                Ok(vec![label_loss(a, 0.5 * scale)?, second])
             }
-            ([a, b], Some((t, Distillation::Soft { tau }))) => Ok(vec![
-                cross_entropy(ctx, a, labels, s, 0.5)?,
-                distill_soft(ctx, b, t, tau, 0.5)?,
-            ]),
             (heads, Some(_)) => Err(Error::InvalidArgument(format!(
                 "distillation needs a model with two heads; this one has {}",
                 heads.len()
@@ -194,9 +240,45 @@ impl Trainer<'_> {
         }
     }
 
+    /// The teacher's supervision of a batch: a live teacher's logits of the batch as the
+    /// model sees it, or a table's rows for the batch's samples, mixed as the batch was.
+    fn teacher_target(
+        &self,
+        teacher: &mut Teacher,
+        images: &Tensor,
+        batch: &Batch,
+    ) -> Result<TeacherTarget> {
+        let ctx = self.ctx;
+        match &mut teacher.source {
+            TeacherSource::Live { model, store } => {
+                let out = model.forward(ctx, store, images, false)?;
+                Ok(TeacherTarget::Logits(combine_heads(ctx, &out)?))
+            }
+            TeacherSource::Logits(table) => {
+                let shape = [batch.len(), table.classes];
+                let unmixed = crate::data::Mix::none(batch.len());
+                let mix = batch.mix.as_ref().unwrap_or(&unmixed);
+                match teacher.kind {
+                    Distillation::Hard if batch.mix.is_none() => Ok(TeacherTarget::Logits(
+                        ctx.upload_f32(&table.rows(&batch.samples), &shape)?,
+                    )),
+                    Distillation::Hard => Ok(TeacherTarget::Distribution(
+                        ctx.upload_f32(&table.hard_targets(&batch.samples, mix), &shape)?,
+                    )),
+                    Distillation::Soft { tau } => Ok(TeacherTarget::Logits(ctx.upload_f32(
+                        &table.soft_logits(&batch.samples, mix, tau),
+                        &shape,
+                    )?)),
+                }
+            }
+        }
+    }
+
     /// Train an epoch from `from` (a whole epoch: `EpochProgress::start(epoch)`);
-    /// `on_progress` sees the running figures every `report_every` steps. When `stop` is
-    /// set the epoch ends within a step: the GPU is kept at most one step ahead.
+    /// `on_progress` sees the running figures every `report_every` steps; `ema`, when
+    /// given, follows the weights after every optimizer step. When `stop` is set the
+    /// epoch ends at the next optimizer step: the GPU is kept at most one batch ahead.
+    #[allow(clippy::too_many_arguments)]
     pub fn train_epoch(
         &self,
         from: EpochProgress,
@@ -204,11 +286,13 @@ impl Trainer<'_> {
         store: &mut ParamStore,
         optimizer: &mut Optimizer,
         mut teacher: Option<&mut Teacher>,
+        mut ema: Option<&mut ModelEma>,
         mut on_progress: impl FnMut(&StepProgress),
     ) -> Result<EpochOutcome> {
         let ctx = self.ctx;
         let epoch = from.epoch;
         let steps = self.loader.batches();
+        let accum = self.accum_steps.max(1);
         let start = Instant::now();
         let mut pending: Pending = Vec::new();
         let mut progress = from;
@@ -217,28 +301,36 @@ impl Trainer<'_> {
         let mut interrupted = false;
         let batches = self.loader.epoch_from(epoch as u64, from.steps_done);
         for (i, batch) in (from.steps_done..).zip(batches.iter()) {
-            if self.stop.load(Ordering::SeqCst) {
+            let batch = batch?;
+            // Accumulation groups start at multiples of `accum` within the epoch.
+            let group_start = i / accum * accum;
+            if i == group_start && self.stop.load(Ordering::SeqCst) {
                 interrupted = true;
                 break;
             }
+            let group_len = accum.min(steps - group_start);
             let global_step = epoch * steps + i;
             let (images, labels) = upload_batch(ctx, &batch, &self.loader.data)?;
             let heads = model.forward(ctx, store, &images, true)?;
-            let teacher_logits = match teacher.as_deref_mut() {
-                Some(t) => {
-                    let out = t.model.forward(ctx, t.store, &images, false)?;
-                    Some((combine_heads(ctx, &out)?, t.kind))
-                }
+            let teacher_target = match teacher.as_deref_mut() {
+                Some(t) => Some((self.teacher_target(t, &images, &batch)?, t.kind)),
                 None => None,
             };
             let losses = self.head_losses(
                 &heads,
+                &batch,
                 &labels,
-                teacher_logits.as_ref().map(|(t, k)| (t, *k)),
+                teacher_target,
+                1.0 / group_len as f32,
             )?;
             let dlogits: Vec<Tensor> = losses.iter().map(|l| l.dlogits.clone()).collect();
             model.backward(ctx, store, &dlogits)?;
-            optimizer.step(ctx, store, self.schedule.at(global_step))?;
+            if i + 1 == group_start + group_len {
+                optimizer.step(ctx, store, self.schedule.at(global_step))?;
+                if let Some(ema) = ema.as_deref_mut() {
+                    ema.update(ctx, store)?;
+                }
+            }
             // Report the loss the model minimises: the weighted sum over the heads.
             let weights = vec![1.0 / losses.len() as f32; losses.len()];
             let terms: Vec<(f32, &Tensor)> = weights
@@ -250,8 +342,8 @@ impl Trainer<'_> {
             let predicted = argmax(ctx, &combine_heads(ctx, &heads)?)?;
             pending.push((i, loss, predicted, batch.labels.clone()));
             progress.steps_done = i + 1;
-            // Wait for the step before this one: the GPU keeps a step queued, and a stop
-            // never waits behind more than two.
+            // Wait for the batch before this one: the GPU keeps one queued, and a stop
+            // never waits behind more than an accumulation group and one batch.
             if let Some(previous) = in_flight.replace(ctx.submit()) {
                 ctx.wait_for(previous)?;
             }
@@ -313,6 +405,7 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let (mut top1, mut top5, mut nan, mut seen) = (0usize, 0usize, 0usize, 0usize);
     for batch in loader.epoch(0).iter() {
+        let batch = batch?;
         let (images, _) = upload_batch(ctx, &batch, &loader.data)?;
         let logits = combine_heads(ctx, &model.forward(ctx, store, &images, false)?)?;
         let classes = logits.shape()[1];
