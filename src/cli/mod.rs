@@ -227,14 +227,12 @@ pub fn run() -> anyhow::Result<()> {
                 .find_subcommand("train")
                 .expect("bitspike has a train subcommand");
             let expanded = recipe::expand(argv, path, train, sub)?;
-            matches = Cli::command()
-                .try_get_matches_from(expanded)
-                .map_err(|e| {
-                    let rendered = e.render().to_string();
-                    let first = rendered.lines().next().unwrap_or_default();
-                    let why = first.strip_prefix("error: ").unwrap_or(first);
-                    anyhow::anyhow!("with the recipe {}: {why}", path.display())
-                })?;
+            matches = Cli::command().try_get_matches_from(expanded).map_err(|e| {
+                let rendered = e.render().to_string();
+                let first = rendered.lines().next().unwrap_or_default();
+                let why = first.strip_prefix("error: ").unwrap_or(first);
+                anyhow::anyhow!("with the recipe {}: {why}", path.display())
+            })?;
         }
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -56,7 +56,9 @@ pub fn expand(
             (toml::Value::Boolean(true), true) => out.push(format!("--{flag}").into()),
             (toml::Value::Boolean(false), true) => {}
             (_, true) => return Err(bad("is a switch: give true or false".into())),
-            (value, false) => out.push(format!("--{flag}={}", flag_value(value).map_err(bad)?).into()),
+            (value, false) => {
+                out.push(format!("--{flag}={}", flag_value(value).map_err(bad)?).into())
+            }
         }
     }
     Ok(out)
@@ -103,7 +105,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         let mut prev = row[0];
         row[0] = i + 1;
         for (j, &cb) in b.iter().enumerate() {
-            let next = (prev + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            let next = (prev + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             prev = row[j + 1];
             row[j + 1] = next;
         }

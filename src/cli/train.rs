@@ -380,6 +380,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
 
     let steps = loader.batches();
+    let updates = steps.div_ceil(args.accum_steps);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // The first Ctrl-C (or SIGTERM) ends the epoch within a step and saves; a second one
@@ -400,8 +401,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             lr: args.lr,
             min_lr: args.min_lr,
             warmup_lr: args.warmup_lr.unwrap_or(args.min_lr),
-            warmup_steps: (args.warmup_epochs * steps as f32) as usize,
-            total_steps: args.epochs * steps,
+            warmup_steps: (args.warmup_epochs * updates as f32) as usize,
+            total_steps: args.epochs * updates,
         },
         label_smoothing: args.label_smoothing,
         accum_steps: args.accum_steps,
@@ -531,7 +532,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             test_top5: top5,
             ema_test_accuracy,
             images_per_second: outcome.images_per_second,
-            lr: trainer.schedule.at((epoch + 1) * steps),
+            lr: trainer.schedule.at((epoch + 1) * updates),
             seconds: start.elapsed().as_secs_f64(),
         };
         // The checkpoint: weights (reference names), optimizer state, epoch, best so far.

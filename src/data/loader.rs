@@ -72,8 +72,7 @@ impl BatchLoader {
             for (b, chunk) in order.chunks(me.batch_size.max(1)).enumerate().skip(first) {
                 let batch_seed = epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
                 let batch = me.make_batch(chunk, epoch as usize, &mut Rng::new(batch_seed));
-                if tx.send(Ok(batch)).is_err()
-                {
+                if tx.send(Ok(batch)).is_err() {
                     return;
                 }
             }
@@ -111,20 +110,16 @@ impl BatchLoader {
                 }
             }
         }
-        let mix = self
-            .mixup
-            .as_ref()
-            .filter(|m| m.active_in(epoch))
-            .map(|m| {
-                let shape = BatchShape {
-                    time_steps: t_steps,
-                    batch: b,
-                    channels: c,
-                    height: h,
-                    width: w,
-                };
-                m.apply(&mut images, shape, rng)
-            });
+        let mix = self.mixup.as_ref().filter(|m| m.active_in(epoch)).map(|m| {
+            let shape = BatchShape {
+                time_steps: t_steps,
+                batch: b,
+                channels: c,
+                height: h,
+                width: w,
+            };
+            m.apply(&mut images, shape, rng)
+        });
         Batch {
             images,
             labels: indices.iter().map(|&i| d.labels[i]).collect(),

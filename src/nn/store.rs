@@ -205,6 +205,11 @@ impl ParamStore {
             .ok_or_else(|| Error::InvalidArgument(format!("the model has no tensor '{name}'")))
     }
 
+    /// Every tensor's spec, in the order of their ids.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
     pub fn spec(&self, id: ParamId) -> &ParamSpec {
         &self.specs[id.index()]
     }

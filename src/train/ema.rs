@@ -20,7 +20,12 @@ pub struct ModelEma {
 impl ModelEma {
     /// An EMA starting from the model's current weights (`initial`, the state dict the
     /// model's store was built from).
-    pub fn new(ctx: &GpuContext, model: &ParamStore, initial: &StateDict, decay: f32) -> Result<Self> {
+    pub fn new(
+        ctx: &GpuContext,
+        model: &ParamStore,
+        initial: &StateDict,
+        decay: f32,
+    ) -> Result<Self> {
         if !(0.0..1.0).contains(&decay) {
             return Err(Error::InvalidArgument(format!(
                 "EMA decay {decay} is outside [0, 1)"
@@ -28,7 +33,7 @@ impl ModelEma {
         }
         Ok(Self {
             decay,
-            store: ParamStore::new(ctx, &model.config, initial)?,
+            store: ParamStore::from_specs(ctx, &model.config, model.specs().to_vec(), initial)?,
             stale: false,
         })
     }

@@ -129,6 +129,7 @@ pub struct Trainer<'a> {
     pub ctx: &'a GpuContext,
     pub loader: BatchLoader,
     pub test_loader: BatchLoader,
+    /// Indexed by optimizer step: `steps.div_ceil(accum_steps)` of them an epoch.
     pub schedule: CosineSchedule,
     pub label_smoothing: f32,
     /// Batches whose gradients add up before each optimizer step (1: a step per batch).
@@ -265,10 +266,9 @@ impl Trainer<'_> {
                     Distillation::Hard => Ok(TeacherTarget::Distribution(
                         ctx.upload_f32(&table.hard_targets(&batch.samples, mix), &shape)?,
                     )),
-                    Distillation::Soft { tau } => Ok(TeacherTarget::Logits(ctx.upload_f32(
-                        &table.soft_logits(&batch.samples, mix, tau),
-                        &shape,
-                    )?)),
+                    Distillation::Soft { tau } => Ok(TeacherTarget::Logits(
+                        ctx.upload_f32(&table.soft_logits(&batch.samples, mix, tau), &shape)?,
+                    )),
                 }
             }
         }
@@ -309,7 +309,9 @@ impl Trainer<'_> {
                 break;
             }
             let group_len = accum.min(steps - group_start);
-            let global_step = epoch * steps + i;
+            // The schedule counts optimizer steps, so that accumulating k batches of B
+            // follows the schedule of one batch of k B.
+            let update = epoch * steps.div_ceil(accum) + i / accum;
             let (images, labels) = upload_batch(ctx, &batch, &self.loader.data)?;
             let heads = model.forward(ctx, store, &images, true)?;
             let teacher_target = match teacher.as_deref_mut() {
@@ -326,7 +328,7 @@ impl Trainer<'_> {
             let dlogits: Vec<Tensor> = losses.iter().map(|l| l.dlogits.clone()).collect();
             model.backward(ctx, store, &dlogits)?;
             if i + 1 == group_start + group_len {
-                optimizer.step(ctx, store, self.schedule.at(global_step))?;
+                optimizer.step(ctx, store, self.schedule.at(update))?;
                 if let Some(ema) = ema.as_deref_mut() {
                     ema.update(ctx, store)?;
                 }
