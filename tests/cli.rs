@@ -710,3 +710,114 @@ fn train_eval_and_infer_on_event_recordings() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_recipe_trains_with_teacher_logits_mixup_ema_and_accumulation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_mnist(&data, 24, 8);
+    // A teacher table for the 24 training images, with the labels as its check.
+    let labels = bitspike::data::open(&data).unwrap().train.labels;
+    let mut table = bitspike::nn::StateDict::default();
+    let tensor =
+        |shape: Vec<usize>, data: Vec<f32>| bitspike::nn::checkpoint::HostTensor { shape, data };
+    let logits: Vec<f32> = (0..24 * 10).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+    table
+        .tensors
+        .insert("logits".into(), tensor(vec![24, 10], logits));
+    table.tensors.insert(
+        "labels".into(),
+        tensor(vec![24], labels.iter().map(|&l| l as f32).collect()),
+    );
+    let teacher = dir.path().join("teacher.safetensors");
+    table.write(&teacher).unwrap();
+    let recipe = dir.path().join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        "# a recipe: every key a train flag\n\
+         model = \"bestformer-2-64\"\n\
+         epochs = 1\n\
+         cooldown_epochs = 1\n\
+         batch_size = 4\n\
+         lr = 1e-3\n\
+         hflip = true\n\
+         mixup = 0.8\n\
+         cutmix = 1.0\n\
+         cutmix_minmax = [0.2, 0.8]\n\
+         mixup_mode = \"pair\"\n\
+         accum_steps = 2\n\
+         model_ema = true\n\
+         model_ema_decay = 0.9\n\
+         distill = \"soft\"\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut a = vec![
+            "train",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--teacher-logits",
+            teacher.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        bitspike(&a, &[])
+    };
+    // The command line overrides the recipe.
+    let out = train(&["--batch-size", "8"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "epochs + cooldown epochs");
+    for l in &lines {
+        assert!(l["train_loss"].as_f64().unwrap().is_finite(), "{l}");
+        assert!(l["ema_test_accuracy"].as_f64().is_some(), "{l}");
+    }
+    assert!(
+        (lines[1]["lr"].as_f64().unwrap() - 1e-5).abs() < 1e-9,
+        "cooldown at min-lr"
+    );
+    // The EMA is a plain checkpoint of the model.
+    let ema = bitspike::nn::StateDict::read(&run.join("ema.safetensors")).unwrap();
+    ema.check(
+        &bitspike::nn::ModelConfig::preset("bestformer-2-64").unwrap(),
+        &run,
+    )
+    .unwrap();
+    let last = bitspike::nn::StateDict::read(&run.join("last.safetensors")).unwrap();
+    assert!(last.tensors.keys().any(|k| k.starts_with("ema.")));
+
+    // A table for another dataset is refused, naming the mismatch.
+    tiny_mnist(&data, 20, 8);
+    let out = train(&["--overwrite"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("for 24 samples, but the training split has 20"),
+        "{}",
+        stderr(&out)
+    );
+    // A flag named twice (both spellings), and an unknown key with the nearest flag.
+    std::fs::write(&recipe, "batch_size = 4\nbatch-size = 8\n").unwrap();
+    let out = train(&[]);
+    assert!(
+        stderr(&out).contains("key 'batch_size': names the flag --batch-size as 'batch-size' does"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&recipe, "mixupp = 0.8\n").unwrap();
+    let out = train(&[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("key 'mixupp': not a flag of `bitspike train` (did you mean mixup?)"),
+        "{}",
+        stderr(&out)
+    );
+}

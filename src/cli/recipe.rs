@@ -32,9 +32,13 @@ pub fn expand(
         .parse()
         .with_context(|| format!("{}: not a TOML recipe", path.display()))?;
     let mut out = argv;
+    let mut seen = std::collections::HashMap::new();
     for (key, value) in &table {
         let flag = key.replace('_', "-");
         let bad = |why: String| anyhow::anyhow!("{}: key '{key}': {why}", path.display());
+        if let Some(first) = seen.insert(flag.clone(), key) {
+            return Err(bad(format!("names the flag --{flag} as '{first}' does")));
+        }
         let Some(arg) = command
             .get_arguments()
             .find(|a| a.get_long() == Some(flag.as_str()))
