@@ -118,3 +118,84 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::super::Cli;
+
+    /// `bitspike train --recipe path extra..` parsed as the CLI parses it.
+    fn parse(path: &std::path::Path, extra: &[&str]) -> anyhow::Result<ArgMatchesOfTrain> {
+        let mut argv: Vec<std::ffi::OsString> =
+            vec!["bitspike".into(), "train".into(), "--recipe".into(), path.into()];
+        argv.extend(extra.iter().map(|s| s.into()));
+        let cli = Cli::command();
+        let matches = cli.clone().try_get_matches_from(argv.clone())?;
+        let (_, sub) = matches.subcommand().expect("train");
+        let train = cli.find_subcommand("train").expect("train");
+        let expanded = super::expand(argv, path, train, sub)?;
+        let matches = Cli::command().try_get_matches_from(expanded)?;
+        Cli::from_arg_matches(&matches)?;
+        let (_, sub) = matches.subcommand().expect("train");
+        Ok(ArgMatchesOfTrain(sub.clone()))
+    }
+
+    struct ArgMatchesOfTrain(clap::ArgMatches);
+
+    impl ArgMatchesOfTrain {
+        fn string(&self, id: &str) -> String {
+            self.0
+                .get_raw(id)
+                .and_then(|mut v| v.next())
+                .map(|v| v.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        }
+    }
+
+    #[test]
+    fn every_shipped_recipe_names_real_flags_with_valid_values() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let mut recipes: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        recipes.sort();
+        let names: Vec<String> = recipes
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for want in [
+            "spikformer-cifar10",
+            "spikformer-cifar100",
+            "bestformer-cifar10",
+            "ssa-bin-cifar10",
+            "qsnn-cifar10",
+            "spikformer-dvs",
+        ] {
+            assert!(names.iter().any(|n| n == want), "recipes/{want}.toml");
+        }
+        for path in &recipes {
+            let text = std::fs::read_to_string(path).unwrap();
+            assert!(
+                text.starts_with('#') && text.contains("Source:"),
+                "{} names its source in a comment",
+                path.display()
+            );
+            let args = parse(path, &[]).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(!args.string("model").is_empty(), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_recipe() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("recipes/spikformer-cifar10.toml");
+        assert_eq!(parse(&path, &[]).unwrap().string("lr"), "0.0005");
+        let args = parse(&path, &["--lr", "0.01", "--epochs=2"]).unwrap();
+        assert_eq!(args.string("lr"), "0.01");
+        assert_eq!(args.string("epochs"), "2");
+        assert_eq!(args.string("batch_size"), "128");
+    }
+}

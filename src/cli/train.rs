@@ -52,8 +52,9 @@ pub struct TrainArgs {
     /// Where the warm-up starts (default: --min-lr).
     #[arg(long, value_parser = float::non_negative)]
     warmup_lr: Option<f32>,
-    /// Epochs at --min-lr after the cosine's --epochs (timm's cooldown): the run trains
-    /// epochs + cooldown epochs.
+    /// The last epochs of the run at --min-lr, after the cosine (timm's cooldown; timm
+    /// counts them on top of --epochs, bitspike within it). At least one epoch stays
+    /// for the cosine.
     #[arg(long, default_value_t = 0, value_parser = super::int::whole)]
     cooldown_epochs: usize,
     /// Batches whose gradients add up before each optimizer step: an effective batch of
@@ -200,7 +201,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             anyhow::bail!("{flag} {n} is out of range (allowed: 0..={MAX_EPOCHS})");
         }
     }
-    let total_epochs = args.epochs + args.cooldown_epochs;
+    let total_epochs = args.epochs;
+    let cosine_epochs = args
+        .epochs
+        .saturating_sub(args.cooldown_epochs)
+        .max(args.epochs.min(1));
     let mixup = (args.mixup > 0.0 || args.cutmix > 0.0)
         .then(|| Mixup {
             mixup_alpha: args.mixup,
@@ -402,7 +407,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             min_lr: args.min_lr,
             warmup_lr: args.warmup_lr.unwrap_or(args.min_lr),
             warmup_steps: (args.warmup_epochs * updates as f32) as usize,
-            total_steps: args.epochs * updates,
+            total_steps: cosine_epochs * updates,
         },
         label_smoothing: args.label_smoothing,
         accum_steps: args.accum_steps,

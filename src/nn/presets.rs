@@ -33,6 +33,11 @@ pub const PRESETS: &[(&str, &str)] = &[
         "small BESTformer, 2 blocks, D 64, 4 heads, T 4, 28x28 grey (MNIST)",
     ),
     (
+        "spikformer-2-256",
+        "Spikformer for event data, 2 blocks, D 256, 16 heads, T 16, 128x128 frames of 2 \
+         polarities (CIFAR10-DVS)",
+    ),
+    (
         "spiking-vgg11",
         "spiking VGG-11 (64..512 channels, 8 convs), T 4, 32x32 RGB (CIFAR)",
     ),
@@ -116,6 +121,7 @@ impl ModelConfig {
             "bestformer-8-512" => (Arch::Bestformer, 8, 512),
             "spikformer-2-64" => (Arch::Spikformer, 2, 64),
             "bestformer-2-64" => (Arch::Bestformer, 2, 64),
+            "spikformer-2-256" => (Arch::Spikformer, 2, 256),
             other => {
                 let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
                 return Err(Error::InvalidArgument(format!(
@@ -127,11 +133,13 @@ impl ModelConfig {
         let (image_size, patch_size, in_channels, classes) = match dim {
             384 => (32, 4, 3, 10),
             512 => (224, 16, 3, 1000),
+            256 => (128, 16, 2, 10),
             _ => (28, 4, 1, 10),
         };
         let heads = match (arch, dim) {
             (Arch::Spikformer, 384) => 12,
             (_, 64) => 4,
+            (_, 256) => 16,
             _ => 8,
         };
         let (attention, weights) = match arch {
@@ -147,7 +155,8 @@ impl ModelConfig {
             attention,
         };
         Ok(Self {
-            time_steps: 4,
+            // The event-data model integrates 16 frames (Spikformer's CIFAR10-DVS setting).
+            time_steps: if dim == 256 { 16 } else { 4 },
             in_channels,
             image_size,
             classes,
