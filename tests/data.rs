@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use bitspike::data::{self, Augment, BatchLoader};
+use bitspike::data::{self, Augment, BatchLoader, Planar};
 use bitspike::rng::Rng;
 
 fn assets() -> &'static Path {
@@ -213,26 +213,25 @@ fn loader_covers_the_epoch_repeatably_and_normalizes() {
 
 #[test]
 fn augment_crops_with_zero_padding_and_flips() {
-    let img: Vec<u8> = (1..=9).collect(); // 1 channel, 3x3
-    let mut out = vec![0u8; 9];
+    let img = Planar::from_vec((1..=9).collect(), 1, 3, 3);
     let flip = Augment {
-        crop_padding: 0,
         horizontal_flip: true,
+        ..Augment::default()
     };
     let mut rng = Rng::new(0);
     let mut flipped = false;
     for _ in 0..8 {
-        flip.apply(&img, 1, 3, 3, &mut rng, &mut out);
+        let out = flip.apply_u8(&img, 3, 3, &mut rng).data;
         flipped |= out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7];
-        assert!(out == img || out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
+        assert!(out == img.data || out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
     }
     assert!(flipped);
     let crop = Augment {
         crop_padding: 1,
-        horizontal_flip: false,
+        ..Augment::default()
     };
     for _ in 0..20 {
-        crop.apply(&img, 1, 3, 3, &mut rng, &mut out);
+        let out = crop.apply_u8(&img, 3, 3, &mut rng).data;
         let sum: u32 = out.iter().map(|&v| v as u32).sum();
         assert!(sum <= 45 && out.iter().filter(|&&v| v == 0).count() <= 5);
     }

@@ -202,6 +202,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         augment: Augment {
             crop_padding: args.crop_padding,
             horizontal_flip: args.hflip,
+            ..Augment::default()
         },
         norm: norm.clone(),
         seed: args.seed,

@@ -166,28 +166,6 @@ mod tests {
     use crate::data::augment::crop::{crop, CropBox};
     use crate::data::augment::fixture::check_op;
 
-    /// The affine sampler runs in double precision as PIL's does, in the same order;
-    /// it matches exactly.
-    fn affine_case(op: &str, matrix: impl Fn(f64, usize, usize) -> Affine) {
-        check_op(op, 0, |image, args| {
-            let img = image.planar();
-            affine_bilinear(&img, &matrix(args[0], img.height, img.width), &image.fill)
-        });
-    }
-
-    #[test]
-    fn rotate_shear_and_translate_match_pil() {
-        affine_case("rotate", rotation);
-        affine_case("shear_x", |f, _, _| [1.0, f, 0.0, 0.0, 1.0, 0.0]);
-        affine_case("shear_y", |f, _, _| [1.0, 0.0, 0.0, f, 1.0, 0.0]);
-        affine_case("translate_x_rel", |p, _, w| {
-            [1.0, 0.0, p * w as f64, 0.0, 1.0, 0.0]
-        });
-        affine_case("translate_y_rel", |p, h, _| {
-            [1.0, 0.0, 0.0, 0.0, 1.0, p * h as f64]
-        });
-    }
-
     /// Integer fixed-point arithmetic as PIL's: exact.
     #[test]
     fn crop_and_resize_match_torchvision() {

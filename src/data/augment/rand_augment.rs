@@ -239,16 +239,40 @@ impl Op {
         Op::TranslateYRel,
     ];
 
-    /// timm's `LEVEL_TO_ARG[name](magnitude, hparams)`; the signed ones are negated
-    /// with probability 1/2 (`_randomly_negate`). `None` for the ops without argument.
+    /// timm's `LEVEL_TO_ARG[name](magnitude, hparams)`, the signed ones negated with
+    /// probability 1/2 (`_randomly_negate`, which draws only for them). `None` for the
+    /// ops without argument.
     pub fn level_to_arg(self, magnitude: f64, rng: &mut Rng) -> Option<f64> {
+        let negative = self.is_signed() && rng.uniform() > 0.5;
+        self.argument(magnitude, negative)
+    }
+
+    /// Whether timm negates the op's argument at random.
+    pub fn is_signed(self) -> bool {
+        matches!(
+            self,
+            Op::Rotate
+                | Op::ColorIncreasing
+                | Op::ContrastIncreasing
+                | Op::BrightnessIncreasing
+                | Op::SharpnessIncreasing
+                | Op::ShearX
+                | Op::ShearY
+                | Op::TranslateXRel
+                | Op::TranslateYRel
+        )
+    }
+
+    /// The argument at `magnitude`, with the sign chosen by `negative` for the signed
+    /// ops (ignored by the others).
+    pub fn argument(self, magnitude: f64, negative: bool) -> Option<f64> {
         let level = magnitude / LEVEL_DENOM;
-        let mut negate = |v: f64| if rng.uniform() > 0.5 { -v } else { v };
+        let signed = |v: f64| if negative { -v } else { v };
         let posterize = (level * 4.0).trunc();
         let solarize = (level * 256.0).trunc().min(256.0);
         let arg = match self {
             Op::AutoContrast | Op::Equalize | Op::Invert => return None,
-            Op::Rotate => negate(level * 30.0),
+            Op::Rotate => signed(level * 30.0),
             Op::Posterize => posterize,
             Op::PosterizeIncreasing => 4.0 - posterize,
             Op::Solarize => solarize,
@@ -258,9 +282,9 @@ impl Op {
             Op::ColorIncreasing
             | Op::ContrastIncreasing
             | Op::BrightnessIncreasing
-            | Op::SharpnessIncreasing => (1.0 + negate(level * 0.9)).max(0.1),
-            Op::ShearX | Op::ShearY => negate(level * 0.3),
-            Op::TranslateXRel | Op::TranslateYRel => negate(level * TRANSLATE_PCT),
+            | Op::SharpnessIncreasing => (1.0 + signed(level * 0.9)).max(0.1),
+            Op::ShearX | Op::ShearY => signed(level * 0.3),
+            Op::TranslateXRel | Op::TranslateYRel => signed(level * TRANSLATE_PCT),
         };
         Some(arg)
     }
@@ -321,6 +345,170 @@ impl Op {
             Op::ShearY => "ShearY",
             Op::TranslateXRel => "TranslateXRel",
             Op::TranslateYRel => "TranslateYRel",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::augment::fixture;
+
+    fn parse(s: &str) -> RandAugment {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn parse_error(s: &str) -> String {
+        s.parse::<RandAugment>().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn policies_parse_as_timm_reads_them() {
+        let ra = parse("rand-m9-n2-mstd0.5");
+        assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_std), (9, 2, 0.5));
+        assert_eq!((ra.prob, ra.magnitude_max, ra.increasing), (0.5, None, false));
+        let ra = parse("rand-m9-n1-mstd0.4-inc1");
+        assert_eq!((ra.magnitude, ra.num_ops, ra.increasing), (9, 1, true));
+        assert_eq!(ra.ops(), &Op::INCREASING);
+        let ra = parse("rand-m7-mstd0.5-mmax10-inc1");
+        assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_max), (7, 2, Some(10)));
+        // The defaults: magnitude 10, two ops, no noise; mstd over 100 is uniform.
+        let ra = parse("rand");
+        assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_std), (10, 2, 0.0));
+        assert_eq!(parse("rand-mstd101").magnitude_std, f64::INFINITY);
+        assert_eq!(parse("rand-p0.3-n3").prob, 0.3);
+        assert_eq!(parse("rand-m9-inc0").ops(), &Op::STANDARD);
+    }
+
+    #[test]
+    fn policies_round_trip_as_strings() {
+        for s in ["rand-m9-n2-mstd0.5", "rand-m7-mstd0.5-mmax10-inc1", "rand"] {
+            let ra = parse(s);
+            assert_eq!(ra.to_string(), s);
+            let json = serde_json::to_string(&ra).unwrap();
+            assert_eq!(json, format!("\"{s}\""));
+            assert_eq!(serde_json::from_str::<RandAugment>(&json).unwrap(), ra);
+        }
+        assert!(serde_json::from_str::<RandAugment>("\"rand-x3\"").is_err());
+    }
+
+    #[test]
+    fn bad_policies_name_the_bad_token() {
+        assert!(parse_error("augmix-m5").contains("starts with 'rand'"));
+        assert!(parse_error("rand-m9-q4").contains("'q4'"));
+        assert!(parse_error("rand-m9-n").contains("'n' has no value"));
+        assert!(parse_error("rand-m9.5").contains("'9.5' is not an integer"));
+        assert!(parse_error("rand-mstd0.5x").contains("'0.5x' is not a number"));
+        assert!(parse_error("rand-m9-tweights").contains("'tweights'"));
+        assert!(parse_error("rand-m9-w0").contains("'w0'"));
+        assert!(parse_error("rand-p1.5").contains("not a probability"));
+    }
+
+    /// Each op against timm's op function at fixed arguments, on RGB and grey. All
+    /// exact: the tables and blends are integer or single-precision steps done as PIL
+    /// does them, the affine sampler is double precision in PIL's order.
+    #[test]
+    fn ops_match_timms_op_functions() {
+        let ops = [
+            ("auto_contrast", Op::AutoContrast),
+            ("equalize", Op::Equalize),
+            ("invert", Op::Invert),
+            ("rotate", Op::Rotate),
+            ("posterize", Op::Posterize),
+            ("solarize", Op::Solarize),
+            ("solarize_add", Op::SolarizeAdd),
+            ("color", Op::Color),
+            ("contrast", Op::Contrast),
+            ("brightness", Op::Brightness),
+            ("sharpness", Op::Sharpness),
+            ("shear_x", Op::ShearX),
+            ("shear_y", Op::ShearY),
+            ("translate_x_rel", Op::TranslateXRel),
+            ("translate_y_rel", Op::TranslateYRel),
+        ];
+        for (name, op) in ops {
+            fixture::check_op(name, 0, |image, args| {
+                let mut img = image.planar();
+                op.apply(&mut img, args.first().copied(), &image.fill);
+                img
+            });
+        }
+    }
+
+    #[test]
+    fn op_lists_are_timms() {
+        let f = fixture::load();
+        let names = |ops: &[Op]| ops.iter().map(|o| o.name().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&Op::STANDARD), f.rand_transforms);
+        assert_eq!(names(&Op::INCREASING), f.rand_increasing_transforms);
+    }
+
+    /// timm's `LEVEL_TO_ARG` numbers (the fixture has them with the negation off).
+    #[test]
+    fn magnitudes_map_to_timms_arguments() {
+        let f = fixture::load();
+        let all: Vec<Op> = Op::STANDARD.iter().chain(&Op::INCREASING).copied().collect();
+        for row in &f.level_args {
+            let op = all.iter().find(|o| o.name() == row.op).unwrap();
+            let (got, want) = (op.argument(row.magnitude, false), row.args.first());
+            // Within 1e-12, not bit for bit: serde_json's default float parser may read
+            // the fixture's decimals one ulp off.
+            let same = match (got, want) {
+                (Some(g), Some(w)) => (g - w).abs() < 1e-12,
+                (g, w) => g.is_none() && w.is_none(),
+            };
+            assert!(same, "{} at {}: {got:?} vs timm {want:?}", row.op, row.magnitude);
+        }
+        assert_eq!(f.level_args.len(), 21 * 8);
+        // Negated: the angle, shear and translation flip; the increasing enhancements
+        // go below 1 and stop at 0.1.
+        assert_eq!(Op::Rotate.argument(9.0, true), Some(-27.0));
+        assert_eq!(Op::TranslateYRel.argument(10.0, true), Some(-0.45));
+        assert_eq!(Op::ColorIncreasing.argument(5.0, true), Some(1.0 - 0.45));
+        assert_eq!(Op::ColorIncreasing.argument(10.0, true), Some(0.1));
+        assert_eq!(Op::Posterize.argument(9.0, true), Some(3.0));
+    }
+
+    #[test]
+    fn only_signed_ops_draw_their_sign() {
+        let (mut a, mut b) = (Rng::new(1), Rng::new(1));
+        Op::Solarize.level_to_arg(5.0, &mut a);
+        assert_eq!(a.next_u64(), b.next_u64());
+        let signs: Vec<bool> = (0..64)
+            .map(|_| Op::ShearX.level_to_arg(5.0, &mut a).unwrap() < 0.0)
+            .collect();
+        assert!(signs.contains(&true) && signs.contains(&false));
+    }
+
+    #[test]
+    fn magnitude_noise_is_clamped() {
+        let mut rng = Rng::new(5);
+        let noisy = parse("rand-m9-mstd5");
+        let capped = parse("rand-m9-mstd5-mmax12");
+        let uniform = parse("rand-m8-mstd200");
+        for _ in 0..500 {
+            assert!((0.0..=10.0).contains(&noisy.sample_magnitude(&mut rng)));
+            assert!((0.0..=12.0).contains(&capped.sample_magnitude(&mut rng)));
+            assert!((0.0..=8.0).contains(&uniform.sample_magnitude(&mut rng)));
+        }
+        assert_eq!(parse("rand-m15").sample_magnitude(&mut rng), 10.0);
+        assert_eq!(parse("rand-m15-mmax0").sample_magnitude(&mut rng), 10.0);
+        assert_eq!(parse("rand-m15-mmax20").sample_magnitude(&mut rng), 15.0);
+    }
+
+    #[test]
+    fn policy_runs_on_rgb_and_grey_alike_per_seed() {
+        let f = fixture::load();
+        let ra = parse("rand-m9-n3-mstd0.5-inc1");
+        for image in &f.images {
+            let run = |seed| {
+                let mut img = image.planar();
+                ra.apply(&mut img, &image.fill, &mut Rng::new(seed));
+                img
+            };
+            assert_eq!(run(11), run(11));
+            assert!((0..20).any(|s| run(s) != image.planar()));
+            assert_eq!(run(11).data.len(), image.input.len());
         }
     }
 }
