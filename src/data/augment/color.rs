@@ -184,7 +184,8 @@ fn smooth_3x3(plane: &[u8], h: usize, w: usize) -> Vec<u8> {
     }
     let (side, centre) = ((1.0f64 / 13.0) as f32, (5.0f64 / 13.0) as f32);
     let px = |y: usize, x: usize| plane[y * w + x] as f32;
-    let row = |y: usize, x: usize, mid: f32| px(y, x - 1) * side + px(y, x) * mid + px(y, x + 1) * side;
+    let row =
+        |y: usize, x: usize, mid: f32| px(y, x - 1) * side + px(y, x) * mid + px(y, x + 1) * side;
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             let mut s = 0.5f32;

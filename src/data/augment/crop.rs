@@ -143,9 +143,9 @@ impl FromStr for ResizedCrop {
 pub(super) fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>> {
     s.split(',')
         .map(|t| {
-            t.trim().parse::<f32>().map_err(|_| {
-                Error::InvalidArgument(format!("{what} '{s}': '{t}' is not a number"))
-            })
+            t.trim()
+                .parse::<f32>()
+                .map_err(|_| Error::InvalidArgument(format!("{what} '{s}': '{t}' is not a number")))
         })
         .collect()
 }
@@ -193,5 +193,104 @@ pub fn hflip(img: &mut Planar) {
     let w = img.width;
     for row in img.data.chunks_mut(w.max(1)) {
         row.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_boxes_stay_within_scale_and_ratio() {
+        let rrc = ResizedCrop::default();
+        let (h, w) = (37, 53);
+        let mut rng = Rng::new(9);
+        for _ in 0..2000 {
+            let b = rrc.params(h, w, &mut rng);
+            assert!(b.top + b.height <= h && b.left + b.width <= w, "{b:?}");
+            // Each side is rounded, so area and ratio hold up to half a pixel a side.
+            let (bh, bw) = (b.height as f64, b.width as f64);
+            let area = (h * w) as f64;
+            assert!((bh + 0.5) * (bw + 0.5) >= 0.08 * area, "{b:?} too small");
+            assert!((bh - 0.5) * (bw - 0.5) <= area, "{b:?} too large");
+            if (b.height, b.width) != (h, w) {
+                assert!((bw + 0.5) / (bh - 0.5) >= 0.75, "{b:?} too narrow");
+                assert!((bw - 0.5) / (bh + 0.5) <= 4.0 / 3.0, "{b:?} too wide");
+            }
+        }
+    }
+
+    #[test]
+    fn impossible_boxes_fall_back_to_the_clamped_centre_crop() {
+        // The whole area at any allowed ratio does not fit a 10x40 image.
+        let rrc = ResizedCrop {
+            scale: (1.0, 1.0),
+            ..Default::default()
+        };
+        let mut rng = Rng::new(1);
+        let wide = CropBox {
+            top: 0,
+            left: 13, // (40 - round(10 * 4/3)) / 2
+            height: 10,
+            width: 13,
+        };
+        assert_eq!(rrc.params(10, 40, &mut rng), wide);
+        let tall = CropBox {
+            top: 13,
+            left: 0,
+            height: 13, // round(10 / (3/4))
+            width: 10,
+        };
+        assert_eq!(rrc.params(40, 10, &mut rng), tall);
+        let whole = CropBox {
+            top: 0,
+            left: 0,
+            height: 12,
+            width: 13,
+        };
+        assert_eq!(rrc.fallback(12, 13), whole);
+    }
+
+    #[test]
+    fn resized_crops_reach_the_output_size_from_any_size() {
+        let mut rng = Rng::new(4);
+        let rrc = ResizedCrop::default();
+        for (h, w) in [(1, 1), (2, 7), (37, 23), (5, 300)] {
+            let img = Planar::from_vec((0..3 * h * w).map(|i| i as u8).collect(), 3, h, w);
+            let out = rrc.apply(&img, 11, 13, &mut rng);
+            assert_eq!((out.channels, out.height, out.width), (3, 11, 13));
+        }
+    }
+
+    #[test]
+    fn parses_scale_and_ratio() {
+        let rrc: ResizedCrop = "0.35,1".parse().unwrap();
+        assert_eq!(rrc.scale, (0.35, 1.0));
+        assert_eq!(rrc.ratio, ResizedCrop::default().ratio);
+        let rrc: ResizedCrop = "0.08, 1, 0.5, 2".parse().unwrap();
+        assert_eq!(rrc.ratio, (0.5, 2.0));
+        let err = "0.08,x".parse::<ResizedCrop>().unwrap_err().to_string();
+        assert!(err.contains("'x'"), "{err}");
+        assert!("0.08".parse::<ResizedCrop>().is_err());
+        assert!("0.9,0.2".parse::<ResizedCrop>().is_err());
+        assert!("0,1".parse::<ResizedCrop>().is_err());
+    }
+
+    #[test]
+    fn pad_crop_shifts_in_zeros_and_flip_mirrors() {
+        let img = Planar::from_vec((1..=12).collect(), 2, 2, 3);
+        let mut rng = Rng::new(0);
+        let mut shifted = false;
+        for _ in 0..30 {
+            let out = pad_crop(img.clone(), 1, &mut rng);
+            // The kept pixels are the input's, in order, per plane; the rest are zero.
+            let kept: Vec<u8> = out.data.iter().copied().filter(|&v| v != 0).collect();
+            assert!(kept.windows(2).all(|p| p[0] < p[1]));
+            shifted |= out != img;
+        }
+        assert!(shifted);
+        let mut img = img;
+        hflip(&mut img);
+        assert_eq!(img.data, vec![3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10]);
     }
 }

@@ -87,9 +87,7 @@ impl RandomErasing {
         }
         let (a0, a1) = self.aspect_range();
         if !(a0 > 0.0 && a0 <= a1 && a1.is_finite()) {
-            return bad(format!(
-                "aspect ({a0}, {a1}) must satisfy 0 < min <= max"
-            ));
+            return bad(format!("aspect ({a0}, {a1}) must satisfy 0 < min <= max"));
         }
         if self.min_count == 0 || self.max_count.is_some_and(|m| m < self.min_count) {
             return bad(format!(
@@ -110,8 +108,19 @@ impl RandomErasing {
     /// timm `RandomErasing._erase` on one image `x` of `[channels, height, width]`:
     /// per box, ten tries at a random area and log-uniform aspect; the first box that
     /// fits strictly inside the image is filled.
-    pub fn apply(&self, x: &mut [f32], channels: usize, height: usize, width: usize, rng: &mut Rng) {
-        assert_eq!(x.len(), channels * height * width, "erasing an image of the wrong size");
+    pub fn apply(
+        &self,
+        x: &mut [f32],
+        channels: usize,
+        height: usize,
+        width: usize,
+        rng: &mut Rng,
+    ) {
+        assert_eq!(
+            x.len(),
+            channels * height * width,
+            "erasing an image of the wrong size"
+        );
         if rng.uniform() as f64 > self.probability as f64 {
             return;
         }
@@ -126,8 +135,8 @@ impl RandomErasing {
         let log_aspect = ((a0 as f64).ln(), (a1 as f64).ln());
         for _ in 0..count {
             for _ in 0..10 {
-                let target = uniform(rng, self.min_area as f64, self.max_area as f64) * area
-                    / count as f64;
+                let target =
+                    uniform(rng, self.min_area as f64, self.max_area as f64) * area / count as f64;
                 let aspect = uniform(rng, log_aspect.0, log_aspect.1).exp();
                 let h = (target * aspect).sqrt().round_ties_even() as usize;
                 let w = (target / aspect).sqrt().round_ties_even() as usize;
@@ -180,7 +189,10 @@ impl FromStr for RandomErasing {
             )));
         }
         let probability = parts[0].parse::<f32>().map_err(|_| {
-            Error::InvalidArgument(format!("random erasing '{s}': '{}' is not a probability", parts[0]))
+            Error::InvalidArgument(format!(
+                "random erasing '{s}': '{}' is not a probability",
+                parts[0]
+            ))
         })?;
         let mode = parts.get(1).map_or(Ok(EraseMode::Const), |m| m.parse())?;
         let max_count = match parts.get(2) {
@@ -197,5 +209,165 @@ impl FromStr for RandomErasing {
         };
         erasing.check()?;
         Ok(erasing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MARK: f32 = 7.0;
+
+    fn erase(re: &RandomErasing, c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
+        let mut x = vec![MARK; c * h * w];
+        re.apply(&mut x, c, h, w, &mut Rng::new(seed));
+        x
+    }
+
+    /// The bounding box of the changed values of plane 0.
+    fn erased_box(x: &[f32], h: usize, w: usize) -> Option<(usize, usize, usize, usize)> {
+        let changed: Vec<(usize, usize)> = (0..h * w)
+            .filter(|&i| x[i] != MARK)
+            .map(|i| (i / w, i % w))
+            .collect();
+        let (y0, y1) = (
+            changed.iter().map(|p| p.0).min()?,
+            changed.iter().map(|p| p.0).max()?,
+        );
+        let (x0, x1) = (
+            changed.iter().map(|p| p.1).min()?,
+            changed.iter().map(|p| p.1).max()?,
+        );
+        assert_eq!(
+            changed.len(),
+            (y1 - y0 + 1) * (x1 - x0 + 1),
+            "one solid box"
+        );
+        Some((y0, x0, y1 - y0 + 1, x1 - x0 + 1))
+    }
+
+    #[test]
+    fn probability_zero_and_one() {
+        let never = RandomErasing {
+            probability: 0.0,
+            ..Default::default()
+        };
+        let always = RandomErasing {
+            probability: 1.0,
+            ..Default::default()
+        };
+        for seed in 0..50 {
+            assert!(erase(&never, 3, 24, 31, seed).iter().all(|&v| v == MARK));
+            assert!(erase(&always, 3, 24, 31, seed).iter().any(|&v| v != MARK));
+        }
+    }
+
+    #[test]
+    fn boxes_keep_area_and_aspect_bounds() {
+        let re = RandomErasing {
+            probability: 1.0,
+            ..Default::default()
+        };
+        let (h, w) = (40, 50);
+        for seed in 0..300 {
+            let x = erase(&re, 2, h, w, seed);
+            let (_, _, bh, bw) = erased_box(&x, h, w).unwrap();
+            let (bh, bw) = (bh as f64, bw as f64);
+            let area = (h * w) as f64;
+            // Rounded sides: the bounds hold up to half a pixel a side.
+            assert!((bh + 0.5) * (bw + 0.5) >= 0.02 * area);
+            assert!((bh - 0.5) * (bw - 0.5) <= area / 3.0);
+            assert!((bh + 0.5) / (bw - 0.5) >= 0.3 && (bh - 0.5) / (bw + 0.5) <= 1.0 / 0.3);
+            // Const mode erases every channel to 0, the same box.
+            assert!(x.iter().all(|&v| v == MARK || v == 0.0));
+            assert_eq!(x[..h * w], x[h * w..]);
+        }
+    }
+
+    #[test]
+    fn fill_modes() {
+        let (h, w) = (20, 20);
+        let base = RandomErasing {
+            probability: 1.0,
+            ..Default::default()
+        };
+        let rand = RandomErasing {
+            mode: EraseMode::Rand,
+            ..base
+        };
+        let x = erase(&rand, 3, h, w, 5);
+        for c in 0..3 {
+            let erased: Vec<f32> = x[c * h * w..(c + 1) * h * w]
+                .iter()
+                .copied()
+                .filter(|&v| v != MARK)
+                .collect();
+            assert!(
+                erased.windows(2).all(|p| p[0] == p[1]),
+                "one value per channel"
+            );
+        }
+        let pixel = RandomErasing {
+            mode: EraseMode::Pixel,
+            ..base
+        };
+        let x = erase(&pixel, 3, h, w, 5);
+        let erased: Vec<f32> = x.iter().copied().filter(|&v| v != MARK).collect();
+        assert!(erased.len() > 3 && erased.windows(2).any(|p| p[0] != p[1]));
+        // A fixed box in const mode is zero exactly there (timm `img[:, t:t+h, l:l+w] = 0`).
+        let mut x = vec![MARK; 2 * 4 * 5];
+        base.fill(&mut x, 2, (4, 5), (1, 2, 2, 3), &mut Rng::new(0));
+        let plane: Vec<f32> = [
+            [7., 7., 7., 7., 7.],
+            [7., 7., 0., 0., 0.],
+            [7., 7., 0., 0., 0.],
+            [7., 7., 7., 7., 7.],
+        ]
+        .concat();
+        assert_eq!(x, [plane.clone(), plane].concat());
+    }
+
+    #[test]
+    fn counts_split_the_area_and_seeds_repeat() {
+        let re = RandomErasing {
+            probability: 1.0,
+            min_count: 2,
+            max_count: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(erase(&re, 1, 30, 30, 8), erase(&re, 1, 30, 30, 8));
+        for seed in 0..100 {
+            let erased = erase(&re, 1, 30, 30, seed)
+                .iter()
+                .filter(|&&v| v == 0.0)
+                .count();
+            assert!(erased as f64 <= 900.0 / 3.0 + 4.0 * 31.0, "{erased}");
+        }
+    }
+
+    #[test]
+    fn parses_and_checks() {
+        let re: RandomErasing = "0.25,pixel,3".parse().unwrap();
+        assert_eq!(
+            (re.probability, re.mode, re.max_count),
+            (0.25, EraseMode::Pixel, Some(3))
+        );
+        assert_eq!(
+            "0.25".parse::<RandomErasing>().unwrap().mode,
+            EraseMode::Const
+        );
+        let err = "0.25,noise"
+            .parse::<RandomErasing>()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'noise'"), "{err}");
+        assert!("1.5".parse::<RandomErasing>().is_err());
+        assert!("0.5,const,0".parse::<RandomErasing>().is_err());
+        let bad_area = RandomErasing {
+            min_area: 0.5,
+            max_area: 0.1,
+            ..Default::default()
+        };
+        assert!(bad_area.check().is_err());
     }
 }

@@ -37,8 +37,10 @@ pub struct LevelArg {
 }
 
 pub fn load() -> Fixture {
-    serde_json::from_str(include_str!("../../../tests/fixtures/augment/pil_timm.json"))
-        .expect("the augmentation fixture parses")
+    serde_json::from_str(include_str!(
+        "../../../tests/fixtures/augment/pil_timm.json"
+    ))
+    .expect("the augmentation fixture parses")
 }
 
 impl Image {
@@ -55,7 +57,13 @@ pub fn check_op(op: &str, tolerance: u8, run: impl Fn(&Image, &[f64]) -> Planar)
     for image in &fixture.images {
         for case in image.cases.iter().filter(|c| c.op == op) {
             let got = run(image, &case.args);
-            assert_eq!(got.data.len(), case.output.len(), "{op}{:?} on {}: size", case.args, image.mode);
+            assert_eq!(
+                got.data.len(),
+                case.output.len(),
+                "{op}{:?} on {}: size",
+                case.args,
+                image.mode
+            );
             let worst = got
                 .data
                 .iter()
@@ -63,7 +71,12 @@ pub fn check_op(op: &str, tolerance: u8, run: impl Fn(&Image, &[f64]) -> Planar)
                 .map(|(&a, &b)| a.abs_diff(b))
                 .max()
                 .unwrap_or(0);
-            let off = got.data.iter().zip(&case.output).filter(|(a, b)| a != b).count();
+            let off = got
+                .data
+                .iter()
+                .zip(&case.output)
+                .filter(|(a, b)| a != b)
+                .count();
             assert!(
                 worst <= tolerance,
                 "{op}{:?} on the {} image: {off} of {} values differ from PIL, by up to {worst}",

@@ -96,3 +96,68 @@ impl FromStr for ColorJitter {
         Ok(jitter)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jitter(s: &str) -> ColorJitter {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_timms_forms() {
+        assert_eq!(jitter("0.4"), jitter("0.4,0.4,0.4,0"));
+        assert_eq!(jitter("0.1,0.2,0.3").hue, 0.0);
+        assert_eq!(jitter("0.1,0.2,0.3,0.05").hue, 0.05);
+        let err = "0.1,zz".parse::<ColorJitter>().unwrap_err().to_string();
+        assert!(err.contains("'zz'"), "{err}");
+        assert!("0.1,0.2".parse::<ColorJitter>().is_err());
+        assert!("0,0,0,0.6".parse::<ColorJitter>().is_err());
+        assert!("-0.1".parse::<ColorJitter>().is_err());
+    }
+
+    #[test]
+    fn factors_stay_in_range() {
+        // A flat grey image: brightness scales it by [0.6, 1.4], contrast leaves a flat
+        // image flat, saturation and hue leave grey alone.
+        let mut rng = Rng::new(2);
+        let cj = jitter("0.4,0.4,0.4,0.5");
+        let mut seen = (255u8, 0u8);
+        for _ in 0..300 {
+            let mut img = Planar::from_vec(vec![100; 3 * 4 * 5], 3, 4, 5);
+            cj.apply(&mut img, &mut rng);
+            let v = img.data[0];
+            assert!(img.data.iter().all(|&x| x == v), "flat stays flat");
+            assert!((59..=140).contains(&v), "{v}");
+            seen = (seen.0.min(v), seen.1.max(v));
+        }
+        assert!(seen.0 < 70 && seen.1 > 130, "{seen:?}");
+    }
+
+    #[test]
+    fn off_is_identity_and_draws_are_seeded() {
+        let img = Planar::from_vec(
+            (0..3 * 7 * 5).map(|i| (i * 7 % 256) as u8).collect(),
+            3,
+            7,
+            5,
+        );
+        let mut out = img.clone();
+        ColorJitter::default().apply(&mut out, &mut Rng::new(0));
+        assert_eq!(out, img);
+        let cj = jitter("0.4,0.4,0.4,0.1");
+        let run = |seed| {
+            let mut out = img.clone();
+            cj.apply(&mut out, &mut Rng::new(seed));
+            out
+        };
+        assert_eq!(run(3), run(3));
+        assert_ne!(run(3), run(4));
+        // Grey images take brightness and contrast only.
+        let grey = Planar::from_vec(vec![50, 200, 120, 90], 1, 2, 2);
+        let mut out = grey.clone();
+        jitter("0,0,0.9,0.5").apply(&mut out, &mut Rng::new(1));
+        assert_eq!(out, grey);
+    }
+}

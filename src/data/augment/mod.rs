@@ -163,3 +163,143 @@ impl Augment {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(c: usize, h: usize, w: usize) -> Planar {
+        let data = (0..c * h * w).map(|i| (i * 37 % 251) as u8).collect();
+        Planar::from_vec(data, c, h, w)
+    }
+
+    fn imagenet_style() -> Augment {
+        Augment {
+            horizontal_flip: true,
+            random_resized_crop: Some(ResizedCrop::default()),
+            rand_augment: Some("rand-m9-n2-mstd0.5-inc1".parse().unwrap()),
+            random_erasing: Some("0.25,pixel".parse().unwrap()),
+            fill: Some(fill_from_mean(&[0.485, 0.456, 0.406])),
+            ..Augment::default()
+        }
+    }
+
+    #[test]
+    fn identity_leaves_pixels_alone() {
+        let aug = Augment::default();
+        assert!(aug.is_identity());
+        let img = image(3, 11, 13);
+        assert_eq!(aug.apply_u8(&img, 11, 13, &mut Rng::new(0)), img);
+        let mut x = vec![0.5f32; 3 * 11 * 13];
+        aug.apply_normalized(&mut x, 3, 11, 13, &mut Rng::new(0));
+        assert!(x.iter().all(|&v| v == 0.5));
+        assert!(!imagenet_style().is_identity());
+    }
+
+    #[test]
+    fn the_pipeline_repeats_per_seed_at_odd_sizes() {
+        let aug = imagenet_style();
+        aug.check(3).unwrap();
+        let img = image(3, 37, 23);
+        let run = |seed| aug.apply_u8(&img, 15, 9, &mut Rng::new(seed));
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+        assert_eq!((run(1).channels, run(1).height, run(1).width), (3, 15, 9));
+        let grey = image(1, 9, 7);
+        let out = aug.apply_u8(&grey, 5, 3, &mut Rng::new(3));
+        assert_eq!((out.channels, out.height, out.width), (1, 5, 3));
+    }
+
+    #[test]
+    fn without_a_random_resized_crop_other_sizes_are_resized() {
+        let aug = Augment {
+            crop_padding: 2,
+            ..Augment::default()
+        };
+        let out = aug.apply_u8(&image(2, 20, 30), 8, 12, &mut Rng::new(0));
+        assert_eq!((out.channels, out.height, out.width), (2, 8, 12));
+    }
+
+    #[test]
+    fn rand_augment_turns_colour_jitter_off() {
+        // `rand-n0` draws no op; the jitter that would change the image must not run.
+        let img = image(3, 6, 7);
+        let jitter_only = Augment {
+            color_jitter: Some("0.9".parse().unwrap()),
+            ..Augment::default()
+        };
+        let both = Augment {
+            rand_augment: Some("rand-n0".parse().unwrap()),
+            ..jitter_only.clone()
+        };
+        assert_ne!(jitter_only.apply_u8(&img, 6, 7, &mut Rng::new(0)), img);
+        assert_eq!(both.apply_u8(&img, 6, 7, &mut Rng::new(0)), img);
+    }
+
+    #[test]
+    fn check_rejects_colour_ops_on_event_frames_and_bad_settings() {
+        let frames = Augment {
+            horizontal_flip: true,
+            crop_padding: 2,
+            random_erasing: Some(RandomErasing::default()),
+            ..Augment::default()
+        };
+        frames.check(8).unwrap();
+        let err = imagenet_style().check(8).unwrap_err().to_string();
+        assert!(
+            err.contains("RandAugment") && err.contains("8 channel"),
+            "{err}"
+        );
+        let jitter = Augment {
+            color_jitter: Some(ColorJitter::default()),
+            ..Augment::default()
+        };
+        assert!(jitter
+            .check(2)
+            .unwrap_err()
+            .to_string()
+            .contains("colour jitter"));
+        jitter.check(1).unwrap();
+        assert!(Augment::default().check(0).is_err());
+        let both_crops = Augment {
+            crop_padding: 4,
+            ..imagenet_style()
+        };
+        assert!(both_crops.check(3).is_err());
+        let bad = Augment {
+            random_erasing: Some(RandomErasing {
+                probability: 2.0,
+                ..Default::default()
+            }),
+            ..Augment::default()
+        };
+        assert!(bad.check(3).is_err());
+    }
+
+    #[test]
+    fn recipes_round_trip_and_old_ones_still_read() {
+        let aug = imagenet_style();
+        let json = serde_json::to_string(&aug).unwrap();
+        assert!(json.contains("\"rand-m9-n2-mstd0.5-inc1\""), "{json}");
+        assert_eq!(serde_json::from_str::<Augment>(&json).unwrap(), aug);
+        let old: Augment =
+            serde_json::from_str(r#"{"crop_padding":4,"horizontal_flip":true}"#).unwrap();
+        assert_eq!(
+            old,
+            Augment {
+                crop_padding: 4,
+                horizontal_flip: true,
+                ..Augment::default()
+            }
+        );
+    }
+
+    #[test]
+    fn fill_is_timms_rounded_mean() {
+        // timm's img_mean for the ImageNet mean.
+        assert_eq!(fill_from_mean(&[0.485, 0.456, 0.406]), [124, 116, 104]);
+        assert_eq!(fill_from_mean(&[0.1307]), [33; 3]);
+        let grey = Augment::default().fill_for(1);
+        assert_eq!(grey, vec![128]);
+    }
+}

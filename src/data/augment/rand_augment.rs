@@ -116,7 +116,9 @@ impl FromStr for RandAugment {
             }
             let split = section.find(|c: char| c.is_ascii_digit());
             let (key, value) = section.split_at(split.ok_or_else(|| {
-                bad(format!("'{section}' has no value (expected e.g. m9, n2, mstd0.5)"))
+                bad(format!(
+                    "'{section}' has no value (expected e.g. m9, n2, mstd0.5)"
+                ))
             })?);
             let int = || {
                 value
@@ -366,12 +368,18 @@ mod tests {
     fn policies_parse_as_timm_reads_them() {
         let ra = parse("rand-m9-n2-mstd0.5");
         assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_std), (9, 2, 0.5));
-        assert_eq!((ra.prob, ra.magnitude_max, ra.increasing), (0.5, None, false));
+        assert_eq!(
+            (ra.prob, ra.magnitude_max, ra.increasing),
+            (0.5, None, false)
+        );
         let ra = parse("rand-m9-n1-mstd0.4-inc1");
         assert_eq!((ra.magnitude, ra.num_ops, ra.increasing), (9, 1, true));
         assert_eq!(ra.ops(), &Op::INCREASING);
         let ra = parse("rand-m7-mstd0.5-mmax10-inc1");
-        assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_max), (7, 2, Some(10)));
+        assert_eq!(
+            (ra.magnitude, ra.num_ops, ra.magnitude_max),
+            (7, 2, Some(10))
+        );
         // The defaults: magnitude 10, two ops, no noise; mstd over 100 is uniform.
         let ra = parse("rand");
         assert_eq!((ra.magnitude, ra.num_ops, ra.magnitude_std), (10, 2, 0.0));
@@ -447,7 +455,11 @@ mod tests {
     #[test]
     fn magnitudes_map_to_timms_arguments() {
         let f = fixture::load();
-        let all: Vec<Op> = Op::STANDARD.iter().chain(&Op::INCREASING).copied().collect();
+        let all: Vec<Op> = Op::STANDARD
+            .iter()
+            .chain(&Op::INCREASING)
+            .copied()
+            .collect();
         for row in &f.level_args {
             let op = all.iter().find(|o| o.name() == row.op).unwrap();
             let (got, want) = (op.argument(row.magnitude, false), row.args.first());
@@ -457,7 +469,11 @@ mod tests {
                 (Some(g), Some(w)) => (g - w).abs() < 1e-12,
                 (g, w) => g.is_none() && w.is_none(),
             };
-            assert!(same, "{} at {}: {got:?} vs timm {want:?}", row.op, row.magnitude);
+            assert!(
+                same,
+                "{} at {}: {got:?} vs timm {want:?}",
+                row.op, row.magnitude
+            );
         }
         assert_eq!(f.level_args.len(), 21 * 8);
         // Negated: the angle, shear and translation flip; the increasing enhancements
