@@ -91,7 +91,8 @@ impl ResizedCrop {
         } else {
             (height, width)
         };
-        let (h, w) = (h.clamp(1, height), w.clamp(1, width));
+        // At least a pixel (a steep ratio range can round a side to 0), at most the image.
+        let (h, w) = (h.max(1).min(height), w.max(1).min(width));
         CropBox {
             top: (height - h) / 2,
             left: (width - w) / 2,
@@ -249,13 +250,19 @@ mod tests {
             width: 13,
         };
         assert_eq!(rrc.fallback(12, 13), whole);
+        // A ratio range that rounds the fallback's height to 0 still keeps a row.
+        let steep = ResizedCrop {
+            scale: (1.0, 1.0),
+            ratio: (3.0, 4.0),
+        };
+        assert_eq!(steep.fallback(5, 1).height, 1);
     }
 
     #[test]
     fn resized_crops_reach_the_output_size_from_any_size() {
         let mut rng = Rng::new(4);
         let rrc = ResizedCrop::default();
-        for (h, w) in [(1, 1), (2, 7), (37, 23), (5, 300)] {
+        for (h, w) in [(0, 0), (1, 1), (2, 7), (37, 23), (5, 300)] {
             let img = Planar::from_vec((0..3 * h * w).map(|i| i as u8).collect(), 3, h, w);
             let out = rrc.apply(&img, 11, 13, &mut rng);
             assert_eq!((out.channels, out.height, out.width), (3, 11, 13));
