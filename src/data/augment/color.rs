@@ -271,7 +271,7 @@ mod tests {
     /// torchvision's functional colour ops on PIL images (timm's ops are checked in
     /// rand_augment). Exact: integer and single-precision steps in PIL's order.
     fn exact(op: &str, f: impl Fn(&mut Planar, &[f64])) {
-        check_op(op, 0, |image, args| {
+        check_op(op, |image, args| {
             let mut img = image.planar();
             f(&mut img, args);
             img

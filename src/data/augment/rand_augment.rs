@@ -16,29 +16,54 @@ const LEVEL_DENOM: f64 = 10.0;
 /// timm's `translate_pct` hparam default: translations up to 45% of the side.
 const TRANSLATE_PCT: f64 = 0.45;
 
-/// A parsed RandAugment policy; it keeps the string it came from, which is how it
-/// prints and serializes.
+/// A parsed RandAugment policy. It keeps the string it came from, which is how it
+/// prints and serializes; the fields are read through methods so that the two cannot
+/// disagree.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct RandAugment {
     policy: String,
-    /// `m`: the magnitude, 0..10 (default 10).
-    pub magnitude: u32,
-    /// `n`: ops applied per image, drawn with replacement (default 2).
-    pub num_ops: usize,
-    /// `p`: probability that each drawn op is applied (default 0.5).
-    pub prob: f64,
-    /// `mstd`: standard deviation of gaussian noise on the magnitude; infinite (from any
-    /// value over 100) draws the magnitude uniformly in [0, m].
-    pub magnitude_std: f64,
-    /// `mmax`: the upper clamp of the noisy magnitude (default 10; 0 also means 10, as
-    /// timm's `magnitude_max or _LEVEL_DENOM`).
-    pub magnitude_max: Option<u32>,
-    /// `inc1`: use the ops whose severity increases with the magnitude.
-    pub increasing: bool,
+    magnitude: u32,
+    num_ops: usize,
+    prob: f64,
+    magnitude_std: f64,
+    magnitude_max: Option<u32>,
+    increasing: bool,
 }
 
 impl RandAugment {
+    /// `m`: the magnitude (default 10).
+    pub fn magnitude(&self) -> u32 {
+        self.magnitude
+    }
+
+    /// `n`: ops applied per image, drawn with replacement (default 2).
+    pub fn num_ops(&self) -> usize {
+        self.num_ops
+    }
+
+    /// `p`: probability that each drawn op is applied (default 0.5).
+    pub fn prob(&self) -> f64 {
+        self.prob
+    }
+
+    /// `mstd`: standard deviation of gaussian noise on the magnitude; infinite (from
+    /// any value over 100) draws the magnitude uniformly in [0, m].
+    pub fn magnitude_std(&self) -> f64 {
+        self.magnitude_std
+    }
+
+    /// `mmax`: the upper clamp of the noisy magnitude (none, or 0 as timm's
+    /// `magnitude_max or _LEVEL_DENOM`, is 10).
+    pub fn magnitude_max(&self) -> Option<u32> {
+        self.magnitude_max
+    }
+
+    /// `inc1`: draw from the ops whose severity increases with the magnitude.
+    pub fn increasing(&self) -> bool {
+        self.increasing
+    }
+
     /// The ops this policy draws from.
     pub fn ops(&self) -> &'static [Op] {
         if self.increasing {
@@ -435,7 +460,7 @@ mod tests {
             ("translate_y_rel", Op::TranslateYRel),
         ];
         for (name, op) in ops {
-            fixture::check_op(name, 0, |image, args| {
+            fixture::check_op(name, |image, args| {
                 let mut img = image.planar();
                 op.apply(&mut img, args.first().copied(), &image.fill);
                 img
