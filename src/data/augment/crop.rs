@@ -4,6 +4,7 @@
 use std::str::FromStr;
 
 use super::geometry::resize_bilinear;
+use super::{parse_floats, uniform};
 use crate::data::Planar;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -108,11 +109,6 @@ impl ResizedCrop {
     }
 }
 
-/// Python's `random.uniform(a, b)`.
-pub(super) fn uniform(rng: &mut Rng, a: f64, b: f64) -> f64 {
-    a + (b - a) * rng.uniform() as f64
-}
-
 /// Parses `MIN,MAX` (the scale, default ratio) or `MIN,MAX,RATIO_MIN,RATIO_MAX`.
 impl FromStr for ResizedCrop {
     type Err = Error;
@@ -138,17 +134,6 @@ impl FromStr for ResizedCrop {
         rrc.check()?;
         Ok(rrc)
     }
-}
-
-/// Comma-separated numbers, naming the bad one.
-pub(super) fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>> {
-    s.split(',')
-        .map(|t| {
-            t.trim()
-                .parse::<f32>()
-                .map_err(|_| Error::InvalidArgument(format!("{what} '{s}': '{t}' is not a number")))
-        })
-        .collect()
 }
 
 /// The box `b` of `img`.

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use super::crop::uniform;
+use super::uniform;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use super::color;
-use super::crop::{parse_floats, uniform};
+use super::{parse_floats, uniform};
 use crate::data::Planar;
 use crate::error::{Error, Result};
 use crate::rng::Rng;

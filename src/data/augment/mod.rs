@@ -164,6 +164,22 @@ impl Augment {
     }
 }
 
+/// Python's `random.uniform(a, b)`.
+fn uniform(rng: &mut Rng, a: f64, b: f64) -> f64 {
+    a + (b - a) * rng.uniform() as f64
+}
+
+/// Comma-separated numbers, naming the bad one.
+fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>> {
+    s.split(',')
+        .map(|t| {
+            t.trim()
+                .parse::<f32>()
+                .map_err(|_| Error::InvalidArgument(format!("{what} '{s}': '{t}' is not a number")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
