@@ -238,6 +238,33 @@ fn augment_crops_with_zero_padding_and_flips() {
 }
 
 #[test]
+fn loader_erases_after_normalizing() {
+    // Const erasing writes 0 into the normalized batch: the mean, here grey 127.5, which
+    // no u8 pixel normalizes to exactly.
+    let s = data::open(assets()).unwrap();
+    let loader = BatchLoader {
+        data: std::sync::Arc::new(s.test),
+        batch_size: 4,
+        shuffle: false,
+        augment: Augment {
+            random_erasing: Some("1".parse().unwrap()),
+            ..Augment::default()
+        },
+        norm: data::Normalization {
+            mean: vec![0.5],
+            std: vec![0.5],
+        },
+        seed: 3,
+        prefetch: 1,
+    };
+    let batch = loader.make_batch(&[0, 1, 2, 3], &mut Rng::new(0));
+    for image in batch.images.chunks(28 * 28) {
+        let erased = image.iter().filter(|&&v| v == 0.0).count();
+        assert!(erased > 0 && erased <= 28 * 28 / 3 + 28, "{erased}");
+    }
+}
+
+#[test]
 fn real_mnist_and_fashion_open_when_shared_data_is_present() {
     for name in ["mnist", "fashion-mnist"] {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")).join(name);
