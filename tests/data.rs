@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use bitspike::data::{self, Augment, BatchLoader};
+use bitspike::data::{self, Augment, BatchLoader, Planar};
 use bitspike::rng::Rng;
 
 fn assets() -> &'static Path {
@@ -214,28 +214,54 @@ fn loader_covers_the_epoch_repeatably_and_normalizes() {
 
 #[test]
 fn augment_crops_with_zero_padding_and_flips() {
-    let img: Vec<u8> = (1..=9).collect(); // 1 channel, 3x3
-    let mut out = vec![0u8; 9];
+    let img = Planar::from_vec((1..=9).collect(), 1, 3, 3);
     let flip = Augment {
-        crop_padding: 0,
         horizontal_flip: true,
+        ..Augment::default()
     };
     let mut rng = Rng::new(0);
     let mut flipped = false;
     for _ in 0..8 {
-        flip.apply(&img, 1, 3, 3, &mut rng, &mut out);
+        let out = flip.apply_u8(&img, 3, 3, &mut rng).data;
         flipped |= out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7];
-        assert!(out == img || out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
+        assert!(out == img.data || out == vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
     }
     assert!(flipped);
     let crop = Augment {
         crop_padding: 1,
-        horizontal_flip: false,
+        ..Augment::default()
     };
     for _ in 0..20 {
-        crop.apply(&img, 1, 3, 3, &mut rng, &mut out);
+        let out = crop.apply_u8(&img, 3, 3, &mut rng).data;
         let sum: u32 = out.iter().map(|&v| v as u32).sum();
         assert!(sum <= 45 && out.iter().filter(|&&v| v == 0).count() <= 5);
+    }
+}
+
+#[test]
+fn loader_erases_after_normalizing() {
+    // Const erasing writes 0 into the normalized batch: the mean, here grey 127.5, which
+    // no u8 pixel normalizes to exactly.
+    let s = data::open(assets()).unwrap();
+    let loader = BatchLoader {
+        data: std::sync::Arc::new(s.test),
+        batch_size: 4,
+        shuffle: false,
+        augment: Augment {
+            random_erasing: Some("1".parse().unwrap()),
+            ..Augment::default()
+        },
+        norm: data::Normalization {
+            mean: vec![0.5],
+            std: vec![0.5],
+        },
+        seed: 3,
+        prefetch: 1,
+    };
+    let batch = loader.make_batch(&[0, 1, 2, 3], &mut Rng::new(0));
+    for image in batch.images.chunks(28 * 28) {
+        let erased = image.iter().filter(|&&v| v == 0.0).count();
+        assert!(erased > 0 && erased <= 28 * 28 / 3 + 28, "{erased}");
     }
 }
 

@@ -498,8 +498,8 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
     // A flip mirrors every frame of the sample.
     let flipped = BatchLoader {
         augment: Augment {
-            crop_padding: 0,
             horizontal_flip: true,
+            ..Augment::default()
         },
         ..loader.clone()
     };

@@ -8,6 +8,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bitspike::data::augment::{EraseMode, RandomErasing};
 use bitspike::data::{self, Augment, BatchLoader, MixMode, Mixup, TeacherLogits};
 use bitspike::nn::checkpoint::{HostTensor, StateDict};
 use bitspike::nn::params::Init;
@@ -319,6 +320,13 @@ fn resuming_mid_epoch_with_every_feature_on_gives_the_same_next_loss() {
         augment: Augment {
             crop_padding: 2,
             horizontal_flip: true,
+            rand_augment: Some("rand-m9-n2-mstd0.5-inc1".parse().unwrap()),
+            random_erasing: Some(RandomErasing {
+                probability: 0.5,
+                mode: EraseMode::Pixel,
+                ..RandomErasing::default()
+            }),
+            ..Augment::default()
         },
         mixup: Some(Mixup {
             mixup_alpha: 0.8,

@@ -127,8 +127,12 @@ mod tests {
 
     /// `bitspike train --recipe path extra..` parsed as the CLI parses it.
     fn parse(path: &std::path::Path, extra: &[&str]) -> anyhow::Result<ArgMatchesOfTrain> {
-        let mut argv: Vec<std::ffi::OsString> =
-            vec!["bitspike".into(), "train".into(), "--recipe".into(), path.into()];
+        let mut argv: Vec<std::ffi::OsString> = vec![
+            "bitspike".into(),
+            "train".into(),
+            "--recipe".into(),
+            path.into(),
+        ];
         argv.extend(extra.iter().map(|s| s.into()));
         let cli = Cli::command();
         let matches = cli.clone().try_get_matches_from(argv.clone())?;

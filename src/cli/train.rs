@@ -11,6 +11,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::{float, print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
+use bitspike::data::augment::{
+    fill_from_mean, ColorJitter, EraseMode, RandAugment, RandomErasing, ResizedCrop,
+};
 use bitspike::data::{self, Augment, BatchLoader, MixMode, Mixup, TeacherLogits};
 use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
@@ -74,6 +77,30 @@ pub struct TrainArgs {
     /// Random horizontal flips.
     #[arg(long)]
     hflip: bool,
+    /// Random-resized crop to the model's size with this area range MIN,MAX (timm's
+    /// --scale; with --ratio, default 0.08,1), instead of --crop-padding.
+    #[arg(long, value_parser = float::range)]
+    scale: Option<(f32, f32)>,
+    /// The random-resized crop's aspect-ratio range MIN,MAX (default 0.75,1.3333).
+    #[arg(long, value_parser = float::range)]
+    ratio: Option<(f32, f32)>,
+    /// RandAugment policy, timm's form: rand-m9-n2-mstd0.5[-mmax10][-inc1].
+    #[arg(long, value_parser = parsed::<RandAugment>)]
+    aa: Option<RandAugment>,
+    /// Colour jitter B (brightness, contrast and saturation alike) or B,C,S[,H]; applied
+    /// only without --aa, as in timm.
+    #[arg(long, value_parser = parsed::<ColorJitter>)]
+    color_jitter: Option<ColorJitter>,
+    /// Random-erasing probability (0: off), after normalization.
+    #[arg(long, default_value_t = 0.0, value_parser = float::probability)]
+    reprob: f32,
+    /// Random-erasing fill: pixel (per-pixel normal), rand (per-channel normal) or const
+    /// (zero).
+    #[arg(long, default_value = "pixel", value_parser = parsed::<EraseMode>)]
+    remode: EraseMode,
+    /// Random-erasing boxes per image (at most).
+    #[arg(long, default_value_t = 1, value_parser = super::int::positive)]
+    recount: usize,
     /// Mixup's Beta(alpha, alpha) (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
     mixup: f32,
@@ -154,7 +181,38 @@ const PARTIAL_EPOCH_KEY: &str = "train.partial_epoch";
 const MAX_EPOCHS: usize = 1_000_000;
 
 fn mix_mode(s: &str) -> Result<MixMode, String> {
+    parsed(s)
+}
+
+/// A value through its `FromStr`, the error as text for clap.
+fn parsed<T: std::str::FromStr<Err = bitspike::Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: bitspike::Error| e.to_string())
+}
+
+/// The training augmentation the flags describe, filling what geometric ops uncover with
+/// the data's mean (timm's `img_mean`).
+fn augmentation(args: &TrainArgs, mean: &[f32]) -> Augment {
+    let random_resized_crop = (args.scale.is_some() || args.ratio.is_some()).then(|| {
+        let d = ResizedCrop::default();
+        ResizedCrop {
+            scale: args.scale.unwrap_or(d.scale),
+            ratio: args.ratio.unwrap_or(d.ratio),
+        }
+    });
+    Augment {
+        crop_padding: args.crop_padding,
+        horizontal_flip: args.hflip,
+        random_resized_crop,
+        rand_augment: args.aa.clone(),
+        color_jitter: args.color_jitter,
+        random_erasing: (args.reprob > 0.0).then(|| RandomErasing {
+            probability: args.reprob,
+            mode: args.remode,
+            max_count: Some(args.recount),
+            ..RandomErasing::default()
+        }),
+        fill: Some(fill_from_mean(mean)),
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -275,15 +333,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => None,
     };
     let norm = splits.train.normalization();
+    let augment = augmentation(&args, &norm.mean);
+    augment.check(splits.train.channels)?;
     let splits_frames = splits.frames;
     let loader = BatchLoader {
         data: Arc::new(splits.train),
         batch_size: args.batch_size,
         shuffle: true,
-        augment: Augment {
-            crop_padding: args.crop_padding,
-            horizontal_flip: args.hflip,
-        },
+        augment,
         mixup,
         norm: norm.clone(),
         seed: args.seed,

@@ -5,7 +5,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 
 use super::mixup::{BatchShape, Mix, Mixup};
-use super::{Augment, ImageDataset, Normalization};
+use super::{Augment, ImageDataset, Normalization, Planar};
 use crate::error::Result;
 use crate::rng::Rng;
 
@@ -81,33 +81,35 @@ impl BatchLoader {
     }
 
     /// Build the batch of the given dataset indices in `epoch`. Augmentation crops and
-    /// flips all of a sample's frames alike; mixup mixes them alike.
+    /// flips all of a sample's frames alike; random erasing runs on the normalized
+    /// sample; mixup mixes the normalized batch, a sample's frames alike.
     pub fn make_batch(&self, indices: &[usize], epoch: usize, rng: &mut Rng) -> Batch {
         let d = &self.data;
         let (t_steps, c, h, w) = (d.time_steps, d.channels, d.height, d.width);
         let (plane, b) = (h * w, indices.len());
         let mut images = vec![0f32; b * d.image_len()];
-        let mut scratch = vec![0u8; d.image_len()];
+        let mut sample = vec![0f32; d.image_len()];
         for (k, &i) in indices.iter().enumerate() {
+            let augmented;
             let src = if self.augment.is_identity() {
                 d.image(i)
             } else {
-                self.augment
-                    .apply(d.image(i), t_steps * c, h, w, rng, &mut scratch);
-                &scratch[..]
+                let img = Planar::from_vec(d.image(i).to_vec(), t_steps * c, h, w);
+                augmented = self.augment.apply_u8(&img, h, w, rng);
+                &augmented.data[..]
             };
+            for (p, (o, v)) in sample.chunks_mut(plane).zip(src.chunks(plane)).enumerate() {
+                let (m, s) = (self.norm.mean[p % c], self.norm.std[p % c]);
+                o.iter_mut()
+                    .zip(v)
+                    .for_each(|(o, &v)| *o = (v as f32 / 255.0 - m) / s);
+            }
+            self.augment
+                .apply_normalized(&mut sample, t_steps * c, h, w, rng);
             for t in 0..t_steps {
-                for ch in 0..c {
-                    let (m, s) = (self.norm.mean[ch], self.norm.std[ch]);
-                    let from = (t * c + ch) * plane;
-                    let to = ((t * b + k) * c + ch) * plane;
-                    for (o, &v) in images[to..to + plane]
-                        .iter_mut()
-                        .zip(&src[from..from + plane])
-                    {
-                        *o = (v as f32 / 255.0 - m) / s;
-                    }
-                }
+                let to = (t * b + k) * c * plane;
+                images[to..to + c * plane]
+                    .copy_from_slice(&sample[t * c * plane..(t + 1) * c * plane]);
             }
         }
         let mix = self.mixup.as_ref().filter(|m| m.active_in(epoch)).map(|m| {
