@@ -141,6 +141,37 @@ impl ModelArgs {
     }
 }
 
+/// How the batch loader reads a dataset (train, eval, bench data).
+#[derive(Args, Clone, Debug, Default)]
+pub struct LoaderArgs {
+    /// Threads preparing batches (decoding, augmenting, normalizing); 0: one per core.
+    #[arg(long, default_value_t = 0, value_parser = int::whole)]
+    pub workers: usize,
+    /// Image folders: keep the file list and decode the images as batches are prepared.
+    /// Default: when the decoded images would take over half of the available memory,
+    /// or the first training image does not have the model's size (ImageNet-style).
+    #[arg(long, conflicts_with = "in_memory")]
+    pub stream: bool,
+    /// Image folders: decode every image once, into memory, before the first batch.
+    #[arg(long = "in-memory")]
+    pub in_memory: bool,
+}
+
+impl LoaderArgs {
+    /// How to open image folders for a model of `image_size` (None: the data's size).
+    pub fn folders(&self, image_size: Option<usize>) -> bitspike::data::FolderOptions {
+        use bitspike::data::Load;
+        bitspike::data::FolderOptions {
+            image_size,
+            load: match (self.stream, self.in_memory) {
+                (true, _) => Load::Stream,
+                (_, true) => Load::InMemory,
+                _ => Load::Auto,
+            },
+        }
+    }
+}
+
 /// How event recordings become frames (datasets of event files, `infer` on them).
 #[derive(Args, Clone, Debug, Default)]
 pub struct EventArgs {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::{float, print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
+use super::{float, print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader};
 use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
@@ -26,6 +26,8 @@ pub struct TrainArgs {
     model: ModelArgs,
     #[command(flatten)]
     events: EventArgs,
+    #[command(flatten)]
+    loader: LoaderArgs,
     /// Dataset directory (MNIST-style IDX, CIFAR binary, train/ and test/ image folders,
     /// or event recordings: Train/ and Test/ class folders, samples/ with label files, or
     /// class folders).
@@ -171,15 +173,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             batch: args.batch_size,
         },
     )?;
-    let splits = data::open_with(&args.data, &args.events.options(cfg.time_steps, None)?)?;
+    let options = data::OpenOptions {
+        events: args.events.options(cfg.time_steps, None)?,
+        folders: args.loader.folders(Some(cfg.image_size)),
+    };
+    let splits = data::open_with_options(&args.data, &options)?;
     splits.check_classes(cfg.classes, &args.data)?;
-    let (c, s) = (splits.train.channels, splits.train.height);
-    if c != cfg.in_channels || s != cfg.image_size || splits.train.width != s {
+    let (c, s) = (splits.train.channels(), splits.train.height());
+    if c != cfg.in_channels || s != cfg.image_size || splits.train.width() != s {
         anyhow::bail!(
             "{} holds {c}x{s}x{} images but {} expects {}x{}x{}: pass --in-channels and \
              --image-size to match the data (event data: 2 channels, --frame-size)",
             args.data.display(),
-            splits.train.width,
+            splits.train.width(),
             args.model.model.as_deref().unwrap_or("the model"),
             cfg.in_channels,
             cfg.image_size,
@@ -193,7 +199,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let run_dir = RunDir::open(&out, mode)?;
 
-    let norm = splits.train.normalization();
+    let norm = splits.train.normalization()?;
     let splits_frames = splits.frames;
     let loader = BatchLoader {
         data: Arc::new(splits.train),
@@ -206,6 +212,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         norm: norm.clone(),
         seed: args.seed,
         prefetch: 3,
+        workers: args.loader.workers,
     };
     let test_loader = BatchLoader {
         data: Arc::new(splits.test),
@@ -386,7 +393,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         sd.metadata.insert(
             "data.classes".into(),
-            serde_json::to_string(&trainer.loader.data.classes)?,
+            serde_json::to_string(trainer.loader.data.classes())?,
         );
         if outcome.interrupted {
             // A checkpoint inside the epoch: the complete epochs, and the steps of this one.

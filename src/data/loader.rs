@@ -1,15 +1,23 @@
-//! A batch loader that prepares batches on a background thread (shuffle, augment,
-//! normalize to f32) while the GPU trains on the previous ones.
+//! A batch loader that prepares batches on worker threads (read or decode, augment,
+//! normalize to f32) while the GPU trains on the previous ones, and delivers them in
+//! order through a bounded queue.
+//!
+//! Batches are bit-identical whatever the number of workers: the order of an epoch is
+//! fixed by (seed, epoch), each batch has its own seed from (seed, epoch, batch index),
+//! and each sample its own generator from the batch seed and its place in the batch.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::{Augment, ImageDataset, Normalization};
+use super::ordered::Ordered;
+use super::resize::resize;
+use super::{Augment, Normalization, Planar, Samples};
+use crate::error::Result;
 use crate::rng::Rng;
 
 /// One batch: images f32 `[B, C, H, W]` (or, for frame data, `[T, B, C, H, W]`: the
 /// input of each time step), normalized, and their labels.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
@@ -25,16 +33,33 @@ impl Batch {
     }
 }
 
+/// The batches of an epoch, in order; an error (a file that cannot be decoded) ends
+/// them. Dropping it stops the workers.
+pub type Batches = Ordered<Batch>;
+
 #[derive(Debug, Clone)]
 pub struct BatchLoader {
-    pub data: Arc<ImageDataset>,
+    pub data: Arc<Samples>,
     pub batch_size: usize,
     pub shuffle: bool,
     pub augment: Augment,
     pub norm: Normalization,
     pub seed: u64,
-    /// Batches prepared ahead of the consumer.
+    /// Batches prepared ahead of the consumer, ready or in preparation (at least one
+    /// per worker).
     pub prefetch: usize,
+    /// Threads preparing batches; 0: one per core.
+    pub workers: usize,
+}
+
+/// The seed of batch `b` of the epoch whose seed is `epoch_seed`.
+fn batch_seed(epoch_seed: u64, b: usize) -> u64 {
+    epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The seed of the `k`-th sample of the batch whose seed is `batch_seed`.
+fn sample_seed(batch_seed: u64, k: usize) -> u64 {
+    Rng::new(batch_seed ^ (k as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64()
 }
 
 impl BatchLoader {
@@ -43,70 +68,98 @@ impl BatchLoader {
         self.data.len().div_ceil(self.batch_size.max(1))
     }
 
-    /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on a
-    /// background thread. Dropping the iterator stops the thread.
-    pub fn epoch(&self, epoch: u64) -> Receiver<Batch> {
+    /// The worker threads an epoch runs on.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on the
+    /// worker threads.
+    pub fn epoch(&self, epoch: u64) -> Batches {
         self.epoch_from(epoch, 0)
     }
 
     /// The batches of `epoch` from batch `first` on: the same batches, augmented alike,
     /// as the whole epoch's (each batch's augmentation has its own seed), so that an
     /// interrupted epoch resumes exactly.
-    pub fn epoch_from(&self, epoch: u64, first: usize) -> Receiver<Batch> {
-        let (tx, rx) = sync_channel(self.prefetch.max(1));
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches {
+        let epoch_seed = self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut order: Vec<usize> = (0..self.data.len()).collect();
+        if self.shuffle {
+            Rng::new(epoch_seed).shuffle(&mut order);
+        }
         let me = self.clone();
-        std::thread::spawn(move || {
-            let epoch_seed = me.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut order: Vec<usize> = (0..me.data.len()).collect();
-            if me.shuffle {
-                Rng::new(epoch_seed).shuffle(&mut order);
-            }
-            for (b, chunk) in order.chunks(me.batch_size.max(1)).enumerate().skip(first) {
-                let batch_seed = epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                if tx
-                    .send(me.make_batch(chunk, &mut Rng::new(batch_seed)))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        rx
+        let size = self.batch_size.max(1);
+        let batches = self.batches();
+        Ordered::spawn(
+            first.min(batches)..batches,
+            self.worker_count(),
+            self.prefetch,
+            move |b, stop: &AtomicBool| {
+                let indices = &order[b * size..((b + 1) * size).min(order.len())];
+                let batch = me.build_batch(indices, batch_seed(epoch_seed, b), stop);
+                // A batch cut short by `stop` is not delivered.
+                (!stop.load(Ordering::SeqCst)).then_some(batch)
+            },
+        )
     }
 
-    /// Build the batch of the given dataset indices. Augmentation crops and flips all of
-    /// a sample's frames alike.
-    pub fn make_batch(&self, indices: &[usize], rng: &mut Rng) -> Batch {
+    /// The batch of the given dataset indices, augmented from `seed` (the same seed and
+    /// indices give the same batch). Augmentation crops and flips all of a sample's
+    /// frames alike.
+    pub fn make_batch(&self, indices: &[usize], seed: u64) -> Result<Batch> {
+        self.build_batch(indices, seed, &AtomicBool::new(false))
+    }
+
+    /// [`BatchLoader::make_batch`], returning early (with a partial batch, to be
+    /// discarded) once `stop` is set.
+    fn build_batch(&self, indices: &[usize], seed: u64, stop: &AtomicBool) -> Result<Batch> {
         let d = &self.data;
-        let (t_steps, c, h, w) = (d.time_steps, d.channels, d.height, d.width);
-        let (plane, b) = (h * w, indices.len());
-        let mut images = vec![0f32; b * d.image_len()];
-        let mut scratch = vec![0u8; d.image_len()];
+        let (t_steps, c) = (d.time_steps(), d.channels());
+        let plane = d.height() * d.width();
+        let b = indices.len();
+        let mut images = vec![0f32; b * t_steps * c * plane];
         for (k, &i) in indices.iter().enumerate() {
-            let src = if self.augment.is_identity() {
-                d.image(i)
-            } else {
-                self.augment
-                    .apply(d.image(i), t_steps * c, h, w, rng, &mut scratch);
-                &scratch[..]
-            };
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut rng = Rng::new(sample_seed(seed, k));
+            let img = self.prepare(&d.read(i)?, &mut rng);
             for t in 0..t_steps {
                 for ch in 0..c {
                     let (m, s) = (self.norm.mean[ch], self.norm.std[ch]);
-                    let from = (t * c + ch) * plane;
                     let to = ((t * b + k) * c + ch) * plane;
                     for (o, &v) in images[to..to + plane]
                         .iter_mut()
-                        .zip(&src[from..from + plane])
+                        .zip(img.plane(t * c + ch))
                     {
                         *o = (v as f32 / 255.0 - m) / s;
                     }
                 }
             }
+            // Augmentations after normalization (random erasing) act here, on
+            // `images[k * c * plane..][..c * plane]` of a still image (t_steps 1), with `rng`.
         }
-        Batch {
+        Ok(Batch {
             images,
-            labels: indices.iter().map(|&i| d.labels[i]).collect(),
+            labels: indices.iter().map(|&i| d.labels()[i]).collect(),
+        })
+    }
+
+    /// One sample's u8 stages: brought to the output size (a streamed training image
+    /// has its own), then augmented. Every sample passes here exactly once.
+    fn prepare(&self, img: &Planar, rng: &mut Rng) -> Planar {
+        let (h, w) = (self.data.height(), self.data.width());
+        let img = resize(img, h, w);
+        if self.augment.is_identity() {
+            return img;
         }
+        let mut out = Planar::zeros(img.channels, h, w);
+        self.augment
+            .apply(&img.data, img.channels, h, w, rng, &mut out.data);
+        out
     }
 }
