@@ -132,10 +132,7 @@ impl BatchLoader {
                 for ch in 0..c {
                     let (m, s) = (self.norm.mean[ch], self.norm.std[ch]);
                     let to = ((t * b + k) * c + ch) * plane;
-                    for (o, &v) in images[to..to + plane]
-                        .iter_mut()
-                        .zip(img.plane(t * c + ch))
-                    {
+                    for (o, &v) in images[to..to + plane].iter_mut().zip(img.plane(t * c + ch)) {
                         *o = (v as f32 / 255.0 - m) / s;
                     }
                 }

@@ -111,7 +111,10 @@ impl ChannelMoments {
             .iter()
             .map(|&(s, s2, n)| {
                 let m = s / n.max(1.0);
-                (m as f32, ((s2 / n.max(1.0) - m * m).max(1e-12)).sqrt() as f32)
+                (
+                    m as f32,
+                    ((s2 / n.max(1.0) - m * m).max(1e-12)).sqrt() as f32,
+                )
             })
             .unzip();
         Normalization { mean, std }

@@ -102,8 +102,8 @@ fn work<T>(shared: &Shared<T>, job: &dyn Fn(usize, &AtomicBool) -> Option<Result
                 q = shared.changed.wait(q).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let result = catch_unwind(AssertUnwindSafe(|| job(index, &shared.stop)))
-            .unwrap_or_else(|_| {
+        let result =
+            catch_unwind(AssertUnwindSafe(|| job(index, &shared.stop))).unwrap_or_else(|_| {
                 Some(Err(Error::InvalidArgument(format!(
                     "preparing batch {index} panicked"
                 ))))
@@ -217,7 +217,12 @@ mod tests {
             Some(Ok(i))
         });
         assert_eq!(it.next().unwrap().unwrap(), 0);
-        assert!(it.next().unwrap().unwrap_err().to_string().contains("panicked"));
+        assert!(it
+            .next()
+            .unwrap()
+            .unwrap_err()
+            .to_string()
+            .contains("panicked"));
         assert!(it.next().is_none());
     }
 

@@ -13,12 +13,9 @@ pub fn resize(img: &Planar, height: usize, width: usize) -> Planar {
     }
     let mut out = Planar::zeros(img.channels, height, width);
     for c in 0..img.channels {
-        let plane = image::GrayImage::from_raw(
-            img.width as u32,
-            img.height as u32,
-            img.plane(c).to_vec(),
-        )
-        .expect("a plane holds height x width bytes");
+        let plane =
+            image::GrayImage::from_raw(img.width as u32, img.height as u32, img.plane(c).to_vec())
+                .expect("a plane holds height x width bytes");
         let scaled = image::imageops::resize(
             &plane,
             width as u32,
@@ -65,13 +62,7 @@ pub fn eval_center_crop(img: &Planar, height: usize, width: usize) -> Planar {
     };
     let resized = resize(img, h, w);
     let offset = |from: usize, to: usize| ((from - to) as f64 / 2.0).round_ties_even() as usize;
-    crop(
-        &resized,
-        offset(h, height),
-        offset(w, width),
-        height,
-        width,
-    )
+    crop(&resized, offset(h, height), offset(w, width), height, width)
 }
 
 #[cfg(test)]
