@@ -10,7 +10,7 @@ pub mod files;
 pub mod folder;
 pub mod idx;
 pub mod loader;
-mod ordered;
+pub mod ordered;
 pub mod planar;
 pub mod resize;
 pub mod samples;
