@@ -208,6 +208,64 @@ fn bench_attention_reports_times_rates_and_saved_bytes() {
     assert_eq!(nxn["ratio_to"], "less memory than ssa_f32");
 }
 
+/// `bench data` streams a folder's JPEG and PNG files through the loader, and opens no
+/// GPU (an unknown backend and a missing Vulkan driver do not matter).
+#[test]
+fn bench_data_json_reports_images_per_second_without_a_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    for split in ["train", "test"] {
+        for class in ["a", "b"] {
+            let d = dir.path().join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..6u8 {
+                let img = image::RgbImage::from_pixel(8, 8, image::Rgb([i * 40, 9, 200]));
+                let ext = if i % 2 == 0 { "jpg" } else { "png" };
+                img.save(d.join(format!("{i}.{ext}"))).unwrap();
+            }
+        }
+    }
+    let out = bitspike(
+        &[
+            "bench",
+            "data",
+            "--data",
+            dir.path().to_str().unwrap(),
+            "--batches",
+            "4",
+            "--batch-size",
+            "3",
+            "--workers",
+            "2",
+            "--hflip",
+            "--crop-padding",
+            "2",
+            "--backend",
+            "glide",
+            "--json",
+        ],
+        &[("VK_ICD_FILENAMES", "/nonexistent/icd.json")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a JSON object"))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r["source"], "files");
+    assert_eq!(r["shape"], "3x8x8");
+    assert_eq!(
+        (r["workers"].as_u64(), r["images"].as_u64()),
+        (Some(2), Some(12))
+    );
+    let rate = r["images_per_second"].as_f64().unwrap();
+    let per_worker = r["images_per_second_per_worker"].as_f64().unwrap();
+    assert!(
+        rate > 0.0 && (per_worker * 2.0 - rate).abs() < 1e-6 * rate,
+        "{r}"
+    );
+}
+
 #[test]
 fn bench_rejects_a_malformed_shape() {
     let out = bitspike(&["bench", "matmul", "--shapes", "12x0x3"], &[]);

@@ -16,14 +16,14 @@ fn shipped_mnist_subset_opens() {
     let s = data::open(assets()).unwrap();
     assert_eq!((s.train.len(), s.test.len()), (5000, 1000));
     assert_eq!(
-        (s.train.channels, s.train.height, s.train.width),
+        (s.train.channels(), s.train.height(), s.train.width()),
         (1, 28, 28)
     );
-    assert_eq!(s.train.classes.len(), 10);
-    assert!(s.train.labels.iter().all(|&l| l < 10));
+    assert_eq!(s.train.classes().len(), 10);
+    assert!(s.train.labels().iter().all(|&l| l < 10));
     // MNIST's first training label is 5, its first test label 7.
-    assert_eq!((s.train.labels[0], s.test.labels[0]), (5, 7));
-    let norm = s.train.normalization();
+    assert_eq!((s.train.labels()[0], s.test.labels()[0]), (5, 7));
+    let norm = s.train.normalization().unwrap();
     assert!(
         (norm.mean[0] - 0.1307).abs() < 0.01 && (norm.std[0] - 0.3081).abs() < 0.01,
         "{norm:?}"
@@ -44,8 +44,9 @@ fn idx_reads_uncompressed_files_too() {
     }
     let plain = data::open(dir.path()).unwrap();
     let gz = data::open(assets()).unwrap();
-    assert_eq!(plain.train.images, gz.train.images);
-    assert_eq!(plain.test.labels, gz.test.labels);
+    let images = |s: &data::Splits| s.train.decoded().unwrap().images.clone();
+    assert_eq!(images(&plain), images(&gz));
+    assert_eq!(plain.test.labels(), gz.test.labels());
 }
 
 #[test]
@@ -92,10 +93,10 @@ fn cifar10_binary_batches_and_truncation() {
     std::fs::write(dir.path().join("data_batch_1.bin"), &batch).unwrap();
     std::fs::write(dir.path().join("test_batch.bin"), cifar_record(9, 200)).unwrap();
     let s = data::open(dir.path()).unwrap();
-    assert_eq!((s.train.len(), s.test.len(), s.train.channels), (3, 1, 3));
-    assert_eq!(s.train.labels, vec![0, 1, 2]);
-    assert_eq!(s.train.image(2)[0], 20);
-    assert_eq!(s.test.classes[9], "truck");
+    assert_eq!((s.train.len(), s.test.len(), s.train.channels()), (3, 1, 3));
+    assert_eq!(s.train.labels(), [0, 1, 2]);
+    assert_eq!(s.train.decoded().unwrap().image(2)[0], 20);
+    assert_eq!(s.test.classes()[9], "truck");
     std::fs::write(
         dir.path().join("test_batch.bin"),
         &cifar_record(9, 200)[..3000],
@@ -116,7 +117,7 @@ fn cifar100_uses_the_fine_label() {
     std::fs::write(dir.path().join("train.bin"), &rec).unwrap();
     std::fs::write(dir.path().join("test.bin"), &rec).unwrap();
     let s = data::open(dir.path()).unwrap();
-    assert_eq!((s.train.labels[0], s.train.classes.len()), (42, 100));
+    assert_eq!((s.train.labels()[0], s.train.classes().len()), (42, 100));
 }
 
 fn write_png(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
@@ -151,11 +152,15 @@ fn image_folders_decode_and_name_bad_files() {
         .save(dir.path().join("train/dog/big.jpg"))
         .unwrap();
     let s = data::open(dir.path()).unwrap();
-    assert_eq!(s.train.classes, vec!["cat", "dog"]);
+    assert_eq!(s.train.classes(), ["cat", "dog"]);
     assert_eq!((s.train.len(), s.test.len()), (5, 2));
-    assert_eq!((s.train.channels, s.train.height, s.train.width), (3, 6, 8));
-    assert_eq!(s.train.image(0)[0], 255, "red plane of a red cat");
-    assert_eq!(s.train.image(0)[2 * 48], 0, "blue plane of a red cat");
+    assert_eq!(
+        (s.train.channels(), s.train.height(), s.train.width()),
+        (3, 6, 8)
+    );
+    let first = s.train.decoded().unwrap().image(0);
+    assert_eq!(first[0], 255, "red plane of a red cat");
+    assert_eq!(first[2 * 48], 0, "blue plane of a red cat");
     let mut f = std::fs::File::create(dir.path().join("train/cat/broken.png")).unwrap();
     f.write_all(b"\x89PNG\r\n\x1a\nnot really").unwrap();
     let err = data::open(dir.path()).unwrap_err().to_string();
@@ -195,17 +200,17 @@ fn loader_covers_the_epoch_repeatably_and_normalizes() {
         },
         seed: 3,
         prefetch: 2,
+        workers: 2,
     };
-    let a: Vec<_> = loader.epoch(0).iter().collect();
-    let b: Vec<_> = loader.epoch(0).iter().collect();
-    let c: Vec<_> = loader.epoch(1).iter().collect();
+    let epoch = |e| -> Vec<_> { loader.epoch(e).map(|b| b.unwrap()).collect() };
+    let (a, b, c) = (epoch(0), epoch(0), epoch(1));
     assert_eq!(a.len(), loader.batches());
     assert_eq!(a.iter().map(|b| b.len()).sum::<usize>(), 1000);
     assert_eq!(a[7].len(), 1000 - 7 * 128);
     assert_eq!(a[0].labels, b[0].labels, "same seed and epoch, same order");
     assert_ne!(a[0].labels, c[0].labels, "another epoch, another order");
     let mut seen: Vec<u32> = a.iter().flat_map(|b| b.labels.clone()).collect();
-    let mut all = loader.data.labels.clone();
+    let mut all = loader.data.labels().to_vec();
     seen.sort();
     all.sort();
     assert_eq!(seen, all);

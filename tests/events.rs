@@ -406,31 +406,35 @@ fn layouts_open_bin_and_cache() {
     let f = s.frames.unwrap();
     assert_eq!((f.sensor, f.size, f.time_steps), ((34, 34), 16, 4));
     assert_eq!(
-        (s.train.channels, s.train.height, s.train.time_steps),
+        (s.train.channels(), s.train.height(), s.train.time_steps()),
         (2, 16, 4)
     );
-    assert_eq!(s.train.labels[..3], [5, 0, 4]);
+    assert_eq!(s.train.labels()[..3], [5, 0, 4]);
     // Sample 1's frames are its events binned.
     let ev = events::read(&shared("nmnist-small/samples/1.bs2")).unwrap();
-    assert_eq!(s.train.image(0), events::frames::integrate_u8(&ev, &f));
+    let frames = |s: &data::Samples| s.decoded().unwrap().images.clone();
+    assert_eq!(
+        s.train.decoded().unwrap().image(0),
+        events::frames::integrate_u8(&ev, &f)
+    );
     let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
     assert_eq!(cached.len(), 1, "one cache file");
     // The second open reads the cache: same frames, even with the files' data gone from
     // the reader's view (a damaged cache is ignored and rebuilt).
     let again = data::open_with(&shared("nmnist-small"), &options(&cache)).unwrap();
-    assert_eq!(again.train.images, s.train.images);
+    assert_eq!(frames(&again.train), frames(&s.train));
     assert_eq!(again.frames, s.frames);
     let path = cached[0].as_ref().unwrap().path();
     std::fs::write(&path, b"BSFRAME1 damaged").unwrap();
     let rebuilt = data::open_with(&shared("nmnist-small"), &options(&cache)).unwrap();
-    assert_eq!(rebuilt.test.images, s.test.images);
+    assert_eq!(frames(&rebuilt.test), frames(&s.test));
     // Other settings miss the cache.
     let other = EventOptions {
         split_by: SplitBy::Time,
         ..options(&cache)
     };
     let by_time = data::open_with(&shared("nmnist-small"), &other).unwrap();
-    assert_ne!(by_time.train.images, s.train.images);
+    assert_ne!(frames(&by_time.train), frames(&s.train));
 
     // N-MNIST Train/Test folders.
     let root = tmp.path().join("nmnist");
@@ -461,7 +465,7 @@ fn layouts_open_bin_and_cache() {
     )
     .unwrap();
     assert_eq!(s.train.len() + s.test.len(), 12);
-    assert_eq!(s.train.classes, ["class0", "class1"]);
+    assert_eq!(s.train.classes(), ["class0", "class1"]);
     assert!(s.test.len() >= 2);
 }
 
@@ -469,7 +473,7 @@ fn layouts_open_bin_and_cache() {
 fn frame_batches_are_time_major_and_augment_all_frames_alike() {
     let tmp = tempfile::tempdir().unwrap();
     let s = data::open_with(&shared("nmnist-small"), &options(tmp.path())).unwrap();
-    let norm = s.train.normalization();
+    let norm = s.train.normalization().unwrap();
     let (t_steps, plane) = (4, 16 * 16);
     let loader = BatchLoader {
         data: std::sync::Arc::new(s.train),
@@ -480,14 +484,14 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
         norm: norm.clone(),
         seed: 1,
         prefetch: 1,
+        workers: 1,
     };
-    let mut rng = bitspike::rng::Rng::new(0);
-    let batch = loader.make_batch(&[5, 9, 2], &mut rng);
+    let batch = loader.make_batch(&[5, 9, 2], 0).unwrap();
     assert_eq!(batch.images.len(), t_steps * 3 * 2 * plane);
     for t in 0..t_steps {
         for (k, &i) in [5usize, 9, 2].iter().enumerate() {
             for c in 0..2 {
-                let src = &loader.data.image(i)[(t * 2 + c) * plane..][..plane];
+                let src = &loader.data.decoded().unwrap().image(i)[(t * 2 + c) * plane..][..plane];
                 let got = &batch.images[((t * 3 + k) * 2 + c) * plane..][..plane];
                 for (g, &v) in got.iter().zip(src) {
                     assert!((g - (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]).abs() < 1e-5);
@@ -505,8 +509,8 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
     };
     let mut seen_flip = false;
     for seed in 0..8 {
-        let b = flipped.make_batch(&[5], 0, &mut bitspike::rng::Rng::new(seed));
-        let plain = loader.make_batch(&[5], 0, &mut bitspike::rng::Rng::new(seed));
+        let b = flipped.make_batch(&[5], 0, seed).unwrap();
+        let plain = loader.make_batch(&[5], 0, seed).unwrap();
         let mirrored = |img: &[f32]| -> Vec<f32> {
             img.chunks(16)
                 .flat_map(|row| row.iter().rev().copied())

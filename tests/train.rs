@@ -112,7 +112,7 @@ fn loaders() -> (BatchLoader, BatchLoader) {
         "/assets/mnist-mini"
     )))
     .unwrap();
-    let norm = s.train.normalization();
+    let norm = s.train.normalization().unwrap();
     let train = BatchLoader {
         data: Arc::new(s.train),
         batch_size: 100,
@@ -122,6 +122,7 @@ fn loaders() -> (BatchLoader, BatchLoader) {
         norm: norm.clone(),
         seed: 9,
         prefetch: 2,
+        workers: 0,
     };
     let test = BatchLoader {
         data: Arc::new(s.test),

@@ -3,6 +3,7 @@
 //! same kernels. Figures are reported as rates and as ratios measured in one run.
 
 pub mod attention;
+pub mod data;
 pub mod lif;
 pub mod matmul;
 pub mod model;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use super::augment_args::AugmentArgs;
 use super::{print_json, GpuArgs};
 use bitspike::bench::attention::{self, AttentionKernel, AttentionPass, AttentionWorkload};
 use bitspike::bench::lif::{self, CopyWorkload, LifKernel, LifWorkload};
@@ -26,21 +27,43 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// Seconds to repeat each measurement for (after one warm-up).
-    #[arg(long, default_value_t = 1.0, value_parser = super::float::seconds)]
+    #[arg(long, visible_alias = "seconds", default_value_t = 1.0, value_parser = super::float::seconds)]
     min_time: f64,
     /// Model presets for `bench model`, comma-separated.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Batch size for `bench model`.
-    #[arg(long, default_value_t = model_bench::DEFAULT_BATCH, value_parser = super::int::positive)]
+    /// Batch size for `bench model` and `bench data`.
+    #[arg(long, visible_alias = "batch-size", default_value_t = model_bench::DEFAULT_BATCH, value_parser = super::int::positive)]
     batch: usize,
     /// Shapes, comma-separated: MxKxN for matmul, TxROWSxFEATURES for lif, TxBxHxNxD for
     /// attention (default: the real models' shapes).
     #[arg(long, value_delimiter = ',')]
     shapes: Vec<String>,
-    /// Event dataset for `bench events`.
+    /// Dataset for `bench events` (event recordings) and `bench data` (any dataset).
     #[arg(long, default_value = "../shared/data/nmnist-small")]
     data: std::path::PathBuf,
+    /// `bench data`: time this many batches instead of --seconds.
+    #[arg(long, value_parser = super::int::positive)]
+    batches: Option<usize>,
+    /// `bench data`: threads preparing batches; 0: one per core.
+    #[arg(long, default_value_t = 0, value_parser = super::int::whole)]
+    workers: usize,
+    /// `bench data`: image folders decoded into memory first (then only augmentation,
+    /// normalization and batching are timed); by default they are streamed from files.
+    #[arg(long = "in-memory")]
+    in_memory: bool,
+    /// `bench data`: the model's image size for image folders (default: the first
+    /// image's size).
+    #[arg(long = "image-size", value_parser = super::int::positive)]
+    image_size: Option<usize>,
+    /// `bench data`: the training augmentation (train's flags; or --recipe, whose keys
+    /// that `bench` has are used).
+    #[command(flatten)]
+    augment: AugmentArgs,
+    /// `bench data`: a train recipe (TOML); its augmentation and batch-size keys apply,
+    /// flags given here override them.
+    #[arg(long)]
+    pub recipe: Option<std::path::PathBuf>,
     /// Frames per sample for `bench events`.
     #[arg(long = "time-steps", default_value_t = 16, value_parser = super::int::whole)]
     time_steps: usize,
@@ -91,9 +114,23 @@ enum What {
     Model,
     /// Reading and binning an event dataset into frames (no cache), on the CPU.
     Events,
+    /// The input pipeline on the CPU: images/s decoded (image folders, streamed),
+    /// augmented, normalized and batched by the loader's workers.
+    Data,
 }
 
+type GpuBench = fn(&GpuContext, &BenchArgs) -> anyhow::Result<()>;
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // The CPU benchmarks open no GPU: they run where there is none.
+    let bench: GpuBench = match args.what {
+        What::Events => return bench_events(&args),
+        What::Data => return bench_data(&args),
+        What::Matmul => bench_matmul,
+        What::Lif => bench_lif,
+        What::Attention => bench_attention,
+        What::Model => bench_model,
+    };
     let ctx = args.gpu.open()?;
     if !args.json {
         println!(
@@ -107,13 +144,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
         );
     }
-    match args.what {
-        What::Matmul => bench_matmul(&ctx, &args),
-        What::Lif => bench_lif(&ctx, &args),
-        What::Attention => bench_attention(&ctx, &args),
-        What::Model => bench_model(&ctx, &args),
-        What::Events => bench_events(&args),
-    }?;
+    bench(&ctx, &args)?;
     // With BITSPIKE_PROFILE set: where the time went, kernel by kernel.
     for (name, count, seconds) in ctx.profile_report() {
         eprintln!(
@@ -518,11 +549,10 @@ fn bench_events(args: &BenchArgs) -> anyhow::Result<()> {
     let f = splits
         .frames
         .ok_or_else(|| anyhow::anyhow!("{} holds no event data", args.data.display()))?;
-    let events: u64 = splits
-        .train
-        .images
-        .iter()
-        .chain(&splits.test.images)
+    let events: u64 = [&splits.train, &splits.test]
+        .into_iter()
+        .filter_map(|s| s.decoded())
+        .flat_map(|d| &d.images)
         .map(|&v| v as u64)
         .sum();
     let figure = EventsFigure {
@@ -542,6 +572,115 @@ fn bench_events(args: &BenchArgs) -> anyhow::Result<()> {
         println!(
             "read and binned {} samples ({} events in frames {}) from {} in {:.3} s: {:.0} samples/s",
             figure.samples, figure.events, figure.frames, figure.data, figure.seconds, figure.samples_per_second
+        );
+        Ok(())
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DataFigure {
+    data: String,
+    /// "files" (decoded as batches are prepared) or "memory".
+    source: &'static str,
+    /// One sample: CxHxW, or TxCxHxW for event frames.
+    shape: String,
+    augment: String,
+    batch_size: usize,
+    workers: usize,
+    images: usize,
+    seconds: f64,
+    images_per_second: f64,
+    images_per_second_per_worker: f64,
+}
+
+/// Training batches of a dataset's train split through the real loader, timed.
+fn bench_data(args: &BenchArgs) -> anyhow::Result<()> {
+    use bitspike::bench::data::{measure, DataRun};
+    use bitspike::data::{self, BatchLoader, FolderOptions, Load, Normalization};
+    let options = data::OpenOptions {
+        events: args.events.options(args.time_steps, None)?,
+        folders: FolderOptions {
+            image_size: args.image_size,
+            load: if args.in_memory {
+                Load::InMemory
+            } else {
+                Load::Stream
+            },
+        },
+    };
+    let splits = data::open_with_options(&args.data, &options)?;
+    let train = splits.train;
+    args.augment
+        .check_crop_padding(train.height().min(train.width()))?;
+    let shape = match train.time_steps() {
+        1 => format!("{}x{}x{}", train.channels(), train.height(), train.width()),
+        t => format!(
+            "{t}x{}x{}x{}",
+            train.channels(),
+            train.height(),
+            train.width()
+        ),
+    };
+    let source = match train {
+        data::Samples::Files(_) => "files",
+        data::Samples::Decoded(_) => "memory",
+    };
+    let channels = train.channels();
+    // Any statistics cost the same; the data's own would take a pass over it.
+    let norm = Normalization {
+        mean: vec![0.5; channels],
+        std: vec![0.25; channels],
+    };
+    let augment = args.augment.augment(&norm.mean);
+    augment.check(channels)?;
+    let loader = BatchLoader {
+        data: std::sync::Arc::new(train),
+        batch_size: args.batch,
+        shuffle: true,
+        augment,
+        mixup: args.augment.mixup()?,
+        norm,
+        seed: 0,
+        prefetch: 3,
+        workers: args.workers,
+    };
+    let rate = measure(
+        &loader,
+        DataRun {
+            seconds: args.min_time,
+            batches: args.batches,
+        },
+    )?;
+    let workers = loader.worker_count();
+    let figure = DataFigure {
+        data: args.data.display().to_string(),
+        source,
+        shape,
+        augment: args.augment.describe(),
+        batch_size: args.batch,
+        workers,
+        images: rate.images,
+        seconds: rate.seconds,
+        images_per_second: rate.images_per_second,
+        images_per_second_per_worker: rate.images_per_second / workers as f64,
+    };
+    if args.json {
+        print_json(&figure)
+    } else {
+        println!(
+            "{} ({}, {} from {}, {}): {} images in {:.3} s: {:.0} images/s, {:.0} per worker \
+             ({} workers, batch {})",
+            figure.data,
+            splits.format,
+            figure.shape,
+            figure.source,
+            figure.augment,
+            figure.images,
+            figure.seconds,
+            figure.images_per_second,
+            figure.images_per_second_per_worker,
+            figure.workers,
+            figure.batch_size
         );
         Ok(())
     }

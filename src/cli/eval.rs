@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use super::{print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
+use super::{print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs, FRAMES_KEY};
 use bitspike::data::{self, Augment, BatchLoader, Normalization};
 use bitspike::nn::energy::EnergyLog;
 use bitspike::nn::limits::Run;
@@ -27,6 +27,8 @@ pub struct EvalArgs {
     model: ModelArgs,
     #[command(flatten)]
     events: EventArgs,
+    #[command(flatten)]
+    loader: LoaderArgs,
     /// Dataset directory (its test split is evaluated).
     #[arg(long, default_value = "assets/mnist-mini")]
     data: PathBuf,
@@ -82,23 +84,25 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         },
     )?;
     let stored = stored_frames(&sd, &args.checkpoint)?;
-    let splits = data::open_with(
-        &args.data,
-        &args.events.options(cfg.time_steps, stored.as_ref())?,
-    )?;
+    let options = data::OpenOptions {
+        events: args.events.options(cfg.time_steps, stored.as_ref())?,
+        folders: args.loader.folders(Some(cfg.image_size)),
+    };
+    let splits = data::open_with_options(&args.data, &options)?;
     splits.check_classes(cfg.classes, &args.data)?;
     let test = splits.test;
     if test.is_empty() {
         anyhow::bail!("{}: the test split is empty", args.data.display());
     }
-    if (test.channels, test.height, test.width) != (cfg.in_channels, cfg.image_size, cfg.image_size)
+    if (test.channels(), test.height(), test.width())
+        != (cfg.in_channels, cfg.image_size, cfg.image_size)
     {
         anyhow::bail!(
             "{} holds {}x{}x{} images but the model expects {}x{}x{}",
             args.data.display(),
-            test.channels,
-            test.height,
-            test.width,
+            test.channels(),
+            test.height(),
+            test.width(),
             cfg.in_channels,
             cfg.image_size,
             cfg.image_size
@@ -108,7 +112,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let norm: Normalization = match sd.metadata.get("data.normalization") {
         Some(json) => serde_json::from_str(json)
             .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?,
-        None => splits.train.normalization(),
+        None => splits.train.normalization()?,
     };
     let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
     let mut model = Model::new(&cfg, args.batch_size)?;
@@ -121,6 +125,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         norm,
         seed: 0,
         prefetch: 3,
+        workers: args.loader.workers,
     };
     if args.energy {
         store.energy = Some(EnergyLog::default());

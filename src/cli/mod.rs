@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand.
 
+mod augment_args;
 mod bench;
 mod eval;
 mod export;
@@ -142,6 +143,37 @@ impl ModelArgs {
     }
 }
 
+/// How the batch loader reads a dataset (train, eval, bench data).
+#[derive(Args, Clone, Debug, Default)]
+pub struct LoaderArgs {
+    /// Threads preparing batches (decoding, augmenting, normalizing); 0: one per core.
+    #[arg(long, default_value_t = 0, value_parser = int::whole)]
+    pub workers: usize,
+    /// Image folders: keep the file list and decode the images as batches are prepared.
+    /// Default: when the decoded images would take over half of the available memory,
+    /// or the first training image does not have the model's size (ImageNet-style).
+    #[arg(long, conflicts_with = "in_memory")]
+    pub stream: bool,
+    /// Image folders: decode every image once, into memory, before the first batch.
+    #[arg(long = "in-memory")]
+    pub in_memory: bool,
+}
+
+impl LoaderArgs {
+    /// How to open image folders for a model of `image_size` (None: the data's size).
+    pub fn folders(&self, image_size: Option<usize>) -> bitspike::data::FolderOptions {
+        use bitspike::data::Load;
+        bitspike::data::FolderOptions {
+            image_size,
+            load: match (self.stream, self.in_memory) {
+                (true, _) => Load::Stream,
+                (_, true) => Load::InMemory,
+                _ => Load::Auto,
+            },
+        }
+    }
+}
+
 /// How event recordings become frames (datasets of event files, `infer` on them).
 #[derive(Args, Clone, Debug, Default)]
 pub struct EventArgs {
@@ -219,21 +251,29 @@ pub const FRAMES_KEY: &str = "data.frames";
 pub fn run() -> anyhow::Result<()> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut matches = Cli::command().get_matches_from(argv.clone());
-    // A train recipe becomes flags after the command line's own (which override it).
-    if let Some(("train", sub)) = matches.subcommand() {
-        if let Some(path) = sub.get_one::<std::path::PathBuf>("recipe") {
-            let cli = Cli::command();
-            let train = cli
-                .find_subcommand("train")
-                .expect("bitspike has a train subcommand");
-            let expanded = recipe::expand(argv, path, train, sub)?;
-            matches = Cli::command().try_get_matches_from(expanded).map_err(|e| {
-                let rendered = e.render().to_string();
-                let first = rendered.lines().next().unwrap_or_default();
-                let why = first.strip_prefix("error: ").unwrap_or(first);
-                anyhow::anyhow!("with the recipe {}: {why}", path.display())
-            })?;
-        }
+    // A recipe becomes flags after the command line's own (which override it).
+    let recipe = match matches.subcommand() {
+        Some((name @ ("train" | "bench"), sub)) => sub
+            .get_one::<std::path::PathBuf>("recipe")
+            .map(|path| (name.to_string(), path.clone(), sub.clone())),
+        _ => None,
+    };
+    if let Some((name, path, sub)) = recipe {
+        let cli = Cli::command();
+        let command = cli
+            .find_subcommand(&name)
+            .expect("the subcommand just parsed");
+        let other = match name.as_str() {
+            "train" => recipe::OtherKeys::Refuse,
+            _ => recipe::OtherKeys::Skip,
+        };
+        let expanded = recipe::expand(argv, &path, command, &sub, other)?;
+        matches = Cli::command().try_get_matches_from(expanded).map_err(|e| {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let why = first.strip_prefix("error: ").unwrap_or(first);
+            anyhow::anyhow!("with the recipe {}: {why}", path.display())
+        })?;
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {

@@ -11,7 +11,6 @@ use bitspike::data::{self, Augment, BatchLoader};
 use bitspike::nn::limits::Run;
 use bitspike::nn::prune::{prune_state, score_kernels};
 use bitspike::nn::{param_counts, ParamStore, StateDict};
-use bitspike::rng::Rng;
 
 #[derive(Args)]
 pub struct PruneArgs {
@@ -80,12 +79,12 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     )?;
     let splits = data::open(&args.data)?;
     let train = splits.train;
-    if (train.channels, train.height) != (cfg.in_channels, cfg.image_size) {
+    if (train.channels(), train.height()) != (cfg.in_channels, cfg.image_size) {
         anyhow::bail!(
             "{} holds {}x{} images, the model expects {}x{}",
             args.data.display(),
-            train.channels,
-            train.height,
+            train.channels(),
+            train.height(),
             cfg.in_channels,
             cfg.image_size
         );
@@ -93,7 +92,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
     let norm = match sd.metadata.get("data.normalization") {
         Some(json) => serde_json::from_str(json)
             .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?,
-        None => train.normalization(),
+        None => train.normalization()?,
     };
     let loader = BatchLoader {
         data: std::sync::Arc::new(train),
@@ -104,15 +103,15 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         norm,
         seed: 0,
         prefetch: 1,
+        workers: 1,
     };
     let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
     let (c, s) = (cfg.in_channels, cfg.image_size);
     let n = loader.data.len().min(args.batches * args.batch_size);
-    let mut rng = Rng::new(0);
     let mut batches = Vec::new();
     for start in (0..n).step_by(args.batch_size) {
         let idx: Vec<usize> = (start..(start + args.batch_size).min(n)).collect();
-        let batch = loader.make_batch(&idx, 0, &mut rng);
+        let batch = loader.make_batch(&idx, 0, 0)?;
         batches.push(ctx.upload_f32(&batch.images, &[idx.len(), c, s, s])?);
     }
     let scores = score_kernels(&ctx, &cfg, &mut store, &batches)?;

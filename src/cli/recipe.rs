@@ -17,6 +17,15 @@ use bitspike::input::read_file;
 /// The most bytes a recipe file may have.
 const MAX_RECIPE_BYTES: u64 = 1 << 20;
 
+/// What to do with a recipe key that is not a flag of the command.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OtherKeys {
+    /// An error (`train`: every key must mean something).
+    Refuse,
+    /// Skipped (`bench data` takes a train recipe's augmentation and batch size).
+    Skip,
+}
+
 /// `argv` with the flags of the recipe `path` appended, skipping those that `matches`
 /// (the command line parsed by `command`) took from the command line.
 pub fn expand(
@@ -24,6 +33,7 @@ pub fn expand(
     path: &Path,
     command: &Command,
     matches: &ArgMatches,
+    other_keys: OtherKeys,
 ) -> anyhow::Result<Vec<OsString>> {
     let text = read_file(path, MAX_RECIPE_BYTES, "recipe")?;
     let text = String::from_utf8(text)
@@ -39,10 +49,14 @@ pub fn expand(
         if let Some(first) = seen.insert(flag.clone(), key) {
             return Err(bad(format!("names the flag --{flag} as '{first}' does")));
         }
-        let Some(arg) = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()))
-        else {
+        let Some(arg) = command.get_arguments().find(|a| {
+            a.get_long() == Some(flag.as_str())
+                || a.get_all_aliases()
+                    .is_some_and(|names| names.contains(&flag.as_str()))
+        }) else {
+            if other_keys == OtherKeys::Skip {
+                continue;
+            }
             return Err(bad(format!(
                 "not a flag of `bitspike {}`{}",
                 command.get_name(),
@@ -138,7 +152,7 @@ mod tests {
         let matches = cli.clone().try_get_matches_from(argv.clone())?;
         let (_, sub) = matches.subcommand().expect("train");
         let train = cli.find_subcommand("train").expect("train");
-        let expanded = super::expand(argv, path, train, sub)?;
+        let expanded = super::expand(argv, path, train, sub, super::OtherKeys::Refuse)?;
         let matches = Cli::command().try_get_matches_from(expanded)?;
         Cli::from_arg_matches(&matches)?;
         let (_, sub) = matches.subcommand().expect("train");

@@ -10,11 +10,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::{float, print_json, EventArgs, GpuArgs, ModelArgs, FRAMES_KEY};
-use bitspike::data::augment::{
-    fill_from_mean, ColorJitter, EraseMode, RandAugment, RandomErasing, ResizedCrop,
-};
-use bitspike::data::{self, Augment, BatchLoader, MixMode, Mixup, TeacherLogits};
+use super::augment_args::AugmentArgs;
+use super::{float, print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs, FRAMES_KEY};
+use bitspike::data::{self, Augment, BatchLoader, TeacherLogits};
 use bitspike::nn::limits::Run;
 use bitspike::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
 use bitspike::ops::optim::AdamW;
@@ -35,6 +33,8 @@ pub struct TrainArgs {
     model: ModelArgs,
     #[command(flatten)]
     events: EventArgs,
+    #[command(flatten)]
+    loader: LoaderArgs,
     /// Dataset directory (MNIST-style IDX, CIFAR binary, train/ and test/ image folders,
     /// or event recordings: Train/ and Test/ class folders, samples/ with label files, or
     /// class folders).
@@ -71,57 +71,8 @@ pub struct TrainArgs {
     /// Clip the global gradient norm to this.
     #[arg(long, value_parser = float::positive)]
     clip_grad: Option<f32>,
-    /// Random crop with this zero padding (0: none).
-    #[arg(long, default_value_t = 0, value_parser = super::int::whole)]
-    crop_padding: usize,
-    /// Random horizontal flips.
-    #[arg(long)]
-    hflip: bool,
-    /// Random-resized crop to the model's size with this area range MIN,MAX (timm's
-    /// --scale; with --ratio, default 0.08,1), instead of --crop-padding.
-    #[arg(long, value_parser = float::range)]
-    scale: Option<(f32, f32)>,
-    /// The random-resized crop's aspect-ratio range MIN,MAX (default 0.75,1.3333).
-    #[arg(long, value_parser = float::range)]
-    ratio: Option<(f32, f32)>,
-    /// RandAugment policy, timm's form: rand-m9-n2-mstd0.5[-mmax10][-inc1].
-    #[arg(long, value_parser = parsed::<RandAugment>)]
-    aa: Option<RandAugment>,
-    /// Colour jitter B (brightness, contrast and saturation alike) or B,C,S[,H]; applied
-    /// only without --aa, as in timm.
-    #[arg(long, value_parser = parsed::<ColorJitter>)]
-    color_jitter: Option<ColorJitter>,
-    /// Random-erasing probability (0: off), after normalization.
-    #[arg(long, default_value_t = 0.0, value_parser = float::probability)]
-    reprob: f32,
-    /// Random-erasing fill: pixel (per-pixel normal), rand (per-channel normal) or const
-    /// (zero).
-    #[arg(long, default_value = "pixel", value_parser = parsed::<EraseMode>)]
-    remode: EraseMode,
-    /// Random-erasing boxes per image (at most).
-    #[arg(long, default_value_t = 1, value_parser = super::int::positive)]
-    recount: usize,
-    /// Mixup's Beta(alpha, alpha) (0: off).
-    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
-    mixup: f32,
-    /// CutMix's Beta(alpha, alpha) (0: off).
-    #[arg(long, default_value_t = 0.0, value_parser = float::non_negative)]
-    cutmix: f32,
-    /// CutMix box sides as fractions MIN,MAX of the image, instead of from the mixing weight.
-    #[arg(long, value_parser = float::range)]
-    cutmix_minmax: Option<(f32, f32)>,
-    /// Probability of mixing a batch (or sample, or pair).
-    #[arg(long, default_value_t = 1.0, value_parser = float::probability)]
-    mixup_prob: f32,
-    /// With both mixup and cutmix on, the probability of cutmix.
-    #[arg(long, default_value_t = 0.5, value_parser = float::probability)]
-    mixup_switch_prob: f32,
-    /// Which samples share a mixing weight: batch, pair or elem.
-    #[arg(long, default_value = "batch", value_parser = mix_mode)]
-    mixup_mode: MixMode,
-    /// Stop mixing from this epoch on (1-based count of epochs done, as timm).
-    #[arg(long, value_parser = super::int::whole)]
-    mixup_off_epoch: Option<usize>,
+    #[command(flatten)]
+    augment: AugmentArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Initial weights: a plain state_dict with the reference names (or a checkpoint).
@@ -180,41 +131,6 @@ const PARTIAL_EPOCH_KEY: &str = "train.partial_epoch";
 /// The most epochs one run may ask for.
 const MAX_EPOCHS: usize = 1_000_000;
 
-fn mix_mode(s: &str) -> Result<MixMode, String> {
-    parsed(s)
-}
-
-/// A value through its `FromStr`, the error as text for clap.
-fn parsed<T: std::str::FromStr<Err = bitspike::Error>>(s: &str) -> Result<T, String> {
-    s.parse().map_err(|e: bitspike::Error| e.to_string())
-}
-
-/// The training augmentation the flags describe, filling what geometric ops uncover with
-/// the data's mean (timm's `img_mean`).
-fn augmentation(args: &TrainArgs, mean: &[f32]) -> Augment {
-    let random_resized_crop = (args.scale.is_some() || args.ratio.is_some()).then(|| {
-        let d = ResizedCrop::default();
-        ResizedCrop {
-            scale: args.scale.unwrap_or(d.scale),
-            ratio: args.ratio.unwrap_or(d.ratio),
-        }
-    });
-    Augment {
-        crop_padding: args.crop_padding,
-        horizontal_flip: args.hflip,
-        random_resized_crop,
-        rand_augment: args.aa.clone(),
-        color_jitter: args.color_jitter,
-        random_erasing: (args.reprob > 0.0).then(|| RandomErasing {
-            probability: args.reprob,
-            mode: args.remode,
-            max_count: Some(args.recount),
-            ..RandomErasing::default()
-        }),
-        fill: Some(fill_from_mean(mean)),
-    }
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum DistillKind {
     Hard,
@@ -264,25 +180,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         .epochs
         .saturating_sub(args.cooldown_epochs)
         .max(args.epochs.min(1));
-    let mixup = (args.mixup > 0.0 || args.cutmix > 0.0)
-        .then(|| Mixup {
-            mixup_alpha: args.mixup,
-            cutmix_alpha: args.cutmix,
-            cutmix_minmax: args.cutmix_minmax,
-            prob: args.mixup_prob,
-            switch_prob: args.mixup_switch_prob,
-            mode: args.mixup_mode,
-            off_epoch: args.mixup_off_epoch,
-        })
-        .map(|m| m.check().map(|()| m))
-        .transpose()?;
-    if args.crop_padding > cfg.image_size {
-        anyhow::bail!(
-            "--crop-padding {} is out of range (allowed: 0..={}, the image size)",
-            args.crop_padding,
-            cfg.image_size
-        );
-    }
+    let mixup = args.augment.mixup()?;
+    args.augment.check_crop_padding(cfg.image_size)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(args.model.model.as_deref().unwrap_or("model"))
     });
@@ -302,15 +201,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             batch: args.batch_size,
         },
     )?;
-    let splits = data::open_with(&args.data, &args.events.options(cfg.time_steps, None)?)?;
+    let options = data::OpenOptions {
+        events: args.events.options(cfg.time_steps, None)?,
+        folders: args.loader.folders(Some(cfg.image_size)),
+    };
+    let splits = data::open_with_options(&args.data, &options)?;
     splits.check_classes(cfg.classes, &args.data)?;
-    let (c, s) = (splits.train.channels, splits.train.height);
-    if c != cfg.in_channels || s != cfg.image_size || splits.train.width != s {
+    let (c, s) = (splits.train.channels(), splits.train.height());
+    if c != cfg.in_channels || s != cfg.image_size || splits.train.width() != s {
         anyhow::bail!(
             "{} holds {c}x{s}x{} images but {} expects {}x{}x{}: pass --in-channels and \
              --image-size to match the data (event data: 2 channels, --frame-size)",
             args.data.display(),
-            splits.train.width,
+            splits.train.width(),
             args.model.model.as_deref().unwrap_or("the model"),
             cfg.in_channels,
             cfg.image_size,
@@ -327,14 +230,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let teacher_table = match &args.teacher_logits {
         Some(path) => Some(TeacherLogits::read(
             path,
-            &splits.train.labels,
+            splits.train.labels(),
             cfg.classes,
         )?),
         None => None,
     };
-    let norm = splits.train.normalization();
-    let augment = augmentation(&args, &norm.mean);
-    augment.check(splits.train.channels)?;
+    let norm = splits.train.normalization()?;
+    let augment = args.augment.augment(&norm.mean);
+    augment.check(splits.train.channels())?;
     let splits_frames = splits.frames;
     let loader = BatchLoader {
         data: Arc::new(splits.train),
@@ -345,6 +248,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         norm: norm.clone(),
         seed: args.seed,
         prefetch: 3,
+        workers: args.loader.workers,
     };
     let test_loader = BatchLoader {
         data: Arc::new(splits.test),
@@ -546,7 +450,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         sd.metadata.insert(
             "data.classes".into(),
-            serde_json::to_string(&trainer.loader.data.classes)?,
+            serde_json::to_string(trainer.loader.data.classes())?,
         );
         if outcome.interrupted {
             // A checkpoint inside the epoch: the complete epochs, and the steps of this one.

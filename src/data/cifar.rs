@@ -99,8 +99,8 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
             read_records(&batches, 1, &mut train)?;
             read_records(&[d.join("test_batch.bin")], 1, &mut test)?;
             return Ok(Some(Splits {
-                train,
-                test,
+                train: train.into(),
+                test: test.into(),
                 format: "CIFAR-10 binary",
                 frames: None,
             }));
@@ -111,8 +111,8 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
             read_records(&[d.join("train.bin")], 2, &mut train)?;
             read_records(&[d.join("test.bin")], 2, &mut test)?;
             return Ok(Some(Splits {
-                train,
-                test,
+                train: train.into(),
+                test: test.into(),
                 format: "CIFAR-100 binary",
                 frames: None,
             }));

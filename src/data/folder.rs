@@ -1,10 +1,12 @@
 //! Image folders: `train/<class>/*` and `test/<class>/*` with PNG, JPEG, BMP, GIF or WebP
-//! files. Classes are the sorted subfolder names of `train/`; every image takes the size
-//! and colour mode (grey or RGB) of the first one.
+//! files. Classes are the sorted subfolder names of `train/`; every image takes the
+//! colour mode (grey or RGB) of the first one, and the output size (the model's, or the
+//! first image's). The files are listed once, sorted; [`Load`] says whether they are
+//! decoded into memory or streamed.
 
 use std::path::{Path, PathBuf};
 
-use super::{ImageDataset, Planar, Splits};
+use super::{FileList, Fit, Samples, Splits};
 use crate::error::{Error, Result};
 use crate::input::read_file;
 
@@ -54,21 +56,6 @@ pub fn open_image(path: &Path) -> Result<image::DynamicImage> {
     decode_image(path, &read_file(path, MAX_FILE_BYTES, "image file")?)
 }
 
-/// Decode one image into channel-planar u8 of the given channels and size.
-pub fn decode_planar(path: &Path, channels: usize, height: usize, width: usize) -> Result<Vec<u8>> {
-    let img = open_image(path)?;
-    let img = if img.width() as usize != width || img.height() as usize != height {
-        img.resize_exact(
-            width as u32,
-            height as u32,
-            image::imageops::FilterType::Triangle,
-        )
-    } else {
-        img
-    };
-    Ok(Planar::from_image(&img, channels).data)
-}
-
 fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>> {
     let mut files = Vec::new();
     for class_dir in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
@@ -93,58 +80,35 @@ fn list_split(dir: &Path, classes: &[String]) -> Result<Vec<(PathBuf, u32)>> {
     Ok(files)
 }
 
-fn load(
-    files: &[(PathBuf, u32)],
-    channels: usize,
-    height: usize,
-    width: usize,
-    classes: &[String],
-) -> Result<ImageDataset> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    let mut buf = Vec::with_capacity(part.len() * channels * height * width);
-                    for (path, _) in part {
-                        buf.extend(decode_planar(path, channels, height, width)?);
-                    }
-                    Ok(buf)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument(
-                        "image decoding thread panicked".into(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut images = Vec::with_capacity(files.len() * channels * height * width);
-    for p in parts {
-        images.extend(p?);
-    }
-    Ok(ImageDataset {
-        images,
-        labels: files.iter().map(|(_, l)| *l).collect(),
-        channels,
-        height,
-        width,
-        time_steps: 1,
-        classes: classes.to_vec(),
-    })
+/// Whether an image folder is decoded into memory once or streamed from its files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Load {
+    /// Stream when the decoded images would take more than half of the host's available
+    /// memory, or when the first training image does not have the output size (an
+    /// ImageNet-style folder, where training crops from each full image); else decode
+    /// once.
+    #[default]
+    Auto,
+    /// Always decode every image once, into memory.
+    InMemory,
+    /// Always keep the file list and decode on the loader's workers.
+    Stream,
 }
 
-/// `dir/train/<class>/*` and `dir/test/<class>/*`, if both exist.
-pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
+/// How [`open_dir`] reads an image folder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FolderOptions {
+    /// The output (model) size, square; None: the first training image's size.
+    pub image_size: Option<usize>,
+    pub load: Load,
+}
+
+/// `dir/train/<class>/*` and `dir/test/<class>/*`, if both exist. Every sample has the
+/// output size of `options` and the colour mode (grey or RGB) of the first training
+/// image: the training split takes each image whole (resized by the loader), the test
+/// split timm's eval transform ([`super::resize::eval_center_crop`]). Whether the
+/// images are decoded into memory follows [`Load`]; both ways give the same batches.
+pub fn open_dir(dir: &Path, options: &FolderOptions) -> Result<Option<Splits>> {
     let (train_dir, test_dir) = (dir.join("train"), dir.join("test"));
     if !train_dir.is_dir() || !test_dir.is_dir() {
         return Ok(None);
@@ -175,29 +139,50 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
     }
     let probe = open_image(first)?;
     let channels = if probe.color().has_color() { 3 } else { 1 };
-    let (height, width) = (probe.height() as usize, probe.width() as usize);
-    let image_bytes = (channels * height * width) as u64;
-    let need = (train_files.len() + test_files.len()) as u64 * image_bytes;
-    if let Some(host) = crate::nn::limits::host_memory_available() {
-        // Decoded images stay in memory; leave half of it for the model and the loader.
-        if need > host / 2 {
+    let first_size = (probe.height() as usize, probe.width() as usize);
+    let (height, width) = options.image_size.map_or(first_size, |s| (s, s));
+    let images = train_files.len() + test_files.len();
+    let need = images as u64 * (channels * height * width) as u64;
+    let host = crate::nn::limits::host_memory_available();
+    // Decoded images stay in memory; leave half of it for the model and the loader.
+    let too_big = host.is_some_and(|host| need > host / 2);
+    let stream = match options.load {
+        Load::Stream => true,
+        Load::Auto => too_big || first_size != (height, width),
+        Load::InMemory if too_big => {
             return Err(Error::data(
                 dir,
                 format!(
-                    "holds {} images of {channels}x{height}x{width} (the size of {}): {} MiB \
-                     decoded, more than half of this host's available {} MiB; resize the \
-                     images or use a subset",
-                    train_files.len() + test_files.len(),
-                    first.display(),
+                    "holds {images} images of {channels}x{height}x{width}: {} MiB decoded, \
+                     more than half of this host's available {} MiB; stream them, resize \
+                     the images or use a subset",
                     need >> 20,
-                    host >> 20
+                    host.unwrap_or(0) >> 20
                 ),
             ));
         }
-    }
+        Load::InMemory => false,
+    };
+    let split = |files: Vec<(PathBuf, u32)>, fit: Fit| -> Result<Samples> {
+        let (files, labels) = files.into_iter().unzip();
+        let list = FileList {
+            files,
+            labels,
+            classes: classes.clone(),
+            channels,
+            height,
+            width,
+            fit,
+        };
+        Ok(if stream {
+            Samples::Files(list)
+        } else {
+            Samples::Decoded(list.decode_all()?)
+        })
+    };
     Ok(Some(Splits {
-        train: load(&train_files, channels, height, width, &classes)?,
-        test: load(&test_files, channels, height, width, &classes)?,
+        train: split(train_files, Fit::Native)?,
+        test: split(test_files, Fit::CenterCrop)?,
         format: "image folders",
         frames: None,
     }))

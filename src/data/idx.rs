@@ -212,8 +212,8 @@ pub fn open_dir(dir: &Path) -> Result<Option<Splits>> {
         )
     })?;
     Ok(Some(Splits {
-        train,
-        test,
+        train: train.into(),
+        test: test.into(),
         format: "IDX (MNIST-style)",
         frames: None,
     }))

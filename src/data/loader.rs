@@ -1,17 +1,23 @@
-//! A batch loader that prepares batches on a background thread (shuffle, augment,
-//! normalize to f32) while the GPU trains on the previous ones.
+//! A batch loader that prepares batches on worker threads (read or decode, augment,
+//! normalize to f32) while the GPU trains on the previous ones, and delivers them in
+//! order through a bounded queue.
+//!
+//! Batches are bit-identical whatever the number of workers: the order of an epoch is
+//! fixed by (seed, epoch), each batch has its own seed from (seed, epoch, batch index),
+//! and each sample its own generator from the batch seed and its place in the batch.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::mixup::{BatchShape, Mix, Mixup};
-use super::{Augment, ImageDataset, Normalization, Planar};
+use super::ordered::Ordered;
+use super::{Augment, Normalization, Samples};
 use crate::error::Result;
 use crate::rng::Rng;
 
 /// One batch: images f32 `[B, C, H, W]` (or, for frame data, `[T, B, C, H, W]`: the
 /// input of each time step), normalized, and their labels.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
@@ -31,9 +37,13 @@ impl Batch {
     }
 }
 
+/// The batches of an epoch, in order; an error (a file that cannot be decoded) ends
+/// them. Dropping it stops the workers.
+pub type Batches = Ordered<Batch>;
+
 #[derive(Debug, Clone)]
 pub struct BatchLoader {
-    pub data: Arc<ImageDataset>,
+    pub data: Arc<Samples>,
     pub batch_size: usize,
     pub shuffle: bool,
     pub augment: Augment,
@@ -41,8 +51,27 @@ pub struct BatchLoader {
     pub mixup: Option<Mixup>,
     pub norm: Normalization,
     pub seed: u64,
-    /// Batches prepared ahead of the consumer.
+    /// Batches prepared ahead of the consumer, ready or in preparation (at least one
+    /// per worker).
     pub prefetch: usize,
+    /// Threads preparing batches; 0: one per core.
+    pub workers: usize,
+}
+
+/// The seed of batch `b` of the epoch whose seed is `epoch_seed`.
+fn batch_seed(epoch_seed: u64, b: usize) -> u64 {
+    epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The seed of the `k`-th sample of the batch whose seed is `batch_seed`.
+fn sample_seed(batch_seed: u64, k: usize) -> u64 {
+    Rng::new(batch_seed ^ (k as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)).next_u64()
+}
+
+/// The seed of the mixing of the batch whose seed is `batch_seed` (a stream apart from
+/// its samples').
+fn mix_seed(batch_seed: u64) -> u64 {
+    Rng::new(batch_seed ^ 0x6A09_E667_F3BC_C909).next_u64()
 }
 
 impl BatchLoader {
@@ -51,65 +80,91 @@ impl BatchLoader {
         self.data.len().div_ceil(self.batch_size.max(1))
     }
 
-    /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on a
-    /// background thread. Dropping the iterator stops the thread.
-    pub fn epoch(&self, epoch: u64) -> Receiver<Result<Batch>> {
+    /// The worker threads an epoch runs on.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The batches of one epoch, in an order fixed by (seed, epoch), prepared on the
+    /// worker threads.
+    pub fn epoch(&self, epoch: u64) -> Batches {
         self.epoch_from(epoch, 0)
     }
 
     /// The batches of `epoch` from batch `first` on: the same batches, augmented alike,
     /// as the whole epoch's (each batch's augmentation has its own seed), so that an
     /// interrupted epoch resumes exactly.
-    pub fn epoch_from(&self, epoch: u64, first: usize) -> Receiver<Result<Batch>> {
-        let (tx, rx) = sync_channel(self.prefetch.max(1));
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Batches {
+        let epoch_seed = self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut order: Vec<usize> = (0..self.data.len()).collect();
+        if self.shuffle {
+            Rng::new(epoch_seed).shuffle(&mut order);
+        }
         let me = self.clone();
-        std::thread::spawn(move || {
-            let epoch_seed = me.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let mut order: Vec<usize> = (0..me.data.len()).collect();
-            if me.shuffle {
-                Rng::new(epoch_seed).shuffle(&mut order);
-            }
-            for (b, chunk) in order.chunks(me.batch_size.max(1)).enumerate().skip(first) {
-                let batch_seed = epoch_seed ^ (b as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-                let batch = me.make_batch(chunk, epoch as usize, &mut Rng::new(batch_seed));
-                if tx.send(Ok(batch)).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
+        let size = self.batch_size.max(1);
+        let batches = self.batches();
+        Ordered::spawn(
+            first.min(batches)..batches,
+            self.worker_count(),
+            self.prefetch,
+            move |b, stop: &AtomicBool| {
+                let indices = &order[b * size..((b + 1) * size).min(order.len())];
+                let seed = batch_seed(epoch_seed, b);
+                let batch = me.build_batch(indices, epoch as usize, seed, stop);
+                // A batch cut short by `stop` is not delivered.
+                (!stop.load(Ordering::SeqCst)).then_some(batch)
+            },
+        )
     }
 
-    /// Build the batch of the given dataset indices in `epoch`. Augmentation crops and
-    /// flips all of a sample's frames alike; random erasing runs on the normalized
-    /// sample; mixup mixes the normalized batch, a sample's frames alike.
-    pub fn make_batch(&self, indices: &[usize], epoch: usize, rng: &mut Rng) -> Batch {
+    /// The batch of the given dataset indices in `epoch`, augmented from `seed` (the
+    /// same seed and indices give the same batch). Augmentation crops and flips all of a
+    /// sample's frames alike, random erasing runs on the normalized sample, and mixup
+    /// on the normalized batch.
+    pub fn make_batch(&self, indices: &[usize], epoch: usize, seed: u64) -> Result<Batch> {
+        self.build_batch(indices, epoch, seed, &AtomicBool::new(false))
+    }
+
+    /// [`BatchLoader::make_batch`], returning early (with a partial batch, to be
+    /// discarded) once `stop` is set.
+    fn build_batch(
+        &self,
+        indices: &[usize],
+        epoch: usize,
+        seed: u64,
+        stop: &AtomicBool,
+    ) -> Result<Batch> {
         let d = &self.data;
-        let (t_steps, c, h, w) = (d.time_steps, d.channels, d.height, d.width);
+        let (t_steps, c) = (d.time_steps(), d.channels());
+        let (h, w) = (d.height(), d.width());
         let (plane, b) = (h * w, indices.len());
-        let mut images = vec![0f32; b * d.image_len()];
-        let mut sample = vec![0f32; d.image_len()];
+        let frame = c * plane;
+        let mut images = vec![0f32; b * t_steps * frame];
+        let mut sample = vec![0f32; t_steps * frame];
         for (k, &i) in indices.iter().enumerate() {
-            let augmented;
-            let src = if self.augment.is_identity() {
-                d.image(i)
-            } else {
-                let img = Planar::from_vec(d.image(i).to_vec(), t_steps * c, h, w);
-                augmented = self.augment.apply_u8(&img, h, w, rng);
-                &augmented.data[..]
-            };
-            for (p, (o, v)) in sample.chunks_mut(plane).zip(src.chunks(plane)).enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut rng = Rng::new(sample_seed(seed, k));
+            let img = self.augment.apply_u8(&d.read(i)?, h, w, &mut rng);
+            for (p, (o, v)) in sample
+                .chunks_mut(plane)
+                .zip(img.data.chunks(plane))
+                .enumerate()
+            {
                 let (m, s) = (self.norm.mean[p % c], self.norm.std[p % c]);
                 o.iter_mut()
                     .zip(v)
                     .for_each(|(o, &v)| *o = (v as f32 / 255.0 - m) / s);
             }
             self.augment
-                .apply_normalized(&mut sample, t_steps * c, h, w, rng);
+                .apply_normalized(&mut sample, t_steps * c, h, w, &mut rng);
             for t in 0..t_steps {
-                let to = (t * b + k) * c * plane;
-                images[to..to + c * plane]
-                    .copy_from_slice(&sample[t * c * plane..(t + 1) * c * plane]);
+                let to = (t * b + k) * frame;
+                images[to..to + frame].copy_from_slice(&sample[t * frame..(t + 1) * frame]);
             }
         }
         let mix = self.mixup.as_ref().filter(|m| m.active_in(epoch)).map(|m| {
@@ -120,13 +175,13 @@ impl BatchLoader {
                 height: h,
                 width: w,
             };
-            m.apply(&mut images, shape, rng)
+            m.apply(&mut images, shape, &mut Rng::new(mix_seed(seed)))
         });
-        Batch {
+        Ok(Batch {
             images,
-            labels: indices.iter().map(|&i| d.labels[i]).collect(),
+            labels: indices.iter().map(|&i| d.labels()[i]).collect(),
             samples: indices.to_vec(),
             mix,
-        }
+        })
     }
 }

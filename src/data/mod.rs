@@ -1,15 +1,21 @@
 //! Datasets and loaders: MNIST-style IDX files, CIFAR-10/100 binary batches, image
-//! folders and event-camera recordings (binned into frames), all read into one in-memory
-//! form, a prefetching batch loader, mixup and cutmix, and tables of teacher logits.
+//! folders and event-camera recordings (binned into frames), read into one in-memory
+//! form, or, for image folders, kept as file lists decoded while loading ([`Samples`]);
+//! a multi-threaded, prefetching batch loader; mixup and cutmix; tables of teacher
+//! logits.
 
 pub mod augment;
 pub mod cifar;
 pub mod events;
+pub mod files;
 pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod mixup;
+pub mod ordered;
 pub mod planar;
+pub mod resize;
+pub mod samples;
 pub mod teacher_logits;
 
 use std::path::Path;
@@ -17,9 +23,12 @@ use std::path::Path;
 use crate::error::{Error, Result};
 
 pub use augment::Augment;
-pub use loader::{Batch, BatchLoader};
+pub use files::{FileList, Fit};
+pub use folder::{FolderOptions, Load};
+pub use loader::{Batch, BatchLoader, Batches};
 pub use mixup::{Mix, MixMode, Mixup};
 pub use planar::Planar;
+pub use samples::Samples;
 pub use teacher_logits::TeacherLogits;
 
 /// Images in memory as u8, channel-planar `[N, C, H, W]`, with their labels; or, for
@@ -58,25 +67,61 @@ impl ImageDataset {
     /// Per-channel mean and standard deviation of the pixels, in [0, 1] units.
     pub fn normalization(&self) -> Normalization {
         let plane = self.height * self.width;
-        let mut mean = Vec::with_capacity(self.channels);
-        let mut std = Vec::with_capacity(self.channels);
-        for c in 0..self.channels {
-            let (mut s, mut s2, mut n) = (0f64, 0f64, 0f64);
-            for i in 0..self.len() {
-                for t in 0..self.time_steps {
+        let mut moments = ChannelMoments::new(self.channels);
+        for i in 0..self.len() {
+            for t in 0..self.time_steps {
+                for c in 0..self.channels {
                     let at = (t * self.channels + c) * plane;
-                    for &v in &self.image(i)[at..at + plane] {
-                        let x = v as f64 / 255.0;
-                        s += x;
-                        s2 += x * x;
-                        n += 1.0;
-                    }
+                    moments.add(c, &self.image(i)[at..at + plane]);
                 }
             }
-            let m = s / n.max(1.0);
-            mean.push(m as f32);
-            std.push(((s2 / n.max(1.0) - m * m).max(1e-12)).sqrt() as f32);
         }
+        moments.normalization()
+    }
+}
+
+/// Running per-channel sums of pixel values and their squares, in [0, 1] units.
+#[derive(Debug, Clone)]
+pub struct ChannelMoments {
+    sums: Vec<(f64, f64, f64)>,
+}
+
+impl ChannelMoments {
+    pub fn new(channels: usize) -> Self {
+        Self {
+            sums: vec![(0.0, 0.0, 0.0); channels],
+        }
+    }
+
+    /// Count the pixels of one plane of channel `c`.
+    pub fn add(&mut self, c: usize, plane: &[u8]) {
+        let (s, s2, n) = &mut self.sums[c];
+        for &v in plane {
+            let x = v as f64 / 255.0;
+            *s += x;
+            *s2 += x * x;
+        }
+        *n += plane.len() as f64;
+    }
+
+    pub fn merge(&mut self, other: &ChannelMoments) {
+        for (a, b) in self.sums.iter_mut().zip(&other.sums) {
+            *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
+        }
+    }
+
+    pub fn normalization(&self) -> Normalization {
+        let (mean, std) = self
+            .sums
+            .iter()
+            .map(|&(s, s2, n)| {
+                let m = s / n.max(1.0);
+                (
+                    m as f32,
+                    ((s2 / n.max(1.0) - m * m).max(1e-12)).sqrt() as f32,
+                )
+            })
+            .unzip();
         Normalization { mean, std }
     }
 }
@@ -91,8 +136,8 @@ pub struct Normalization {
 /// A training and a test split of one dataset.
 #[derive(Debug, Clone)]
 pub struct Splits {
-    pub train: ImageDataset,
-    pub test: ImageDataset,
+    pub train: Samples,
+    pub test: Samples,
     /// What was found at the path, for messages.
     pub format: &'static str,
     /// How event data was binned into frames; None for still images.
@@ -107,13 +152,13 @@ impl Splits {
     pub fn check_classes(&self, classes: usize, path: &Path) -> Result<()> {
         for (split, data) in [("train", &self.train), ("test", &self.test)] {
             let bad = data
-                .labels
+                .labels()
                 .iter()
                 .enumerate()
                 .find(|(_, &l)| l as usize >= classes);
             if let Some((i, &label)) = bad {
                 let name = data
-                    .classes
+                    .classes()
                     .get(label as usize)
                     .filter(|n| **n != label.to_string())
                     .map(|n| format!(" (class '{n}')"))
@@ -129,7 +174,7 @@ impl Splits {
                 ));
             }
         }
-        let found = self.train.classes.len().max(self.test.classes.len());
+        let found = self.train.classes().len().max(self.test.classes().len());
         if found > classes {
             return Err(Error::data(
                 path,
@@ -148,7 +193,8 @@ impl Splits {
 ///   `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST);
 /// - CIFAR-10 binary: `data_batch_{1..5}.bin` + `test_batch.bin` (also inside
 ///   `cifar-10-batches-bin/`); CIFAR-100 binary: `train.bin` + `test.bin`;
-/// - image folders: `train/<class>/*.png|jpg|bmp` and `test/<class>/...`;
+/// - image folders: `train/<class>/*.png|jpg|bmp` and `test/<class>/...`, decoded into
+///   memory or streamed as [`folder::open_dir`] decides;
 /// - event recordings in the layouts of [`events::dataset`], binned with default options.
 pub fn open(path: &Path) -> Result<Splits> {
     open_with(path, &events::dataset::EventOptions::default())
@@ -156,7 +202,27 @@ pub fn open(path: &Path) -> Result<Splits> {
 
 /// [`open`], binning event data as `events` says.
 pub fn open_with(path: &Path, events: &events::dataset::EventOptions) -> Result<Splits> {
-    let splits = find_and_open(path, events)?;
+    open_with_options(
+        path,
+        &OpenOptions {
+            events: events.clone(),
+            folders: FolderOptions::default(),
+        },
+    )
+}
+
+/// How [`open_with_options`] reads what it finds.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Binning of event recordings.
+    pub events: events::dataset::EventOptions,
+    /// Image folders: output size, in memory or streamed.
+    pub folders: FolderOptions,
+}
+
+/// [`open`] with the options for event data and image folders.
+pub fn open_with_options(path: &Path, options: &OpenOptions) -> Result<Splits> {
+    let splits = find_and_open(path, options)?;
     for (split, data) in [("train", &splits.train), ("test", &splits.test)] {
         if data.is_empty() {
             return Err(Error::data(
@@ -168,7 +234,7 @@ pub fn open_with(path: &Path, events: &events::dataset::EventOptions) -> Result<
     Ok(splits)
 }
 
-fn find_and_open(path: &Path, events: &events::dataset::EventOptions) -> Result<Splits> {
+fn find_and_open(path: &Path, options: &OpenOptions) -> Result<Splits> {
     if !path.is_dir() {
         return Err(Error::data(path, "is not a dataset directory"));
     }
@@ -178,10 +244,10 @@ fn find_and_open(path: &Path, events: &events::dataset::EventOptions) -> Result<
     if let Some(s) = cifar::open_dir(path)? {
         return Ok(s);
     }
-    if let Some(s) = events::dataset::open_dir(path, events)? {
+    if let Some(s) = events::dataset::open_dir(path, &options.events)? {
         return Ok(s);
     }
-    if let Some(s) = folder::open_dir(path)? {
+    if let Some(s) = folder::open_dir(path, &options.folders)? {
         return Ok(s);
     }
     Err(Error::data(
@@ -210,8 +276,8 @@ mod tests {
 
     fn splits(train: ImageDataset, test: ImageDataset) -> Splits {
         Splits {
-            train,
-            test,
+            train: train.into(),
+            test: test.into(),
             format: "IDX (MNIST-style)",
             frames: None,
         }

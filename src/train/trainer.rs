@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::data::{mixup, Batch, BatchLoader, ImageDataset, TeacherLogits};
+use crate::data::{mixup, Batch, BatchLoader, Samples, TeacherLogits};
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::nn::{combine_heads, Classifier, ParamStore};
@@ -147,11 +147,11 @@ type Pending = Vec<(usize, Tensor, Tensor, Vec<u32>)>;
 
 /// The batch on the GPU: images `[B, C, H, W]`, or frames `[T, B, C, H, W]` when the data
 /// has several frames per sample, and labels.
-fn upload_batch(ctx: &GpuContext, batch: &Batch, data: &ImageDataset) -> Result<(Tensor, Tensor)> {
+fn upload_batch(ctx: &GpuContext, batch: &Batch, data: &Samples) -> Result<(Tensor, Tensor)> {
     let n = batch.len();
-    let (c, h, w) = (data.channels, data.height, data.width);
-    let images = if data.time_steps > 1 {
-        ctx.upload_f32(&batch.images, &[data.time_steps, n, c, h, w])?
+    let (c, h, w) = (data.channels(), data.height(), data.width());
+    let images = if data.time_steps() > 1 {
+        ctx.upload_f32(&batch.images, &[data.time_steps(), n, c, h, w])?
     } else {
         ctx.upload_f32(&batch.images, &[n, c, h, w])?
     };
@@ -300,14 +300,14 @@ impl Trainer<'_> {
         let mut in_flight = None;
         let mut interrupted = false;
         let batches = self.loader.epoch_from(epoch as u64, from.steps_done);
-        for (i, batch) in (from.steps_done..).zip(batches.iter()) {
-            let batch = batch?;
+        for (i, batch) in (from.steps_done..).zip(batches) {
             // Accumulation groups start at multiples of `accum` within the epoch.
             let group_start = i / accum * accum;
             if i == group_start && self.stop.load(Ordering::SeqCst) {
                 interrupted = true;
                 break;
             }
+            let batch = batch?;
             let group_len = accum.min(steps - group_start);
             // The schedule counts optimizer steps, so that accumulating k batches of B
             // follows the schedule of one batch of k B.
@@ -406,7 +406,7 @@ pub fn evaluate(
     loader: &BatchLoader,
 ) -> Result<Evaluation> {
     let (mut top1, mut top5, mut nan, mut seen) = (0usize, 0usize, 0usize, 0usize);
-    for batch in loader.epoch(0).iter() {
+    for batch in loader.epoch(0) {
         let batch = batch?;
         let (images, _) = upload_batch(ctx, &batch, &loader.data)?;
         let logits = combine_heads(ctx, &model.forward(ctx, store, &images, false)?)?;

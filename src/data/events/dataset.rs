@@ -383,8 +383,8 @@ pub fn open_dir(dir: &Path, options: &EventOptions) -> Result<Option<Splits>> {
     };
     let split = listing.train.len() * n;
     Ok(Some(Splits {
-        train: dataset(&listing.train, &all[..split]),
-        test: dataset(&listing.test, &all[split..]),
+        train: dataset(&listing.train, &all[..split]).into(),
+        test: dataset(&listing.test, &all[split..]).into(),
         format: listing.format,
         frames: Some(settings),
     }))

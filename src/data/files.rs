@@ -1,0 +1,105 @@
+//! A split of an image folder as its list of files, decoded when a sample is read: for
+//! folders too large to decode into memory, and for folders whose images differ in size
+//! (ImageNet-style), where training crops from each full image.
+
+use std::path::PathBuf;
+
+use super::resize::{eval_center_crop, resize};
+use super::{folder, ImageDataset, Planar};
+use crate::error::{Error, Result};
+
+/// How a split's images reach the output size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Training: read at their own size; the loader brings each to the output size
+    /// (resizing, or cropping at random) as it augments it.
+    Native,
+    /// Evaluation: timm's eval transform ([`eval_center_crop`]).
+    CenterCrop,
+}
+
+/// Image files with their labels, read as `channels` planes (1: grey, 3: RGB) and
+/// brought to `height` x `width`, the output (model) size, as `fit` says.
+#[derive(Debug, Clone)]
+pub struct FileList {
+    pub files: Vec<PathBuf>,
+    pub labels: Vec<u32>,
+    pub classes: Vec<String>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub fit: Fit,
+}
+
+impl FileList {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Sample `i` decoded: at its own size for [`Fit::Native`], centre-cropped to the
+    /// output size for [`Fit::CenterCrop`]. Errors name the file.
+    pub fn read(&self, i: usize) -> Result<Planar> {
+        let path = &self.files[i];
+        let img = Planar::from_image(&folder::open_image(path)?, self.channels);
+        Ok(match self.fit {
+            Fit::Native => img,
+            Fit::CenterCrop => eval_center_crop(&img, self.height, self.width),
+        })
+    }
+
+    /// Sample `i` at the output size: [`FileList::read`], resized when it is not.
+    pub fn read_at_output_size(&self, i: usize) -> Result<Planar> {
+        Ok(resize(&self.read(i)?, self.height, self.width))
+    }
+
+    /// Every file decoded at the output size into memory, on up to 8 threads.
+    pub fn decode_all(&self) -> Result<ImageDataset> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let image_len = self.channels * self.height * self.width;
+        let chunk = self.len().div_ceil(threads).max(1);
+        let parts: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..self.len())
+                .step_by(chunk)
+                .map(|start| {
+                    s.spawn(move || {
+                        let end = (start + chunk).min(self.len());
+                        let mut buf = Vec::with_capacity((end - start) * image_len);
+                        for i in start..end {
+                            buf.extend(self.read_at_output_size(i)?.data);
+                        }
+                        Ok(buf)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument(
+                            "image decoding thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut images = Vec::with_capacity(self.len() * image_len);
+        for p in parts {
+            images.extend(p?);
+        }
+        Ok(ImageDataset {
+            images,
+            labels: self.labels.clone(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            time_steps: 1,
+            classes: self.classes.clone(),
+        })
+    }
+}
