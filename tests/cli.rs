@@ -776,7 +776,7 @@ fn a_recipe_trains_with_teacher_logits_mixup_ema_and_accumulation() {
     std::fs::create_dir(&data).unwrap();
     tiny_mnist(&data, 24, 8);
     // A teacher table for the 24 training images, with the labels as its check.
-    let labels = bitspike::data::open(&data).unwrap().train.labels;
+    let labels = bitspike::data::open(&data).unwrap().train.labels().to_vec();
     let mut table = bitspike::nn::StateDict::default();
     let tensor =
         |shape: Vec<usize>, data: Vec<f32>| bitspike::nn::checkpoint::HostTensor { shape, data };

@@ -260,10 +260,12 @@ fn loader_erases_after_normalizing() {
             mean: vec![0.5],
             std: vec![0.5],
         },
+        mixup: None,
         seed: 3,
         prefetch: 1,
+        workers: 1,
     };
-    let batch = loader.make_batch(&[0, 1, 2, 3], &mut Rng::new(0));
+    let batch = loader.make_batch(&[0, 1, 2, 3], 0, 0).unwrap();
     for image in batch.images.chunks(28 * 28) {
         let erased = image.iter().filter(|&&v| v == 0.0).count();
         assert!(erased > 0 && erased <= 28 * 28 / 3 + 28, "{erased}");

@@ -486,7 +486,7 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
         prefetch: 1,
         workers: 1,
     };
-    let batch = loader.make_batch(&[5, 9, 2], 0).unwrap();
+    let batch = loader.make_batch(&[5, 9, 2], 0, 0).unwrap();
     assert_eq!(batch.images.len(), t_steps * 3 * 2 * plane);
     for t in 0..t_steps {
         for (k, &i) in [5usize, 9, 2].iter().enumerate() {

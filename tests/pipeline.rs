@@ -5,15 +5,18 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bitspike::data::augment::{EraseMode, RandomErasing};
 use bitspike::data::{
-    self, resize, Augment, Batch, BatchLoader, FolderOptions, Load, Normalization, Planar, Samples,
+    self, resize, Augment, Batch, BatchLoader, FolderOptions, Load, MixMode, Mixup, Normalization,
+    Planar, Samples,
 };
 
 fn assets() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/mnist-mini"))
 }
 
-/// A training loader of `data` with crops and flips, on `workers` threads.
+/// A training loader of `data` with every augmentation (crops, flips, RandAugment,
+/// random erasing, mixup and cutmix), on `workers` threads.
 fn loader(data: Samples, workers: usize) -> BatchLoader {
     let channels = data.channels();
     BatchLoader {
@@ -23,7 +26,23 @@ fn loader(data: Samples, workers: usize) -> BatchLoader {
         augment: Augment {
             crop_padding: 2,
             horizontal_flip: true,
+            rand_augment: Some("rand-m9-n2-mstd0.5".parse().unwrap()),
+            random_erasing: Some(RandomErasing {
+                probability: 0.5,
+                mode: EraseMode::Pixel,
+                ..RandomErasing::default()
+            }),
+            ..Augment::default()
         },
+        mixup: Some(Mixup {
+            mixup_alpha: 0.8,
+            cutmix_alpha: 1.0,
+            cutmix_minmax: None,
+            prob: 1.0,
+            switch_prob: 0.5,
+            mode: MixMode::Batch,
+            off_epoch: None,
+        }),
         norm: Normalization {
             mean: vec![0.5; channels],
             std: vec![0.25; channels],
@@ -99,8 +118,8 @@ fn an_epoch_resumed_at_batch_k_is_the_tail_of_the_whole_epoch() {
         assert_eq!(epoch(&l, 1, k), whole[k..], "from batch {k}");
     }
     // make_batch with the same seed is the same batch.
-    let again = l.make_batch(&[3, 1, 4], 99).unwrap();
-    assert_eq!(l.make_batch(&[3, 1, 4], 99).unwrap(), again);
+    let again = l.make_batch(&[3, 1, 4], 0, 99).unwrap();
+    assert_eq!(l.make_batch(&[3, 1, 4], 0, 99).unwrap(), again);
 }
 
 #[test]

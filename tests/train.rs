@@ -316,7 +316,7 @@ fn checkpoint(ctx: &GpuContext, store: &ParamStore, opt: &Optimizer, ema: &Model
 fn resuming_mid_epoch_with_every_feature_on_gives_the_same_next_loss() {
     let ctx = ctx();
     let (train, test) = loaders();
-    let table = logits_table(&train.data.labels);
+    let table = logits_table(train.data.labels());
     let train = BatchLoader {
         augment: Augment {
             crop_padding: 2,
