@@ -34,6 +34,16 @@ fn row_max(base: u32, scale: f32) -> f32 {
     return m;
 }
 
+// log sum_c exp(z_c) of the row at `base`, shifted by its max for range.
+fn log_sum_exp(base: u32) -> f32 {
+    let m = row_max(base, 1.0);
+    var sum = 0.0;
+    for (var c = 0u; c < p.classes; c++) {
+        sum += exp(logits[base + c] - m);
+    }
+    return m + log(sum);
+}
+
 @compute @workgroup_size(64)
 fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
     let b = gid.x;
@@ -41,12 +51,7 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = b * p.classes;
-    let m = row_max(base, 1.0);
-    var sum = 0.0;
-    for (var c = 0u; c < p.classes; c++) {
-        sum += exp(logits[base + c] - m);
-    }
-    let log_z = m + log(sum);
+    let log_z = log_sum_exp(base);
     let label = goal[b];
     let off = p.smoothing / f32(p.classes);
     var l = 0.0;
@@ -66,12 +71,7 @@ fn soft_cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = b * p.classes;
-    let m = row_max(base, 1.0);
-    var sum = 0.0;
-    for (var c = 0u; c < p.classes; c++) {
-        sum += exp(logits[base + c] - m);
-    }
-    let log_z = m + log(sum);
+    let log_z = log_sum_exp(base);
     var l = 0.0;
     for (var c = 0u; c < p.classes; c++) {
         let z = logits[base + c];

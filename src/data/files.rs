@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use super::parallel::par_map;
 use super::resize::{eval_center_crop, resize};
 use super::{folder, ImageDataset, Planar};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How a split's images reach the output size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,40 +59,11 @@ impl FileList {
 
     /// Every file decoded at the output size into memory, on up to 8 threads.
     pub fn decode_all(&self) -> Result<ImageDataset> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
-        let image_len = self.channels * self.height * self.width;
-        let chunk = self.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..self.len())
-                .step_by(chunk)
-                .map(|start| {
-                    s.spawn(move || {
-                        let end = (start + chunk).min(self.len());
-                        let mut buf = Vec::with_capacity((end - start) * image_len);
-                        for i in start..end {
-                            buf.extend(self.read_at_output_size(i)?.data);
-                        }
-                        Ok(buf)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument(
-                            "image decoding thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        let mut images = Vec::with_capacity(self.len() * image_len);
-        for p in parts {
-            images.extend(p?);
-        }
+        let indices: Vec<usize> = (0..self.len()).collect();
+        let decoded = par_map(&indices, "image decoding", |&i| {
+            Ok(self.read_at_output_size(i)?.data)
+        })?;
+        let images = decoded.concat();
         Ok(ImageDataset {
             images,
             labels: self.labels.clone(),

@@ -13,6 +13,7 @@ pub mod idx;
 pub mod loader;
 pub mod mixup;
 pub mod ordered;
+pub mod parallel;
 pub mod planar;
 pub mod resize;
 pub mod samples;

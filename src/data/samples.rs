@@ -2,8 +2,9 @@
 //! list of image files decoded as each batch is prepared.
 
 use super::files::FileList;
+use super::parallel::par_map;
 use super::{ChannelMoments, ImageDataset, Normalization, Planar};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The most images a streamed split's normalization is estimated from.
 pub const NORMALIZATION_SAMPLES: usize = 1000;
@@ -111,38 +112,17 @@ impl Samples {
         };
         let n = files.len().min(NORMALIZATION_SAMPLES);
         let picks: Vec<usize> = (0..n).map(|k| k * files.len() / n.max(1)).collect();
-        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-        let chunk = n.div_ceil(threads).max(1);
-        let parts: Vec<Result<ChannelMoments>> = std::thread::scope(|s| {
-            let handles: Vec<_> = picks
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut m = ChannelMoments::new(files.channels);
-                        for &i in part {
-                            let img = files.read(i)?;
-                            for c in 0..img.channels {
-                                m.add(c, img.plane(c));
-                            }
-                        }
-                        Ok(m)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::InvalidArgument(
-                            "image statistics thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
-        });
+        let parts = par_map(&picks, "image statistics", |&i| {
+            let img = files.read(i)?;
+            let mut m = ChannelMoments::new(files.channels);
+            for c in 0..img.channels {
+                m.add(c, img.plane(c));
+            }
+            Ok(m)
+        })?;
         let mut total = ChannelMoments::new(files.channels);
-        for p in parts {
-            total.merge(&p?);
+        for p in &parts {
+            total.merge(p);
         }
         Ok(total.normalization())
     }

@@ -266,32 +266,7 @@ fn unsplit_class_folders(dir: &Path, train_ratio: f64) -> Result<Option<Listing>
 
 /// Run `f` on every file on all cores, keeping the order.
 fn par_map<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> Result<T> + Sync) -> Result<Vec<T>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let f = &f;
-    let parts: Vec<Result<Vec<T>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|p| f(p)).collect::<Result<Vec<T>>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::InvalidArgument(
-                        "event reading thread panicked".into(),
-                    ))
-                })
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(files.len());
-    for p in parts {
-        out.extend(p?);
-    }
-    Ok(out)
+    crate::data::parallel::par_map(files, "event reading", |p| f(p))
 }
 
 /// The sensor size: given, else the first file's header's, else the extent of all events.
