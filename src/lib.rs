@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod doctor;
 pub mod dtype;
 pub mod error;
 pub mod gpu;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bitspike::data::events::{self, Events, FrameSettings, SplitBy};
-use bitspike::data::{cifar, folder, idx, Normalization};
+use bitspike::data::{cifar, decode, idx, Normalization};
 use bitspike::nn::StateDict;
 
 /// Run `read` on every file of the target's folder; the number of files.
@@ -92,7 +92,7 @@ fn cifar() {
 #[test]
 fn image() {
     replay("image", |path, bytes| {
-        let Ok(img) = folder::decode_image(path, bytes) else {
+        let Ok(img) = decode::decode_image(path, bytes) else {
             return;
         };
         let img = img.resize_to_fill(32, 32, image::imageops::FilterType::Triangle);
@@ -151,7 +151,7 @@ fn non_regular_files_are_refused() {
             StateDict::read(path).unwrap_err().to_string(),
             idx::read_images(path).unwrap_err().to_string(),
             events::read(path).unwrap_err().to_string(),
-            folder::open_image(path).unwrap_err().to_string(),
+            decode::open_image(path).unwrap_err().to_string(),
         ];
         for err in errors {
             assert!(

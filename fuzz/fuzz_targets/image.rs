@@ -6,10 +6,10 @@ use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
 
-use bitspike::data::folder;
+use bitspike::data::decode;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(img) = folder::decode_image(Path::new("fuzz-input.png"), data) else {
+    let Ok(img) = decode::decode_image(Path::new("fuzz-input.png"), data) else {
         return;
     };
     let img = img.resize_to_fill(32, 32, image::imageops::FilterType::Triangle);

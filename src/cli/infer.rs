@@ -45,7 +45,7 @@ pub struct InferArgs {
 /// The image as the model's input: grey or RGB, resized so the short side fits, centre
 /// cropped, channel-planar in [0, 1] units normalized.
 fn load_image(path: &Path, cfg: &ModelConfig, norm: &Normalization) -> anyhow::Result<Vec<f32>> {
-    let img = bitspike::data::folder::open_image(path)?;
+    let img = bitspike::data::decode::open_image(path)?;
     let s = cfg.image_size as u32;
     let img = img.resize_to_fill(s, s, image::imageops::FilterType::Triangle);
     let plane = (s * s) as usize;

@@ -2,6 +2,7 @@
 
 mod augment_args;
 mod bench;
+mod doctor;
 mod eval;
 mod export;
 mod infer;
@@ -40,6 +41,9 @@ enum Command {
     Infer(infer::InferArgs),
     /// Write a deploy checkpoint with binary weights stored as packed bits.
     Export(export::ExportArgs),
+    /// Check bitspike on this GPU: a tiny forward and backward of every model family
+    /// against the CPU reference, pass or fail per check.
+    Doctor(doctor::DoctorArgs),
     /// Remove the lowest-rank conv kernels of a spiking CNN checkpoint (QP-SNN).
     Prune(prune::PruneArgs),
 }
@@ -284,6 +288,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Export(args) => export::run(args),
         Command::Prune(args) => prune::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }
 

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use super::decode::open_image;
 use super::parallel::par_map;
 use super::resize::{eval_center_crop, resize};
-use super::{folder, ImageDataset, Planar};
+use super::{ImageDataset, Planar};
 use crate::error::Result;
 
 /// How a split's images reach the output size.
@@ -45,7 +46,7 @@ impl FileList {
     /// output size for [`Fit::CenterCrop`]. Errors name the file.
     pub fn read(&self, i: usize) -> Result<Planar> {
         let path = &self.files[i];
-        let img = Planar::from_image(&folder::open_image(path)?, self.channels);
+        let img = Planar::from_image(&open_image(path)?, self.channels);
         Ok(match self.fit {
             Fit::Native => img,
             Fit::CenterCrop => eval_center_crop(&img, self.height, self.width),

@@ -185,6 +185,7 @@ pub fn hflip(img: &mut Planar) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::augment::fixture::check_op;
 
     #[test]
     fn random_boxes_stay_within_scale_and_ratio() {
@@ -284,5 +285,19 @@ mod tests {
         let mut img = img;
         hflip(&mut img);
         assert_eq!(img.data, vec![3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10]);
+    }
+
+    /// Integer fixed-point arithmetic as PIL's: exact.
+    #[test]
+    fn crop_and_resize_match_torchvision() {
+        check_op("resized_crop", |image, a| {
+            let b = CropBox {
+                top: a[0] as usize,
+                left: a[1] as usize,
+                height: a[2] as usize,
+                width: a[3] as usize,
+            };
+            resize_bilinear(&crop(&image.planar(), b), a[4] as usize, a[5] as usize)
+        });
     }
 }

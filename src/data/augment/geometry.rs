@@ -163,22 +163,7 @@ pub fn affine_bilinear(img: &Planar, m: &Affine, fill: &[u8]) -> Planar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::augment::crop::{crop, CropBox};
     use crate::data::augment::fixture::check_op;
-
-    /// Integer fixed-point arithmetic as PIL's: exact.
-    #[test]
-    fn crop_and_resize_match_torchvision() {
-        check_op("resized_crop", |image, a| {
-            let b = CropBox {
-                top: a[0] as usize,
-                left: a[1] as usize,
-                height: a[2] as usize,
-                width: a[3] as usize,
-            };
-            resize_bilinear(&crop(&image.planar(), b), a[4] as usize, a[5] as usize)
-        });
-    }
 
     #[test]
     fn hand_computed_resampling() {
