@@ -879,3 +879,31 @@ fn a_recipe_trains_with_teacher_logits_mixup_ema_and_accumulation() {
         stderr(&out)
     );
 }
+
+#[test]
+fn doctor_passes_every_check_on_this_adapter() {
+    let lines = json_lines(&["doctor", "--json"]);
+    let (adapter, checks) = lines.split_first().expect("an adapter line");
+    assert!(adapter["adapter"].as_str().is_some_and(|a| !a.is_empty()));
+    assert!(checks.len() >= 16, "{} checks", checks.len());
+    for c in checks {
+        assert_eq!(c["passed"], true, "{c}");
+        assert!(c["worst"].as_f64().unwrap() <= c["tolerance"].as_f64().unwrap());
+    }
+    for family in [
+        "Ssa",
+        "SsaBin",
+        "A2os2a",
+        "Binary attention",
+        "backward",
+        "eval",
+        "AdamW",
+    ] {
+        assert!(
+            checks
+                .iter()
+                .any(|c| c["name"].as_str().unwrap().contains(family)),
+            "no check of {family}"
+        );
+    }
+}
