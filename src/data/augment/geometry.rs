@@ -163,7 +163,6 @@ pub fn affine_bilinear(img: &Planar, m: &Affine, fill: &[u8]) -> Planar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::augment::fixture::check_op;
 
     #[test]
     fn hand_computed_resampling() {
