@@ -6,6 +6,8 @@
 //! listed value on top of the defaults; `WG` and `ROW_TILES` of the subgroup matmuls size
 //! the workgroup and its loops together, so they are checked jointly. An override missing
 //! from these tables fails both tests.
+// Each test binary uses part of it (the validity test only `parse`).
+#![allow(dead_code)]
 
 use bitspike::gpu::Shader;
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
