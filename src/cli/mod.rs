@@ -252,33 +252,36 @@ impl EventArgs {
 /// The metadata key of the frame settings of a model trained on event data.
 pub const FRAMES_KEY: &str = "data.frames";
 
-pub fn run() -> anyhow::Result<()> {
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let mut matches = Cli::command().get_matches_from(argv.clone());
-    // A recipe becomes flags after the command line's own (which override it).
-    let recipe = match matches.subcommand() {
-        Some((name @ ("train" | "bench"), sub)) => sub
-            .get_one::<std::path::PathBuf>("recipe")
-            .map(|path| (name.to_string(), path.clone(), sub.clone())),
-        _ => None,
+/// `argv` parsed, with a `train` or `bench` recipe's keys as flags after the command
+/// line's own (which override them). A command line clap refuses exits as clap does;
+/// a recipe it refuses is an error naming the recipe.
+fn parse_with_recipe(argv: Vec<std::ffi::OsString>) -> anyhow::Result<clap::ArgMatches> {
+    let matches = Cli::command().get_matches_from(argv.clone());
+    let Some((name @ ("train" | "bench"), sub)) = matches.subcommand() else {
+        return Ok(matches);
     };
-    if let Some((name, path, sub)) = recipe {
-        let cli = Cli::command();
-        let command = cli
-            .find_subcommand(&name)
-            .expect("the subcommand just parsed");
-        let other = match name.as_str() {
-            "train" => recipe::OtherKeys::Refuse,
-            _ => recipe::OtherKeys::Skip,
-        };
-        let expanded = recipe::expand(argv, &path, command, &sub, other)?;
-        matches = Cli::command().try_get_matches_from(expanded).map_err(|e| {
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            let why = first.strip_prefix("error: ").unwrap_or(first);
-            anyhow::anyhow!("with the recipe {}: {why}", path.display())
-        })?;
-    }
+    let Some(path) = sub.get_one::<std::path::PathBuf>("recipe") else {
+        return Ok(matches);
+    };
+    let cli = Cli::command();
+    let command = cli
+        .find_subcommand(name)
+        .expect("the subcommand just parsed");
+    let other = match name {
+        "train" => recipe::OtherKeys::Refuse,
+        _ => recipe::OtherKeys::Skip,
+    };
+    let expanded = recipe::expand(argv, path, command, sub, other)?;
+    Cli::command().try_get_matches_from(expanded).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        let why = first.strip_prefix("error: ").unwrap_or(first);
+        anyhow::anyhow!("with the recipe {}: {why}", path.display())
+    })
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let matches = parse_with_recipe(std::env::args_os().collect())?;
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
         Command::Info(args) => info::run(args),

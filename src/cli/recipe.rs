@@ -135,7 +135,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::FromArgMatches;
 
     use super::super::Cli;
 
@@ -148,12 +148,7 @@ mod tests {
             path.into(),
         ];
         argv.extend(extra.iter().map(|s| s.into()));
-        let cli = Cli::command();
-        let matches = cli.clone().try_get_matches_from(argv.clone())?;
-        let (_, sub) = matches.subcommand().expect("train");
-        let train = cli.find_subcommand("train").expect("train");
-        let expanded = super::expand(argv, path, train, sub, super::OtherKeys::Refuse)?;
-        let matches = Cli::command().try_get_matches_from(expanded)?;
+        let matches = super::super::parse_with_recipe(argv)?;
         Cli::from_arg_matches(&matches)?;
         let (_, sub) = matches.subcommand().expect("train");
         Ok(ArgMatchesOfTrain(sub.clone()))
