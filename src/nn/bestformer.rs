@@ -13,8 +13,10 @@
 //!
 //! The streams are 64-bit fixed-point counts of 2^-32 (`ops::reversible`), whose coupling is
 //! exactly invertible. In [`Reversible::Recompute`] (the default) training keeps only the
-//! tokenizer's activations, the last block's outputs and one parity bit per value and
-//! coupling; backward rebuilds each block's inputs from its outputs bit for bit
+//! tokenizer's activations, the last block's activations and inputs (still live when
+//! backward starts, so rebuilding them would only repeat its forward) and one parity bit
+//! per value and coupling; backward rebuilds each earlier block's inputs from its outputs
+//! bit for bit
 //! (`x1 = 2 (x3 - mlp(x2)) - x2`, `x0 = 2 (x2 - attn(x1)) - x1`) and recomputes each
 //! sub-block forward on them (batch statistics, running statistics untouched), which
 //! reproduces the forward's spikes and activations exactly. SSA_Bin's running threshold
@@ -100,10 +102,12 @@ struct BlockOutputs {
     parity_mlp: Tensor,
 }
 
-/// What [`Reversible::Store`] keeps of a block.
+/// What [`Reversible::Store`] keeps of a block (and recompute mode of the last block,
+/// whose activations are still live when backward starts).
 struct StoredBlock {
-    /// The fixed-point inputs `(x0, x1)` the block read.
-    inputs: (Option<Tensor>, Tensor),
+    /// The input streams `(x0, x1)` the block read: the outputs of the block before,
+    /// which recompute mode rebuilds from.
+    inputs: (Option<Stream>, Stream),
     attn: AttnActs,
     mlp: MlpActs,
 }
@@ -366,9 +370,15 @@ impl Bestformer {
     /// recompute mode or before a training forward).
     pub fn stored_block_inputs(&self) -> Option<Vec<(Option<Tensor>, Tensor)>> {
         let acts = self.acts.as_ref()?;
+        if self.reversible != Reversible::Store {
+            return None;
+        }
         acts.blocks
             .iter()
-            .map(|b| b.stored.as_ref().map(|s| s.inputs.clone()))
+            .map(|b| {
+                let (x0, x1) = &b.stored.as_ref()?.inputs;
+                Some((x0.as_ref().map(|x| x.fixed.clone()), x1.fixed.clone()))
+            })
             .collect()
     }
 
@@ -425,8 +435,11 @@ impl Bestformer {
                 form_stats.push(self.attention.stats_snapshot(ctx, store, &params.attn)?);
             }
             let (out, attn, mlp) = self.block_forward(ctx, store, blk, x0.as_ref(), &x1, mode)?;
-            let stored = (train && self.reversible == Reversible::Store).then(|| StoredBlock {
-                inputs: (x0.as_ref().map(|x| x.fixed.clone()), x1.fixed.clone()),
+            // Recomputing the last block would rebuild exactly what is in hand now.
+            let last = blk + 1 == self.params.blocks.len();
+            let keep = train && (self.reversible == Reversible::Store || last);
+            let stored = keep.then(|| StoredBlock {
+                inputs: (x0.clone(), x1.clone()),
                 attn,
                 mlp,
             });
@@ -513,7 +526,10 @@ impl Bestformer {
             let (x0, da) = {
                 let rebuilt;
                 let (x0, attn) = match (&saved.stored, x1) {
-                    (Some(stored), _) => (None, &stored.attn),
+                    (Some(stored), _) => {
+                        let (x0, x1) = &stored.inputs;
+                        (x0.clone().map(|x0| (x0, x1.clone())), &stored.attn)
+                    }
                     (None, Some(x1)) => {
                         let frozen = acts.form_stats.get(blk).map(Vec::as_slice);
                         let parity = saved.parity_attn.as_ref();
@@ -576,7 +592,7 @@ impl Bestformer {
             total += b.parity_attn.as_ref().map_or(0, Tensor::byte_len);
             if let Some(s) = &b.stored {
                 total += s.inputs.1.byte_len();
-                total += s.inputs.0.as_ref().map_or(0, Tensor::byte_len);
+                total += s.inputs.0.as_ref().map_or(0, Stream::byte_len);
                 total += s.attn.bytes() + s.mlp.bytes();
             }
         }
