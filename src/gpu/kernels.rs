@@ -108,6 +108,7 @@ impl GpuContext {
             count: None,
         });
         let cached = self.scoped(&label, || {
+            let _turn = self.device_turn();
             let layout = self
                 .device
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -265,6 +266,7 @@ impl GpuContext {
         let mut offset = pending.bytes.len().div_ceil(align) * align;
         let full = offset + block.len() > UNIFORM_ARENA_BYTES as usize;
         if pending.arena.is_none() || full {
+            let _turn = self.device_turn();
             if let Some(arena) = pending.arena.take() {
                 self.queue.write_buffer(&arena, 0, &pending.bytes);
                 pending.filled.push(arena);
