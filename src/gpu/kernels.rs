@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::cache::{
     BindGroupKey, BoundRange, CachedPipeline, Pending, PipelineKey, UNIFORM_ARENA_BYTES,
 };
+use super::kernel_needs::KernelNeeds;
 use super::shaders::{Access, Constants, Kernel, Shader};
 use super::{GpuContext, Tensor};
 use crate::error::{Error, Result};
@@ -77,8 +78,17 @@ impl GpuContext {
         {
             return Ok(p.clone());
         }
-        let module = self.shader_module(kernel.shader)?;
         let label = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+        // Checked up front, for one error naming the kernel, the limit and both values,
+        // and for workgroup memory, which wgpu leaves to the driver. The layout binds
+        // every listed buffer and the uniform block, whatever the shader uses.
+        let needs = KernelNeeds {
+            storage_buffers: kernel.bindings.len() as u32,
+            uniform_buffers: 1,
+            ..KernelNeeds::of_pipeline(kernel.shader, kernel.entry, constants)?
+        };
+        needs.check_fits(&label, &self.limits, &self.adapter.name)?;
+        let module = self.shader_module(kernel.shader)?;
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
             .iter()
