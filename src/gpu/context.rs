@@ -83,6 +83,9 @@ pub struct AdapterReport {
     pub subgroups: bool,
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// All of the adapter's limits, which the kernels' needs are checked against.
+    #[serde(skip)]
+    pub limits: wgpu::Limits,
 }
 
 impl AdapterReport {
@@ -104,7 +107,29 @@ impl AdapterReport {
             subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
+            limits,
         }
+    }
+
+    /// Why the portable kernels run here rather than the subgroup variants, or `None`
+    /// when the subgroup variants run: those need subgroups of one fixed size of at
+    /// least 8, and the user may ask for the portable kernels (`portable_requested`).
+    pub fn portable_reason(&self, portable_requested: bool) -> Option<&'static str> {
+        if portable_requested {
+            Some("asked for (--portable)")
+        } else if !self.subgroups {
+            Some("the adapter has no subgroup operations")
+        } else if self.subgroup_min_size < 8 || self.subgroup_min_size != self.subgroup_max_size {
+            Some("the adapter's subgroup size is not one fixed size of at least 8")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the adapter is a CPU driver (lavapipe, llvmpipe, SwiftShader, WARP): some
+    /// kernels and operand layouts are chosen for its caches rather than for a GPU's.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
     }
 }
 
@@ -222,10 +247,7 @@ impl GpuContext {
             }
         }));
         let gl_turn = (adapter.get_info().backend == wgpu::Backend::Gl).then(Mutex::default);
-        let subgroup_kernels = !choice.portable_kernels
-            && features.contains(wgpu::Features::SUBGROUP)
-            && report.subgroup_min_size >= 8
-            && report.subgroup_min_size == report.subgroup_max_size;
+        let subgroup_kernels = report.portable_reason(choice.portable_kernels).is_none();
         Ok(Self {
             device,
             queue,
@@ -344,10 +366,9 @@ impl GpuContext {
         }
     }
 
-    /// Whether the adapter is a CPU driver (lavapipe, SwiftShader, WARP): some kernels
-    /// and operand layouts are chosen for its caches rather than for a GPU's.
+    /// Whether the adapter is a CPU driver (see `AdapterReport::is_cpu`).
     pub fn is_cpu_adapter(&self) -> bool {
-        self.adapter.device_type == "Cpu"
+        self.adapter.is_cpu()
     }
 
     /// Kernel profile (name, dispatches, seconds), slowest first, when BITSPIKE_PROFILE is
