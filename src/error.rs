@@ -53,6 +53,18 @@ pub enum Error {
         limit: u32,
     },
 
+    #[error(
+        "kernel {kernel} needs {limit} of at least {need}, but adapter '{adapter}' allows \
+         {have}; no variant of the kernel fits this adapter (see docs/portability.md)"
+    )]
+    KernelOverLimit {
+        kernel: String,
+        limit: &'static str,
+        need: u64,
+        have: u64,
+        adapter: String,
+    },
+
     #[error("{path}: {message}")]
     Data { path: String, message: String },
 

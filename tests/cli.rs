@@ -35,6 +35,52 @@ fn info_lists_adapters_as_json_lines() {
 }
 
 #[test]
+fn info_says_which_kernels_run_on_each_adapter_and_which_exceed_it() {
+    for portable in [false, true] {
+        let mut args = vec!["info", "--json"];
+        if portable {
+            args.push("--portable");
+        }
+        for a in json_lines(&args) {
+            let kernels = a["kernels"].as_str().unwrap_or_default();
+            let because = a["portable_because"].as_str();
+            let subgroups = a["subgroups"] == true;
+            assert_eq!(kernels == "subgroup", because.is_none(), "{a}");
+            if portable || !subgroups {
+                assert_eq!(kernels, "portable", "{a}");
+            }
+            let over = a["over_limits"].as_array().expect("over_limits is a list");
+            for o in over {
+                for key in ["kernel", "limit", "need", "have", "host"] {
+                    let value = o[key].as_str().unwrap_or_default();
+                    assert!(!value.is_empty(), "{key} of {o}");
+                }
+            }
+            // Without subgroups, each subgroup kernel is listed with its portable stand-in.
+            let stand_ins: Vec<&serde_json::Value> =
+                over.iter().filter(|o| o["limit"] == "subgroups").collect();
+            if subgroups || portable {
+                assert!(stand_ins.is_empty(), "{a}");
+            } else {
+                assert!(stand_ins.len() >= 2, "{a}");
+                for o in stand_ins {
+                    let kernel = o["kernel"].as_str().unwrap_or_default();
+                    let file = kernel.split("::").next().unwrap_or_default();
+                    assert!(file.ends_with("_subgroup.wgsl"), "{o}");
+                    let host = o["host"].as_str().unwrap_or_default();
+                    assert!(host.contains(&file.replace("_subgroup", "")), "{o}");
+                }
+            }
+        }
+    }
+    let text = stdout(&bitspike(&["info"], &[]));
+    assert!(
+        text.contains("  kernels:") && text.contains("  f32 matmul:"),
+        "{text}"
+    );
+}
+
+#[test]
 fn no_vulkan_driver_is_one_clear_error_line() {
     let out = bitspike(
         &["info", "--backend", "vulkan"],

@@ -14,7 +14,7 @@ use naga::back::{glsl, hlsl, msl, spv};
 use naga::proc::{BoundsCheckPolicies, BoundsCheckPolicy};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use naga::{AddressSpace, Module, ShaderStage, StorageAccess};
-use shader_overrides::{describe, dispatched_sets, parse, pipeline_module};
+use shader_overrides::{describe, dispatched_sets, parse};
 use std::panic::AssertUnwindSafe;
 
 /// The host's shader runtime checks (gpu::kernels): bounds checks on, no loop bounding,
@@ -82,17 +82,6 @@ impl Backend {
             Err(format!("panicked: {}", message.unwrap_or_default()))
         })
     }
-}
-
-/// Whether `module` uses subgroup operations: it does not validate without them.
-fn needs_subgroups(module: &naga::Module) -> bool {
-    let portable = Capabilities::all()
-        - Capabilities::SUBGROUP
-        - Capabilities::SUBGROUP_BARRIER
-        - Capabilities::SUBGROUP_VERTEX_STAGE;
-    Validator::new(ValidationFlags::all(), portable)
-        .validate(module)
-        .is_err()
 }
 
 /// `error` and each of its sources, as "error: source: ...".
@@ -221,12 +210,12 @@ fn every_entry_point_translates_to_every_backend() {
     let mut entry_points = [0usize; Backend::ALL.len()];
     let mut translations = [0usize; Backend::ALL.len()];
     for &shader in Shader::ALL {
-        let (module, info) = parse(shader);
-        let subgroups = needs_subgroups(&module);
-        for entry in &module.entry_points {
+        let parsed = parse(shader);
+        let subgroups = parsed.subgroups;
+        for entry in &parsed.module.entry_points {
             let kernel = format!("{}::{}", shader.file_name(), entry.name);
-            for overrides in dispatched_sets(shader, &module) {
-                let pipeline = match pipeline_module(&module, &info, &entry.name, &overrides) {
+            for overrides in dispatched_sets(shader, &parsed.module) {
+                let pipeline = match parsed.pipeline(&entry.name, &overrides) {
                     Ok((pipeline, _)) => pipeline,
                     Err(e) => {
                         failures.push(format!(

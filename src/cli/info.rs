@@ -1,9 +1,10 @@
-//! `bitspike info`: every adapter with its backend, type, driver and limits.
+//! `bitspike info`: every adapter with its backend, type, driver and limits, the kernel
+//! variants bitspike runs there and the kernels over its limits.
 
 use clap::Args;
 
 use super::{print_json, GpuArgs, ModelArgs};
-use bitspike::gpu::list_adapters;
+use bitspike::gpu::{list_adapters, AdapterReport, KernelPlan};
 use bitspike::nn::{param_counts, ModelConfig};
 use bitspike::Error;
 
@@ -102,41 +103,86 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         }
         .into());
     }
-    for a in &adapters {
+    let plans = KernelPlan::of_each(&adapters, choice.portable_kernels)?;
+    for (a, plan) in adapters.iter().zip(&plans) {
         if args.json {
-            print_json(a)?;
-            continue;
+            print_json(&AdapterInfo { adapter: a, plan })?;
+        } else {
+            describe_adapter(a);
+            describe_plan(plan);
         }
-        println!("{} ({}, {})", a.name, a.backend, a.device_type);
-        println!("  driver:                   {} {}", a.driver, a.driver_info);
-        println!(
-            "  max storage binding:      {}",
-            mib(a.max_storage_buffer_binding_size)
-        );
-        println!("  max buffer:               {}", mib(a.max_buffer_size));
-        println!(
-            "  workgroup storage:        {} KiB",
-            a.max_compute_workgroup_storage_size / 1024
-        );
-        println!(
-            "  invocations / workgroup:  {}",
-            a.max_compute_invocations_per_workgroup
-        );
-        println!(
-            "  workgroups / dimension:   {}",
-            a.max_compute_workgroups_per_dimension
-        );
-        println!(
-            "  subgroups:                {}",
-            if a.subgroups {
-                format!(
-                    "yes (size {}..{})",
-                    a.subgroup_min_size, a.subgroup_max_size
-                )
-            } else {
-                "no".into()
-            }
-        );
     }
     Ok(())
+}
+
+/// One line of `info --json`: the adapter and its kernel plan side by side.
+#[derive(serde::Serialize)]
+struct AdapterInfo<'a> {
+    #[serde(flatten)]
+    adapter: &'a AdapterReport,
+    #[serde(flatten)]
+    plan: &'a KernelPlan,
+}
+
+fn describe_adapter(a: &AdapterReport) {
+    println!("{} ({}, {})", a.name, a.backend, a.device_type);
+    println!("  driver:                   {} {}", a.driver, a.driver_info);
+    println!(
+        "  max storage binding:      {}",
+        mib(a.max_storage_buffer_binding_size)
+    );
+    println!("  max buffer:               {}", mib(a.max_buffer_size));
+    println!(
+        "  workgroup storage:        {} KiB",
+        a.max_compute_workgroup_storage_size / 1024
+    );
+    println!(
+        "  invocations / workgroup:  {}",
+        a.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  workgroups / dimension:   {}",
+        a.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  storage buffers / stage:  {}",
+        a.max_storage_buffers_per_shader_stage
+    );
+    println!(
+        "  subgroups:                {}",
+        if a.subgroups {
+            format!(
+                "yes (size {}..{})",
+                a.subgroup_min_size, a.subgroup_max_size
+            )
+        } else {
+            "no".into()
+        }
+    );
+}
+
+fn describe_plan(plan: &KernelPlan) {
+    match plan.portable_because {
+        Some(why) => println!("  kernels:                  portable ({why})"),
+        None => println!("  kernels:                  subgroup"),
+    }
+    println!(
+        "  f32 matmul:               {}",
+        if plan.f32_matmul == "tiled" {
+            "workgroup-memory tiles on large outputs (GPU)"
+        } else {
+            "register blocking (CPU driver)"
+        }
+    );
+    if plan.over_limits.is_empty() {
+        println!("  kernels over its limits:  none");
+        return;
+    }
+    println!("  kernels over its limits:  {}", plan.over_limits.len());
+    for o in &plan.over_limits {
+        println!(
+            "    {}: {}: needs {}, has {}; {}",
+            o.kernel, o.limit, o.need, o.have, o.host
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The GPU context: adapter choice, device with the adapter's own limits, error capture,
 //! and the command recorder every op records into.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
@@ -83,6 +83,9 @@ pub struct AdapterReport {
     pub subgroups: bool,
     pub subgroup_min_size: u32,
     pub subgroup_max_size: u32,
+    /// All of the adapter's limits, which the kernels' needs are checked against.
+    #[serde(skip)]
+    pub limits: wgpu::Limits,
 }
 
 impl AdapterReport {
@@ -104,7 +107,29 @@ impl AdapterReport {
             subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
             subgroup_min_size: info.subgroup_min_size,
             subgroup_max_size: info.subgroup_max_size,
+            limits,
         }
+    }
+
+    /// Why the portable kernels run here rather than the subgroup variants, or `None`
+    /// when the subgroup variants run: those need subgroups of one fixed size of at
+    /// least 8, and the user may ask for the portable kernels (`portable_requested`).
+    pub fn portable_reason(&self, portable_requested: bool) -> Option<&'static str> {
+        if portable_requested {
+            Some("asked for (--portable)")
+        } else if !self.subgroups {
+            Some("the adapter has no subgroup operations")
+        } else if self.subgroup_min_size < 8 || self.subgroup_min_size != self.subgroup_max_size {
+            Some("the adapter's subgroup size is not one fixed size of at least 8")
+        } else {
+            None
+        }
+    }
+
+    /// Whether the adapter is a CPU driver (lavapipe, llvmpipe, SwiftShader, WARP): some
+    /// kernels and operand layouts are chosen for its caches rather than for a GPU's.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == format!("{:?}", wgpu::DeviceType::Cpu)
     }
 }
 
@@ -158,6 +183,11 @@ pub struct GpuContext {
     /// fixed size of at least 8 and the user did not ask for portable kernels.
     pub subgroup_kernels: bool,
     errors: ErrorSink,
+    /// Present on GL, where wgpu-hal keeps one GL context per adapter behind a lock that
+    /// panics when a thread waits over 6 s for it (wgpu-hal 30, gles/egl.rs), and
+    /// llvmpipe runs each dispatch inside the submit that holds it: there, every call
+    /// that reaches the GL context waits its turn here instead, for as long as it takes.
+    gl_turn: Option<Mutex<()>>,
     pub(crate) pending: Mutex<crate::gpu::cache::Pending>,
     pub(crate) bind_groups: Mutex<crate::gpu::cache::BindGroupCache>,
     pub(crate) kernels: crate::gpu::cache::PipelineCache,
@@ -216,10 +246,8 @@ impl GpuContext {
                 list.push(e.to_string());
             }
         }));
-        let subgroup_kernels = !choice.portable_kernels
-            && features.contains(wgpu::Features::SUBGROUP)
-            && report.subgroup_min_size >= 8
-            && report.subgroup_min_size == report.subgroup_max_size;
+        let gl_turn = (adapter.get_info().backend == wgpu::Backend::Gl).then(Mutex::default);
+        let subgroup_kernels = report.portable_reason(choice.portable_kernels).is_none();
         Ok(Self {
             device,
             queue,
@@ -227,6 +255,7 @@ impl GpuContext {
             limits,
             subgroup_kernels,
             errors,
+            gl_turn,
             pending: Mutex::default(),
             bind_groups: Mutex::default(),
             kernels: Default::default(),
@@ -239,6 +268,14 @@ impl GpuContext {
     /// Open the adapter named by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, or the best one.
     pub fn from_env() -> Result<Self> {
         Self::new(&AdapterChoice::from_env())
+    }
+
+    /// The right to call into the device or queue, on GL (see `gl_turn`); nothing
+    /// elsewhere. Taken after the `pending` lock, never before it.
+    pub(crate) fn device_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        self.gl_turn
+            .as_ref()
+            .map(|turn| turn.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Run `f` on the pending command encoder, creating it if needed.
@@ -278,6 +315,7 @@ impl GpuContext {
     }
 
     fn submit_pending(&self, pending: &mut crate::gpu::cache::Pending) -> wgpu::SubmissionIndex {
+        let _turn = self.device_turn();
         // The uniform blocks land before the commands that read them.
         if let Some(arena) = pending.arena.take() {
             self.queue.write_buffer(&arena, 0, &pending.bytes);
@@ -294,34 +332,43 @@ impl GpuContext {
     /// Wait until the GPU has finished the submission `index` and all before it (not what
     /// was submitted after): how a caller keeps the GPU at most a step ahead of it.
     pub fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(index),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu {
-                context: "waiting for the GPU".into(),
-                message: e.to_string(),
-            })?;
-        self.check_errors("GPU work")
+        self.wait(Some(index))
     }
 
     /// Submit and wait until the GPU has finished all work; report any GPU error.
     pub fn sync(&self) -> Result<()> {
         self.flush();
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu {
-                context: "waiting for the GPU".into(),
-                message: e.to_string(),
-            })?;
-        self.check_errors("GPU work")
+        self.wait(None)
     }
 
-    /// Whether the adapter is a CPU driver (lavapipe, SwiftShader, WARP): some kernels
-    /// and operand layouts are chosen for its caches rather than for a GPU's.
+    /// Wait for `index` (everything submitted when `None`), then report any GPU error.
+    fn wait(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        loop {
+            let polled = {
+                let _turn = self.device_turn();
+                self.device.poll(wgpu::PollType::Wait {
+                    submission_index: index.clone(),
+                    timeout: None,
+                })
+            };
+            match polled {
+                Ok(_) => return self.check_errors("GPU work"),
+                // wgpu's GL backend waits at most about 2.1 s per poll (GL's sync timeout
+                // is an i32 of nanoseconds) and then reports a timeout, asked for or not.
+                Err(wgpu::PollError::Timeout) => continue,
+                Err(e) => {
+                    return Err(Error::Gpu {
+                        context: "waiting for the GPU".into(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Whether the adapter is a CPU driver (see `AdapterReport::is_cpu`).
     pub fn is_cpu_adapter(&self) -> bool {
-        self.adapter.device_type == "Cpu"
+        self.adapter.is_cpu()
     }
 
     /// Kernel profile (name, dispatches, seconds), slowest first, when BITSPIKE_PROFILE is

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::cache::{
     BindGroupKey, BoundRange, CachedPipeline, Pending, PipelineKey, UNIFORM_ARENA_BYTES,
 };
+use super::kernel_needs::KernelNeeds;
 use super::shaders::{Access, Constants, Kernel, Shader};
 use super::{GpuContext, Tensor};
 use crate::error::{Error, Result};
@@ -77,8 +78,17 @@ impl GpuContext {
         {
             return Ok(p.clone());
         }
-        let module = self.shader_module(kernel.shader)?;
         let label = format!("{}::{}", kernel.shader.file_name(), kernel.entry);
+        // Checked up front, for one error naming the kernel, the limit and both values,
+        // and for workgroup memory, which wgpu leaves to the driver. The layout binds
+        // every listed buffer and the uniform block, whatever the shader uses.
+        let needs = KernelNeeds {
+            storage_buffers: kernel.bindings.len() as u32,
+            uniform_buffers: 1,
+            ..KernelNeeds::of_pipeline(kernel.shader, kernel.entry, constants)?
+        };
+        needs.check_fits(&label, &self.limits, &self.adapter.name)?;
+        let module = self.shader_module(kernel.shader)?;
         let mut entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
             .bindings
             .iter()
@@ -108,6 +118,7 @@ impl GpuContext {
             count: None,
         });
         let cached = self.scoped(&label, || {
+            let _turn = self.device_turn();
             let layout = self
                 .device
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -265,6 +276,7 @@ impl GpuContext {
         let mut offset = pending.bytes.len().div_ceil(align) * align;
         let full = offset + block.len() > UNIFORM_ARENA_BYTES as usize;
         if pending.arena.is_none() || full {
+            let _turn = self.device_turn();
             if let Some(arena) = pending.arena.take() {
                 self.queue.write_buffer(&arena, 0, &pending.bytes);
                 pending.filled.push(arena);

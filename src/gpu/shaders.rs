@@ -69,6 +69,16 @@ impl Shader {
         }
     }
 
+    /// The shader whose kernels the host runs in place of this subgroup shader's where
+    /// the subgroup kernels do not run.
+    pub fn portable_variant(self) -> Option<Shader> {
+        match self {
+            Shader::BinaryMatmulSubgroup => Some(Shader::BinaryMatmul),
+            Shader::MatmulSubgroup => Some(Shader::Matmul),
+            _ => None,
+        }
+    }
+
     pub fn source(self) -> &'static str {
         match self {
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),

@@ -161,14 +161,17 @@ impl GpuContext {
         };
         let buffer = match reused {
             Some(b) => b,
-            None => self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: None,
-                size: class,
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
+            None => {
+                let _turn = self.device_turn();
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: class,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
         };
         Ok(Tensor {
             buffer: Arc::new(PooledBuffer {
@@ -244,13 +247,17 @@ impl GpuContext {
             });
         }
         if want > 0 {
-            let staging = self
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("upload"),
-                    contents: bytes,
-                    usage: wgpu::BufferUsages::COPY_SRC,
-                });
+            let staging = {
+                let _turn = self.device_turn();
+                self.device
+                    .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some("upload"),
+                        contents: bytes,
+                        usage: wgpu::BufferUsages::COPY_SRC,
+                    })
+            };
+            // The recorded copy holds the staging buffer until the GPU is done with it: it
+            // is destroyed then, inside a poll that has the device's turn.
             self.record(|enc| {
                 enc.copy_buffer_to_buffer(
                     &staging,
@@ -274,21 +281,36 @@ impl GpuContext {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = {
+            let _turn = self.device_turn();
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let words = self.read_through(&staging, t);
+        // Destroying the buffer, its last handle gone, reaches the GL context too.
+        let _turn = self.device_turn();
+        drop(staging);
+        words
+    }
+
+    /// Copy `t` into `staging`, map it and read it.
+    fn read_through<T: bytemuck::Pod>(&self, staging: &wgpu::Buffer, t: &Tensor) -> Result<Vec<T>> {
         self.record(|enc| {
-            enc.copy_buffer_to_buffer(t.buffer(), t.offset_bytes, &staging, 0, bytes)
+            enc.copy_buffer_to_buffer(t.buffer(), t.offset_bytes, staging, 0, staging.size())
         });
         self.flush();
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        {
+            let _turn = self.device_turn();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        }
         self.sync()?;
         let mapped = rx.recv().map_err(|_| Error::Gpu {
             context: "download".into(),
@@ -304,6 +326,7 @@ impl GpuContext {
         })?;
         let out = bytemuck::pod_collect_to_vec(&view);
         drop(view);
+        let _turn = self.device_turn();
         staging.unmap();
         Ok(out)
     }

@@ -1,6 +1,9 @@
 //! The engine itself: transfers, the buffer pool, the pipeline cache, limits, copy.
 
-use bitspike::ops::{copy, scale};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use bitspike::ops::{copy, matmul, scale, MatmulForm};
 use bitspike::{DType, Error, GpuContext};
 
 use crate::common::{assert_exact, ctx, Rng};
@@ -117,4 +120,42 @@ fn views_bind_write_and_read_their_own_range() {
         flat.view(ctx, 2 * align, &[align + 1], DType::F32).is_err(),
         "view past the end"
     );
+}
+
+#[test]
+fn a_thread_waits_out_another_threads_long_submission() {
+    // wgpu's GL backend panics when a thread waits over 6 s for the GL context, which a
+    // submission holds while llvmpipe runs it: one submission of about 10 s here, while
+    // another thread creates, fills and reads back buffers of its own.
+    let ctx = &GpuContext::from_env().unwrap();
+    let n = 512;
+    let a = ctx
+        .upload_f32(&Rng::new(3).vec(n * n, -1.0, 1.0), &[n, n])
+        .unwrap();
+    let product = || {
+        matmul(ctx, &a, &a, MatmulForm::AB).unwrap();
+    };
+    // Timed the second time, once the pipeline is built.
+    product();
+    ctx.sync().unwrap();
+    let started = Instant::now();
+    product();
+    ctx.sync().unwrap();
+    let products = (10.0 / started.elapsed().as_secs_f64()).ceil() as usize;
+    let recorded = Barrier::new(2);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            (0..products).for_each(|_| product());
+            recorded.wait();
+            ctx.sync().unwrap();
+        });
+        recorded.wait();
+        // Long enough for the other thread's submission to begin.
+        std::thread::sleep(Duration::from_secs(1));
+        let x = Rng::new(4).vec(1234, -5.0, 5.0);
+        for _ in 0..3 {
+            let t = ctx.upload_f32(&x, &[1234]).unwrap();
+            assert_exact("round trip", &ctx.download_f32(&t).unwrap(), &x);
+        }
+    });
 }
