@@ -34,7 +34,7 @@ pub struct EvalArgs {
     data: PathBuf,
     #[arg(long, default_value_t = 64, value_parser = super::int::positive)]
     batch_size: usize,
-    /// Report per-layer firing rates, SOPs and energy (MODELS.md section 7).
+    /// Report per-layer firing rates, SOPs and energy (docs/energy.md).
     #[arg(long)]
     energy: bool,
     #[arg(long)]

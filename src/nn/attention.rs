@@ -1,4 +1,4 @@
-//! The attention core both model families share, in every attention form (MODELS.md
+//! The attention core both model families share, in every attention form (docs/models.md
 //! sections 2-5): the q/k/v branches (weight -> BN -> the form's branch neuron), the
 //! form's op (`ops::attention`, behind [`AttentionOp`]), and the attention LIF
 //! (v_th = 0.5) whose spikes the family's proj layer reads when the form ends in spikes.

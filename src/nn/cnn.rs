@@ -8,7 +8,7 @@
 //!   `pool_after` lists (the stem or a block's conv2).
 //!
 //! Images are encoded directly (repeated over T); the head is `Linear(sum_{H,W} mean_T s)`.
-//! The neuron is the LIF (MODELS.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
+//! The neuron is the LIF (docs/models.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
 //! with its 8-bit membrane. Pruning (`nn::prune`) narrows the prunable convs: every VGG
 //! conv, and a ResNet block's conv1 (the only convs whose outputs feed no shortcut).
 
@@ -146,7 +146,7 @@ impl SpikingCnn {
     }
 
     /// Logits `[B, classes]` of images f32 `[B, C, H, W]`; in Q-SNN training, logits of
-    /// every time step `[T*B, classes]`, since its loss is mean_t CE(out_t, y) (MODELS.md
+    /// every time step `[T*B, classes]`, since its loss is mean_t CE(out_t, y) (docs/models.md
     /// section 6) rather than the CE of the time-averaged output.
     pub fn forward(
         &mut self,

@@ -1,4 +1,4 @@
-//! Energy accounting as the papers do it (MODELS.md section 7): for every conv and linear
+//! Energy accounting as the papers do it (docs/energy.md): for every conv and linear
 //! layer, the firing rate of its input, its multiply-accumulates, and the synaptic
 //! operations (SOPs = rate x MACs, T included) of the layers fed by spikes; energy at
 //! 0.9 pJ per accumulate for spike-driven layers and 4.6 pJ per MAC for the others (the

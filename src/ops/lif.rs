@@ -1,6 +1,6 @@
 //! The spiking neurons, fused over time (shaders/lif.wgsl): the LIF neuron of SpikingJelly
-//! (MultiStepLIFNode, MODELS.md section 1), the ternary neuron, the stateless threshold of
-//! binary attention and the Q-SNN neuron (MODELS.md section 6), each with its backward.
+//! (MultiStepLIFNode, docs/models.md section 1), the ternary neuron, the stateless threshold of
+//! binary attention and the Q-SNN neuron (docs/models.md section 6), each with its backward.
 //! CPU oracle: `reference::lif`.
 //!
 //! Time is explicit: every op on a sequence takes `t_steps` and checks that the tensor is

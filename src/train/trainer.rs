@@ -20,7 +20,7 @@ use crate::ops::weighted_sum;
 
 use super::{CosineSchedule, ModelEma, Optimizer};
 
-/// How a teacher supervises the second head (MODELS.md section 3).
+/// How a teacher supervises the second head (docs/models.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Distillation {
     /// CE(out1, argmax teacher(x)).

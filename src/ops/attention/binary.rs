@@ -1,4 +1,4 @@
-//! BESTformer's binary attention (MODELS.md section 3): the attention map is itself a
+//! BESTformer's binary attention (docs/models.md section 3): the attention map is itself a
 //! spike map, `A = LIF_soft(Q K^T)`, the LIF running over T for every map element
 //! (soft reset, v_th = 1, tau = 2, decay_input, detach_reset) in one fused kernel that
 //! writes the map packed to bits; then `Y = (A V) * 0.125 * lambda[t, h]` with a

@@ -1,4 +1,4 @@
-//! Spikformer's spiking self-attention (MODELS.md section 2):
+//! Spikformer's spiking self-attention (docs/models.md section 2):
 //! `Y = (Q K^T) V * scale` per (t, b, head), no softmax. The attention LIF after it
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).

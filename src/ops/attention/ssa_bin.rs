@@ -1,4 +1,4 @@
-//! SSA_Bin (MODELS.md section 4): a binary attention map from an adaptive threshold and
+//! SSA_Bin (docs/models.md section 4): a binary attention map from an adaptive threshold and
 //! an attention shift,
 //!   `out = kappa * B(Q K^T, Delta) V - mean`,   `B(x) = (x > Delta[h])` (bits),
 //! the output LIF being the model layer's.
