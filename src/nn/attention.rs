@@ -160,6 +160,9 @@ impl Attention {
         if let Some(log) = &store.energy {
             record_products(ctx, log, &p.name, core.as_ref())?;
         }
+        if let (Some(trace), Some(map)) = (&store.trace, core.binary_map()) {
+            trace.record_map(&p.name, map);
+        }
         let (ys, y_h) = if self.op.output_is_spikes() {
             let (ys, y_h) = self.out_lif.forward(ctx, &y, self.t)?;
             (ys, Some(y_h))

@@ -89,6 +89,10 @@ impl Weight {
             let name = &store.spec(self.weight).name;
             log.record(ctx, name, binary, x, (rows * k * out) as u64)?;
         }
+        if let Some(trace) = &store.trace {
+            let name = &store.spec(self.weight).name;
+            trace.record_input(name.strip_suffix(".weight").unwrap_or(name), x);
+        }
         let bias = match self.bias {
             Some(b) => Some(store.param(b)?),
             None => None,

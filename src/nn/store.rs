@@ -14,6 +14,7 @@ use super::checkpoint::{HostTensor, PackedTensor, StateDict, CONFIG_KEY};
 use super::config::{ModelConfig, WeightMode};
 use super::energy::EnergyLog;
 use super::params::{param_specs, BnParams, ParamId, ParamRole, ParamSpec};
+use super::trace::Trace;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{self, BinaryWeights, QuantWeights};
@@ -58,6 +59,8 @@ pub struct ParamStore {
     by_name: HashMap<String, ParamId>,
     /// When set, every conv/linear layer records its input for the energy report.
     pub energy: Option<EnergyLog>,
+    /// When set, inference forwards keep the layers' inputs and the attention maps.
+    pub trace: Option<Trace>,
 }
 
 /// The kernels' shape of a reference tensor.
@@ -181,6 +184,7 @@ impl ParamStore {
             entries,
             by_name,
             energy: None,
+            trace: None,
         };
         store.refresh_binary(ctx)?;
         // Exported bits are used as they are (binarizing the ±1 signs again would agree

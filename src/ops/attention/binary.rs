@@ -121,6 +121,10 @@ impl FormSaved for BinaryAttentionSaved {
             .sum()
     }
 
+    fn binary_map(&self) -> Option<&Tensor> {
+        (self.config.order == MapOrder::Tokens).then_some(&self.map)
+    }
+
     fn products(&self) -> Products {
         match self.config.order {
             MapOrder::Tokens => Products::tokens(&self.q),

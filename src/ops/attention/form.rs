@@ -162,4 +162,10 @@ pub trait FormSaved: std::fmt::Debug + Send + Sync {
     fn bytes(&self) -> u64;
 
     fn products(&self) -> Products;
+
+    /// The 1-bit attention map `PackedBits [T * B * heads, N, N]` (query rows, bits along
+    /// the keys) of the forms that build one in the N x N order; None for the others.
+    fn binary_map(&self) -> Option<&Tensor> {
+        None
+    }
 }

@@ -115,6 +115,10 @@ impl FormSaved for SsaBinSaved {
     fn products(&self) -> Products {
         Products::tokens(&self.q)
     }
+
+    fn binary_map(&self) -> Option<&Tensor> {
+        Some(&self.map)
+    }
 }
 
 /// SSA_Bin as a form, for a model's heads and head width, with the default kappa and
