@@ -85,6 +85,9 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error("cannot draw {what}: {message}")]
+    Plot { what: String, message: String },
+
     #[error("shader {shader} failed validation: {message}")]
     Shader { shader: String, message: String },
 }

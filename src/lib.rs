@@ -10,9 +10,14 @@ pub mod gpu;
 pub mod input;
 pub mod nn;
 pub mod ops;
+pub mod pipeline;
+pub mod plot;
 pub mod reference;
 pub mod rng;
 pub mod train;
+pub mod trainer;
 
 pub use error::{Error, Result};
 pub use gpu::{DType, GpuContext, Tensor};
+pub use pipeline::{Pipeline, PipelineOptions, Prediction};
+pub use trainer::{TrainConfig, Trainer};

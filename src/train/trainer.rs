@@ -53,7 +53,7 @@ enum TeacherTarget {
     Distribution(Tensor),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EpochReport {
     pub epoch: usize,
     pub train_loss: f64,
@@ -61,7 +61,7 @@ pub struct EpochReport {
     pub test_accuracy: f64,
     pub test_top5: f64,
     /// Top-1 test accuracy of the EMA weights, when an EMA is kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_test_accuracy: Option<f64>,
     pub images_per_second: f64,
     pub lr: f32,
@@ -125,7 +125,7 @@ pub struct StepProgress {
     pub images_per_second: f64,
 }
 
-pub struct Trainer<'a> {
+pub struct EpochRunner<'a> {
     pub ctx: &'a GpuContext,
     pub loader: BatchLoader,
     pub test_loader: BatchLoader,
@@ -185,7 +185,7 @@ fn drain(
     Ok((loss, correct, seen))
 }
 
-impl Trainer<'_> {
+impl EpochRunner<'_> {
     /// The loss of the heads and their logit gradients, each head's weighted by `scale`
     /// (1 / the accumulation).
     fn head_losses(
