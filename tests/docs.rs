@@ -85,7 +85,10 @@ fn every_cited_models_section_is_a_heading() {
         .collect();
     let mut checked = 0;
     for (path, text) in sources() {
-        let flat = text.replace("\n//!", "").replace("\n///", "").replace("\n//", "");
+        let flat = text
+            .replace("\n//!", "")
+            .replace("\n///", "")
+            .replace("\n//", "");
         for (i, _) in flat.match_indices("docs/models.md section") {
             let rest = flat[i + "docs/models.md section".len()..].trim_start_matches('s');
             let digits: String = rest
