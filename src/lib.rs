@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! bitspike: binary spiking transformers on any GPU through wgpu, with handwritten WGSL
 //! kernels, a CPU reference for every kernel, and surrogate-gradient training.
 

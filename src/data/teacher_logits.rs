@@ -25,8 +25,11 @@ pub const MAX_NPY_BYTES: u64 = 16 << 30;
 /// Teacher logits `[samples, classes]`, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeacherLogits {
+    /// The logits, `[samples, classes]` row by row.
     pub logits: Vec<f32>,
+    /// Rows: one per training sample.
     pub samples: usize,
+    /// Columns: the classes.
     pub classes: usize,
 }
 

@@ -49,7 +49,9 @@ struct Acts {
 
 /// A spiking CNN on the GPU for batch size `batch`.
 pub struct SpikingCnn {
+    /// The model's config.
     pub config: ModelConfig,
+    /// The batch its activations are sized for.
     pub batch: usize,
     params: CnnParams,
     neuron: Neuron,
@@ -63,6 +65,7 @@ pub struct SpikingCnn {
 }
 
 impl SpikingCnn {
+    /// A spiking CNN of `config` for batches of `batch`.
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
         let Some(params) = param_layout(config).cnn().cloned() else {
@@ -90,6 +93,7 @@ impl SpikingCnn {
         })
     }
 
+    /// Bytes of activations the last training forward kept for backward.
     pub fn activation_bytes(&self) -> u64 {
         let Some(a) = &self.acts else { return 0 };
         let units: u64 = a

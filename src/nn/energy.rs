@@ -51,13 +51,19 @@ pub struct EnergyLog {
 /// One layer's figures, summed over every recorded forward.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerEnergy {
+    /// The layer's name (its weight's, or the attention product's).
     pub layer: String,
     /// 1-bit weights (its MACs are XNOR/AND-popcount operations).
     pub binary_weights: bool,
+    /// Fraction of non-zero elements in the layer's input.
     pub firing_rate: f64,
+    /// Whether the input is {0,1} spikes (energy per SOP) or real (per MAC).
     pub spike_driven: bool,
+    /// Multiply-accumulates per image.
     pub macs: f64,
+    /// Synaptic operations per image (the MACs of real-valued layers).
     pub sops: f64,
+    /// Energy per image, in microjoules.
     pub energy_uj: f64,
 }
 

@@ -45,7 +45,9 @@ struct Derived {
     quant: Option<QuantWeights>,
 }
 
+/// A model's tensors on the GPU, found by `ParamId`: the trainable ones in one buffer with their gradients, the running statistics, and the binarized or quantized forms of the weights.
 pub struct ParamStore {
+    /// The model's config.
     pub config: ModelConfig,
     /// Every trainable parameter, decayed ones first.
     pub params: Tensor,
@@ -214,6 +216,7 @@ impl ParamStore {
         &self.specs
     }
 
+    /// The spec of `id`.
     pub fn spec(&self, id: ParamId) -> &ParamSpec {
         &self.specs[id.index()]
     }
@@ -362,6 +365,7 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Zero every gradient.
     pub fn zero_grads(&self, ctx: &GpuContext) {
         ctx.fill_zero(&self.grads);
     }

@@ -113,6 +113,7 @@ impl RunDir {
         }
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }

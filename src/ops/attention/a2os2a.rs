@@ -48,8 +48,11 @@ impl AttentionOp for A2os2a {
 /// What [`a2os2a_backward`] reads.
 #[derive(Debug, Clone)]
 pub struct A2os2aSaved {
+    /// Spikes Q `[T, B, heads, N, d]`.
     pub q: Tensor, // [T, B, heads, N, d]
+    /// Real K `[T, B, heads, N, d]`.
     pub k: Tensor, // [T, B, heads, N, d]
+    /// Ternary V `[T, B, heads, N, d]`.
     pub v: Tensor, // [T, B, heads, N, d]
     /// `Q K^T`, f32 `[T * B * heads, N, N]`.
     pub scores: Tensor,

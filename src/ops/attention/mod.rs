@@ -49,10 +49,15 @@ use crate::ops::to_u32;
 /// The sizes of one attention call, read from Q's shape `[T, B, heads, N, d]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
+    /// Time steps.
     pub t: usize,
+    /// Batch.
     pub b: usize,
+    /// Heads.
     pub heads: usize,
+    /// Tokens.
     pub n: usize,
+    /// Head width.
     pub d: usize,
 }
 

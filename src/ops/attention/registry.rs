@@ -22,6 +22,7 @@ pub enum AttentionForm {
 }
 
 impl AttentionForm {
+    /// Every form.
     pub const ALL: [AttentionForm; 4] = [
         AttentionForm::Ssa,
         AttentionForm::Binary,
