@@ -15,7 +15,7 @@ use super::{float, print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs};
 use bitspike::data::{self, Augment};
 use bitspike::nn::Reversible;
 use bitspike::train::{Distillation, RunMode};
-use bitspike::trainer::TeacherSpec;
+use bitspike::trainer::{TeacherSpec, MAX_EPOCHS};
 use bitspike::{TrainConfig, Trainer};
 
 #[derive(Args)]
@@ -134,6 +134,14 @@ impl TrainArgs {
         let model = self.model.config()?.context(
             "--model PRESET is required (e.g. --model bestformer-2-64; `bitspike info --model NAME`)",
         )?;
+        for (flag, n) in [
+            ("--epochs", self.epochs),
+            ("--cooldown-epochs", self.cooldown_epochs),
+        ] {
+            if n > MAX_EPOCHS {
+                anyhow::bail!("{flag} {n} is out of range (allowed: 0..={MAX_EPOCHS})");
+            }
+        }
         self.augment.check_crop_padding(model.image_size)?;
         let mut config = TrainConfig::new(model.clone(), &self.data);
         config.open = data::OpenOptions {
