@@ -84,7 +84,7 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
         }
         pipeline.set_frames(settings)?;
     }
-    let paths = input_files(&args.images)?;
+    let paths = input_files(&args.images, pipeline.frames().is_some())?;
     if let Some(dir) = &args.explain {
         let [path] = &paths[..] else {
             anyhow::bail!("--explain takes one input file, got {}", paths.len());
@@ -135,25 +135,31 @@ pub fn run(args: InferArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The input files: each path, with a directory standing for the image and event files
-/// directly inside it.
-fn input_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// The input files: each path, with a directory standing for the files directly inside
+/// it that the model takes: event recordings for a model trained on events (`takes_events`), else
+/// images.
+fn input_files(args: &[PathBuf], takes_events: bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for path in args {
         if path.is_dir() {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("{}: cannot list", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    events::is_event_file(p)
-                        || p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                            ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
-                                .contains(&e.to_ascii_lowercase().as_str())
-                        })
+                .filter(|p| match takes_events {
+                    true => events::is_event_file(p),
+                    false => p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
+                            .contains(&e.to_ascii_lowercase().as_str())
+                    }),
                 })
                 .collect();
             if found.is_empty() {
-                anyhow::bail!("{}: the directory holds no images", path.display());
+                let what = if takes_events {
+                    "event recordings"
+                } else {
+                    "images"
+                };
+                anyhow::bail!("{}: the directory holds no {what}", path.display());
             }
             found.sort();
             paths.extend(found);
