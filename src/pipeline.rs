@@ -362,9 +362,11 @@ impl Pipeline {
 
     /// The `k` most probable classes of one row of logits (softmax probabilities).
     pub fn top_k(&self, logits: &[f32], k: usize) -> Result<Vec<Prediction>> {
-        let p = softmax(logits).ok_or_else(|| Error::Diverged {
-            at: format!("{}", self.path.display()),
-            what: "the model's logits are all NaN (its weights are not numbers?)".into(),
+        let p = softmax(logits).ok_or_else(|| {
+            Error::data(
+                &self.path,
+                "the model's logits are all NaN (its weights are not numbers?)",
+            )
         })?;
         let mut order: Vec<usize> = (0..p.len()).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]));

@@ -2,7 +2,7 @@
 //! shipped font registered, encoded as PNG and written atomically.
 
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use image::ImageEncoder;
 use plotters::coord::Shift;
@@ -31,13 +31,12 @@ pub(crate) type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>
 /// The root area plots draw on.
 pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
-fn register_font() {
-    static REGISTER: Once = Once::new();
-    REGISTER.call_once(|| {
-        // The font is a compiled-in TTF that ab_glyph parses; it cannot be refused.
-        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT)
-            .unwrap_or_else(|_| unreachable!("the shipped font parses"));
-    });
+/// Register the shipped font with plotters, once; whether it parsed.
+fn register_font() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
+    })
 }
 
 /// Draw a `width` x `height` picture with `draw` on a white background and write it to
@@ -48,7 +47,12 @@ pub(crate) fn write_png(
     what: &str,
     draw: impl FnOnce(&Area) -> DrawResult,
 ) -> Result<()> {
-    register_font();
+    if !register_font() {
+        return Err(Error::Plot {
+            what: what.into(),
+            message: "the shipped font (assets/fonts/DejaVuSansMono.ttf) does not parse".into(),
+        });
+    }
     let mut pixels = vec![255u8; width as usize * height as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
