@@ -727,7 +727,8 @@ fn train_eval_and_infer_on_event_recordings() {
     assert_eq!(lines[1]["path"], files[9].to_str().unwrap());
     assert_eq!(lines[0]["topk"].as_array().unwrap().len(), 2);
     // An image is not an input for a model trained on events.
-    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples");
+    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/samples/mnist-test-0-label-7.png");
     let out = bitspike(
         &[
             "infer",
