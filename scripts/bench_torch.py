@@ -7,7 +7,7 @@ rounds, printed the way bitspike prints them, so the two can be read side by sid
     python3 scripts/bench_torch.py --device cuda --batch 64 --lif spikingjelly
 
 The models are scripts/golden/transformers.py's independent PyTorch implementation of
-MODELS.md (the one the golden gradient tests are checked against), run in float32:
+docs/models.md (the one the golden gradient tests are checked against), run in float32:
 binary weights through their straight-through estimator as the published code does,
 every other op in plain PyTorch. A preset's configuration comes from `bitspike info
 --model PRESET --json`, so build bitspike first (`cargo build --release`).

@@ -1,4 +1,4 @@
-// The spiking neuron family, fused over time (MODELS.md sections 1 and 6; CPU oracle in
+// The spiking neuron family, fused over time (docs/models.md sections 1 and 6; CPU oracle in
 // src/reference/lif.rs). Tensors are time first, [T, neurons], where the neurons of one
 // step are [rows, features] and features is the last dimension (the packing dimension).
 // Every forward and backward entry point is one dispatch: each invocation owns one
@@ -402,7 +402,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // ---------------------------------------------------------------------------------------
-// Q-SNN neuron (MODELS.md section 6, after Wenjie-Wei/Q-SNN models/layers.py LIFSpike):
+// Q-SNN neuron (docs/models.md section 6, after Wenjie-Wei/Q-SNN models/layers.py LIFSpike):
 //   H[t] = decay Vq[t-1] + X[t]          (Vq[-1] = 0; decay 0.5 = tau 2 without decay_input)
 //   S[t] = 1 if H[t] > v_th else 0       (strict)
 //   M[t] = (1 - S[t]) H[t]               (hard reset to 0, not detached)

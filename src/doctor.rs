@@ -25,12 +25,15 @@ use crate::rng::Rng;
 /// The outcome of one check.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
+    /// What was checked.
     pub name: String,
     /// The kernel families it exercises.
     pub kernels: &'static str,
+    /// Whether it matched the reference.
     pub passed: bool,
     /// The largest error found, relative to the check's scale, against `tolerance`.
     pub worst: f64,
+    /// The relative difference allowed.
     pub tolerance: f64,
     /// Where the worst error is (empty when nothing was off).
     pub detail: String,

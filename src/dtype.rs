@@ -4,7 +4,9 @@
 /// Element type of a tensor's storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum DType {
+    /// 32-bit floats.
     F32,
+    /// 32-bit unsigned integers.
     U32,
     /// 64-bit two's-complement fixed-point counts, two words each (low word first): the
     /// reversible blocks' streams (see ops::reversible).

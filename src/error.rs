@@ -3,6 +3,7 @@
 
 use thiserror::Error;
 
+/// Every error of the library; its message names what went wrong and where.
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(
@@ -10,28 +11,56 @@ pub enum Error {
          `apt-get install mesa-vulkan-drivers libvulkan1` for the software driver lavapipe) \
          or choose another backend with --backend / WGPU_BACKEND"
     )]
-    NoAdapter { filter: String },
+    /// No GPU adapter matched.
+    NoAdapter {
+        /// The backend / name filter in effect, as words (empty without one).
+        filter: String,
+    },
 
     #[error("could not open the GPU device '{adapter}': {reason}")]
-    DeviceRequest { adapter: String, reason: String },
+    /// The adapter refused to open a device.
+    DeviceRequest {
+        /// The adapter.
+        adapter: String,
+        /// What wgpu said.
+        reason: String,
+    },
 
     #[error("GPU validation error in {context}: {message}")]
-    Gpu { context: String, message: String },
+    /// wgpu reported a validation error.
+    Gpu {
+        /// The operation that caused it.
+        context: String,
+        /// What wgpu said.
+        message: String,
+    },
 
     #[error("GPU ran out of memory in {context}")]
-    OutOfMemory { context: String },
+    /// The device ran out of memory.
+    OutOfMemory {
+        /// The operation that ran out.
+        context: String,
+    },
 
     #[error("shape mismatch in {op}: expected {expected}, got {got}")]
+    /// A tensor of the wrong shape.
     Shape {
+        /// The operation.
         op: &'static str,
+        /// The shape it needs.
         expected: String,
+        /// The shape it got.
         got: String,
     },
 
     #[error("dtype mismatch in {op}: expected {expected:?}, got {got:?}")]
+    /// A tensor of the wrong element type.
     DType {
+        /// The operation.
         op: &'static str,
+        /// The type it needs.
         expected: crate::dtype::DType,
+        /// The type it got.
         got: crate::dtype::DType,
     },
 
@@ -39,17 +68,26 @@ pub enum Error {
         "buffer of {bytes} bytes for {what} exceeds the device's limit of {limit} bytes \
          ({limit_name}); use a smaller batch or model"
     )]
+    /// A buffer over one of the device's limits.
     BufferTooLarge {
+        /// The buffer.
         what: String,
+        /// Its size.
         bytes: u64,
+        /// The limit.
         limit: u64,
+        /// The limit's wgpu name.
         limit_name: &'static str,
     },
 
     #[error("dispatch of {op} needs {groups} workgroups along one axis, over the device's limit of {limit}")]
+    /// A dispatch over the device's workgroup limit.
     TooManyWorkgroups {
+        /// The kernel.
         op: &'static str,
+        /// The workgroups it needs along one axis.
         groups: u64,
+        /// The device's limit.
         limit: u32,
     },
 
@@ -57,29 +95,50 @@ pub enum Error {
         "kernel {kernel} needs {limit} of at least {need}, but adapter '{adapter}' allows \
          {have}; no variant of the kernel fits this adapter (see docs/portability.md)"
     )]
+    /// A kernel needs more of a device limit than the adapter allows, and no variant fits.
     KernelOverLimit {
+        /// The kernel, `file::entry`.
         kernel: String,
+        /// The `wgpu::Limits` field.
         limit: &'static str,
+        /// What the kernel needs.
         need: u64,
+        /// What the adapter allows.
         have: u64,
+        /// The adapter's name.
         adapter: String,
     },
 
     #[error("{path}: {message}")]
-    Data { path: String, message: String },
+    /// A file that is malformed, truncated or does not fit.
+    Data {
+        /// The file or directory.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
     #[error("{field} = {value} is out of range (allowed: {allowed})")]
+    /// A setting outside its range.
     OutOfRange {
+        /// The setting.
         field: String,
+        /// Its value.
         value: String,
+        /// The allowed range.
         allowed: String,
     },
 
     #[error("{tensor} would take {size}, over {limit}; {advice}")]
+    /// A run whose buffers would not fit the device or the host.
     RunTooLarge {
+        /// The largest tensor that does not fit.
         tensor: String,
+        /// Its size.
         size: String,
+        /// The limit, with its name.
         limit: String,
+        /// What to change.
         advice: String,
     },
 
@@ -87,20 +146,49 @@ pub enum Error {
         "training diverged at {at}: {what}; lower --lr or set --clip-grad (the checkpoints \
          of earlier epochs are kept, nothing was written for this one)"
     )]
-    Diverged { at: String, what: String },
+    /// Training produced numbers that are not finite.
+    Diverged {
+        /// Where (epoch, step).
+        at: String,
+        /// What was found.
+        what: String,
+    },
 
     /// The I/O error is part of the message, not a `source`: a chain printed with `{:#}`
     /// would say it twice.
     #[error("{path}: {error}")]
-    Io { path: String, error: std::io::Error },
+    /// An I/O failure.
+    Io {
+        /// The file.
+        path: String,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
 
     #[error("invalid argument: {0}")]
+    /// An argument the operation cannot take.
     InvalidArgument(String),
 
+    #[error("cannot draw {what}: {message}")]
+    /// A picture that could not be drawn or encoded.
+    Plot {
+        /// The picture.
+        what: String,
+        /// Why.
+        message: String,
+    },
+
     #[error("shader {shader} failed validation: {message}")]
-    Shader { shader: String, message: String },
+    /// A shader that failed naga's validation.
+    Shader {
+        /// The shader file.
+        shader: String,
+        /// naga's message.
+        message: String,
+    },
 }
 
+/// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {

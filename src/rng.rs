@@ -2,13 +2,16 @@
 //! initialisation: runs with the same seed are repeatable.
 
 #[derive(Debug, Clone)]
+/// A small seeded generator (splitmix64): the same numbers on every machine.
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::cli::{bitspike, stderr, stdout};
+use common::cli::{bitspike, stderr, stdout, tiny_mnist};
 
 /// Run `bitspike args` (which must succeed) and parse each line of its output as JSON.
 fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
@@ -320,30 +320,6 @@ fn bench_rejects_a_malformed_shape() {
 }
 
 /// A tiny IDX dataset cut from the shipped MNIST subset.
-fn tiny_mnist(dir: &std::path::Path, train: usize, test: usize) {
-    use std::io::Write;
-    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist-mini");
-    for (prefix, n) in [("train", train), ("t10k", test)] {
-        let images = bitspike::data::idx::read_maybe_gz(
-            &assets.join(format!("{prefix}-images-idx3-ubyte.gz")),
-        )
-        .unwrap();
-        let labels = bitspike::data::idx::read_maybe_gz(
-            &assets.join(format!("{prefix}-labels-idx1-ubyte.gz")),
-        )
-        .unwrap();
-        let mut f = std::fs::File::create(dir.join(format!("{prefix}-images-idx3-ubyte"))).unwrap();
-        f.write_all(&[0, 0, 8, 3]).unwrap();
-        f.write_all(&(n as u32).to_be_bytes()).unwrap();
-        f.write_all(&images[8..16]).unwrap();
-        f.write_all(&images[16..16 + n * 784]).unwrap();
-        let mut f = std::fs::File::create(dir.join(format!("{prefix}-labels-idx1-ubyte"))).unwrap();
-        f.write_all(&[0, 0, 8, 1]).unwrap();
-        f.write_all(&(n as u32).to_be_bytes()).unwrap();
-        f.write_all(&labels[8..8 + n]).unwrap();
-    }
-}
-
 #[test]
 fn train_end_to_end_writes_checkpoints_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -797,7 +773,8 @@ fn train_eval_and_infer_on_event_recordings() {
     assert_eq!(lines[1]["path"], files[9].to_str().unwrap());
     assert_eq!(lines[0]["topk"].as_array().unwrap().len(), 2);
     // An image is not an input for a model trained on events.
-    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples");
+    let png = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/samples/mnist-test-0-label-7.png");
     let out = bitspike(
         &[
             "infer",
@@ -952,4 +929,127 @@ fn doctor_passes_every_check_on_this_adapter() {
             "no check of {family}"
         );
     }
+}
+
+#[test]
+fn plot_eval_energy_and_explain_write_pictures_of_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    tiny_mnist(&data, 24, 8);
+    let run = dir.path().join("run");
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let out = bitspike(
+        &[
+            "train",
+            "--model",
+            "bestformer-2-64",
+            "--data",
+            data_s,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--json",
+            "--out",
+            run_s,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let png = |p: &std::path::Path| image::open(p).unwrap().to_rgb8();
+    let ink = |img: &image::RgbImage| img.pixels().filter(|p| p.0 != [255; 3]).count();
+
+    let curves = dir.path().join("curves.png");
+    let out = bitspike(&["plot", run_s, "--out", curves.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = png(&curves);
+    assert_eq!(img.dimensions(), (800, 500));
+    assert!(ink(&img) > 8000, "{}", ink(&img));
+
+    let best = run.join("best.safetensors");
+    let energy = dir.path().join("energy.png");
+    let out = bitspike(
+        &[
+            "eval",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--data",
+            data_s,
+            "--energy",
+            "--plot",
+            energy.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let img = png(&energy);
+    assert_eq!(img.width(), 900);
+    assert!(ink(&img) > 20000, "{}", ink(&img));
+
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples");
+    let explain = |image: &str, to: &std::path::Path| {
+        let out = bitspike(
+            &[
+                "infer",
+                "--checkpoint",
+                best.to_str().unwrap(),
+                "--explain",
+                to.to_str().unwrap(),
+                samples.join(image).to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let (seven, two) = (dir.path().join("seven"), dir.path().join("two"));
+    let said = explain("mnist-test-0-label-7.png", &seven);
+    explain("mnist-test-1-label-2.png", &two);
+    for name in [
+        "input",
+        "raster",
+        "attention_block_0_attn",
+        "attention_block_1_attn",
+    ] {
+        let path = seven.join(format!("{name}.png"));
+        assert!(said.contains(path.to_str().unwrap()), "{said}");
+        assert!(ink(&png(&path)) > 1000, "{name} is blank");
+    }
+    // The pictures are of the input: another digit, other pixels.
+    for name in ["input", "attention_block_0_attn"] {
+        let (a, b) = (
+            png(&seven.join(format!("{name}.png"))),
+            png(&two.join(format!("{name}.png"))),
+        );
+        assert_eq!(a.dimensions(), b.dimensions());
+        let differ = a.pixels().zip(b.pixels()).filter(|(p, q)| p != q).count();
+        assert!(differ > 500, "{name}: {differ} pixels differ");
+    }
+
+    // Bad input: one clear error line each.
+    let out = bitspike(&["plot", data_s], &[]);
+    common::cli::assert_clear_error(
+        "plot of no run",
+        out.status,
+        &stderr(&out),
+        &["metrics.jsonl"],
+    );
+    let out = bitspike(
+        &[
+            "infer",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--explain",
+            seven.to_str().unwrap(),
+            samples.to_str().unwrap(),
+        ],
+        &[],
+    );
+    common::cli::assert_clear_error(
+        "explain of a directory",
+        out.status,
+        &stderr(&out),
+        &["one input file"],
+    );
 }

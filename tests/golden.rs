@@ -113,7 +113,7 @@ impl Fixture {
 }
 
 /// The value of Q-SNN's firing-rate regularizer `lambda mean_layers (rate - 0.5)^2` in the
-/// last training forward (0 for other models): part of the fixture's loss. The Trainer
+/// last training forward (0 for other models): part of the fixture's loss. The EpochRunner
 /// reports only the heads' loss; the regularizer's gradient is in the model's backward.
 fn rate_term(model: &Model) -> f64 {
     match model {

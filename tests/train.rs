@@ -16,8 +16,8 @@ use bitspike::nn::{Classifier, ModelConfig, ParamRole, ParamSpec, ParamStore};
 use bitspike::ops::optim::AdamW;
 use bitspike::ops::{linear, linear_backward};
 use bitspike::train::{
-    evaluate, CosineSchedule, Distillation, EpochOutcome, EpochProgress, ModelEma, Optimizer,
-    Teacher, TeacherSource, Trainer,
+    evaluate, CosineSchedule, Distillation, EpochOutcome, EpochProgress, EpochRunner, ModelEma,
+    Optimizer, Teacher, TeacherSource,
 };
 use bitspike::{GpuContext, Result, Tensor};
 
@@ -132,9 +132,9 @@ fn loaders() -> (BatchLoader, BatchLoader) {
     (train, test)
 }
 
-fn trainer<'a>(ctx: &'a GpuContext, train: BatchLoader, test: BatchLoader) -> Trainer<'a> {
+fn trainer<'a>(ctx: &'a GpuContext, train: BatchLoader, test: BatchLoader) -> EpochRunner<'a> {
     let steps = train.batches();
-    Trainer {
+    EpochRunner {
         ctx,
         loader: train,
         test_loader: test,
@@ -248,7 +248,7 @@ fn accumulating_two_half_batches_steps_like_one_full_batch() {
     let ctx = ctx();
     let (train, test) = loaders();
     let full = trainer(ctx, train.clone(), test.clone());
-    let halves = Trainer {
+    let halves = EpochRunner {
         loader: BatchLoader {
             batch_size: 50,
             ..train
@@ -340,7 +340,7 @@ fn resuming_mid_epoch_with_every_feature_on_gives_the_same_next_loss() {
         }),
         ..train
     };
-    let t = Trainer {
+    let t = EpochRunner {
         accum_steps: 3,
         report_every: 2,
         ..trainer(ctx, train, test)

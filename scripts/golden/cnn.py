@@ -2,7 +2,7 @@
 ResNet, each with float weights, QP-SNN's 4-bit ReScaW weights and Q-SNN (binary weights
 with a power-of-two scale, 8-bit ends, the Q-SNN neuron with its 8-bit membrane).
 
-An independent PyTorch float64 implementation written from MODELS.md (sections 1 and 6)
+An independent PyTorch float64 implementation written from docs/models.md (sections 1 and 6)
 and the papers' reference code, not from bitspike's Rust; bitspike's sources were read
 only for parameter names and shapes, the presets' layer order, which layers are
 quantized, and the conventions listed below. Usage (from the repository root):
@@ -10,7 +10,7 @@ quantized, and the conventions listed below. Usage (from the repository root):
     python3 scripts/golden/cnn.py            # writes tests/golden/spiking-*.safetensors
     python3 scripts/golden/cnn.py --search   # also tries seeds, keeps the best margins
 
-Semantics (MODELS.md):
+Semantics (docs/models.md):
 * Layout time first [T, B, ...]; T is folded into the batch for convs and BatchNorm only,
   never for a neuron. BatchNorm (training mode) normalizes per channel over T*B*H*W with
   the biased batch variance, eps 1e-5 (torch.nn.BatchNorm2d).
@@ -29,10 +29,10 @@ Semantics (MODELS.md):
   BESTformer), times s = 2^round(log2(mean_o |w_hat|)) per output channel (constant:
   round has no gradient). First conv and head: 8-bit ReScaW.
 * Q-SNN loss: mean_t CE(out_t, y) + lambda mean_layers (rate - 0.5)^2, lambda = 5e-3
-  (MODELS.md section 6, the value the paper and `bitspike train --rate-reg` docs use).
+  (docs/models.md section 6, the value the paper and `bitspike train --rate-reg` docs use).
   The float and 4-bit models: CE of the time-averaged output.
 
-Choices where MODELS.md is silent (bitspike's, documented in src/nn/cnn.rs):
+Choices where docs/models.md is silent (bitspike's, documented in src/nn/cnn.rs):
 * Direct encoding: the (normalized) image is repeated over T into the first conv.
 * Convs are 3x3, stride 1, padding 1, no bias; each conv -> BN -> neuron; max-pool
   (3, 2, 1) after the neuron of the layers `pool_after` lists (a ResNet's stem or a
@@ -47,7 +47,7 @@ Choices where MODELS.md is silent (bitspike's, documented in src/nn/cnn.rs):
   (bitspike quantizes a CNN's first conv and head too).
 * Q-SNN membrane: 2^(8-1) - 1 = 127 levels each side of 0, round half to even, alpha is
   the maximum over the whole layer at that step (all of B, C, H, W).
-* Q-SNN's 8-bit first conv and head use the same ReScaW quantizer with b = 8 (MODELS.md
+* Q-SNN's 8-bit first conv and head use the same ReScaW quantizer with b = 8 (docs/models.md
   says only "8-bit"). Its power-of-two scale sits in front of a BatchNorm everywhere, so
   it cancels up to BN's eps: the fixtures exercise it (every other output channel of a
   binary layer is drawn heavy-tailed so that its scale is 1/2, not 1) but cannot tell a

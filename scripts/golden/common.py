@@ -19,7 +19,7 @@ What this module provides:
   f32 forward takes exactly the same discrete decisions as the float64 reference.
 * `lif()`: SpikingJelly's MultiStepLIFNode (step_mode 'm', backend 'torch') written out:
   tau 2, decay_input, v_th 1, hard reset to 0 (or soft reset), detach_reset=True, Sigmoid
-  surrogate with alpha 4. Autograd of this loop is exactly MODELS.md section 1's BPTT.
+  surrogate with alpha 4. Autograd of this loop is exactly docs/models.md section 1's BPTT.
 * `decays()`, `make_adamw()`: torch.optim.AdamW with bitspike's parameter groups (weight
   decay on tensors of rank > 1 whose name does not end in `.bias`, the rule of
   `decays()` in src/nn/store.rs), betas (0.9, 0.999), eps 1e-8 (bitspike's `AdamW`

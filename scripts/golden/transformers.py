@@ -1,6 +1,6 @@
 """Golden fixtures for bitspike's transformer families (Spikformer, BESTformer).
 
-An independent float64 PyTorch implementation, written from /work/shared/spec/MODELS.md
+An independent float64 PyTorch implementation, written from docs/models.md
 (sections 1-5) and the published reference code's semantics, not from bitspike's Rust
 code (which was read only for parameter names and shapes, the config JSON and the
 conventions named below). `python3 scripts/golden/transformers.py` rewrites every
@@ -17,7 +17,7 @@ LIF (SpikingJelly MultiStepLIFNode, step_mode 'm', backend 'torch'): tau 2, v_th
 decay_input, H = V + (X - V) / tau, S = (H >= v_th), hard reset V = H (1 - S) to 0 (V
 starts at 0), detach_reset=True (the reset is a constant for autograd), Sigmoid
 surrogate dS/dH = alpha sg (1 - sg), sg = sigmoid(alpha (H - v_th)), alpha 4. Autograd
-through the time loop is MODELS.md section 1's BPTT. Soft-reset LIF (BESTformer's map):
+through the time loop is docs/models.md section 1's BPTT. Soft-reset LIF (BESTformer's map):
 V = H - v_th S, V starts at 0. The attention LIF has v_th 0.5.
 
 BatchNorm (train mode, the only mode used): per channel over every other axis of the
@@ -31,7 +31,7 @@ Max-pool(3, 2, 1): padding is -inf, the output is the window's maximum and its g
 goes to the FIRST maximum in (ky, kx) row-major window order (PyTorch's CPU rule; the
 inputs are spikes, so ties are everywhere and the rule matters for gradients).
 
-Binarization (MODELS.md section 3, BESTformer weight mode 'binary', every conv/linear
+Binarization (docs/models.md section 3, BESTformer weight mode 'binary', every conv/linear
 but the first conv and the heads): per output channel o over the flattened [C_in(, k, k)]
 row, w_hat = (w - mean_o) / std_o with the unbiased std, w_b = sign(w_hat) with
 sign(0) = +1; straight-through estimator w_b = w_hat + (sign(w_hat) - w_hat).detach(), so

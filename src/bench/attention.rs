@@ -28,6 +28,7 @@ pub enum AttentionKernel {
 }
 
 impl AttentionKernel {
+    /// Every timed variant, in the order they are reported.
     pub const ALL: [AttentionKernel; 6] = [
         AttentionKernel::SsaF32,
         AttentionKernel::Ssa,
@@ -59,6 +60,7 @@ impl AttentionKernel {
         }
     }
 
+    /// The name printed in reports.
     pub fn name(self) -> &'static str {
         match self {
             AttentionKernel::SsaF32 => "ssa_f32",
@@ -74,13 +76,17 @@ impl AttentionKernel {
 /// What one iteration runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionPass {
+    /// The forward alone.
     Forward,
+    /// The forward, then the backward.
     ForwardBackward,
 }
 
 impl AttentionPass {
+    /// Both passes.
     pub const ALL: [AttentionPass; 2] = [AttentionPass::Forward, AttentionPass::ForwardBackward];
 
+    /// The name printed in reports.
     pub fn name(self) -> &'static str {
         match self {
             AttentionPass::Forward => "forward",
@@ -108,8 +114,11 @@ pub struct ForwardStats {
 
 /// Operands of one (form, pass, shape), uploaded once.
 pub struct AttentionWorkload {
+    /// The attention variant timed.
     pub kernel: AttentionKernel,
+    /// Forward only, or forward and backward.
     pub pass: AttentionPass,
+    /// The Q, K, V shape.
     pub shape: AttnShape,
     op: Box<dyn AttentionOp>,
     q: Tensor,
@@ -134,6 +143,7 @@ fn spikes(len: usize, seed: u32, rate: f32) -> Vec<f32> {
 }
 
 impl AttentionWorkload {
+    /// The workload's inputs, uploaded: random spikes of `shape` at the map's usual rates.
     pub fn new(
         ctx: &GpuContext,
         kernel: AttentionKernel,

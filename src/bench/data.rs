@@ -9,16 +9,22 @@ use crate::error::Result;
 /// How long to measure: for `seconds`, or for `batches` batches when given.
 #[derive(Debug, Clone, Copy)]
 pub struct DataRun {
+    /// Stop after this many seconds of batches.
     pub seconds: f64,
+    /// Stop after this many batches instead.
     pub batches: Option<usize>,
 }
 
 /// What [`measure`] timed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DataRate {
+    /// Images prepared.
     pub images: usize,
+    /// Batches prepared.
     pub batches: usize,
+    /// Wall time of the measurement.
     pub seconds: f64,
+    /// Images prepared per second.
     pub images_per_second: f64,
 }
 

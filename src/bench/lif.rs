@@ -26,6 +26,7 @@ pub enum LifKernel {
 }
 
 impl LifKernel {
+    /// Every timed kernel.
     pub const ALL: [LifKernel; 4] = [
         LifKernel::Forward,
         LifKernel::ForwardPackedPerWord,
@@ -33,6 +34,7 @@ impl LifKernel {
         LifKernel::ForwardBackward,
     ];
 
+    /// The name printed in reports.
     pub fn name(self) -> &'static str {
         match self {
             LifKernel::Forward => "lif_forward",
@@ -50,9 +52,13 @@ pub const MODEL_SHAPES: [(usize, usize, usize); 3] =
 
 /// Operands of one (kernel, T, rows, features), uploaded once.
 pub struct LifWorkload {
+    /// The neuron kernel timed.
     pub kernel: LifKernel,
+    /// Time steps T.
     pub t: usize,
+    /// Rows of neurons per step.
     pub rows: usize,
+    /// Features per row (the packing dimension).
     pub features: usize,
     cfg: LifConfig,
     x: Tensor,
@@ -60,6 +66,7 @@ pub struct LifWorkload {
 }
 
 impl LifWorkload {
+    /// The workload's inputs, uploaded.
     pub fn new(
         ctx: &GpuContext,
         kernel: LifKernel,
@@ -84,6 +91,7 @@ impl LifWorkload {
         })
     }
 
+    /// Neuron updates per run (T x rows x features).
     pub fn elements(&self) -> usize {
         self.t * self.rows * self.features
     }
@@ -100,6 +108,7 @@ impl LifWorkload {
         }
     }
 
+    /// The shape, as printed.
     pub fn shape(&self) -> String {
         format!("{}x{}x{}", self.t, self.rows, self.features)
     }
@@ -136,6 +145,7 @@ pub struct CopyWorkload {
 }
 
 impl CopyWorkload {
+    /// A copy of `bytes` bytes, the memory-bandwidth baseline.
     pub fn new(ctx: &GpuContext, bytes: f64) -> Result<Self> {
         let max_len = (ctx.limits.max_storage_buffer_binding_size / 4) as usize;
         let len = ((bytes / 8.0).round() as usize).clamp(1, max_len);
@@ -149,14 +159,17 @@ impl CopyWorkload {
         Self::new(ctx, w.bytes())
     }
 
+    /// Bytes moved per run (read and written).
     pub fn bytes(&self) -> f64 {
         8.0 * self.src.len() as f64
     }
 
+    /// The size, as printed.
     pub fn shape(&self) -> String {
         format!("{}", self.src.len())
     }
 
+    /// Record one copy.
     pub fn run(&self, ctx: &GpuContext) -> Result<()> {
         ops::copy(ctx, &self.src).map(drop)
     }

@@ -26,6 +26,7 @@ pub enum MatmulKernel {
 }
 
 impl MatmulKernel {
+    /// Every timed kernel.
     pub const ALL: [MatmulKernel; 4] = [
         MatmulKernel::F32,
         MatmulKernel::SpikesSigns,
@@ -43,6 +44,7 @@ impl MatmulKernel {
         ]
     }
 
+    /// The name printed in reports.
     pub fn name(self) -> String {
         match self {
             MatmulKernel::F32 => "matmul_f32".into(),
@@ -75,16 +77,22 @@ pub const F32_KERNELS: [F32Matmul; 2] = [F32Matmul::Registers, F32Matmul::Tiled]
 
 /// Operands of one (f32 kernel, form, M, K, N), uploaded once.
 pub struct F32FormWorkload {
+    /// The f32 kernel variant.
     pub kernel: F32Matmul,
+    /// Which operands are transposed.
     pub form: MatmulForm,
+    /// Rows of the output.
     pub m: usize,
+    /// The reduction length.
     pub k: usize,
+    /// Columns of the output.
     pub n: usize,
     a: Tensor,
     b: Tensor,
 }
 
 impl F32FormWorkload {
+    /// The workload's random operands, uploaded.
     pub fn new(
         ctx: &GpuContext,
         kernel: F32Matmul,
@@ -123,10 +131,12 @@ impl F32FormWorkload {
         format!("matmul_f32_{kernel}/{:?}", self.form)
     }
 
+    /// Multiply-accumulates per run.
     pub fn macs(&self) -> f64 {
         (self.m * self.k * self.n) as f64
     }
 
+    /// The shape, as printed.
     pub fn shape(&self) -> String {
         format!("{}x{}x{}", self.m, self.k, self.n)
     }
@@ -139,9 +149,13 @@ impl F32FormWorkload {
 
 /// Operands of one (kernel, M, K, N), uploaded and packed once.
 pub struct MatmulWorkload {
+    /// The kernel timed.
     pub kernel: MatmulKernel,
+    /// Rows of the output.
     pub m: usize,
+    /// The reduction length.
     pub k: usize,
+    /// Columns of the output.
     pub n: usize,
     a: Tensor,
     b: Tensor,
@@ -151,6 +165,7 @@ pub struct MatmulWorkload {
 }
 
 impl MatmulWorkload {
+    /// The workload's random operands, packed where the kernel reads bits.
     pub fn new(
         ctx: &GpuContext,
         kernel: MatmulKernel,
@@ -193,10 +208,12 @@ impl MatmulWorkload {
         })
     }
 
+    /// Multiply-accumulates per run.
     pub fn macs(&self) -> f64 {
         (self.m * self.k * self.n) as f64
     }
 
+    /// The shape, as printed.
     pub fn shape(&self) -> String {
         format!("{}x{}x{}", self.m, self.k, self.n)
     }

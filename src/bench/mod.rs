@@ -30,14 +30,21 @@ pub fn pseudo_random(len: usize, seed: u32, lo: f32, hi: f32) -> Vec<f32> {
 /// One timed figure, printed as a table row or a JSON line.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Measurement {
+    /// The kernel or workload's name.
     pub kernel: String,
+    /// The problem size, as printed.
     pub shape: String,
+    /// Seconds per run (the median of the timed runs).
     pub seconds: f64,
+    /// Work per second, in `unit`.
     pub rate: f64,
+    /// The unit of `rate` (GMAC/s, GB/s, images/s).
     pub unit: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// This figure's speed against `ratio_to`'s, measured in the same run.
     pub ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The kernel `ratio` compares against.
     pub ratio_to: Option<String>,
 }
 

@@ -30,6 +30,7 @@ pub enum ModelPass {
 }
 
 impl ModelPass {
+    /// The name printed in reports.
     pub fn name(self) -> &'static str {
         match self {
             ModelPass::Forward => "forward",
@@ -40,9 +41,13 @@ impl ModelPass {
 
 /// A model with its parameters, optimizer state and one synthetic batch, set up once.
 pub struct ModelWorkload {
+    /// The model.
     pub config: ModelConfig,
+    /// The preset's name, for reports.
     pub preset: String,
+    /// Forward or training step.
     pub pass: ModelPass,
+    /// Samples per batch.
     pub batch: usize,
     model: Model,
     store: ParamStore,

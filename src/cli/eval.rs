@@ -2,18 +2,16 @@
 //! test split.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 
-use super::{print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs, FRAMES_KEY};
-use bitspike::data::{self, Augment, BatchLoader, Normalization};
-use bitspike::nn::energy::EnergyLog;
-use bitspike::nn::limits::Run;
-use bitspike::nn::{param_counts, Model, ParamStore, StateDict};
-use bitspike::train::evaluate;
+use super::{print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs};
+use bitspike::data;
+use bitspike::nn::energy::LayerEnergy;
+use bitspike::nn::{param_counts, ModelConfig};
+use bitspike::{Pipeline, PipelineOptions};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -34,9 +32,12 @@ pub struct EvalArgs {
     data: PathBuf,
     #[arg(long, default_value_t = 64, value_parser = super::int::positive)]
     batch_size: usize,
-    /// Report per-layer firing rates, SOPs and energy (MODELS.md section 7).
+    /// Report per-layer firing rates, SOPs and energy (docs/energy.md).
     #[arg(long)]
     energy: bool,
+    /// With --energy: draw each layer's firing rate and energy as bars into this PNG.
+    #[arg(long, requires = "energy", value_name = "OUT.png")]
+    plot: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -50,88 +51,32 @@ struct EvalReport {
     images_per_second: f64,
 }
 
-/// The frame settings a model trained on event data was trained with.
-pub fn stored_frames(
-    sd: &StateDict,
-    path: &std::path::Path,
-) -> anyhow::Result<Option<bitspike::data::events::FrameSettings>> {
-    sd.metadata
-        .get(FRAMES_KEY)
-        .map(|json| {
-            serde_json::from_str(json)
-                .with_context(|| format!("{}: bad {FRAMES_KEY}", path.display()))
-        })
-        .transpose()
-}
-
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let sd = StateDict::read(&args.checkpoint)?;
-    let cfg = match args.model.config()? {
-        Some(cfg) => cfg,
-        None => sd.config(&args.checkpoint)?.with_context(|| {
-            format!(
-                "{} carries no model config: pass --model PRESET",
-                args.checkpoint.display()
-            )
-        })?,
+    let options = PipelineOptions {
+        adapter: args.gpu.choice(),
+        model: args.model.config()?,
+        normalization: None,
+        batch_size: args.batch_size,
     };
-    sd.check(&cfg, &args.checkpoint)?;
-    let ctx = args.gpu.open()?;
-    ctx.check_run(
-        &cfg,
-        Run::Forward {
-            batch: args.batch_size,
-        },
-    )?;
-    let stored = stored_frames(&sd, &args.checkpoint)?;
+    let mut pipeline = Pipeline::load_with(&args.checkpoint, &options)?;
+    let cfg = pipeline.config().clone();
     let options = data::OpenOptions {
-        events: args.events.options(cfg.time_steps, stored.as_ref())?,
+        events: args.events.options(cfg.time_steps, pipeline.frames())?,
         folders: args.loader.folders(Some(cfg.image_size)),
     };
     let splits = data::open_with_options(&args.data, &options)?;
     splits.check_classes(cfg.classes, &args.data)?;
-    let test = splits.test;
-    if test.is_empty() {
+    if splits.test.is_empty() {
         anyhow::bail!("{}: the test split is empty", args.data.display());
     }
-    if (test.channels(), test.height(), test.width())
-        != (cfg.in_channels, cfg.image_size, cfg.image_size)
-    {
-        anyhow::bail!(
-            "{} holds {}x{}x{} images but the model expects {}x{}x{}",
-            args.data.display(),
-            test.channels(),
-            test.height(),
-            test.width(),
-            cfg.in_channels,
-            cfg.image_size,
-            cfg.image_size
-        );
-    }
     // The training statistics stored in the checkpoint, else the data's own.
-    let norm: Normalization = match sd.metadata.get("data.normalization") {
-        Some(json) => serde_json::from_str(json)
-            .with_context(|| format!("{}: bad data.normalization", args.checkpoint.display()))?,
-        None => splits.train.normalization()?,
-    };
-    let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
-    let mut model = Model::new(&cfg, args.batch_size)?;
-    let loader = BatchLoader {
-        data: Arc::new(test),
-        batch_size: args.batch_size,
-        shuffle: false,
-        augment: Augment::default(),
-        mixup: None,
-        norm,
-        seed: 0,
-        prefetch: 3,
-        workers: args.loader.workers,
-    };
-    if args.energy {
-        store.energy = Some(EnergyLog::default());
+    if pipeline.normalization().is_none() {
+        pipeline.set_normalization(splits.train.normalization()?)?;
     }
     let start = Instant::now();
-    let evaluation = evaluate(&ctx, &mut model, &mut store, &loader)?;
+    let (evaluation, layers) = pipeline
+        .evaluate(splits.test, args.loader.workers, args.energy)
+        .with_context(|| format!("evaluating on {}", args.data.display()))?;
     let (top1, top5) = (evaluation.top1, evaluation.top5);
     if evaluation.nan_predictions > 0 {
         eprintln!(
@@ -142,76 +87,16 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     let report = EvalReport {
         checkpoint: args.checkpoint.display().to_string(),
-        images: loader.data.len(),
+        images: evaluation.samples,
         top1,
         top5,
-        images_per_second: loader.data.len() as f64 / start.elapsed().as_secs_f64(),
+        images_per_second: evaluation.samples as f64 / start.elapsed().as_secs_f64(),
     };
-    if let Some(log) = &store.energy {
-        let layers = log.report(&ctx, report.images)?;
-        let binary_ops: f64 = layers
-            .iter()
-            .filter(|l| l.binary_weights)
-            .map(|l| l.macs)
-            .sum();
-        let float_ops: f64 = layers
-            .iter()
-            .filter(|l| !l.binary_weights)
-            .map(|l| l.macs)
-            .sum();
-        let size = param_counts(&cfg);
-        let (sops, macs, uj) = layers.iter().fold((0.0, 0.0, 0.0), |a, l| {
-            if l.spike_driven {
-                (a.0 + l.sops, a.1, a.2 + l.energy_uj)
-            } else {
-                (a.0, a.1 + l.macs, a.2 + l.energy_uj)
-            }
-        });
-        if args.json {
-            for l in &layers {
-                print_json(l)?;
-            }
-            print_json(
-                &serde_json::json!({"total_sops": sops, "total_float_macs": macs, "energy_uj": uj}),
-            )?;
-        } else {
-            println!(
-                "{:<36} {:>8} {:>14} {:>14} {:>10}",
-                "layer (per image)", "rate", "MACs", "SOPs", "energy uJ"
-            );
-            for l in &layers {
-                println!(
-                    "{:<36} {:>8} {:>14.0} {:>14} {:>10.3}",
-                    l.layer,
-                    if l.spike_driven {
-                        format!("{:.4}", l.firing_rate)
-                    } else {
-                        "real".into()
-                    },
-                    l.macs,
-                    if l.spike_driven {
-                        format!("{:.0}", l.sops)
-                    } else {
-                        "-".into()
-                    },
-                    l.energy_uj
-                );
-            }
-            println!(
-                "total: {:.3} M SOPs (0.9 pJ each), {:.3} M float MACs (4.6 pJ each), {:.3} uJ per image \
-                 (conv and linear layers and the attention products Q K^T, A V)",
-                sops / 1e6,
-                macs / 1e6,
-                uj
-            );
-            println!(
-                "operations per image: {:.3} M with 1-bit weights, {:.3} M with float weights; \
-                 model size {:.2} MB fp32, {:.2} MB packed",
-                binary_ops / 1e6,
-                float_ops / 1e6,
-                size.fp32_bytes as f64 / 1e6,
-                size.packed_bytes as f64 / 1e6
-            );
+    if let Some(layers) = &layers {
+        print_energy(layers, &cfg, args.json)?;
+        if let Some(out) = &args.plot {
+            bitspike::plot::energy_bars(layers, out)?;
+            eprintln!("wrote {}", out.display());
         }
     }
     if args.json {
@@ -226,5 +111,73 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             report.images_per_second
         );
     }
+    Ok(())
+}
+
+/// The energy report: one line (or JSON object) per layer, then the totals.
+fn print_energy(layers: &[LayerEnergy], cfg: &ModelConfig, json: bool) -> anyhow::Result<()> {
+    let binary_ops: f64 = layers
+        .iter()
+        .filter(|l| l.binary_weights)
+        .map(|l| l.macs)
+        .sum();
+    let float_ops: f64 = layers
+        .iter()
+        .filter(|l| !l.binary_weights)
+        .map(|l| l.macs)
+        .sum();
+    let size = param_counts(cfg);
+    let (sops, macs, uj) = layers.iter().fold((0.0, 0.0, 0.0), |a, l| {
+        if l.spike_driven {
+            (a.0 + l.sops, a.1, a.2 + l.energy_uj)
+        } else {
+            (a.0, a.1 + l.macs, a.2 + l.energy_uj)
+        }
+    });
+    if json {
+        for l in layers {
+            print_json(l)?;
+        }
+        return print_json(
+            &serde_json::json!({"total_sops": sops, "total_float_macs": macs, "energy_uj": uj}),
+        );
+    }
+    println!(
+        "{:<36} {:>8} {:>14} {:>14} {:>10}",
+        "layer (per image)", "rate", "MACs", "SOPs", "energy uJ"
+    );
+    for l in layers {
+        println!(
+            "{:<36} {:>8} {:>14.0} {:>14} {:>10.3}",
+            l.layer,
+            if l.spike_driven {
+                format!("{:.4}", l.firing_rate)
+            } else {
+                "real".into()
+            },
+            l.macs,
+            if l.spike_driven {
+                format!("{:.0}", l.sops)
+            } else {
+                "-".into()
+            },
+            l.energy_uj
+        );
+    }
+    println!(
+        "total: {:.3} M SOPs (0.9 pJ each), {:.3} M float MACs (4.6 pJ each), {:.3} uJ per image \
+         (conv and linear layers and the attention products Q K^T, A V)",
+        sops / 1e6,
+        macs / 1e6,
+        uj
+    );
+    println!(
+        "operations per image: {:.3} M with 1-bit weights, {:.3} M with float weights; \
+         model size {:.2} MB fp32, {:.2} MB packed",
+        binary_ops / 1e6,
+        float_ops / 1e6,
+        size.fp32_bytes as f64 / 1e6,
+        size.packed_bytes as f64 / 1e6
+    );
     Ok(())
 }

@@ -4,9 +4,11 @@ mod augment_args;
 mod bench;
 mod doctor;
 mod eval;
+mod explain;
 mod export;
 mod infer;
 mod info;
+mod plot;
 mod prune;
 mod recipe;
 mod train;
@@ -46,6 +48,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remove the lowest-rank conv kernels of a spiking CNN checkpoint (QP-SNN).
     Prune(prune::PruneArgs),
+    /// Draw training curves (loss, accuracy, learning rate) of run directories as a PNG.
+    Plot(plot::PlotArgs),
 }
 
 /// Adapter selection, shared by every subcommand that opens a GPU.
@@ -249,9 +253,6 @@ impl EventArgs {
     }
 }
 
-/// The metadata key of the frame settings of a model trained on event data.
-pub const FRAMES_KEY: &str = "data.frames";
-
 /// `argv` parsed, with a `train` or `bench` recipe's keys as flags after the command
 /// line's own (which override them). A command line clap refuses exits as clap does;
 /// a recipe it refuses is an error naming the recipe.
@@ -292,6 +293,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Plot(args) => plot::run(args),
     }
 }
 

@@ -24,20 +24,29 @@ pub enum Fit {
 /// brought to `height` x `width`, the output (model) size, as `fit` says.
 #[derive(Debug, Clone)]
 pub struct FileList {
+    /// The image files, one per sample.
     pub files: Vec<PathBuf>,
+    /// The label of each file.
     pub labels: Vec<u32>,
+    /// Class names, in label order.
     pub classes: Vec<String>,
+    /// Channels of the decoded images.
     pub channels: usize,
+    /// Height of the prepared images.
     pub height: usize,
+    /// Width of the prepared images.
     pub width: usize,
+    /// How a decoded image is brought to that size.
     pub fit: Fit,
 }
 
 impl FileList {
+    /// The number of files.
     pub fn len(&self) -> usize {
         self.files.len()
     }
 
+    /// Whether there are no files.
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }

@@ -71,6 +71,7 @@ pub enum Load {
 pub struct FolderOptions {
     /// The output (model) size, square; None: the first training image's size.
     pub image_size: Option<usize>,
+    /// Decode the images up front or as batches are prepared.
     pub load: Load,
 }
 

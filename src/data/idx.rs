@@ -140,6 +140,7 @@ pub fn parse_images(path: &Path, raw: Vec<u8>) -> Result<(Vec<u8>, usize, usize,
     Ok((data, count as usize, rows as usize, cols as usize))
 }
 
+/// The labels of an IDX label file (gzipped or not).
 pub fn read_labels(path: &Path) -> Result<Vec<u32>> {
     parse_labels(path, read_file(path, MAX_BYTES, "IDX file")?)
 }

@@ -19,7 +19,9 @@ use crate::rng::Rng;
 /// input of each time step), normalized, and their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
+    /// Normalized images `[B, C, H, W]` (or frames `[T, B, C, H, W]`), flat.
     pub images: Vec<f32>,
+    /// The label of each sample.
     pub labels: Vec<u32>,
     /// The dataset index of each sample (rows of a teacher-logits table).
     pub samples: Vec<usize>,
@@ -28,10 +30,12 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Samples in the batch.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether the batch is empty.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -42,14 +46,21 @@ impl Batch {
 pub type Batches = Ordered<Batch>;
 
 #[derive(Debug, Clone)]
+/// Batches of a dataset, prepared on worker threads: shuffled, augmented, normalized and mixed as configured, in an order fixed by the seed.
 pub struct BatchLoader {
+    /// The samples.
     pub data: Arc<Samples>,
+    /// Samples per batch (the last batch takes what is left).
     pub batch_size: usize,
+    /// Shuffle every epoch (training).
     pub shuffle: bool,
+    /// Per-image augmentation.
     pub augment: Augment,
     /// Mixup / cutmix of each batch after normalization (training only).
     pub mixup: Option<Mixup>,
+    /// The normalization applied after augmentation.
     pub norm: Normalization,
+    /// Seed of the order and of the augmentations.
     pub seed: u64,
     /// Batches prepared ahead of the consumer, ready or in preparation (at least one
     /// per worker).

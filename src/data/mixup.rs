@@ -51,6 +51,7 @@ pub struct Mixup {
     pub prob: f32,
     /// With both alphas set, the probability of cutmix rather than mixup.
     pub switch_prob: f32,
+    /// How the mode of each batch is chosen.
     pub mode: MixMode,
     /// Mixing stops from this epoch (0-based) on (timm's `mixup_off_epoch`).
     pub off_epoch: Option<usize>,
@@ -61,6 +62,7 @@ pub struct Mixup {
 /// probabilities) mix the same way, through [`Mix::targets`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mix {
+    /// The mixing weight of each sample (1 for an unmixed one).
     pub lam: Vec<f32>,
 }
 
@@ -106,9 +108,13 @@ pub fn smoothed_one_hot(labels: &[u32], classes: usize, smoothing: f32) -> Vec<f
 /// A cutmix box: rows `y0..y1`, columns `x0..x1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CutBox {
+    /// First row of the box.
     pub y0: usize,
+    /// Row past the box.
     pub y1: usize,
+    /// First column of the box.
     pub x0: usize,
+    /// Column past the box.
     pub x1: usize,
 }
 
@@ -185,10 +191,15 @@ fn box_from_minmax(h: usize, w: usize, (lo, hi): (f32, f32), rng: &mut Rng) -> C
 /// The layout of a batch of images: `time_steps` frames of `[batch, channels, h, w]`.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchShape {
+    /// Frames per sample (1 for still images).
     pub time_steps: usize,
+    /// Samples in the batch.
     pub batch: usize,
+    /// Channels per image.
     pub channels: usize,
+    /// Image height.
     pub height: usize,
+    /// Image width.
     pub width: usize,
 }
 

@@ -37,21 +37,29 @@ pub use teacher_logits::TeacherLogits;
 /// event data, T frames per sample `[N, T, C, H, W]` (event counts saturated at 255).
 #[derive(Debug, Clone)]
 pub struct ImageDataset {
+    /// Every image's pixels, channel-planar, one image after another.
     pub images: Vec<u8>,
+    /// The label of each image.
     pub labels: Vec<u32>,
+    /// Channels per image.
     pub channels: usize,
+    /// Image height.
     pub height: usize,
+    /// Image width.
     pub width: usize,
     /// Frames per sample: 1 for still images (the model repeats them over its T).
     pub time_steps: usize,
+    /// Class names, in label order.
     pub classes: Vec<String>,
 }
 
 impl ImageDataset {
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -61,6 +69,7 @@ impl ImageDataset {
         self.time_steps * self.channels * self.height * self.width
     }
 
+    /// Image `i`'s pixels `[C, H, W]`.
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.image_len();
         &self.images[i * n..(i + 1) * n]
@@ -89,6 +98,7 @@ pub struct ChannelMoments {
 }
 
 impl ChannelMoments {
+    /// Empty sums for `channels` channels.
     pub fn new(channels: usize) -> Self {
         Self {
             sums: vec![(0.0, 0.0, 0.0); channels],
@@ -106,12 +116,14 @@ impl ChannelMoments {
         *n += plane.len() as f64;
     }
 
+    /// Add another part's sums.
     pub fn merge(&mut self, other: &ChannelMoments) {
         for (a, b) in self.sums.iter_mut().zip(&other.sums) {
             *a = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         }
     }
 
+    /// The mean and standard deviation per channel, in [0, 1] units.
     pub fn normalization(&self) -> Normalization {
         let (mean, std) = self
             .sums
@@ -131,14 +143,18 @@ impl ChannelMoments {
 /// Per-channel normalization `(x / 255 - mean) / std`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
+    /// Per-channel mean, in [0, 1] units.
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation, in [0, 1] units.
     pub std: Vec<f32>,
 }
 
 /// A training and a test split of one dataset.
 #[derive(Debug, Clone)]
 pub struct Splits {
+    /// The training split.
     pub train: Samples,
+    /// The test split.
     pub test: Samples,
     /// What was found at the path, for messages.
     pub format: &'static str,

@@ -4,9 +4,13 @@
 /// A u8 channel-planar image `[C, H, W]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planar {
+    /// Pixels, channel after channel.
     pub data: Vec<u8>,
+    /// Channels.
     pub channels: usize,
+    /// Height.
     pub height: usize,
+    /// Width.
     pub width: usize,
 }
 
@@ -53,15 +57,18 @@ impl Planar {
         out
     }
 
+    /// Pixels per channel.
     pub fn plane_len(&self) -> usize {
         self.height * self.width
     }
 
+    /// Channel `c`'s pixels.
     pub fn plane(&self, c: usize) -> &[u8] {
         let n = self.plane_len();
         &self.data[c * n..(c + 1) * n]
     }
 
+    /// Channel `c`'s pixels, writable.
     pub fn plane_mut(&mut self, c: usize) -> &mut [u8] {
         let n = self.plane_len();
         &mut self.data[c * n..(c + 1) * n]

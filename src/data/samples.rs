@@ -26,14 +26,17 @@ impl From<ImageDataset> for Samples {
 }
 
 impl Samples {
+    /// The number of samples.
     pub fn len(&self) -> usize {
         self.labels().len()
     }
 
+    /// Whether there are no samples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The label of each sample.
     pub fn labels(&self) -> &[u32] {
         match self {
             Samples::Decoded(d) => &d.labels,
@@ -41,6 +44,7 @@ impl Samples {
         }
     }
 
+    /// Class names, in label order.
     pub fn classes(&self) -> &[String] {
         match self {
             Samples::Decoded(d) => &d.classes,
@@ -48,6 +52,7 @@ impl Samples {
         }
     }
 
+    /// Channels of each sample's image (2 for event frames).
     pub fn channels(&self) -> usize {
         match self {
             Samples::Decoded(d) => d.channels,

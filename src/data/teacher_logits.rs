@@ -4,7 +4,7 @@
 //!
 //! The file is a safetensors file with a tensor `logits` `[N, classes]` (f32, f16 or
 //! bf16), row `i` for training sample `i` in the order bitspike reads the dataset (see
-//! docs/distillation.md), and optionally `labels` `[N]`, which must then equal the
+//! docs/training.md, "Distillation"), and optionally `labels` `[N]`, which must then equal the
 //! training split's labels (a check that both sides read the images in one order). A
 //! NumPy `.npy` file of a 2-D float array serves as well, without the check.
 //!
@@ -25,8 +25,11 @@ pub const MAX_NPY_BYTES: u64 = 16 << 30;
 /// Teacher logits `[samples, classes]`, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TeacherLogits {
+    /// The logits, `[samples, classes]` row by row.
     pub logits: Vec<f32>,
+    /// Rows: one per training sample.
     pub samples: usize,
+    /// Columns: the classes.
     pub classes: usize,
 }
 

@@ -19,6 +19,7 @@ pub struct AdapterChoice {
 }
 
 impl AdapterChoice {
+    /// The choice that `WGPU_BACKEND` and `WGPU_ADAPTER_NAME` make (any adapter when unset).
     pub fn from_env() -> Self {
         Self {
             backend: std::env::var("WGPU_BACKEND").ok().filter(|s| !s.is_empty()),
@@ -69,19 +70,33 @@ impl AdapterChoice {
 /// What `bitspike info` reports of one adapter.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AdapterReport {
+    /// The adapter's name.
     pub name: String,
+    /// Its backend: vulkan, metal, dx12 or gl.
     pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
     pub device_type: String,
+    /// The driver's name.
     pub driver: String,
+    /// The driver's version string.
     pub driver_info: String,
+    /// The largest storage buffer a binding may cover, in bytes.
     pub max_storage_buffer_binding_size: u64,
+    /// The largest buffer, in bytes.
     pub max_buffer_size: u64,
+    /// Workgroup memory per workgroup, in bytes.
     pub max_compute_workgroup_storage_size: u32,
+    /// Invocations per workgroup.
     pub max_compute_invocations_per_workgroup: u32,
+    /// Workgroups along one dispatch axis.
     pub max_compute_workgroups_per_dimension: u32,
+    /// Storage buffers one shader may bind.
     pub max_storage_buffers_per_shader_stage: u32,
+    /// Whether the adapter has subgroup operations.
     pub subgroups: bool,
+    /// The smallest subgroup size it reports.
     pub subgroup_min_size: u32,
+    /// The largest subgroup size it reports.
     pub subgroup_max_size: u32,
     /// All of the adapter's limits, which the kernels' needs are checked against.
     #[serde(skip)]
@@ -175,9 +190,13 @@ type ErrorSink = Arc<Mutex<Vec<String>>>;
 /// An open device, its queue, the adapter's description and limits, and the pending
 /// command encoder that ops record into until the next `flush`.
 pub struct GpuContext {
+    /// The wgpu device.
     pub device: wgpu::Device,
+    /// Its command queue.
     pub queue: wgpu::Queue,
+    /// What the adapter is and what it allows.
     pub adapter: AdapterReport,
+    /// The limits the device was opened with.
     pub limits: wgpu::Limits,
     /// Whether the subgroup variants of kernels run here: the adapter has subgroups of a
     /// fixed size of at least 8 and the user did not ask for portable kernels.

@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 /// What one pipeline (or, widened, an entry point over its override sets) asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct KernelNeeds {
+    /// Storage buffers bound (per shader stage).
     pub storage_buffers: u32,
+    /// Uniform buffers bound (per shader stage).
     pub uniform_buffers: u32,
+    /// `@workgroup_size`, with its override constants applied.
     pub workgroup_size: [u32; 3],
     /// Bytes of `var<workgroup>`, each variable rounded up to 16 as WebGPU counts them.
     pub workgroup_storage_bytes: u32,
@@ -22,8 +25,11 @@ pub struct KernelNeeds {
 /// One entry point of a registered shader with the most it asks for.
 #[derive(Debug, Clone)]
 pub struct EntryNeeds {
+    /// The shader file.
     pub shader: Shader,
+    /// The entry point's name.
     pub entry: String,
+    /// The most it asks for over its override sets.
     pub needs: KernelNeeds,
 }
 
@@ -53,8 +59,11 @@ pub fn every_entry_point() -> Result<Vec<EntryNeeds>> {
 /// the adapter's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shortfall {
+    /// The `wgpu::Limits` field.
     pub limit: &'static str,
+    /// What the kernel needs.
     pub need: u64,
+    /// What the adapter allows.
     pub have: u64,
 }
 
@@ -120,6 +129,7 @@ impl KernelNeeds {
         }
     }
 
+    /// Invocations per workgroup.
     pub fn invocations(&self) -> u32 {
         self.workgroup_size.iter().product()
     }

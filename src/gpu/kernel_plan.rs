@@ -17,6 +17,7 @@ pub struct KernelPlan {
     /// `tiled` (workgroup-memory tiles on large outputs, for GPUs) or `registers`
     /// (register blocking, for CPU drivers).
     pub f32_matmul: &'static str,
+    /// The kernels over this adapter's limits, and what the host does about each.
     pub over_limits: Vec<OverLimit>,
 }
 
@@ -24,10 +25,15 @@ pub struct KernelPlan {
 /// `subgroups`), the need, the adapter's value, and what the host does about it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OverLimit {
+    /// The kernel, `file::entry`.
     pub kernel: String,
+    /// The `wgpu::Limits` field, or `subgroups`.
     pub limit: String,
+    /// What the kernel needs.
     pub need: String,
+    /// What the adapter has.
     pub have: String,
+    /// What the host does: the portable variant it runs, or the error it returns.
     pub host: String,
 }
 

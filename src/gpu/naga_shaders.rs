@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 
 /// A shader's module and naga's validation of it.
 pub struct ParsedShader {
+    /// The parsed module.
     pub module: naga::Module,
+    /// naga's validation of it.
     pub info: ModuleInfo,
     /// Whether it uses subgroup operations (it does not validate without them).
     pub subgroups: bool,

@@ -4,27 +4,46 @@
 /// One WGSL file per kernel family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Shader {
+    /// shaders/copy.wgsl
     Copy,
+    /// shaders/pack.wgsl
     Pack,
+    /// shaders/binary_matmul.wgsl
     BinaryMatmul,
+    /// shaders/binary_matmul_subgroup.wgsl
     BinaryMatmulSubgroup,
+    /// shaders/matmul.wgsl (register-blocked, for CPU drivers)
     Matmul,
+    /// shaders/matmul_subgroup.wgsl
     MatmulSubgroup,
+    /// shaders/matmul_tiled.wgsl (workgroup-memory tiles, for GPUs)
     MatmulTiled,
+    /// shaders/lif.wgsl
     Lif,
+    /// shaders/loss.wgsl
     Loss,
+    /// shaders/optim.wgsl
     Optim,
+    /// shaders/conv.wgsl
     Conv,
+    /// shaders/norm.wgsl
     Norm,
+    /// shaders/pool.wgsl
     Pool,
+    /// shaders/elementwise.wgsl
     Elementwise,
+    /// shaders/binarize.wgsl
     Binarize,
+    /// shaders/attention.wgsl
     Attention,
+    /// shaders/layout.wgsl
     Layout,
+    /// shaders/reversible.wgsl
     Reversible,
 }
 
 impl Shader {
+    /// Every shader file, each once.
     pub const ALL: &'static [Shader] = &[
         Shader::Copy,
         Shader::Pack,
@@ -46,6 +65,7 @@ impl Shader {
         Shader::Reversible,
     ];
 
+    /// The file's name under shaders/.
     pub fn file_name(self) -> &'static str {
         match self {
             Shader::Copy => "copy.wgsl",
@@ -79,6 +99,7 @@ impl Shader {
         }
     }
 
+    /// The WGSL text, compiled in.
     pub fn source(self) -> &'static str {
         match self {
             Shader::Copy => include_str!("../../shaders/copy.wgsl"),
@@ -109,15 +130,20 @@ impl Shader {
 /// first, then outputs, then (added by `dispatch`) one uniform block of sizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
+    /// Read-only storage.
     Read,
+    /// Read-write storage.
     ReadWrite,
 }
 
 /// An entry point of a shader with its storage bindings (the uniform comes last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kernel {
+    /// The shader file.
     pub shader: Shader,
+    /// The entry point's name.
     pub entry: &'static str,
+    /// How each storage binding is accessed, in binding order.
     pub bindings: &'static [Access],
 }
 

@@ -28,10 +28,12 @@ impl std::fmt::Debug for Tensor {
 }
 
 impl Tensor {
+    /// The logical shape.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
 
+    /// The element type of the storage.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -41,6 +43,7 @@ impl Tensor {
         self.shape.iter().product()
     }
 
+    /// Whether the tensor has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -50,6 +53,7 @@ impl Tensor {
         4 * storage_words(&self.shape, self.dtype) as u64
     }
 
+    /// The buffer holding the tensor (it may be larger, pooled).
     pub fn buffer(&self) -> &wgpu::Buffer {
         self.buffer
             .buffer
@@ -200,6 +204,7 @@ impl GpuContext {
         }
     }
 
+    /// An error naming `what` when a buffer of `bytes` exceeds the device's limits.
     pub fn check_buffer_size(&self, what: &str, bytes: u64) -> Result<()> {
         let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
@@ -271,6 +276,7 @@ impl GpuContext {
         Ok(())
     }
 
+    /// Upload f32 `data` as a tensor of `shape`.
     pub fn upload_f32(&self, data: &[f32], shape: &[usize]) -> Result<Tensor> {
         self.upload_words(data, shape, DType::F32)
     }

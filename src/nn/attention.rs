@@ -1,4 +1,4 @@
-//! The attention core both model families share, in every attention form (MODELS.md
+//! The attention core both model families share, in every attention form (docs/models.md
 //! sections 2-5): the q/k/v branches (weight -> BN -> the form's branch neuron), the
 //! form's op (`ops::attention`, behind [`AttentionOp`]), and the attention LIF
 //! (v_th = 0.5) whose spikes the family's proj layer reads when the form ends in spikes.
@@ -22,6 +22,7 @@ use crate::ops::{self, LifConfig, Neuron};
 /// One q/k/v branch: weight -> BN, then the neuron on the BN output.
 #[derive(Debug)]
 pub struct BranchSaved {
+    /// The weight -> BN unit's saved state.
     pub unit: UnitSaved,
     /// What the neuron's backward reads (its membrane H, or ReLU's input).
     pub h: Tensor,
@@ -30,8 +31,11 @@ pub struct BranchSaved {
 /// What [`Attention::backward`] reads.
 #[derive(Debug)]
 pub struct AttentionSaved {
+    /// The query branch.
     pub q: BranchSaved,
+    /// The key branch.
     pub k: BranchSaved,
+    /// The value branch.
     pub v: BranchSaved,
     /// The form's saved state.
     pub core: Box<dyn FormSaved>,
@@ -41,6 +45,7 @@ pub struct AttentionSaved {
 }
 
 impl AttentionSaved {
+    /// Bytes kept for backward.
     pub fn bytes(&self) -> u64 {
         let branch = |b: &BranchSaved| b.unit.bytes() + b.h.byte_len();
         branch(&self.q)
@@ -65,6 +70,7 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// The attention of `config`'s blocks; `spike_input` when the q/k/v layers read spikes.
     pub fn new(config: &ModelConfig, t: &TransformerConfig, spike_input: bool) -> Self {
         Self {
             op: t.attention.op(&t.form_setup(config.time_steps)),
@@ -159,6 +165,9 @@ impl Attention {
         let (y, core) = self.op.forward(ctx, q, k, v, &inputs)?;
         if let Some(log) = &store.energy {
             record_products(ctx, log, &p.name, core.as_ref())?;
+        }
+        if let (Some(trace), Some(map)) = (&store.trace, core.binary_map()) {
+            trace.record_map(&p.name, map);
         }
         let (ys, y_h) = if self.op.output_is_spikes() {
             let (ys, y_h) = self.out_lif.forward(ctx, &y, self.t)?;

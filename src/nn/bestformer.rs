@@ -131,8 +131,10 @@ struct Acts {
 
 /// BESTformer on the GPU for batch size `batch`.
 pub struct Bestformer {
+    /// The model's config.
     pub config: ModelConfig,
     sizes: TransformerConfig,
+    /// The batch its activations are sized for.
     pub batch: usize,
     params: BestformerParams,
     lif: Neuron,
@@ -145,6 +147,7 @@ pub struct Bestformer {
 }
 
 impl Bestformer {
+    /// A BESTformer of `config` for batches of `batch`.
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
         let layout = param_layout(config);

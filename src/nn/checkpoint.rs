@@ -21,6 +21,7 @@ pub const EMA_PREFIX: &str = "ema.";
 /// the EMA of the weights. A model loading the checkpoint skips them.
 const TRAINING_STATE_PREFIXES: [&str; 2] = ["optimizer.", EMA_PREFIX];
 
+/// The most bytes a checkpoint file may have (bitspike's models are far smaller).
 pub const MAX_BYTES: u64 = 4 << 30;
 /// The longest JSON header a safetensors file may have (the safetensors crate's limit).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -41,7 +42,9 @@ pub const CONFIG_KEY: &str = "bitspike.config";
 /// A tensor on the host, as f32.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
+    /// The PyTorch shape.
     pub shape: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<f32>,
 }
 
@@ -52,15 +55,18 @@ pub struct HostTensor {
 pub struct PackedTensor {
     /// The reference (PyTorch) shape of the weight.
     pub shape: Vec<usize>,
+    /// The packed sign bits, row after row.
     pub words: Vec<u32>,
 }
 
 /// Named tensors and string metadata, as in a safetensors file.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateDict {
+    /// Tensors by reference name, as f32.
     pub tensors: BTreeMap<String, HostTensor>,
     /// Binary weights stored as bits (u32 tensors listed under `PACKED_KEY`).
     pub packed: BTreeMap<String, PackedTensor>,
+    /// The safetensors metadata (docs/checkpoint.md lists the keys).
     pub metadata: BTreeMap<String, String>,
 }
 

@@ -5,6 +5,7 @@ use crate::gpu::{GpuContext, Tensor};
 
 use super::store::ParamStore;
 
+/// What training, evaluation and inference ask of a model: a forward to logits and its backward.
 pub trait Classifier {
     /// Logits `[B, classes]` of each head for images `[B, C, H, W]` (normalized f32),
     /// or frames `[T, B, C, H, W]` giving the input of each time step.

@@ -8,7 +8,7 @@
 //!   `pool_after` lists (the stem or a block's conv2).
 //!
 //! Images are encoded directly (repeated over T); the head is `Linear(sum_{H,W} mean_T s)`.
-//! The neuron is the LIF (MODELS.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
+//! The neuron is the LIF (docs/models.md section 1) or, in Q-SNN weight mode, the Q-SNN neuron
 //! with its 8-bit membrane. Pruning (`nn::prune`) narrows the prunable convs: every VGG
 //! conv, and a ResNet block's conv1 (the only convs whose outputs feed no shortcut).
 
@@ -49,7 +49,9 @@ struct Acts {
 
 /// A spiking CNN on the GPU for batch size `batch`.
 pub struct SpikingCnn {
+    /// The model's config.
     pub config: ModelConfig,
+    /// The batch its activations are sized for.
     pub batch: usize,
     params: CnnParams,
     neuron: Neuron,
@@ -63,6 +65,7 @@ pub struct SpikingCnn {
 }
 
 impl SpikingCnn {
+    /// A spiking CNN of `config` for batches of `batch`.
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
         let Some(params) = param_layout(config).cnn().cloned() else {
@@ -90,6 +93,7 @@ impl SpikingCnn {
         })
     }
 
+    /// Bytes of activations the last training forward kept for backward.
     pub fn activation_bytes(&self) -> u64 {
         let Some(a) = &self.acts else { return 0 };
         let units: u64 = a
@@ -146,7 +150,7 @@ impl SpikingCnn {
     }
 
     /// Logits `[B, classes]` of images f32 `[B, C, H, W]`; in Q-SNN training, logits of
-    /// every time step `[T*B, classes]`, since its loss is mean_t CE(out_t, y) (MODELS.md
+    /// every time step `[T*B, classes]`, since its loss is mean_t CE(out_t, y) (docs/models.md
     /// section 6) rather than the CE of the time-averaged output.
     pub fn forward(
         &mut self,

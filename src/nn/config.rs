@@ -34,6 +34,7 @@ pub enum Arch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightMode {
+    /// Full-precision weights.
     Float,
     /// BESTformer's sign weights (no scale); first conv and heads float.
     Binary,
@@ -54,19 +55,23 @@ pub struct TransformerConfig {
     pub depth: usize,
     /// Embedding width D.
     pub dim: usize,
+    /// Attention heads.
     pub heads: usize,
     /// MLP hidden width = mlp_ratio * D.
     pub mlp_ratio: usize,
     /// Total downsampling of the tokenizer (4: two max-pools, 16: four).
     pub patch_size: usize,
+    /// The attention form of every block.
     pub attention: AttentionForm,
 }
 
 impl TransformerConfig {
+    /// Width of one head, D / heads.
     pub fn head_dim(&self) -> usize {
         self.dim / self.heads
     }
 
+    /// Width of the MLP's hidden layer.
     pub fn hidden(&self) -> usize {
         self.mlp_ratio * self.dim
     }
@@ -126,24 +131,33 @@ impl CnnConfig {
 /// What is particular to each architecture.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArchConfig {
+    /// Spikformer (docs/models.md section 2).
     Spikformer(TransformerConfig),
+    /// BESTformer (docs/models.md section 3).
     Bestformer(TransformerConfig),
+    /// Spiking VGG (docs/models.md section 6).
     SpikingVgg(CnnConfig),
+    /// Spiking ResNet (docs/models.md section 6).
     SpikingResnet(CnnConfig),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(into = "FlatConfig", from = "FlatConfig")]
+/// A model: the fields every architecture has, and the architecture's own.
 pub struct ModelConfig {
     /// Time steps T.
     pub time_steps: usize,
+    /// Channels of the input (1 grey, 3 RGB, 2 event polarities).
     pub in_channels: usize,
     /// Input height and width (square).
     pub image_size: usize,
+    /// Output classes.
     pub classes: usize,
+    /// Float, binary, b-bit or Q-SNN weights.
     pub weights: WeightMode,
     /// Bits of the quantized weights (`WeightMode::Quantized`), 1..=8.
     pub weight_bits: u32,
+    /// The architecture and its sizes.
     pub arch: ArchConfig,
 }
 
@@ -171,6 +185,7 @@ impl ModelConfig {
         }
     }
 
+    /// The transformer part, writable.
     pub fn transformer_mut(&mut self) -> Option<&mut TransformerConfig> {
         match &mut self.arch {
             ArchConfig::Spikformer(t) | ArchConfig::Bestformer(t) => Some(t),
@@ -186,6 +201,7 @@ impl ModelConfig {
         }
     }
 
+    /// The CNN part, writable.
     pub fn cnn_mut(&mut self) -> Option<&mut CnnConfig> {
         match &mut self.arch {
             ArchConfig::SpikingVgg(c) | ArchConfig::SpikingResnet(c) => Some(c),
@@ -292,15 +308,21 @@ fn invalid(message: String) -> Result<()> {
 pub const IMAGE_SIZE: RangeInclusive<usize> = 1..=1024;
 /// Input channels (also of event frames: 2 polarities).
 pub const IN_CHANNELS: RangeInclusive<usize> = 1..=256;
+/// Allowed output classes.
 pub const CLASSES: RangeInclusive<usize> = 1..=65_536;
+/// Allowed embedding widths.
 pub const DIM: RangeInclusive<usize> = 8..=4096;
+/// Allowed numbers of blocks.
 pub const DEPTH: RangeInclusive<usize> = 1..=64;
+/// Allowed numbers of heads.
 pub const HEADS: RangeInclusive<usize> = 1..=64;
 /// Time steps T (also the frames per event recording).
 pub const TIME_STEPS: RangeInclusive<usize> = 1..=256;
+/// Allowed MLP width ratios.
 pub const MLP_RATIO: RangeInclusive<usize> = 1..=16;
 /// A spiking CNN's conv layers, and the width of each.
 pub const CNN_LAYERS: RangeInclusive<usize> = 1..=64;
+/// Allowed conv widths.
 pub const CNN_CHANNELS: RangeInclusive<usize> = 1..=4096;
 
 /// `Ok` when `value` lies in `range`, else an error naming the field, the value and the

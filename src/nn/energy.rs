@@ -1,4 +1,4 @@
-//! Energy accounting as the papers do it (MODELS.md section 7): for every conv and linear
+//! Energy accounting as the papers do it (docs/energy.md): for every conv and linear
 //! layer, the firing rate of its input, its multiply-accumulates, and the synaptic
 //! operations (SOPs = rate x MACs, T included) of the layers fed by spikes; energy at
 //! 0.9 pJ per accumulate for spike-driven layers and 4.6 pJ per MAC for the others (the
@@ -51,13 +51,19 @@ pub struct EnergyLog {
 /// One layer's figures, summed over every recorded forward.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LayerEnergy {
+    /// The layer's name (its weight's, or the attention product's).
     pub layer: String,
     /// 1-bit weights (its MACs are XNOR/AND-popcount operations).
     pub binary_weights: bool,
+    /// Fraction of non-zero elements in the layer's input.
     pub firing_rate: f64,
+    /// Whether the input is {0,1} spikes (energy per SOP) or real (per MAC).
     pub spike_driven: bool,
+    /// Multiply-accumulates per image.
     pub macs: f64,
+    /// Synaptic operations per image (the MACs of real-valued layers).
     pub sops: f64,
+    /// Energy per image, in microjoules.
     pub energy_uj: f64,
 }
 

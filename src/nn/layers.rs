@@ -27,8 +27,11 @@ pub enum WeightOp {
 /// One conv/linear layer: its weight (and bias) in the store.
 #[derive(Debug, Clone, Copy)]
 pub struct Weight {
+    /// Conv 3x3 or linear.
     pub op: WeightOp,
+    /// The weight tensor.
     pub weight: ParamId,
+    /// The bias, if the layer has one.
     pub bias: Option<ParamId>,
     /// The input is spikes {0,1}, so a binary weight can run on packed bits and the
     /// weight gradient is a masked sum over them; a layer fed real values (the image,
@@ -37,6 +40,7 @@ pub struct Weight {
 }
 
 impl Weight {
+    /// A 3x3 conv (padding 1) of the weight `p`, fed spikes.
     pub fn conv(p: WeightParams) -> Self {
         Self {
             op: WeightOp::Conv3x3,
@@ -46,6 +50,7 @@ impl Weight {
         }
     }
 
+    /// A linear layer (or 1x1 conv) of the weight `p`, fed spikes.
     pub fn linear(p: WeightParams) -> Self {
         Self {
             op: WeightOp::Linear,
@@ -88,6 +93,10 @@ impl Weight {
             let binary = store.binary(self.weight).is_some();
             let name = &store.spec(self.weight).name;
             log.record(ctx, name, binary, x, (rows * k * out) as u64)?;
+        }
+        if let Some(trace) = &store.trace {
+            let name = &store.spec(self.weight).name;
+            trace.record_input(name.strip_suffix(".weight").unwrap_or(name), x);
         }
         let bias = match self.bias {
             Some(b) => Some(store.param(b)?),
@@ -263,6 +272,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Training or evaluation mode.
     pub fn of(train: bool) -> Self {
         if train {
             Mode::Train
@@ -360,6 +370,7 @@ pub struct UnitSaved {
 }
 
 impl UnitSaved {
+    /// Bytes kept for backward.
     pub fn bytes(&self) -> u64 {
         [
             Some(&self.x),

@@ -14,9 +14,15 @@ pub enum Run {
     /// The parameters only (export).
     Params,
     /// Inference forwards of `batch` samples.
-    Forward { batch: usize },
+    Forward {
+        /// Samples per forward.
+        batch: usize,
+    },
     /// Training steps of `batch` samples: forward, backward, optimizer.
-    Train { batch: usize },
+    Train {
+        /// Samples per step.
+        batch: usize,
+    },
 }
 
 impl Run {
@@ -37,9 +43,13 @@ impl Run {
 /// how many such buffers are alive at once at most (for the run's total).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Need {
+    /// The tensor's name.
     pub tensor: String,
+    /// Its bytes at the run's batch.
     pub bytes: u64,
+    /// Its bytes per sample.
     pub per_sample: u64,
+    /// How many of it the run holds at once.
     pub copies: u64,
 }
 

@@ -18,6 +18,7 @@ pub mod presets;
 pub mod prune;
 pub mod spikformer;
 pub mod store;
+pub mod trace;
 
 pub use bestformer::{Bestformer, Reversible};
 pub use checkpoint::{init_state, HostTensor, StateDict};
@@ -34,3 +35,4 @@ pub use params::{
 pub use presets::PRESETS;
 pub use spikformer::Spikformer;
 pub use store::ParamStore;
+pub use trace::{AttentionMaps, Trace};

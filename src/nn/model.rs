@@ -9,13 +9,18 @@ use super::store::ParamStore;
 use crate::error::Result;
 use crate::gpu::{GpuContext, Tensor};
 
+/// Any model bitspike runs, built from its config.
 pub enum Model {
+    /// A Spikformer.
     Spikformer(Box<Spikformer>),
+    /// A BESTformer.
     Bestformer(Box<Bestformer>),
+    /// A spiking VGG or ResNet.
     Cnn(Box<SpikingCnn>),
 }
 
 impl Model {
+    /// The model of `config`, with activations sized for batches of `batch`.
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         Ok(match config.kind() {
             Arch::Spikformer => Model::Spikformer(Box::new(Spikformer::new(config, batch)?)),

@@ -25,9 +25,13 @@ pub enum ParamRole {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+/// One state_dict tensor: its reference name, PyTorch shape, role and initialization.
 pub struct ParamSpec {
+    /// The reference (PyTorch) name.
     pub name: String,
+    /// The PyTorch shape.
     pub shape: Vec<usize>,
+    /// Trained, a running statistic, or a counter.
     pub role: ParamRole,
     /// Stored as 1-bit signs at inference (binarized conv/linear weights).
     pub binary: bool,
@@ -50,10 +54,12 @@ pub enum Init {
 }
 
 impl ParamSpec {
+    /// Elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -68,6 +74,7 @@ impl ParamId {
         Self(index)
     }
 
+    /// The position in the specs.
     pub fn index(self) -> usize {
         self.0
     }
@@ -76,24 +83,33 @@ impl ParamId {
 /// A conv or linear layer's weight and optional bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WeightParams {
+    /// The weight.
     pub weight: ParamId,
+    /// The bias, if any.
     pub bias: Option<ParamId>,
 }
 
 /// A BatchNorm's affine parameters and running statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BnParams {
+    /// Scale gamma.
     pub weight: ParamId,
+    /// Shift beta.
     pub bias: ParamId,
+    /// Running mean.
     pub running_mean: ParamId,
+    /// Running variance.
     pub running_var: ParamId,
+    /// Batches seen (PyTorch's num_batches_tracked).
     pub batches_tracked: ParamId,
 }
 
 /// A weight layer followed by its BatchNorm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnitParams {
+    /// The weight.
     pub weight: WeightParams,
+    /// The BatchNorm after it.
     pub bn: BnParams,
 }
 
@@ -112,48 +128,68 @@ pub struct AttnParams {
     /// The module's reference name (`block.{i}.attn`), which the energy report's
     /// entries for the attention products extend.
     pub name: String,
+    /// The query layer.
     pub q: UnitParams,
+    /// The key layer.
     pub k: UnitParams,
+    /// The value layer.
     pub v: UnitParams,
+    /// The form's own tensors.
     pub form: FormParams,
+    /// The output projection.
     pub proj: UnitParams,
 }
 
 /// A block's MLP (Spikformer's fc1/fc2, BESTformer's mlp1/mlp2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MlpParams {
+    /// The first MLP layer (D -> hidden).
     pub fc1: UnitParams,
+    /// The second MLP layer (hidden -> D).
     pub fc2: UnitParams,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// One transformer block's tensors.
 pub struct BlockParams {
+    /// The attention.
     pub attn: AttnParams,
+    /// The MLP.
     pub mlp: MlpParams,
 }
 
 /// Spikformer: the SPS stages, rpe, the blocks and the head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpikformerParams {
+    /// The tokenizer's four conv stages.
     pub stages: Vec<UnitParams>,
+    /// The relative position embedding.
     pub rpe: UnitParams,
+    /// The blocks.
     pub blocks: Vec<BlockParams>,
+    /// The classifier.
     pub head: WeightParams,
 }
 
 /// BESTformer: the BSPS blocks (block0 float), the blocks and both heads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BestformerParams {
+    /// The tokenizer's five conv stages.
     pub tokenizer: Vec<UnitParams>,
+    /// The blocks.
     pub blocks: Vec<BlockParams>,
+    /// The two classifiers (head, head2).
     pub heads: [WeightParams; 2],
 }
 
 /// One conv of a spiking CNN, in forward order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvLayer {
+    /// The conv and its BatchNorm.
     pub unit: UnitParams,
+    /// Input channels.
     pub c_in: usize,
+    /// Output channels.
     pub c_out: usize,
     /// Max-pool after its neuron (a ResNet conv2: after the block's output neuron).
     pub pool: bool,
@@ -165,17 +201,22 @@ pub struct ConvLayer {
 /// per block), each ResNet block's 1x1 shortcut where the width changes, the head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CnnParams {
+    /// The convs, in order.
     pub convs: Vec<ConvLayer>,
     /// One per ResNet block (empty for a VGG).
     pub shortcuts: Vec<Option<UnitParams>>,
+    /// The classifier.
     pub head: WeightParams,
 }
 
 /// The typed parameters of any model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelParams {
+    /// A Spikformer's tensors.
     Spikformer(SpikformerParams),
+    /// A BESTformer's tensors.
     Bestformer(BestformerParams),
+    /// A spiking CNN's tensors.
     Cnn(CnnParams),
 }
 
@@ -183,19 +224,24 @@ pub enum ModelParams {
 /// typed handles into them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamLayout {
+    /// Every tensor's spec, in state_dict order.
     pub specs: Vec<ParamSpec>,
+    /// The typed handles the model uses.
     pub model: ModelParams,
 }
 
 impl ParamLayout {
+    /// The spec of `id`.
     pub fn spec(&self, id: ParamId) -> &ParamSpec {
         &self.specs[id.0]
     }
 
+    /// The reference name of `id`.
     pub fn name(&self, id: ParamId) -> &str {
         &self.specs[id.0].name
     }
 
+    /// The Spikformer layout, if it is one.
     pub fn spikformer(&self) -> Option<&SpikformerParams> {
         match &self.model {
             ModelParams::Spikformer(p) => Some(p),
@@ -203,6 +249,7 @@ impl ParamLayout {
         }
     }
 
+    /// The BESTformer layout, if it is one.
     pub fn bestformer(&self) -> Option<&BestformerParams> {
         match &self.model {
             ModelParams::Bestformer(p) => Some(p),
@@ -210,6 +257,7 @@ impl ParamLayout {
         }
     }
 
+    /// The CNN layout, if it is one.
     pub fn cnn(&self) -> Option<&CnnParams> {
         match &self.model {
             ModelParams::Cnn(p) => Some(p),
@@ -598,8 +646,11 @@ fn resnet(inv: &mut Inventory, cfg: &ModelConfig, c: &CnnConfig) -> CnnParams {
 /// model.parameters())` counts them) and storage sizes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamCounts {
+    /// Parameters in all.
     pub total: usize,
+    /// Parameters stored as 1-bit (or b-bit) weights.
     pub binary: usize,
+    /// Parameters kept in float.
     pub float: usize,
     /// Bytes of all state (parameters and BN statistics) as f32.
     pub fp32_bytes: usize,
@@ -609,6 +660,7 @@ pub struct ParamCounts {
     pub packed_bytes: usize,
 }
 
+/// The parameter counts and sizes of `cfg`.
 pub fn param_counts(cfg: &ModelConfig) -> ParamCounts {
     let specs = param_specs(cfg);
     let trainable = specs.iter().filter(|s| s.role == ParamRole::Trainable);

@@ -132,6 +132,7 @@ pub struct PrunableConv {
     pub index: usize,
     /// Its input channels and kernels (output channels).
     pub c_in: usize,
+    /// Output channels kept.
     pub c_out: usize,
     /// The conv weight.
     pub conv: String,

@@ -52,8 +52,10 @@ struct Acts {
 
 /// Spikformer on the GPU for batch size `batch`.
 pub struct Spikformer {
+    /// The model's config.
     pub config: ModelConfig,
     sizes: TransformerConfig,
+    /// The batch its activations are sized for.
     pub batch: usize,
     params: SpikformerParams,
     lif: Neuron,
@@ -62,6 +64,7 @@ pub struct Spikformer {
 }
 
 impl Spikformer {
+    /// A Spikformer of `config` for batches of `batch`.
     pub fn new(config: &ModelConfig, batch: usize) -> Result<Self> {
         config.validate()?;
         let layout = param_layout(config);

@@ -14,6 +14,7 @@ use super::checkpoint::{HostTensor, PackedTensor, StateDict, CONFIG_KEY};
 use super::config::{ModelConfig, WeightMode};
 use super::energy::EnergyLog;
 use super::params::{param_specs, BnParams, ParamId, ParamRole, ParamSpec};
+use super::trace::Trace;
 use crate::error::{Error, Result};
 use crate::gpu::{DType, GpuContext, Tensor};
 use crate::ops::{self, BinaryWeights, QuantWeights};
@@ -44,7 +45,9 @@ struct Derived {
     quant: Option<QuantWeights>,
 }
 
+/// A model's tensors on the GPU, found by `ParamId`: the trainable ones in one buffer with their gradients, the running statistics, and the binarized or quantized forms of the weights.
 pub struct ParamStore {
+    /// The model's config.
     pub config: ModelConfig,
     /// Every trainable parameter, decayed ones first.
     pub params: Tensor,
@@ -58,6 +61,8 @@ pub struct ParamStore {
     by_name: HashMap<String, ParamId>,
     /// When set, every conv/linear layer records its input for the energy report.
     pub energy: Option<EnergyLog>,
+    /// When set, inference forwards keep the layers' inputs and the attention maps.
+    pub trace: Option<Trace>,
 }
 
 /// The kernels' shape of a reference tensor.
@@ -181,6 +186,7 @@ impl ParamStore {
             entries,
             by_name,
             energy: None,
+            trace: None,
         };
         store.refresh_binary(ctx)?;
         // Exported bits are used as they are (binarizing the ±1 signs again would agree
@@ -210,6 +216,7 @@ impl ParamStore {
         &self.specs
     }
 
+    /// The spec of `id`.
     pub fn spec(&self, id: ParamId) -> &ParamSpec {
         &self.specs[id.index()]
     }
@@ -358,6 +365,7 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Zero every gradient.
     pub fn zero_grads(&self, ctx: &GpuContext) {
         ctx.fill_zero(&self.grads);
     }

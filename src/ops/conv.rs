@@ -170,6 +170,7 @@ pub enum ConvInput<'a> {
 /// most `max_cols_bytes` (at least one image per chunk).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv3x3 {
+    /// The most bytes of im2col columns one chunk may take.
     pub max_cols_bytes: u64,
 }
 

@@ -1,6 +1,6 @@
 //! The spiking neurons, fused over time (shaders/lif.wgsl): the LIF neuron of SpikingJelly
-//! (MultiStepLIFNode, MODELS.md section 1), the ternary neuron, the stateless threshold of
-//! binary attention and the Q-SNN neuron (MODELS.md section 6), each with its backward.
+//! (MultiStepLIFNode, docs/models.md section 1), the ternary neuron, the stateless threshold of
+//! binary attention and the Q-SNN neuron (docs/models.md section 6), each with its backward.
 //! CPU oracle: `reference::lif`.
 //!
 //! Time is explicit: every op on a sequence takes `t_steps` and checks that the tensor is
@@ -94,10 +94,16 @@ const WORDS_PER_GROUP: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Surrogate {
     /// `g(x) = alpha sg (1 - sg)`, `sg = sigmoid(alpha x)`; primitive `sigmoid(alpha x)`.
-    Sigmoid { alpha: f32 },
+    Sigmoid {
+        /// Sharpness (SpikingJelly's default 4).
+        alpha: f32,
+    },
     /// `g(x) = alpha / (2 (1 + (pi/2 alpha x)^2))`; primitive
     /// `atan(pi/2 alpha x) / pi + 1/2`.
-    ATan { alpha: f32 },
+    ATan {
+        /// Sharpness (SpikingJelly's default 2).
+        alpha: f32,
+    },
 }
 
 impl Surrogate {
@@ -106,6 +112,7 @@ impl Surrogate {
     /// SpikingJelly's `ATan(alpha = 2)`.
     pub const ATAN: Surrogate = Surrogate::ATan { alpha: 2.0 };
 
+    /// Its sharpness.
     pub fn alpha(self) -> f32 {
         match self {
             Surrogate::Sigmoid { alpha } | Surrogate::ATan { alpha } => alpha,
@@ -147,6 +154,7 @@ const THRESHOLD_CODE: f64 = 2.0;
 pub struct LifConfig {
     /// Membrane time constant (> 0); the kernels multiply by `1 / tau`.
     pub tau: f32,
+    /// Firing threshold.
     pub v_th: f32,
     /// `Some(v)`: hard reset to `v` (V also starts at `v`); `None`: soft reset `V -= v_th S`.
     pub v_reset: Option<f32>,
@@ -154,6 +162,7 @@ pub struct LifConfig {
     pub decay_input: bool,
     /// The reset does not carry gradient (SpikingJelly's `detach_reset`).
     pub detach_reset: bool,
+    /// The spike's surrogate derivative.
     pub surrogate: Surrogate,
 }
 
@@ -181,6 +190,7 @@ impl LifConfig {
         self.v_reset.unwrap_or(0.0)
     }
 
+    /// An error naming `op` unless every setting is in its range.
     pub fn validate(&self, op: &'static str) -> Result<()> {
         let finite = [
             self.tau,
@@ -203,7 +213,9 @@ impl LifConfig {
 /// Settings of the stateless threshold neuron (binary attention): `S = x >= v_th`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThresholdConfig {
+    /// Firing threshold.
     pub v_th: f32,
+    /// The spike's surrogate derivative.
     pub surrogate: Surrogate,
 }
 
@@ -246,6 +258,7 @@ impl QsnnConfig {
         ((1u32 << (self.bits - 1)) - 1) as f32
     }
 
+    /// An error naming `op` unless every setting is in its range.
     pub fn validate(&self, op: &'static str) -> Result<()> {
         let ok = (2..=24).contains(&self.bits)
             && self.decay.is_finite()
@@ -266,9 +279,13 @@ impl QsnnConfig {
 /// `features` being the last dimension (the one spikes are packed along).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeShape {
+    /// Time steps.
     pub t: usize,
+    /// Neurons per step.
     pub neurons: usize,
+    /// Rows of neurons per step.
     pub rows: usize,
+    /// Features per row.
     pub features: usize,
 }
 

@@ -58,7 +58,9 @@ struct Params {
 /// Per-row losses `[B]` and the gradient of the (weighted, batch-mean) loss w.r.t. the
 /// logits `[B, C]`.
 pub struct LossOutput {
+    /// The loss of each row `[B]`.
     pub losses: Tensor,
+    /// The logits' gradient `[B, classes]`.
     pub dlogits: Tensor,
 }
 

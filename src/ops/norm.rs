@@ -14,6 +14,7 @@ use crate::gpu::{grid_1d, Access, DType, GpuContext, Kernel, Shader, Tensor};
 
 /// PyTorch's BatchNorm defaults.
 pub const BN_EPS: f32 = 1e-5;
+/// PyTorch's BatchNorm momentum.
 pub const BN_MOMENTUM: f32 = 0.1;
 
 const CHANNEL_PARTIALS: Kernel = Kernel {
@@ -242,11 +243,17 @@ pub fn channel_sum_into(
 /// A BatchNorm layer's parameters and buffers, each f32 `[C]`, and its constants.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchNorm<'a> {
+    /// Scale gamma.
     pub weight: &'a Tensor,
+    /// Shift beta.
     pub bias: &'a Tensor,
+    /// Running mean, updated in training.
     pub running_mean: &'a Tensor,
+    /// Running variance, updated in training.
     pub running_var: &'a Tensor,
+    /// Added to the variance.
     pub eps: f32,
+    /// Weight of the batch in the running statistics.
     pub momentum: f32,
 }
 

@@ -58,9 +58,13 @@ struct AdamParams {
 /// Spikformer recipe sets to 0.06).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamW {
+    /// Decay of the first moment.
     pub beta1: f32,
+    /// Decay of the second moment.
     pub beta2: f32,
+    /// Added to the second moment's root.
     pub eps: f32,
+    /// Decoupled weight decay.
     pub weight_decay: f32,
     /// Clip the global gradient norm to this (None: no clipping).
     pub max_grad_norm: Option<f32>,

@@ -67,6 +67,7 @@ struct ElemParams {
 /// The quantized form of a weight `[C_out, K]` with `bits` bits.
 #[derive(Debug, Clone)]
 pub struct QuantWeights {
+    /// Bits per weight.
     pub bits: u32,
     /// f32 `[C_out, K]`: the dequantized weights Q (backward and f32 paths).
     pub q: Tensor,

@@ -65,15 +65,19 @@ struct RowParams {
 /// values (what the sub-blocks and heads read), of the same shape.
 #[derive(Debug, Clone)]
 pub struct Stream {
+    /// The fixed-point integer part.
     pub fixed: Tensor,
+    /// The f32 value.
     pub value: Tensor,
 }
 
 impl Stream {
+    /// The shape.
     pub fn shape(&self) -> &[usize] {
         self.fixed.shape()
     }
 
+    /// Bytes of both parts.
     pub fn byte_len(&self) -> u64 {
         self.fixed.byte_len() + self.value.byte_len()
     }
@@ -83,8 +87,13 @@ impl Stream {
 /// floor of the mean of `p` and `r`, whose lost bit is kept as a parity bit.
 #[derive(Debug, Clone, Copy)]
 pub enum Coupling<'a> {
+    /// `p` alone (the first block).
     Add,
-    Mean { r: &'a Tensor },
+    /// The floor of the mean of `p` and `r`, with a parity bit (the later blocks).
+    Mean {
+        /// The other stream of the mean.
+        r: &'a Tensor,
+    },
 }
 
 fn row_params(op: &'static str, shape: &[usize]) -> Result<(RowParams, usize)> {

@@ -74,8 +74,11 @@ fn sigmoid(x: f64) -> f64 {
 /// Gradients of Q, K and V, each `[T, B, heads, N, d]`.
 #[derive(Debug, Clone)]
 pub struct QkvGrads {
+    /// Gradient of Q.
     pub dq: Vec<f64>,
+    /// Gradient of K.
     pub dk: Vec<f64>,
+    /// Gradient of V.
     pub dv: Vec<f64>,
 }
 
@@ -84,6 +87,7 @@ pub struct QkvGrads {
 /// Output and map of a scores-times-V attention.
 #[derive(Debug, Clone)]
 pub struct ProductRef {
+    /// The output.
     pub y: Vec<f64>,
     /// `scale Q K^T`, `[T * B * heads, N, N]`.
     pub scores: Vec<f64>,
@@ -211,6 +215,7 @@ pub fn score_lif_smooth(x: &[f64], reset: &[f64], steps: usize, lif: &MapLif) ->
 /// Binary attention's output and saved activations (layouts as on the GPU).
 #[derive(Debug, Clone)]
 pub struct BinaryRef {
+    /// The output.
     pub y: Vec<f64>,
     /// Tokens: `Q K^T` `[TBH, N, N]`; Features: `V^T K` `[TBH, d, d]`.
     pub scores: Vec<f64>,
@@ -221,9 +226,13 @@ pub struct BinaryRef {
 }
 
 #[derive(Debug, Clone)]
+/// Gradients of the binary attention's inputs.
 pub struct BinaryGradsRef {
+    /// Gradient of Q.
     pub dq: Vec<f64>,
+    /// Gradient of K.
     pub dk: Vec<f64>,
+    /// Gradient of V.
     pub dv: Vec<f64>,
     /// `[T, heads]`.
     pub dlambda: Vec<f64>,
@@ -388,6 +397,7 @@ pub fn binary_attention_backward(
 /// SSA_Bin's output, saved activations and updated running statistics.
 #[derive(Debug, Clone)]
 pub struct SsaBinRef {
+    /// The output.
     pub y: Vec<f64>,
     /// `Q K^T`, `[TBH, N, N]`.
     pub scores: Vec<f64>,

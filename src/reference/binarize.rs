@@ -4,9 +4,13 @@
 /// their signs (`sign(0) = +1`), and per channel the mean and unbiased std.
 #[derive(Debug, Clone)]
 pub struct Binarized {
+    /// The standardized weights.
     pub w_hat: Vec<f64>,
+    /// Their signs, +-1.
     pub signs: Vec<f64>,
+    /// Mean per output channel.
     pub mean: Vec<f64>,
+    /// Standard deviation per output channel.
     pub std: Vec<f64>,
 }
 

@@ -5,10 +5,15 @@
 /// Sizes of a 3x3 stride-1 pad-1 convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvDims {
+    /// Images (T x B).
     pub images: usize,
+    /// Height.
     pub h: usize,
+    /// Width.
     pub w: usize,
+    /// Input channels.
     pub c_in: usize,
+    /// Output channels.
     pub c_out: usize,
 }
 

@@ -7,7 +7,9 @@ use crate::ops::lif::{FiringFn, LifConfig, QsnnConfig, Surrogate, ThresholdConfi
 /// Spikes and the membrane before firing, both `[T, n]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trace {
+    /// The spikes.
     pub spikes: Vec<f32>,
+    /// The membrane H before reset.
     pub h: Vec<f32>,
 }
 

@@ -11,6 +11,7 @@ fn log_softmax(z: &[f32], scale: f64) -> Vec<f64> {
     z.iter().map(|&v| v as f64 * scale - log_z).collect()
 }
 
+/// Label-smoothed cross-entropy: per-row losses and the logits' gradient.
 pub fn cross_entropy(
     logits: &[f32],
     labels: &[u32],
@@ -38,6 +39,7 @@ pub fn cross_entropy(
     (losses, grad)
 }
 
+/// Cross-entropy against soft targets: per-row losses and the logits' gradient.
 pub fn soft_cross_entropy(
     logits: &[f32],
     targets: &[f32],
@@ -59,6 +61,7 @@ pub fn soft_cross_entropy(
     (losses, grad)
 }
 
+/// Soft distillation's KL term: per-row losses and the logits' gradient.
 pub fn distill_soft(
     logits: &[f32],
     teacher: &[f32],
@@ -84,6 +87,7 @@ pub fn distill_soft(
     (losses, grad)
 }
 
+/// The index of each row's largest logit.
 pub fn argmax(logits: &[f32], classes: usize) -> Vec<u32> {
     logits
         .chunks(classes)

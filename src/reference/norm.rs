@@ -14,9 +14,13 @@ pub fn channel_sum(x: &[f64], c: usize) -> Vec<f64> {
 /// `var`, and `inv_std = 1 / sqrt(var + eps)`.
 #[derive(Debug, Clone)]
 pub struct BnTrain {
+    /// The output.
     pub y: Vec<f64>,
+    /// Mean per channel.
     pub mean: Vec<f64>,
+    /// Variance per channel.
     pub var: Vec<f64>,
+    /// 1 / sqrt(var + eps) per channel.
     pub inv_std: Vec<f64>,
 }
 

@@ -6,8 +6,11 @@
 /// dequantized weights `Q`.
 #[derive(Debug, Clone)]
 pub struct Rescaw {
+    /// gamma per output channel.
     pub gamma: Vec<f32>,
+    /// Integer level of each weight.
     pub codes: Vec<u32>,
+    /// The quantized weights.
     pub q: Vec<f32>,
 }
 
@@ -34,6 +37,7 @@ pub fn dequantize(code: u32, gamma: f32, bits: u32) -> f32 {
     gamma * (code as f32 / half_levels(bits) - 1.0)
 }
 
+/// QP-SNN's ReScaW quantization of `w` `[c_out, k]` to `bits` bits.
 pub fn rescaw(w: &[f32], c_out: usize, k: usize, bits: u32) -> Rescaw {
     let mut out = Rescaw {
         gamma: Vec::with_capacity(c_out),

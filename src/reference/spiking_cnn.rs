@@ -10,7 +10,7 @@
 //!   width changes, a 1x1 conv + BN; a pool after the stem or a block's output neuron;
 //! - images encoded directly (repeated over T), the head `Linear(sum_{H,W} mean_T s)`.
 //!
-//! Weights (MODELS.md section 6): float; QP-SNN's ReScaW `weight_bits`-bit in every conv,
+//! Weights (docs/models.md section 6): float; QP-SNN's ReScaW `weight_bits`-bit in every conv,
 //! shortcut and the head, the first conv included; or Q-SNN's: sign weights with a
 //! power-of-two scale per channel, the first conv and the head 8-bit ReScaW, and the
 //! Q-SNN neuron, whose training logits are those of every time step.

@@ -10,7 +10,9 @@ use crate::nn::ParamStore;
 
 const DECAY_KEY: &str = "train.ema_decay";
 
+/// An exponential moving average of a model's weights (timm's ModelEmaV2).
 pub struct ModelEma {
+    /// Weight of the old average per update.
     pub decay: f32,
     store: ParamStore,
     /// The binarized weights lag the latent ones until the next `store`.

@@ -9,9 +9,9 @@ pub mod trainer;
 
 pub use ema::ModelEma;
 pub use optimizer::Optimizer;
-pub use run_dir::{RunDir, RunMode};
+pub use run_dir::{read_metrics, RunDir, RunMode};
 pub use schedule::CosineSchedule;
 pub use trainer::{
-    evaluate, Distillation, EpochOutcome, EpochProgress, EpochReport, Evaluation, StepProgress,
-    Teacher, TeacherSource, Trainer,
+    evaluate, Distillation, EpochOutcome, EpochProgress, EpochReport, EpochRunner, Evaluation,
+    StepProgress, Teacher, TeacherSource,
 };

@@ -8,10 +8,13 @@ use crate::nn::checkpoint::{HostTensor, StateDict};
 use crate::nn::ParamStore;
 use crate::ops::optim::{adamw_step, AdamW};
 
+/// AdamW's state over every trainable parameter.
 pub struct Optimizer {
+    /// The hyperparameters.
     pub config: AdamW,
     /// First and second moments, the layout of `ParamStore::params`.
     pub moment1: Tensor,
+    /// The second moments.
     pub moment2: Tensor,
     /// Steps taken (AdamW's bias correction counts from 1).
     pub steps: u32,
@@ -22,6 +25,7 @@ const M2: &str = "optimizer.moment2";
 const STEPS: &str = "optimizer.steps";
 
 impl Optimizer {
+    /// Zero moments for `store`'s parameters.
     pub fn new(ctx: &GpuContext, store: &ParamStore, config: AdamW) -> Result<Self> {
         let len = store.params.len();
         Ok(Self {

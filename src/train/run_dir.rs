@@ -113,6 +113,7 @@ impl RunDir {
         }
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -150,4 +151,27 @@ impl RunDir {
         log.push(b'\n');
         write_atomic(&path, &log)
     }
+}
+
+/// The epochs logged in the run directory `dir` (its `metrics.jsonl`), read without
+/// taking the run's lock: a training may be appending to it.
+pub fn read_metrics(dir: &Path) -> Result<Vec<super::EpochReport>> {
+    let path = dir.join("metrics.jsonl");
+    if !path.is_file() {
+        return Err(Error::data(
+            dir,
+            "holds no metrics.jsonl: not a run directory of `bitspike train`",
+        ));
+    }
+    let text = String::from_utf8(crate::input::read_file(&path, 64 << 20, "metrics log")?)
+        .map_err(|_| Error::data(&path, "is not UTF-8 text"))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                Error::data(&path, format!("line {}: not an epoch record: {e}", i + 1))
+            })
+        })
+        .collect()
 }

@@ -2,11 +2,17 @@
 //! `min_lr` (timm's CosineLRScheduler as the reference recipes use it, per step).
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+/// Linear warm-up, then a cosine from `lr` to `min_lr`, indexed by optimizer step.
 pub struct CosineSchedule {
+    /// Peak learning rate.
     pub lr: f32,
+    /// Final learning rate.
     pub min_lr: f32,
+    /// Where the warm-up starts.
     pub warmup_lr: f32,
+    /// Steps of warm-up.
     pub warmup_steps: usize,
+    /// Steps of warm-up and cosine; later steps stay at `min_lr`.
     pub total_steps: usize,
 }
 

@@ -20,28 +20,36 @@ use crate::ops::weighted_sum;
 
 use super::{CosineSchedule, ModelEma, Optimizer};
 
-/// How a teacher supervises the second head (MODELS.md section 3).
+/// How a teacher supervises the second head (docs/models.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Distillation {
     /// CE(out1, argmax teacher(x)).
     Hard,
     /// KL(log_softmax(out1 / tau), log_softmax(teacher / tau)) tau^2.
-    Soft { tau: f32 },
+    Soft {
+        /// The temperature.
+        tau: f32,
+    },
 }
 
 /// Where the teacher's logits come from.
 pub enum TeacherSource<'a> {
     /// A bitspike model run on each (augmented, mixed) batch.
     Live {
+        /// The teacher model.
         model: &'a mut dyn Classifier,
+        /// Its weights.
         store: &'a mut ParamStore,
     },
     /// A table of logits of the un-augmented training images, mixed as the batch was.
     Logits(&'a TeacherLogits),
 }
 
+/// A teacher and how it supervises.
 pub struct Teacher<'a> {
+    /// Where its logits come from.
     pub source: TeacherSource<'a>,
+    /// Hard or soft distillation.
     pub kind: Distillation,
 }
 
@@ -53,18 +61,27 @@ enum TeacherTarget {
     Distribution(Tensor),
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// One epoch's figures: a line of `metrics.jsonl` (docs/checkpoint.md).
 pub struct EpochReport {
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// Mean training loss.
     pub train_loss: f64,
+    /// Training accuracy (a fraction).
     pub train_accuracy: f64,
+    /// Top-1 test accuracy after the epoch.
     pub test_accuracy: f64,
+    /// Top-5 test accuracy after the epoch.
     pub test_top5: f64,
     /// Top-1 test accuracy of the EMA weights, when an EMA is kept.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_test_accuracy: Option<f64>,
+    /// Training throughput.
     pub images_per_second: f64,
+    /// Learning rate at the end of the epoch.
     pub lr: f32,
+    /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
 }
 
@@ -72,10 +89,15 @@ pub struct EpochReport {
 /// interrupted epoch saves this in its checkpoint, and resumes from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EpochProgress {
+    /// The epoch, 0-based.
     pub epoch: usize,
+    /// Steps done.
     pub steps_done: usize,
+    /// Sum of the losses so far.
     pub loss_sum: f64,
+    /// Correct predictions so far.
     pub correct: usize,
+    /// Samples seen so far.
     pub seen: usize,
 }
 
@@ -94,10 +116,12 @@ impl EpochProgress {
         self.seen += seen;
     }
 
+    /// Mean loss so far.
     pub fn loss(&self) -> f64 {
         self.loss_sum / self.seen.max(1) as f64
     }
 
+    /// Accuracy so far.
     pub fn accuracy(&self) -> f64 {
         self.correct as f64 / self.seen.max(1) as f64
     }
@@ -106,35 +130,49 @@ impl EpochProgress {
 /// What one training epoch measured.
 #[derive(Debug, Clone, Copy)]
 pub struct EpochOutcome {
+    /// Mean training loss.
     pub loss: f64,
+    /// Training accuracy.
     pub accuracy: f64,
     /// Images per second of this call (not counting steps done before a resume).
     pub images_per_second: f64,
     /// The stop flag was set: the epoch ended early, after a complete step.
     pub interrupted: bool,
+    /// Where the epoch got.
     pub progress: EpochProgress,
 }
 
 /// Progress of the running epoch, for a progress bar.
 #[derive(Debug, Clone)]
 pub struct StepProgress {
+    /// Steps done.
     pub step: usize,
+    /// Steps in the epoch.
     pub steps: usize,
+    /// Mean loss so far.
     pub loss: f64,
+    /// Accuracy so far.
     pub accuracy: f64,
+    /// Throughput so far.
     pub images_per_second: f64,
 }
 
-pub struct Trainer<'a> {
+/// Runs training epochs: the loss over the heads, accumulation, AdamW on a schedule, an EMA; evaluation is [`evaluate`].
+pub struct EpochRunner<'a> {
+    /// The GPU.
     pub ctx: &'a GpuContext,
+    /// Training batches.
     pub loader: BatchLoader,
+    /// Test batches.
     pub test_loader: BatchLoader,
     /// Indexed by optimizer step: `steps.div_ceil(accum_steps)` of them an epoch.
     pub schedule: CosineSchedule,
+    /// Label smoothing of the cross-entropy.
     pub label_smoothing: f32,
     /// Batches whose gradients add up before each optimizer step (1: a step per batch).
     /// The epoch's last step takes what is left. Each batch's loss is weighted 1 / this.
     pub accum_steps: usize,
+    /// Steps between progress callbacks.
     pub report_every: usize,
     /// Set by Ctrl-C: the epoch stops at the next optimizer step, so that a checkpoint
     /// never holds half an accumulation.
@@ -185,7 +223,7 @@ fn drain(
     Ok((loss, correct, seen))
 }
 
-impl Trainer<'_> {
+impl EpochRunner<'_> {
     /// The loss of the heads and their logit gradients, each head's weighted by `scale`
     /// (1 / the accumulation).
     fn head_losses(
@@ -375,10 +413,13 @@ impl Trainer<'_> {
 /// What [`evaluate`] measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Evaluation {
+    /// Top-1 accuracy.
     pub top1: f64,
+    /// Top-5 accuracy.
     pub top5: f64,
     /// Samples whose logits hold a NaN (counted as wrong).
     pub nan_predictions: usize,
+    /// Samples evaluated.
     pub samples: usize,
 }
 

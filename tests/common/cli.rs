@@ -90,3 +90,29 @@ pub fn small_config(side: usize, channels: usize) -> bitspike::nn::ModelConfig {
 pub fn write_checkpoint(path: &Path, cfg: &bitspike::nn::ModelConfig) {
     bitspike::nn::init_state(cfg, 0).write(path).unwrap();
 }
+
+/// The first `train` training and `test` test images of the shipped MNIST subset, as
+/// IDX files in `dir`.
+pub fn tiny_mnist(dir: &std::path::Path, train: usize, test: usize) {
+    use std::io::Write;
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist-mini");
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let images = bitspike::data::idx::read_maybe_gz(
+            &assets.join(format!("{prefix}-images-idx3-ubyte.gz")),
+        )
+        .unwrap();
+        let labels = bitspike::data::idx::read_maybe_gz(
+            &assets.join(format!("{prefix}-labels-idx1-ubyte.gz")),
+        )
+        .unwrap();
+        let mut f = std::fs::File::create(dir.join(format!("{prefix}-images-idx3-ubyte"))).unwrap();
+        f.write_all(&[0, 0, 8, 3]).unwrap();
+        f.write_all(&(n as u32).to_be_bytes()).unwrap();
+        f.write_all(&images[8..16]).unwrap();
+        f.write_all(&images[16..16 + n * 784]).unwrap();
+        let mut f = std::fs::File::create(dir.join(format!("{prefix}-labels-idx1-ubyte"))).unwrap();
+        f.write_all(&[0, 0, 8, 1]).unwrap();
+        f.write_all(&(n as u32).to_be_bytes()).unwrap();
+        f.write_all(&labels[8..8 + n]).unwrap();
+    }
+}

@@ -1,4 +1,4 @@
-//! Training steps as the Trainer runs them (its loss over the heads, `train::Optimizer`),
+//! Training steps as the EpochRunner runs them (its loss over the heads, `train::Optimizer`),
 //! for tests that train a model a few steps on one batch.
 
 use bitspike::nn::{Classifier, ParamStore};
@@ -7,7 +7,7 @@ use bitspike::ops::optim::AdamW;
 use bitspike::train::Optimizer;
 use bitspike::{GpuContext, Tensor};
 
-/// One training step's loss and logit gradients as the Trainer computes them without a
+/// One training step's loss and logit gradients as the EpochRunner computes them without a
 /// teacher: every head learns the labels, weighted equally.
 pub fn head_losses(ctx: &GpuContext, heads: &[Tensor], labels: &Tensor) -> (f64, Vec<Tensor>) {
     let w = 1.0 / heads.len() as f32;

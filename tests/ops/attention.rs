@@ -883,7 +883,7 @@ fn form_saved_bytes_count_q_k_v_and_the_map() {
 }
 
 /// The forms' tensors are the model inventory's (names, shapes, kinds, order and initial
-/// values, in both families and in the patch-16 d x d order), and as MODELS.md gives them.
+/// values, in both families and in the patch-16 d x d order), and as docs/models.md gives them.
 #[test]
 fn form_params_are_the_model_inventory() {
     use bitspike::nn::{init_state, param_specs, ModelConfig, ParamRole};

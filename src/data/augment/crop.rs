@@ -14,7 +14,9 @@ use crate::rng::Rng;
 /// resized to the output size.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResizedCrop {
+    /// The range of the crop's area, as fractions of the image's.
     pub scale: (f32, f32),
+    /// The range of the crop's aspect ratio (width / height).
     pub ratio: (f32, f32),
 }
 
@@ -31,13 +33,18 @@ impl Default for ResizedCrop {
 /// A crop box: top row, left column, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CropBox {
+    /// First row of the crop.
     pub top: usize,
+    /// First column of the crop.
     pub left: usize,
+    /// Rows of the crop.
     pub height: usize,
+    /// Columns of the crop.
     pub width: usize,
 }
 
 impl ResizedCrop {
+    /// An error unless the ranges are ordered, positive and finite.
     pub fn check(&self) -> Result<()> {
         let (s0, s1) = self.scale;
         let (r0, r1) = self.ratio;

@@ -44,16 +44,20 @@ impl FromStr for EraseMode {
 pub struct RandomErasing {
     /// Chance that an image gets erased at all.
     pub probability: f32,
+    /// What fills an erased box.
     pub mode: EraseMode,
     /// Bounds of the erased fraction of the image (split over the boxes).
     pub min_area: f32,
+    /// The largest box, as a fraction of the image's area.
     pub max_area: f32,
     /// Bounds of a box's height over width; `None` is `1 / min_aspect`.
     pub min_aspect: f32,
+    /// The largest aspect ratio (None: the reciprocal of the smallest).
     pub max_aspect: Option<f32>,
     /// Boxes per image, drawn uniformly in `[min_count, max_count]`; `None` is
     /// `min_count`.
     pub min_count: usize,
+    /// The most boxes per image (None: one).
     pub max_count: Option<usize>,
 }
 
@@ -74,6 +78,7 @@ impl Default for RandomErasing {
 }
 
 impl RandomErasing {
+    /// An error unless every setting is in its range.
     pub fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidArgument(format!("random erasing: {msg}")));
         if !(0.0..=1.0).contains(&self.probability) {

@@ -15,13 +15,18 @@ use crate::rng::Rng;
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct ColorJitter {
+    /// Brightness factor range: 1 +- this.
     pub brightness: f32,
+    /// Contrast factor range: 1 +- this.
     pub contrast: f32,
+    /// Saturation factor range: 1 +- this.
     pub saturation: f32,
+    /// Hue shift range: +- this, in turns (at most 0.5).
     pub hue: f32,
 }
 
 impl ColorJitter {
+    /// An error unless every factor is in its range.
     pub fn check(&self) -> Result<()> {
         for (name, v) in [
             ("brightness", self.brightness),

@@ -204,26 +204,47 @@ impl From<RandAugment> for String {
 /// One RandAugment op, named as in timm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Stretch each channel to the full range.
     AutoContrast,
+    /// Equalize each channel's histogram.
     Equalize,
+    /// Invert the pixels.
     Invert,
+    /// Rotate by up to 30 degrees.
     Rotate,
+    /// Keep fewer bits per pixel (fewer at higher magnitude).
     Posterize,
+    /// Posterize, stronger at higher magnitude.
     PosterizeIncreasing,
+    /// Invert the pixels above a threshold.
     Solarize,
+    /// Solarize, stronger at higher magnitude.
     SolarizeIncreasing,
+    /// Add a value to the pixels below a threshold.
     SolarizeAdd,
+    /// Change the saturation by a random factor.
     Color,
+    /// Color, stronger at higher magnitude.
     ColorIncreasing,
+    /// Change the contrast by a random factor.
     Contrast,
+    /// Contrast, stronger at higher magnitude.
     ContrastIncreasing,
+    /// Change the brightness by a random factor.
     Brightness,
+    /// Brightness, stronger at higher magnitude.
     BrightnessIncreasing,
+    /// Sharpen or blur by a random factor.
     Sharpness,
+    /// Sharpness, stronger at higher magnitude.
     SharpnessIncreasing,
+    /// Shear horizontally.
     ShearX,
+    /// Shear vertically.
     ShearY,
+    /// Translate horizontally by a fraction of the width.
     TranslateXRel,
+    /// Translate vertically by a fraction of the height.
     TranslateYRel,
 }
 

@@ -34,6 +34,7 @@ fn header(bytes: &[u8]) -> (Vec<String>, usize) {
     (lines, pos)
 }
 
+/// The events of an AEDAT 2.0 or 3.1 file's bytes (`path` for messages).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
     let (lines, start) = header(bytes);
     let version = lines

@@ -151,6 +151,7 @@ fn sensor(info: &str) -> Option<(usize, usize)> {
     Some((attr("sizeX")?, attr("sizeY")?))
 }
 
+/// The events of an AEDAT 4 file's bytes (`path` for messages).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
     let (compression, table, info, mut pos) = header(path, bytes)?;
     let end = table.unwrap_or(bytes.len()).min(bytes.len());

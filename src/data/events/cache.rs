@@ -94,6 +94,7 @@ pub fn load(path: &Path, samples: usize, time_steps: usize) -> Option<(Vec<u8>, 
     whole.then(|| (bytes[HEADER..].to_vec(), settings))
 }
 
+/// Write `samples` samples' binned `frames` with their `settings` to the cache file `path`, atomically.
 pub fn store(path: &Path, frames: &[u8], samples: usize, settings: &FrameSettings) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;

@@ -17,7 +17,9 @@ use crate::error::{Error, Result};
 /// How to bin a dataset's events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventOptions {
+    /// Frames per recording (the model's T).
     pub time_steps: usize,
+    /// How a recording is cut into frames.
     pub split_by: SplitBy,
     /// Side of the square frames; None: the sensor's larger side.
     pub size: Option<usize>,

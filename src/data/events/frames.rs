@@ -16,8 +16,11 @@ use crate::error::{Error, Result};
 use super::Events;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// How a recording is cut into its T frames (SpikingJelly's `split_by`).
 pub enum SplitBy {
+    /// Equal spans of time.
     Time,
+    /// Equal numbers of events (the last frame takes the remainder).
     Number,
 }
 
@@ -35,9 +38,11 @@ impl std::str::FromStr for SplitBy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// How event recordings become a model's input frames.
 pub struct FrameSettings {
     /// Frames T.
     pub time_steps: usize,
+    /// How a recording is cut into frames.
     pub split_by: SplitBy,
     /// Sensor width and height the event coordinates refer to.
     pub sensor: (usize, usize),
@@ -45,9 +50,11 @@ pub struct FrameSettings {
     pub size: usize,
 }
 
+/// Channels of a frame: OFF events, then ON events.
 pub const POLARITIES: usize = 2;
 
 impl FrameSettings {
+    /// An error unless every size is positive.
     pub fn validate(&self) -> Result<()> {
         if self.time_steps == 0 || self.size == 0 || self.sensor.0 == 0 || self.sensor.1 == 0 {
             return Err(Error::InvalidArgument(format!(

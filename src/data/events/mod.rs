@@ -20,23 +20,30 @@ pub use frames::{integrate, FrameSettings, SplitBy};
 /// microseconds (never decreasing after reading), polarity `p` (1 = ON, 0 = OFF).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Events {
+    /// Column of each event.
     pub x: Vec<u16>,
+    /// Row of each event.
     pub y: Vec<u16>,
+    /// Timestamp of each event, in microseconds.
     pub t: Vec<i64>,
+    /// Polarity of each event (1 = ON, 0 = OFF).
     pub p: Vec<u8>,
     /// Sensor width and height when the file says it (AEDAT headers); None otherwise.
     pub sensor: Option<(usize, usize)>,
 }
 
 impl Events {
+    /// The number of events.
     pub fn len(&self) -> usize {
         self.t.len()
     }
 
+    /// Whether there are no events.
     pub fn is_empty(&self) -> bool {
         self.t.is_empty()
     }
 
+    /// No events, with room for `n`.
     pub fn with_capacity(n: usize) -> Self {
         Self {
             x: Vec::with_capacity(n),
@@ -47,6 +54,7 @@ impl Events {
         }
     }
 
+    /// Append one event.
     pub fn push(&mut self, x: u16, y: u16, t: i64, p: u8) {
         self.x.push(x);
         self.y.push(y);
@@ -79,6 +87,7 @@ impl Events {
 /// The event-file extensions the readers recognise.
 pub const EXTENSIONS: [&str; 6] = ["bin", "bs2", "aedat", "aedat4", "npy", "npz"];
 
+/// Whether `path` has the extension of an event format bitspike reads.
 pub fn is_event_file(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())

@@ -7,8 +7,10 @@ use std::path::Path;
 use super::{corrupt, Events};
 use crate::error::Result;
 
+/// Bytes per event in N-MNIST's format.
 pub const EVENT_BYTES: usize = 5;
 
+/// The events of an N-MNIST `.bin` / `.bs2` file's bytes (`path` for messages).
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<Events> {
     if !bytes.len().is_multiple_of(EVENT_BYTES) {
         let whole = bytes.len() / EVENT_BYTES * EVENT_BYTES;

@@ -10,6 +10,7 @@ use super::{check_count, corrupt, Events, MAX_BYTES};
 use crate::error::{Error, Result};
 use crate::input::{mib, read_capped};
 
+/// The first bytes of every `.npy` file.
 pub const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
 /// One scalar type of a numpy array.
@@ -246,6 +247,7 @@ fn columns(path: &Path, npy: &Npy) -> Result<[Vec<i64>; 4]> {
     }
 }
 
+/// The events of a `.npy` structured array with fields x, y, t, p (tonic's layout).
 pub fn parse_npy_events(path: &Path, bytes: &[u8]) -> Result<Events> {
     let npy = parse_header(path, bytes)?;
     let cols = columns(path, &npy)?;
@@ -266,6 +268,7 @@ fn vector(path: &Path, npy: &Npy) -> Result<Vec<i64>> {
     Ok(npy.data.chunks_exact(s.bytes).map(|v| s.read(v)).collect())
 }
 
+/// The events of a `.npz` archive with arrays x, y, t, p (SpikingJelly's layout).
 pub fn parse_npz_events(path: &Path, bytes: &[u8]) -> Result<Events> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| corrupt(path, 0, format!("not a readable .npz (zip) archive: {e}")))?;

@@ -1,4 +1,4 @@
-//! A2OS2A, addition-only spiking self-attention (MODELS.md section 5): binary Q {0,1},
+//! A2OS2A, addition-only spiking self-attention (docs/models.md section 5): binary Q {0,1},
 //! non-negative real K (a ReLU output), ternary V {-1,0,+1}; `out = (Q K^T) V`, no
 //! softmax, no scale. With Q binary and V ternary every product is an addition or a
 //! subtraction; here both products run on the f32 matmul (exact for these values), and
@@ -22,7 +22,7 @@ impl AttentionOp for A2os2a {
         [Neuron::Lif(lif), Neuron::Relu, Neuron::Ternary(lif)]
     }
 
-    /// Proj reads the real-valued `(Q K^T) V` itself (MODELS.md section 5).
+    /// Proj reads the real-valued `(Q K^T) V` itself (docs/models.md section 5).
     fn output_is_spikes(&self) -> bool {
         false
     }
@@ -48,8 +48,11 @@ impl AttentionOp for A2os2a {
 /// What [`a2os2a_backward`] reads.
 #[derive(Debug, Clone)]
 pub struct A2os2aSaved {
+    /// Spikes Q `[T, B, heads, N, d]`.
     pub q: Tensor, // [T, B, heads, N, d]
+    /// Real K `[T, B, heads, N, d]`.
     pub k: Tensor, // [T, B, heads, N, d]
+    /// Ternary V `[T, B, heads, N, d]`.
     pub v: Tensor, // [T, B, heads, N, d]
     /// `Q K^T`, f32 `[T * B * heads, N, N]`.
     pub scores: Tensor,

@@ -1,4 +1,4 @@
-//! BESTformer's binary attention (MODELS.md section 3): the attention map is itself a
+//! BESTformer's binary attention (docs/models.md section 3): the attention map is itself a
 //! spike map, `A = LIF_soft(Q K^T)`, the LIF running over T for every map element
 //! (soft reset, v_th = 1, tau = 2, decay_input, detach_reset) in one fused kernel that
 //! writes the map packed to bits; then `Y = (A V) * 0.125 * lambda[t, h]` with a
@@ -32,8 +32,11 @@ pub const BINARY_LAMBDA: &str = "lambda_attn";
 /// (`V = H - v_th S`), detach_reset, and the Sigmoid(alpha) surrogate in backward.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MapLif {
+    /// Membrane time constant.
     pub tau: f32,
+    /// Firing threshold.
     pub v_th: f32,
+    /// Sharpness of the Sigmoid surrogate.
     pub alpha: f32,
 }
 
@@ -58,8 +61,11 @@ pub enum MapOrder {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
+/// Settings of the binary attention op.
 pub struct BinaryAttentionConfig {
+    /// N x N or d x d map.
     pub order: MapOrder,
+    /// The map's neuron.
     pub lif: MapLif,
     /// The fixed scale in front of lambda (0.125).
     pub scale: f32,
@@ -78,9 +84,13 @@ impl Default for BinaryAttentionConfig {
 /// What [`binary_attention_backward`] reads.
 #[derive(Debug, Clone)]
 pub struct BinaryAttentionSaved {
-    pub q: Tensor,      // [T, B, heads, N, d]
-    pub k: Tensor,      // [T, B, heads, N, d]
-    pub v: Tensor,      // [T, B, heads, N, d]
+    /// Spikes Q `[T, B, heads, N, d]`.
+    pub q: Tensor, // [T, B, heads, N, d]
+    /// Spikes K `[T, B, heads, N, d]`.
+    pub k: Tensor, // [T, B, heads, N, d]
+    /// Spikes V `[T, B, heads, N, d]`.
+    pub v: Tensor, // [T, B, heads, N, d]
+    /// Lambda `[T, heads]`.
     pub lambda: Tensor, // [T, heads]
     /// The packed operands of the map LIF's input `S = X Y^T` (integer counts), which
     /// backward recomputes. Tokens: `X = Q`, `Y = K`, `PackedBits [T * B * heads, N, d]`
@@ -91,6 +101,7 @@ pub struct BinaryAttentionSaved {
     /// [T * B * heads, N, N]` (bits along the key axis j); Features: `A^T` `PackedBits
     /// [T * B * heads, d, d]` (row = output feature c, bits along a).
     pub map: Tensor,
+    /// The settings of the forward.
     pub config: BinaryAttentionConfig,
     /// Fraction of ones in the map (counted by the map kernel).
     pub rate: MapRate,
@@ -121,6 +132,10 @@ impl FormSaved for BinaryAttentionSaved {
             .sum()
     }
 
+    fn binary_map(&self) -> Option<&Tensor> {
+        (self.config.order == MapOrder::Tokens).then_some(&self.map)
+    }
+
     fn products(&self) -> Products {
         match self.config.order {
             MapOrder::Tokens => Products::tokens(&self.q),
@@ -132,17 +147,24 @@ impl FormSaved for BinaryAttentionSaved {
 /// Gradients of [`binary_attention_forward`]'s inputs.
 #[derive(Debug, Clone)]
 pub struct BinaryAttentionGrads {
-    pub dq: Tensor,      // [T, B, heads, N, d]
-    pub dk: Tensor,      // [T, B, heads, N, d]
-    pub dv: Tensor,      // [T, B, heads, N, d]
+    /// Gradient of Q.
+    pub dq: Tensor, // [T, B, heads, N, d]
+    /// Gradient of K.
+    pub dk: Tensor, // [T, B, heads, N, d]
+    /// Gradient of V.
+    pub dv: Tensor, // [T, B, heads, N, d]
+    /// Gradient of lambda.
     pub dlambda: Tensor, // [T, heads]
 }
 
 /// Binary attention as a form, for a model's T and heads (lambda `[T, 1, heads, 1, 1]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BinaryAttention {
+    /// Time steps T.
     pub time_steps: usize,
+    /// Heads.
     pub heads: usize,
+    /// The op's settings.
     pub config: BinaryAttentionConfig,
 }
 

@@ -13,8 +13,11 @@ use crate::ops::Neuron;
 /// What a form needs to know of the model it runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FormSetup {
+    /// Time steps T.
     pub time_steps: usize,
+    /// Heads.
     pub heads: usize,
+    /// Width of a head.
     pub head_dim: usize,
     /// Build maps in the d x d order (the patch-16 models' many tokens); only the binary
     /// map has one.
@@ -33,8 +36,11 @@ pub enum FormParamKind {
 /// A tensor a form adds to each block's attention (`block.{i}.attn.<name>`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FormParam {
+    /// The name under the block's attention (`block.{i}.attn.<name>`).
     pub name: &'static str,
+    /// The shape.
     pub shape: Vec<usize>,
+    /// Learned or a running statistic.
     pub kind: FormParamKind,
     /// Every element's initial value.
     pub init: f32,
@@ -46,6 +52,7 @@ pub struct FormInputs<'a> {
     pub learned: &'a [Tensor],
     /// Its RunningStat tensors, in `params()` order; updated in place when `update_stats`.
     pub stats: &'a [Tensor],
+    /// Update the running statistics (training forwards).
     pub update_stats: bool,
 }
 
@@ -71,8 +78,11 @@ impl FormInputs<'_> {
 
 /// Gradients of a form's inputs, freshly written.
 pub struct FormGrads {
+    /// Gradient of Q.
     pub dq: Tensor,
+    /// Gradient of K.
     pub dk: Tensor,
+    /// Gradient of V.
     pub dv: Tensor,
     /// Gradients of the Learned tensors, in order, shaped as declared.
     pub dlearned: Vec<Tensor>,
@@ -88,7 +98,7 @@ pub trait AttentionOp: std::fmt::Debug + Send + Sync {
     fn output_is_spikes(&self) -> bool;
 
     /// Extra tensors per block: BESTformer binary map's `lambda_attn` [T, 1, heads, 1, 1]
-    /// (Learned, init 1), SSA_Bin's `attn_delta` [heads] and `attn_shift` [heads, d]
+    /// (Learned, init 1), SSA_Bin's `attn_delta` `[heads]` and `attn_shift` `[heads, d]`
     /// (RunningStat, init 0).
     fn params(&self) -> Vec<FormParam>;
 
@@ -108,10 +118,15 @@ pub trait AttentionOp: std::fmt::Debug + Send + Sync {
 /// `K^T V` in the d x d order) driven by the spikes of its first operand, the second
 /// (`A V`, or `Q A`) by the map's firing rate.
 pub struct Products {
+    /// The first product's name.
     pub first: &'static str,
+    /// The operand whose spikes drive the first product.
     pub first_input: Tensor,
+    /// The first product's multiply-accumulates.
     pub first_macs: u64,
+    /// The second product's name.
     pub second: &'static str,
+    /// The second product's multiply-accumulates.
     pub second_macs: u64,
 }
 
@@ -161,5 +176,12 @@ pub trait FormSaved: std::fmt::Debug + Send + Sync {
     /// by it); not the model's parameters (lambda), which live anyway.
     fn bytes(&self) -> u64;
 
+    /// The two products, for the energy report.
     fn products(&self) -> Products;
+
+    /// The 1-bit attention map `PackedBits [T * B * heads, N, N]` (query rows, bits along
+    /// the keys) of the forms that build one in the N x N order; None for the others.
+    fn binary_map(&self) -> Option<&Tensor> {
+        None
+    }
 }

@@ -1,4 +1,4 @@
-//! Spiking self-attention, forward and backward, in the forms of MODELS.md sections 2-5
+//! Spiking self-attention, forward and backward, in the forms of docs/models.md sections 2-5
 //! (shaders/attention.wgsl for the fused and elementwise parts, the tuned matmul and
 //! binary-matmul ops for the products):
 //! - [`ssa`]: Spikformer SSA, `Y = (Q K^T) V * scale`, scores on packed bits or in f32;
@@ -49,10 +49,15 @@ use crate::ops::to_u32;
 /// The sizes of one attention call, read from Q's shape `[T, B, heads, N, d]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttnShape {
+    /// Time steps.
     pub t: usize,
+    /// Batch.
     pub b: usize,
+    /// Heads.
     pub heads: usize,
+    /// Tokens.
     pub n: usize,
+    /// Head width.
     pub d: usize,
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::form::{AttentionOp, FormSetup};
 use super::{a2os2a, binary, ssa, ssa_bin};
 
-/// The attention form of every block (MODELS.md sections 2-5).
+/// The attention form of every block (docs/models.md sections 2-5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionForm {
@@ -22,6 +22,7 @@ pub enum AttentionForm {
 }
 
 impl AttentionForm {
+    /// Every form.
     pub const ALL: [AttentionForm; 4] = [
         AttentionForm::Ssa,
         AttentionForm::Binary,

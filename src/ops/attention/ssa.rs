@@ -1,4 +1,4 @@
-//! Spikformer's spiking self-attention (MODELS.md section 2):
+//! Spikformer's spiking self-attention (docs/models.md section 2):
 //! `Y = (Q K^T) V * scale` per (t, b, head), no softmax. The attention LIF after it
 //! (v_th = 0.5) belongs to the model layer. Backward is that of the two linear products
 //! (straight through the spikes).
@@ -26,11 +26,15 @@ pub enum SsaPath {
 /// What [`ssa_backward`] reads.
 #[derive(Debug, Clone)]
 pub struct SsaSaved {
+    /// Spikes Q `[T, B, heads, N, d]`.
     pub q: Tensor, // [T, B, heads, N, d]
+    /// Spikes K `[T, B, heads, N, d]`.
     pub k: Tensor, // [T, B, heads, N, d]
+    /// Spikes V `[T, B, heads, N, d]`.
     pub v: Tensor, // [T, B, heads, N, d]
     /// The attention map the product used: `scale * Q K^T`, f32 `[T * B * heads, N, N]`.
     pub scores: Tensor,
+    /// The scale of the output.
     pub scale: f32,
     /// Fraction of non-zero scores (counted on the GPU when read).
     pub rate: MapRate,
@@ -61,7 +65,9 @@ impl FormSaved for SsaSaved {
 /// sets `path` to [`SsaPath::F32`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ssa {
+    /// Packed bits or f32 products.
     pub path: SsaPath,
+    /// The scale of the output (0.125).
     pub scale: f32,
 }
 

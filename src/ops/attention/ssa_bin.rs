@@ -1,4 +1,4 @@
-//! SSA_Bin (MODELS.md section 4): a binary attention map from an adaptive threshold and
+//! SSA_Bin (docs/models.md section 4): a binary attention map from an adaptive threshold and
 //! an attention shift,
 //!   `out = kappa * B(Q K^T, Delta) V - mean`,   `B(x) = (x > Delta[h])` (bits),
 //! the output LIF being the model layer's.
@@ -39,6 +39,7 @@ pub const SSA_BIN_DELTA: &str = "attn_delta";
 pub const SSA_BIN_SHIFT: &str = "attn_shift";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
+/// Settings of the SSA_Bin op.
 pub struct SsaBinConfig {
     /// Output scale of the binary map (1).
     pub kappa: f32,
@@ -81,8 +82,11 @@ impl SsaBinState {
 /// What [`ssa_bin_backward`] reads.
 #[derive(Debug, Clone)]
 pub struct SsaBinSaved {
+    /// Spikes Q `[T, B, heads, N, d]`.
     pub q: Tensor, // [T, B, heads, N, d]
+    /// Spikes K `[T, B, heads, N, d]`.
     pub k: Tensor, // [T, B, heads, N, d]
+    /// Spikes V `[T, B, heads, N, d]`.
     pub v: Tensor, // [T, B, heads, N, d]
     /// Q and K packed along d, `PackedBits [T * B * heads, N, d]`: the operands of the
     /// scores `Q K^T`, which backward recomputes.
@@ -90,6 +94,7 @@ pub struct SsaBinSaved {
     /// `B = scores > Delta[h]`, `PackedBits [T * B * heads, N, N]` (bits along the key
     /// axis).
     pub map: Tensor,
+    /// The map's scale.
     pub kappa: f32,
     /// Fraction of ones in the map (counted by the threshold kernel).
     pub rate: MapRate,
@@ -115,17 +120,24 @@ impl FormSaved for SsaBinSaved {
     fn products(&self) -> Products {
         Products::tokens(&self.q)
     }
+
+    fn binary_map(&self) -> Option<&Tensor> {
+        Some(&self.map)
+    }
 }
 
 /// SSA_Bin as a form, for a model's heads and head width, with the default kappa and
 /// momentum; `FormInputs::update_stats` says whether the statistics move (training).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SsaBin {
+    /// Heads.
     pub heads: usize,
+    /// Width of a head.
     pub head_dim: usize,
 }
 
 impl SsaBin {
+    /// SSA_Bin for `setup`'s heads and head width.
     pub fn new(setup: &FormSetup) -> Self {
         Self {
             heads: setup.heads,
