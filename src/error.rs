@@ -26,6 +26,20 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("replica {replica} of the training run failed: {reason}")]
+    /// Another replica of a data-parallel run stopped with an error, so this one cannot
+    /// go on (the run ends everywhere).
+    ReplicaFailed {
+        /// The replica that failed (0-based, over all processes).
+        replica: usize,
+        /// Its error.
+        reason: String,
+    },
+
+    #[error("data-parallel communication failed: {0}")]
+    /// The process group (MPI) could not reduce.
+    Collective(String),
+
     #[error("GPU validation error in {context}: {message}")]
     /// wgpu reported a validation error.
     Gpu {

@@ -415,6 +415,7 @@ impl Pipeline {
             seed: 0,
             prefetch: 3,
             workers,
+            shard: crate::data::Shard::WHOLE,
         };
         self.store.energy = energy.then(EnergyLog::default);
         let result = evaluate(&self.ctx, &mut self.model, &mut self.store, &loader);

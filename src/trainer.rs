@@ -23,6 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::data::augment::fill_from_mean;
+use crate::data::Shard;
 use crate::data::{self, Augment, BatchLoader, Mixup, TeacherLogits};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterChoice, GpuContext};
@@ -30,6 +31,7 @@ use crate::nn::limits::Run;
 use crate::nn::{init_state, Model, ModelConfig, ParamStore, Reversible, StateDict};
 use crate::ops::optim::AdamW;
 use crate::pipeline::{CLASSES_KEY, FRAMES_KEY, NORMALIZATION_KEY};
+use crate::train::parallel::{Alone, Devices, ProcessGroup, ReplicaGroup, ReplicaLink};
 use crate::train::{
     evaluate, CosineSchedule, Distillation, EpochProgress, EpochReport, EpochRunner, ModelEma,
     Optimizer, RunDir, RunMode, StepProgress, Teacher, TeacherSource,
@@ -41,6 +43,8 @@ const PARTIAL_EPOCH_KEY: &str = "train.partial_epoch";
 const EPOCHS_DONE_KEY: &str = "train.epochs_done";
 /// The checkpoint metadata key of the best test accuracy so far.
 const BEST_KEY: &str = "train.best_accuracy";
+/// The checkpoint metadata key of the data-parallel replicas that trained it.
+const REPLICAS_KEY: &str = "train.replicas";
 
 /// The most epochs one run may ask for.
 pub const MAX_EPOCHS: usize = 1_000_000;
@@ -116,6 +120,9 @@ pub struct TrainConfig {
     pub workers: usize,
     /// The GPU adapter.
     pub adapter: AdapterChoice,
+    /// The devices of this process, one data-parallel replica each (the adapters that
+    /// `adapter` names, indexed best first).
+    pub devices: Devices,
 }
 
 impl TrainConfig {
@@ -154,6 +161,7 @@ impl TrainConfig {
             report_every: 10,
             workers: 0,
             adapter: AdapterChoice::from_env(),
+            devices: Devices::default(),
         }
     }
 }
@@ -173,6 +181,8 @@ pub struct RunStart {
     pub first_epoch: usize,
     /// Batches per epoch.
     pub steps: usize,
+    /// Data-parallel replicas over all processes (1: one device).
+    pub replicas: usize,
 }
 
 /// How a run ended.
@@ -187,6 +197,11 @@ pub struct TrainSummary {
     /// Set when the stop flag ended the run inside an epoch: (0-based epoch, steps done,
     /// steps an epoch); the last checkpoint resumes it exactly.
     pub interrupted: Option<(usize, usize, usize)>,
+    /// Whether this process ran replica 0, which wrote the checkpoints and metrics and
+    /// evaluated (the other processes of a run leave the figures above unset).
+    pub leader: bool,
+    /// Data-parallel replicas over all processes.
+    pub replicas: usize,
 }
 
 type StepCallback<'c> = Box<dyn FnMut(&StepProgress) + 'c>;
@@ -200,6 +215,7 @@ pub struct Trainer<'c> {
     on_start: Option<StartCallback<'c>>,
     on_step: Option<StepCallback<'c>>,
     on_epoch: Option<EpochCallback<'c>>,
+    processes: Arc<dyn ProcessGroup>,
 }
 
 impl<'c> Trainer<'c> {
@@ -211,7 +227,17 @@ impl<'c> Trainer<'c> {
             on_start: None,
             on_step: None,
             on_epoch: None,
+            processes: Arc::new(Alone),
         }
+    }
+
+    /// Train as one process of a data-parallel run across processes (an MPI world,
+    /// `bitspike::train::parallel::mpi_world` with the `mpi` feature): every process
+    /// runs the same config, each on its devices; process 0 writes the run directory and
+    /// calls back.
+    pub fn processes(mut self, group: Arc<dyn ProcessGroup>) -> Self {
+        self.processes = group;
+        self
     }
 
     /// The flag that stops the run after the current optimizer step when set (from a
@@ -260,13 +286,31 @@ impl<'c> Trainer<'c> {
             (Some(w), false) => pruned_widths(&mut cfg, w)?,
             (None, false) => {}
         }
-        let ctx = GpuContext::new(&c.adapter)?;
-        ctx.check_run(
-            &cfg,
-            Run::Train {
-                batch: c.batch_size,
-            },
-        )?;
+        let adapters = c.devices.adapter_indices(&c.adapter)?;
+        let contexts = adapters
+            .iter()
+            .map(|&i| GpuContext::on_adapter(&c.adapter, i))
+            .collect::<Result<Vec<_>>>()?;
+        for ctx in &contexts {
+            ctx.check_run(
+                &cfg,
+                Run::Train {
+                    batch: c.batch_size,
+                },
+            )?;
+        }
+        let group = ReplicaGroup::new(contexts.len(), self.processes.clone());
+        let replicas = group.replicas();
+        if c.batch_size < replicas {
+            return Err(Error::OutOfRange {
+                field: "batch size".into(),
+                value: c.batch_size.to_string(),
+                allowed: format!("at least the {replicas} replicas, each training on its share"),
+            });
+        }
+        // Replica 0 of the run (on process 0) writes the run directory; the others only
+        // read its last checkpoint when resuming.
+        let leader = self.processes.rank() == 0;
         let splits = data::open_with_options(&c.data, &c.open)?;
         splits.check_classes(cfg.classes, &c.data)?;
         let (ch, s) = (splits.train.channels(), splits.train.height());
@@ -284,7 +328,10 @@ impl<'c> Trainer<'c> {
                 ),
             ));
         }
-        let run_dir = RunDir::open(&c.out, c.mode)?;
+        let run_dir = match leader {
+            true => Some(RunDir::open(&c.out, c.mode)?),
+            false => None,
+        };
         let teacher_table = match &c.teacher {
             Some(TeacherSpec::Logits(path)) => Some(TeacherLogits::read(
                 path,
@@ -310,6 +357,7 @@ impl<'c> Trainer<'c> {
             seed: c.seed,
             prefetch: 3,
             workers: c.workers,
+            shard: Shard::WHOLE,
         };
         let test_loader = BatchLoader {
             data: Arc::new(splits.test),
@@ -324,17 +372,24 @@ impl<'c> Trainer<'c> {
             (Some(w), false) => load_weights(w, &cfg)?,
             (None, false) => init_state(&cfg, c.seed),
         };
-        let mut store = ParamStore::new(&ctx, &cfg, &initial)?;
         let opt_config = AdamW {
             weight_decay: c.weight_decay,
             max_grad_norm: c.clip_grad,
             ..AdamW::default()
         };
-        let mut optimizer = Optimizer::new(&ctx, &store, opt_config)?;
         let steps = loader.batches();
         let (mut first_epoch, mut resume_from, mut best) = (0, None, 0.0);
         if resume {
-            optimizer.load_from(&ctx, &initial)?;
+            let saved = meta_usize(&initial, REPLICAS_KEY).max(1);
+            if saved != replicas {
+                return Err(Error::data(
+                    &last_path,
+                    format!(
+                        "was trained on {saved} replica(s), this run has {replicas}: resume \
+                         with the same --devices and the same number of processes"
+                    ),
+                ));
+            }
             first_epoch = meta_usize(&initial, EPOCHS_DONE_KEY);
             if let Some(partial) = initial.metadata.get(PARTIAL_EPOCH_KEY) {
                 let progress: EpochProgress = serde_json::from_str(partial).map_err(|e| {
@@ -358,23 +413,38 @@ impl<'c> Trainer<'c> {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.0);
         }
-        let mut ema = match c.model_ema {
-            Some(decay) => {
-                let mut ema = ModelEma::new(&ctx, &store, &initial, decay)?;
-                if resume && ema.load_from(&ctx, &initial).is_err() {
+        let mut states = Vec::with_capacity(contexts.len());
+        for ctx in &contexts {
+            let store = ParamStore::new(ctx, &cfg, &initial)?;
+            let mut optimizer = Optimizer::new(ctx, &store, opt_config)?;
+            if resume {
+                optimizer.load_from(ctx, &initial)?;
+            }
+            let mut model = Model::new(&cfg, c.batch_size)?;
+            model.set_rate_reg(c.rate_reg)?;
+            model.set_reversible(c.reversible);
+            let teacher = match &c.teacher {
+                Some(TeacherSpec::Checkpoint(path)) => {
+                    Some(open_teacher(ctx, path, &cfg, c.batch_size)?)
+                }
+                _ => None,
+            };
+            states.push(ReplicaState {
+                model,
+                store,
+                optimizer,
+                teacher,
+            });
+        }
+        let mut ema = match (c.model_ema, leader) {
+            (Some(decay), true) => {
+                let (ctx, store) = (&contexts[0], &states[0].store);
+                let mut ema = ModelEma::new(ctx, store, &initial, decay)?;
+                if resume && ema.load_from(ctx, &initial).is_err() {
                     // An EMA added to a resumed run starts from the resumed weights.
-                    ema = ModelEma::new(&ctx, &store, &initial, decay)?;
+                    ema = ModelEma::new(ctx, store, &initial, decay)?;
                 }
                 Some(ema)
-            }
-            None => None,
-        };
-        let mut model = Model::new(&cfg, c.batch_size)?;
-        model.set_rate_reg(c.rate_reg)?;
-        model.set_reversible(c.reversible);
-        let mut live_teacher = match &c.teacher {
-            Some(TeacherSpec::Checkpoint(path)) => {
-                Some(open_teacher(&ctx, path, &cfg, c.batch_size)?)
             }
             _ => None,
         };
@@ -384,36 +454,52 @@ impl<'c> Trainer<'c> {
             .epochs
             .saturating_sub(c.cooldown_epochs)
             .max(c.epochs.min(1));
-        let runner = EpochRunner {
-            ctx: &ctx,
-            loader,
-            test_loader: test_loader.clone(),
-            schedule: CosineSchedule {
-                lr: c.lr,
-                min_lr: c.min_lr,
-                warmup_lr: c.warmup_lr.unwrap_or(c.min_lr),
-                warmup_steps: (c.warmup_epochs * updates as f32) as usize,
-                total_steps: cosine_epochs * updates,
-            },
-            label_smoothing: c.label_smoothing,
-            accum_steps: c.accum_steps.max(1),
-            report_every: c.report_every.max(1),
-            stop: self.stop.clone(),
-        };
-        if let Some(f) = &mut self.on_start {
+        let runners: Vec<EpochRunner> = contexts
+            .iter()
+            .enumerate()
+            .map(|(local, ctx)| EpochRunner {
+                ctx,
+                loader: BatchLoader {
+                    shard: Shard {
+                        index: group.global_index(local),
+                        count: replicas,
+                    },
+                    ..loader.clone()
+                },
+                test_loader: test_loader.clone(),
+                schedule: CosineSchedule {
+                    lr: c.lr,
+                    min_lr: c.min_lr,
+                    warmup_lr: c.warmup_lr.unwrap_or(c.min_lr),
+                    warmup_steps: (c.warmup_epochs * updates as f32) as usize,
+                    total_steps: cosine_epochs * updates,
+                },
+                label_smoothing: c.label_smoothing,
+                accum_steps: c.accum_steps.max(1),
+                report_every: c.report_every.max(1),
+                stop: self.stop.clone(),
+                replicas: (replicas > 1).then(|| ReplicaLink {
+                    group: group.clone(),
+                    local,
+                }),
+            })
+            .collect();
+        if let (Some(f), true) = (&mut self.on_start, leader) {
             f(&RunStart {
-                train_samples: runner.loader.data.len(),
+                train_samples: loader.data.len(),
                 test_samples: test_loader.data.len(),
                 format,
-                adapter: ctx.adapter.name.clone(),
+                adapter: contexts[0].adapter.name.clone(),
                 first_epoch,
                 steps,
+                replicas,
             });
         }
         // What eval and infer need beside the weights.
         let mut data_meta = vec![
             (NORMALIZATION_KEY, json(&norm)?),
-            (CLASSES_KEY, json(runner.loader.data.classes())?),
+            (CLASSES_KEY, json(loader.data.classes())?),
+            (REPLICAS_KEY, replicas.to_string()),
         ];
         if let Some(frames) = &frames {
             data_meta.push((FRAMES_KEY, json(frames)?));
@@ -423,37 +509,114 @@ impl<'c> Trainer<'c> {
             best_checkpoint: best_path.clone(),
             last_checkpoint: last_path.clone(),
             interrupted: None,
+            leader,
+            replicas,
         };
-        for epoch in first_epoch..c.epochs {
-            let start = std::time::Instant::now();
-            let source = match (&mut live_teacher, &teacher_table) {
-                (Some((m, s)), _) => Some(TeacherSource::Live { model: m, store: s }),
-                (None, Some(table)) => Some(TeacherSource::Logits(table)),
-                (None, None) => None,
+        let (first, others) = states.split_first_mut().expect("at least one device");
+        let (first_runner, other_runners) = runners.split_first().expect("at least one device");
+        let table = teacher_table.as_ref();
+        let epochs = first_epoch..c.epochs;
+        let distillation = c.distillation;
+        std::thread::scope(|scope| {
+            let followers: Vec<_> = other_runners
+                .iter()
+                .zip(others.iter_mut())
+                .enumerate()
+                .map(|(k, (runner, state))| {
+                    let (group, epochs) = (&group, epochs.clone());
+                    scope.spawn(move || {
+                        let leaving = LeaveOnPanic {
+                            group,
+                            local: k + 1,
+                        };
+                        let result = state.follow(runner, table, distillation, epochs, resume_from);
+                        if let Err(e) = &result {
+                            group.fail(k + 1, e.to_string());
+                        }
+                        std::mem::forget(leaving);
+                        result
+                    })
+                })
+                .collect();
+            let result = match &run_dir {
+                Some(run_dir) => self.lead(
+                    first_runner,
+                    first,
+                    table,
+                    ema.as_mut(),
+                    run_dir,
+                    &data_meta,
+                    (epochs, resume_from, updates),
+                    &mut summary,
+                ),
+                None => first.follow(first_runner, table, distillation, epochs, resume_from),
             };
-            let mut teacher = source.map(|source| Teacher {
-                source,
-                kind: c.distillation,
-            });
+            if let Err(e) = &result {
+                group.fail(0, e.to_string());
+            }
+            let mut result = result;
+            for (k, f) in followers.into_iter().enumerate() {
+                let joined = f.join().unwrap_or_else(|_| {
+                    Err(Error::ReplicaFailed {
+                        replica: group.global_index(k + 1),
+                        reason: "its thread panicked".into(),
+                    })
+                });
+                if result.is_ok() {
+                    result = joined;
+                }
+            }
+            result
+        })?;
+        Ok(summary)
+    }
+
+    /// The epochs of replica 0 of the run: train, evaluate, write the checkpoints and
+    /// the metrics, call back.
+    #[allow(clippy::too_many_arguments)]
+    fn lead(
+        &mut self,
+        runner: &EpochRunner,
+        state: &mut ReplicaState,
+        table: Option<&TeacherLogits>,
+        mut ema: Option<&mut ModelEma>,
+        run_dir: &RunDir,
+        data_meta: &[(&str, String)],
+        (epochs, mut resume_from, updates): (std::ops::Range<usize>, Option<EpochProgress>, usize),
+        summary: &mut TrainSummary,
+    ) -> Result<()> {
+        let c = &self.config;
+        let ctx = runner.ctx;
+        let steps = runner.loader.batches();
+        let mut best = summary.best_accuracy;
+        let ReplicaState {
+            model,
+            store,
+            optimizer,
+            teacher,
+        } = state;
+        for epoch in epochs {
+            let start = std::time::Instant::now();
+            let mut teacher = teacher_of(teacher, table, c.distillation);
             let from = resume_from
                 .take()
                 .unwrap_or_else(|| EpochProgress::start(epoch));
             let on_step = &mut self.on_step;
             let outcome = runner.train_epoch(
                 from,
-                &mut model,
-                &mut store,
-                &mut optimizer,
+                model,
+                store,
+                optimizer,
                 teacher.as_mut(),
-                ema.as_mut(),
+                ema.as_deref_mut(),
                 |p| {
                     if let Some(f) = on_step {
                         f(p)
                     }
                 },
             )?;
-            let mut sd = store.to_state_dict(&ctx)?;
-            for (k, v) in &data_meta {
+            let mut sd = store.to_state_dict(ctx)?;
+            for (k, v) in data_meta {
                 sd.metadata.insert(k.to_string(), v.clone());
             }
             sd.metadata.insert(BEST_KEY.into(), best.to_string());
@@ -463,15 +626,15 @@ impl<'c> Trainer<'c> {
                 sd.metadata
                     .insert(EPOCHS_DONE_KEY.into(), epoch.to_string());
                 sd.metadata.insert(PARTIAL_EPOCH_KEY.into(), json(&p)?);
-                optimizer.save_into(&ctx, &mut sd)?;
+                optimizer.save_into(ctx, &mut sd)?;
                 if let Some(ema) = &ema {
-                    ema.save_into(&ctx, &mut sd)?;
+                    ema.save_into(ctx, &mut sd)?;
                 }
-                sd.write(&last_path)?;
+                sd.write(&summary.last_checkpoint)?;
                 summary.interrupted = Some((epoch, p.steps_done, steps));
-                return Ok(summary);
+                return Ok(());
             }
-            let evaluation = evaluate(&ctx, &mut model, &mut store, &test_loader)?;
+            let evaluation = evaluate(ctx, model, store, &runner.test_loader)?;
             if evaluation.nan_predictions > 0 {
                 return Err(Error::Diverged {
                     at: format!("epoch {}", epoch + 1),
@@ -481,8 +644,8 @@ impl<'c> Trainer<'c> {
                     ),
                 });
             }
-            let ema_test_accuracy = match ema.as_mut() {
-                Some(ema) => Some(evaluate(&ctx, &mut model, ema.store(&ctx)?, &test_loader)?.top1),
+            let ema_test_accuracy = match ema.as_deref_mut() {
+                Some(ema) => Some(evaluate(ctx, model, ema.store(ctx)?, &runner.test_loader)?.top1),
                 None => None,
             };
             let report = EpochReport {
@@ -503,25 +666,93 @@ impl<'c> Trainer<'c> {
                 .insert(EPOCHS_DONE_KEY.into(), (epoch + 1).to_string());
             sd.metadata.insert(BEST_KEY.into(), best.to_string());
             if evaluation.top1 >= best {
-                sd.write(&best_path)?;
+                sd.write(&summary.best_checkpoint)?;
             }
             if let Some(ema) = &ema {
                 // The EMA as a plain checkpoint for eval and infer, with the data's metadata.
-                let mut plain = ema.state_dict(&ctx)?;
-                for (k, v) in &data_meta {
+                let mut plain = ema.state_dict(ctx)?;
+                for (k, v) in data_meta {
                     plain.metadata.insert(k.to_string(), v.clone());
                 }
                 plain.write(&run_dir.ema_checkpoint())?;
-                ema.save_into(&ctx, &mut sd)?;
+                ema.save_into(ctx, &mut sd)?;
             }
-            optimizer.save_into(&ctx, &mut sd)?;
-            sd.write(&last_path)?;
+            optimizer.save_into(ctx, &mut sd)?;
+            sd.write(&summary.last_checkpoint)?;
             run_dir.append_metrics(&json(&report)?)?;
             if let Some(f) = &mut self.on_epoch {
                 f(&report);
             }
         }
-        Ok(summary)
+        Ok(())
+    }
+}
+
+/// One replica's model, weights, optimizer state and live teacher, on its device.
+struct ReplicaState {
+    model: Model,
+    store: ParamStore,
+    optimizer: Optimizer,
+    teacher: Option<(Model, ParamStore)>,
+}
+
+impl ReplicaState {
+    /// The epochs of a replica other than 0: train in step with the others, nothing
+    /// written (replica 0 writes).
+    fn follow(
+        &mut self,
+        runner: &EpochRunner,
+        table: Option<&TeacherLogits>,
+        distillation: Distillation,
+        epochs: std::ops::Range<usize>,
+        mut resume_from: Option<EpochProgress>,
+    ) -> Result<()> {
+        for epoch in epochs {
+            let mut teacher = teacher_of(&mut self.teacher, table, distillation);
+            let from = resume_from
+                .take()
+                .unwrap_or_else(|| EpochProgress::start(epoch));
+            let outcome = runner.train_epoch(
+                from,
+                &mut self.model,
+                &mut self.store,
+                &mut self.optimizer,
+                teacher.as_mut(),
+                None,
+                |_| {},
+            )?;
+            if outcome.interrupted {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The teacher of an epoch: the replica's live teacher, or the table of logits.
+fn teacher_of<'t>(
+    live: &'t mut Option<(Model, ParamStore)>,
+    table: Option<&'t TeacherLogits>,
+    kind: Distillation,
+) -> Option<Teacher<'t>> {
+    let source = match (live, table) {
+        (Some((m, s)), _) => TeacherSource::Live { model: m, store: s },
+        (None, Some(table)) => TeacherSource::Logits(table),
+        (None, None) => return None,
+    };
+    Some(Teacher { source, kind })
+}
+
+/// Fails the group when a replica's thread unwinds, so that the others stop waiting
+/// for it; forgotten when the thread returns.
+struct LeaveOnPanic<'g> {
+    group: &'g ReplicaGroup,
+    local: usize,
+}
+
+impl Drop for LeaveOnPanic<'_> {
+    fn drop(&mut self) {
+        self.group.fail(self.local, "its thread panicked".into());
     }
 }
 

@@ -201,6 +201,7 @@ fn loader_covers_the_epoch_repeatably_and_normalizes() {
         seed: 3,
         prefetch: 2,
         workers: 2,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let epoch = |e| -> Vec<_> { loader.epoch(e).map(|b| b.unwrap()).collect() };
     let (a, b, c) = (epoch(0), epoch(0), epoch(1));
@@ -264,6 +265,7 @@ fn loader_erases_after_normalizing() {
         seed: 3,
         prefetch: 1,
         workers: 1,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let batch = loader.make_batch(&[0, 1, 2, 3], 0, 0).unwrap();
     for image in batch.images.chunks(28 * 28) {

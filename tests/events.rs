@@ -485,6 +485,7 @@ fn frame_batches_are_time_major_and_augment_all_frames_alike() {
         seed: 1,
         prefetch: 1,
         workers: 1,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let batch = loader.make_batch(&[5, 9, 2], 0, 0).unwrap();
     assert_eq!(batch.images.len(), t_steps * 3 * 2 * plane);

@@ -50,6 +50,7 @@ fn loader(data: Samples, workers: usize) -> BatchLoader {
         seed: 11,
         prefetch: 2,
         workers,
+        shard: bitspike::data::Shard::WHOLE,
     }
 }
 

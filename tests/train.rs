@@ -123,6 +123,7 @@ fn loaders() -> (BatchLoader, BatchLoader) {
         seed: 9,
         prefetch: 2,
         workers: 0,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let test = BatchLoader {
         data: Arc::new(s.test),
@@ -149,6 +150,7 @@ fn trainer<'a>(ctx: &'a GpuContext, train: BatchLoader, test: BatchLoader) -> Ep
         accum_steps: 1,
         report_every: 10,
         stop: Arc::new(AtomicBool::new(false)),
+        replicas: None,
     }
 }
 

@@ -643,6 +643,7 @@ fn bench_data(args: &BenchArgs) -> anyhow::Result<()> {
         seed: 0,
         prefetch: 3,
         workers: args.workers,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let rate = measure(
         &loader,

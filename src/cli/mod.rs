@@ -36,7 +36,7 @@ enum Command {
     /// Benchmark kernels: rates and ratios measured in one run.
     Bench(bench::BenchArgs),
     /// Train a model preset on a dataset.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Accuracy and throughput of a checkpoint on a dataset's test split.
     Eval(eval::EvalArgs),
     /// Classify image files with a checkpoint: top-k classes per image.
@@ -287,7 +287,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Export(args) => export::run(args),

@@ -104,6 +104,7 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         seed: 0,
         prefetch: 1,
         workers: 1,
+        shard: bitspike::data::Shard::WHOLE,
     };
     let mut store = ParamStore::new(&ctx, &cfg, &sd)?;
     let (c, s) = (cfg.in_channels, cfg.image_size);

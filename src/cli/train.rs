@@ -14,6 +14,7 @@ use super::augment_args::AugmentArgs;
 use super::{float, print_json, EventArgs, GpuArgs, LoaderArgs, ModelArgs};
 use bitspike::data::{self, Augment};
 use bitspike::nn::Reversible;
+use bitspike::train::parallel::Devices;
 use bitspike::train::{Distillation, RunMode};
 use bitspike::trainer::{TeacherSpec, MAX_EPOCHS};
 use bitspike::{TrainConfig, Trainer};
@@ -26,6 +27,12 @@ pub struct TrainArgs {
     pub recipe: Option<PathBuf>,
     #[command(flatten)]
     gpu: GpuArgs,
+    /// The devices to train on, one data-parallel replica each: `all` (every adapter of
+    /// the best backend), or adapter indices as `bitspike info` lists them (`0,1`; `0,0`
+    /// opens two devices on the first adapter). The batch is split among them. Under
+    /// `mpirun` (with the `mpi` feature) each process trains on its own devices.
+    #[arg(long, default_value = "0")]
+    devices: Devices,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -190,6 +197,7 @@ impl TrainArgs {
         config.report_every = self.report_every;
         config.workers = self.loader.workers;
         config.adapter = self.gpu.choice();
+        config.devices = self.devices.clone();
         Ok(config)
     }
 }
@@ -202,13 +210,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     // The progress bar of the running epoch, made at its first step.
     let bar: RefCell<Option<indicatif::ProgressBar>> = RefCell::new(None);
     let epoch_done = Cell::new(0);
-    let trainer = Trainer::new(config)
+    #[cfg(feature = "mpi")]
+    let world = match bitspike::train::parallel::mpi_world::MpiWorld::launched() {
+        true => Some(std::sync::Arc::new(
+            bitspike::train::parallel::mpi_world::MpiWorld::init()?,
+        )),
+        false => None,
+    };
+    #[allow(unused_mut)]
+    let mut trainer = Trainer::new(config)
         .on_start(|s| {
             epoch_done.set(s.first_epoch);
             if !json {
+                let replicas = match s.replicas {
+                    1 => String::new(),
+                    n => format!(" ({n} replicas)"),
+                };
                 eprintln!(
-                    "training {name} on {} ({} train / {} test images, {}) on {}; run \
-                     directory {}",
+                    "training {name} on {} ({} train / {} test images, {}) on {}{replicas}; \
+                     run directory {}",
                     args.data.display(),
                     s.train_samples,
                     s.test_samples,
@@ -269,7 +289,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
         eprintln!("interrupted: stopping after this step to save (again to quit at once)");
     });
-    let summary = trainer.run()?;
+    #[cfg(feature = "mpi")]
+    if let Some(world) = &world {
+        trainer = trainer.processes(world.clone());
+    }
+    let result = trainer.run();
+    // One process's error ends the launch: the others would wait for it in a reduction.
+    #[cfg(feature = "mpi")]
+    if let (Err(e), Some(world)) = (&result, &world) {
+        use bitspike::train::parallel::ProcessGroup;
+        if world.size() > 1 {
+            eprintln!("error on process {} of {}: {e}", world.rank(), world.size());
+            world.abort(1);
+        }
+    }
+    let summary = result?;
     if let Some(bar) = bar.borrow_mut().take() {
         bar.finish_and_clear();
     }
@@ -283,7 +317,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
-    if !json {
+    if !json && summary.leader {
         println!(
             "best test accuracy {:.2}%; checkpoints in {}",
             100.0 * summary.best_accuracy,

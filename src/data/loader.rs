@@ -67,6 +67,30 @@ pub struct BatchLoader {
     pub prefetch: usize,
     /// Threads preparing batches; 0: one per core.
     pub workers: usize,
+    /// The part of each batch this loader delivers (a data-parallel replica's share).
+    pub shard: Shard,
+}
+
+/// Part `index` of `count` equal parts of every batch (the last part of a batch that
+/// does not divide takes less): the rows a data-parallel replica trains on. Each sample
+/// is augmented as in the whole batch; mixup mixes within the part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, `0..count`.
+    pub index: usize,
+    /// Parts of a batch.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole batch.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// The rows of a batch of `rows` that this part takes.
+    pub fn rows(&self, rows: usize) -> std::ops::Range<usize> {
+        let per = rows.div_ceil(self.count.max(1));
+        (self.index * per).min(rows)..((self.index + 1) * per).min(rows)
+    }
 }
 
 /// The seed of batch `b` of the epoch whose seed is `epoch_seed`.
@@ -89,6 +113,12 @@ impl BatchLoader {
     /// Number of batches per epoch (the last one may be smaller).
     pub fn batches(&self) -> usize {
         self.data.len().div_ceil(self.batch_size.max(1))
+    }
+
+    /// Samples in batch `b` of an epoch, over all shards.
+    pub fn batch_rows(&self, b: usize) -> usize {
+        let size = self.batch_size.max(1);
+        self.data.len().saturating_sub(b * size).min(size)
     }
 
     /// The worker threads an epoch runs on.
@@ -122,9 +152,11 @@ impl BatchLoader {
             self.worker_count(),
             self.prefetch,
             move |b, stop: &AtomicBool| {
-                let indices = &order[b * size..((b + 1) * size).min(order.len())];
+                let whole = &order[b * size..((b + 1) * size).min(order.len())];
+                let part = me.shard.rows(whole.len());
                 let seed = batch_seed(epoch_seed, b);
-                let batch = me.build_batch(indices, epoch as usize, seed, stop);
+                let batch =
+                    me.build_batch(&whole[part.clone()], part.start, epoch as usize, seed, stop);
                 // A batch cut short by `stop` is not delivered.
                 (!stop.load(Ordering::SeqCst)).then_some(batch)
             },
@@ -136,14 +168,15 @@ impl BatchLoader {
     /// sample's frames alike, random erasing runs on the normalized sample, and mixup
     /// on the normalized batch.
     pub fn make_batch(&self, indices: &[usize], epoch: usize, seed: u64) -> Result<Batch> {
-        self.build_batch(indices, epoch, seed, &AtomicBool::new(false))
+        self.build_batch(indices, 0, epoch, seed, &AtomicBool::new(false))
     }
 
-    /// [`BatchLoader::make_batch`], returning early (with a partial batch, to be
-    /// discarded) once `stop` is set.
+    /// [`BatchLoader::make_batch`] of the rows from `first_row` on of a batch, returning
+    /// early (with a partial batch, to be discarded) once `stop` is set.
     fn build_batch(
         &self,
         indices: &[usize],
+        first_row: usize,
         epoch: usize,
         seed: u64,
         stop: &AtomicBool,
@@ -159,7 +192,7 @@ impl BatchLoader {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let mut rng = Rng::new(sample_seed(seed, k));
+            let mut rng = Rng::new(sample_seed(seed, first_row + k));
             let img = self.augment.apply_u8(&d.read(i)?, h, w, &mut rng);
             for (p, (o, v)) in sample
                 .chunks_mut(plane)

@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 pub use augment::Augment;
 pub use files::{FileList, Fit};
 pub use folder::{FolderOptions, Load};
-pub use loader::{Batch, BatchLoader, Batches};
+pub use loader::{Batch, BatchLoader, Batches, Shard};
 pub use mixup::{Mix, MixMode, Mixup};
 pub use planar::Planar;
 pub use samples::Samples;

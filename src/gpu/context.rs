@@ -222,6 +222,11 @@ pub struct GpuContext {
 impl GpuContext {
     /// Open the adapter the choice (or the environment) names, the best one otherwise.
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        Self::on_adapter(choice, 0)
+    }
+
+    /// The adapters the choice names, best first (the order `--devices` indexes).
+    fn ranked_adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
         let backends = choice.backends()?;
         let instance = new_instance(backends);
         let mut adapters: Vec<wgpu::Adapter> =
@@ -237,12 +242,48 @@ impl GpuContext {
                 info.backend == wgpu::Backend::Gl,
             )
         });
-        let adapter = adapters
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::NoAdapter {
+        Ok(adapters)
+    }
+
+    /// How many adapters `--devices all` opens: those of the best adapter's backend and
+    /// kind (the GPUs when there is one, else the software adapters), so that one GPU
+    /// seen through two backends counts once.
+    pub fn distinct_adapters(choice: &AdapterChoice) -> Result<usize> {
+        let adapters = Self::ranked_adapters(choice)?;
+        let Some(best) = adapters.first().map(|a| a.get_info()) else {
+            return Err(Error::NoAdapter {
                 filter: choice.describe(),
-            })?;
+            });
+        };
+        let is_cpu = |t| t == wgpu::DeviceType::Cpu;
+        Ok(adapters
+            .iter()
+            .map(|a| a.get_info())
+            .filter(|i| {
+                i.backend == best.backend && is_cpu(i.device_type) == is_cpu(best.device_type)
+            })
+            .count())
+    }
+
+    /// Open a device on the `index`-th adapter the choice names, best first (0 is the one
+    /// [`GpuContext::new`] opens). Each call opens a device of its own, also on an adapter
+    /// already open.
+    pub fn on_adapter(choice: &AdapterChoice, index: usize) -> Result<Self> {
+        let adapters = Self::ranked_adapters(choice)?;
+        let count = adapters.len();
+        let adapter = adapters.into_iter().nth(index).ok_or_else(|| {
+            if count == 0 {
+                Error::NoAdapter {
+                    filter: choice.describe(),
+                }
+            } else {
+                Error::OutOfRange {
+                    field: "device".into(),
+                    value: index.to_string(),
+                    allowed: format!("0..{count} (the adapters{})", choice.describe()),
+                }
+            }
+        })?;
         let report = AdapterReport::of(&adapter);
         // The adapter's own limits: wgpu's defaults cap storage bindings at 128 MiB and
         // workgroup memory at 16 KiB, which real models exceed.

@@ -370,6 +370,49 @@ impl ParamStore {
         ctx.fill_zero(&self.grads);
     }
 
+    /// Every running statistic and buffer, one after the other in the order of the
+    /// specs (what data-parallel replicas average).
+    pub fn download_stats(&self, ctx: &GpuContext) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for entry in &self.entries {
+            if let Entry::Stat(t) = entry {
+                out.extend(ctx.download_f32(t)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Overwrite the running statistics and buffers with `values`, laid out as
+    /// [`ParamStore::download_stats`] returns them.
+    pub fn write_stats(&self, ctx: &GpuContext, values: &[f32]) -> Result<()> {
+        if values.len() != self.stats_len() {
+            return Err(Error::Shape {
+                op: "write_stats",
+                expected: format!("{} values", self.stats_len()),
+                got: format!("{}", values.len()),
+            });
+        }
+        let mut rest = values;
+        for entry in &self.entries {
+            if let Entry::Stat(t) = entry {
+                let (head, tail) = rest.split_at(t.len());
+                ctx.write_words(t, head)?;
+                rest = tail;
+            }
+        }
+        Ok(())
+    }
+
+    fn stats_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::Stat(t) => t.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Total trainable elements (without alignment padding).
     pub fn trainable_len(&self) -> usize {
         self.specs

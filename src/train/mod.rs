@@ -1,8 +1,9 @@
 //! Training: the optimizer state, the learning-rate schedule, the weights' moving
-//! average, the epoch loop, the run directory.
+//! average, the epoch loop, the run directory, data parallelism over several devices.
 
 pub mod ema;
 pub mod optimizer;
+pub mod parallel;
 pub mod run_dir;
 pub mod schedule;
 pub mod trainer;

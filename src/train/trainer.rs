@@ -18,6 +18,7 @@ use crate::nn::{combine_heads, Classifier, ParamStore};
 use crate::ops::loss::{argmax, cross_entropy, distill_soft, soft_cross_entropy, LossOutput};
 use crate::ops::weighted_sum;
 
+use super::parallel::ReplicaLink;
 use super::{CosineSchedule, ModelEma, Optimizer};
 
 /// How a teacher supervises the second head (docs/models.md section 3).
@@ -140,6 +141,8 @@ pub struct EpochOutcome {
     pub interrupted: bool,
     /// Where the epoch got.
     pub progress: EpochProgress,
+    /// Seconds spent reducing over data-parallel replicas (0 with one).
+    pub reduce_seconds: f64,
 }
 
 /// Progress of the running epoch, for a progress bar.
@@ -177,6 +180,9 @@ pub struct EpochRunner<'a> {
     /// Set by Ctrl-C: the epoch stops at the next optimizer step, so that a checkpoint
     /// never holds half an accumulation.
     pub stop: Arc<AtomicBool>,
+    /// This replica's group when training data-parallel: `loader` delivers its shard of
+    /// each batch, and every update sums the replicas' gradients first.
+    pub replicas: Option<ReplicaLink>,
 }
 
 /// Per-step results waiting on the GPU: (step index in the epoch, per-row losses,
@@ -337,11 +343,18 @@ impl EpochRunner<'_> {
         let seen_before = from.seen;
         let mut in_flight = None;
         let mut interrupted = false;
+        // With replicas, stopping is agreed on in each reduction, so that all stop alike.
+        let mut stop_agreed = false;
+        let mut reduce_seconds = 0.0;
         let batches = self.loader.epoch_from(epoch as u64, from.steps_done);
         for (i, batch) in (from.steps_done..).zip(batches) {
             // Accumulation groups start at multiples of `accum` within the epoch.
             let group_start = i / accum * accum;
-            if i == group_start && self.stop.load(Ordering::SeqCst) {
+            let stop = match self.replicas {
+                Some(_) => stop_agreed,
+                None => self.stop.load(Ordering::SeqCst),
+            };
+            if i == group_start && stop {
                 interrupted = true;
                 break;
             }
@@ -350,45 +363,63 @@ impl EpochRunner<'_> {
             // The schedule counts optimizer steps, so that accumulating k batches of B
             // follows the schedule of one batch of k B.
             let update = epoch * steps.div_ceil(accum) + i / accum;
-            let (images, labels) = upload_batch(ctx, &batch, &self.loader.data)?;
-            let heads = model.forward(ctx, store, &images, true)?;
-            let teacher_target = match teacher.as_deref_mut() {
-                Some(t) => Some((self.teacher_target(t, &images, &batch)?, t.kind)),
-                None => None,
+            // A replica's loss is weighted by its share of the batch, so that the summed
+            // gradients are those of the whole batch's mean loss. A replica whose share
+            // of a small last batch is empty adds zero gradients.
+            let share = batch.len() as f32 / self.loader.batch_rows(i).max(1) as f32;
+            let computed = if batch.is_empty() {
+                None
+            } else {
+                let (images, labels) = upload_batch(ctx, &batch, &self.loader.data)?;
+                let heads = model.forward(ctx, store, &images, true)?;
+                let teacher_target = match teacher.as_deref_mut() {
+                    Some(t) => Some((self.teacher_target(t, &images, &batch)?, t.kind)),
+                    None => None,
+                };
+                let losses = self.head_losses(
+                    &heads,
+                    &batch,
+                    &labels,
+                    teacher_target,
+                    share / group_len as f32,
+                )?;
+                let dlogits: Vec<Tensor> = losses.iter().map(|l| l.dlogits.clone()).collect();
+                model.backward(ctx, store, &dlogits)?;
+                Some((heads, losses))
             };
-            let losses = self.head_losses(
-                &heads,
-                &batch,
-                &labels,
-                teacher_target,
-                1.0 / group_len as f32,
-            )?;
-            let dlogits: Vec<Tensor> = losses.iter().map(|l| l.dlogits.clone()).collect();
-            model.backward(ctx, store, &dlogits)?;
             if i + 1 == group_start + group_len {
+                if let Some(link) = &self.replicas {
+                    let t = Instant::now();
+                    stop_agreed = link.reduce(ctx, store, self.stop.load(Ordering::SeqCst))?;
+                    reduce_seconds += t.elapsed().as_secs_f64();
+                }
                 optimizer.step(ctx, store, self.schedule.at(update))?;
                 if let Some(ema) = ema.as_deref_mut() {
                     ema.update(ctx, store)?;
                 }
             }
-            // Report the loss the model minimises: the weighted sum over the heads.
-            let weights = vec![1.0 / losses.len() as f32; losses.len()];
-            let terms: Vec<(f32, &Tensor)> = weights
-                .iter()
-                .copied()
-                .zip(losses.iter().map(|l| &l.losses))
-                .collect();
-            let loss = weighted_sum(ctx, &terms)?;
-            let predicted = argmax(ctx, &combine_heads(ctx, &heads)?)?;
-            pending.push((i, loss, predicted, batch.labels.clone()));
+            if let Some((heads, losses)) = computed {
+                // Report the loss the model minimises: the weighted sum over the heads.
+                let weights = vec![1.0 / losses.len() as f32; losses.len()];
+                let terms: Vec<(f32, &Tensor)> = weights
+                    .iter()
+                    .copied()
+                    .zip(losses.iter().map(|l| &l.losses))
+                    .collect();
+                let loss = weighted_sum(ctx, &terms)?;
+                let predicted = argmax(ctx, &combine_heads(ctx, &heads)?)?;
+                pending.push((i, loss, predicted, batch.labels.clone()));
+            }
             progress.steps_done = i + 1;
             // Wait for the batch before this one: the GPU keeps one queued, and a stop
             // never waits behind more than an accumulation group and one batch.
             if let Some(previous) = in_flight.replace(ctx.submit()) {
                 ctx.wait_for(previous)?;
             }
-            if pending.len() >= self.report_every || i + 1 == steps {
-                progress.add(drain(ctx, &mut pending, epoch, steps)?);
+            // Every replica drains at the same steps (its figures are summed there).
+            let done = i + 1 - from.steps_done;
+            if self.report_every == 0 || done.is_multiple_of(self.report_every) || i + 1 == steps {
+                progress.add(self.drain_all(ctx, &mut pending, epoch, steps)?);
                 on_progress(&StepProgress {
                     step: i + 1,
                     steps,
@@ -399,14 +430,30 @@ impl EpochRunner<'_> {
                 });
             }
         }
-        progress.add(drain(ctx, &mut pending, epoch, steps)?);
+        progress.add(self.drain_all(ctx, &mut pending, epoch, steps)?);
         Ok(EpochOutcome {
             loss: progress.loss(),
             accuracy: progress.accuracy(),
             images_per_second: (progress.seen - seen_before) as f64 / start.elapsed().as_secs_f64(),
             interrupted,
             progress,
+            reduce_seconds,
         })
+    }
+
+    /// [`drain`], summed over the replicas when there are several.
+    fn drain_all(
+        &self,
+        ctx: &GpuContext,
+        pending: &mut Pending,
+        epoch: usize,
+        steps: usize,
+    ) -> Result<(f64, usize, usize)> {
+        let mine = drain(ctx, pending, epoch, steps)?;
+        match &self.replicas {
+            Some(link) => link.sum_figures(mine),
+            None => Ok(mine),
+        }
     }
 }
 
